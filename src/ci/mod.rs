@@ -1,0 +1,150 @@
+//! CI environments: what the job is building and with which registry credentials.
+//!
+//! Owns [`CiContext`] and [`detect`], which turns an [`EnvMap`] into a context for GitHub
+//! Actions, GitLab CI or a generic runner. Each provider's translation lives in its own file;
+//! `export.rs` renders the variables `ci-env` prints, per shell. Never reads the process
+//! environment and never writes files.
+
+// pub mod export;
+// pub mod generic;
+// pub mod github;
+// pub mod gitlab;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::env_vars::{self, EnvMap};
+use crate::registry::Implementation;
+use crate::reference::{RegistryHost, RepoAddress};
+use crate::secret::Secret;
+
+/// Which CI system the job runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Github,
+    Gitlab,
+    Generic,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Github => "github",
+            Self::Gitlab => "gitlab",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the user asked `ci-env` to read: one provider, or whichever is detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderChoice {
+    Auto,
+    Named(Provider),
+}
+
+impl FromStr for ProviderChoice {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        match input {
+            "auto" => Ok(Self::Auto),
+            "github" => Ok(Self::Named(Provider::Github)),
+            "gitlab" => Ok(Self::Named(Provider::Gitlab)),
+            "generic" => Ok(Self::Named(Provider::Generic)),
+            other => Err(format!("unknown CI `{other}`; expected auto, github, gitlab or generic")),
+        }
+    }
+}
+
+/// `branch` or `tag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefType {
+    Branch,
+    Tag,
+}
+
+impl RefType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Branch => "branch",
+            Self::Tag => "tag",
+        }
+    }
+}
+
+/// Registry credentials the job brings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub registry: RegistryHost,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// Everything a CI job tells dockhand about itself. Every field is optional except the
+/// provider: a generic runner may know nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiContext {
+    pub provider: Provider,
+    /// The job's registry login, if the CI provides one.
+    pub credentials: Option<Credentials>,
+    /// The images repo the CI suggests (`ghcr.io/owner/repo`, `$CI_REGISTRY_IMAGE`).
+    pub repo: Option<RepoAddress>,
+    /// The implementation the CI knows for certain (GitLab's own registry).
+    pub implementation: Option<Implementation>,
+    /// Full commit SHA being built (for pull requests, the head commit when known).
+    pub sha: Option<String>,
+    pub ref_name: Option<String>,
+    pub ref_type: Option<RefType>,
+    /// The git tag, when building one.
+    pub tag: Option<String>,
+    pub pr_number: Option<String>,
+    pub pr_head_sha: Option<String>,
+    pub default_branch: Option<String>,
+    pub job_id: Option<String>,
+    pub pipeline_id: Option<String>,
+}
+
+impl CiContext {
+    /// A context that knows only its provider.
+    pub fn empty(provider: Provider) -> Self {
+        Self {
+            provider,
+            credentials: None,
+            repo: None,
+            implementation: None,
+            sha: None,
+            ref_name: None,
+            ref_type: None,
+            tag: None,
+            pr_number: None,
+            pr_head_sha: None,
+            default_branch: None,
+            job_id: None,
+            pipeline_id: None,
+        }
+    }
+}
+
+/// A variable that is set and not empty.
+pub(crate) fn non_empty(env: &EnvMap, name: &str) -> Option<String> {
+    env.get(name).filter(|value| !value.is_empty()).cloned()
+}
+
+/// The provider the environment belongs to: GitHub Actions, GitLab CI, else generic.
+pub fn detect_provider(env: &EnvMap) -> Provider {
+    let set = |name: &str| env.get(name).is_some_and(|value| value == "true");
+    if set(env_vars::GITHUB_ACTIONS) {
+        Provider::Github
+    } else if set(env_vars::GITLAB_CI) {
+        Provider::Gitlab
+    } else {
+        Provider::Generic
+    }
+}

@@ -1,0 +1,158 @@
+//! Every environment variable dockhand reads or exports, one documented constant each.
+//!
+//! Owns names only, no logic. Only `main.rs` reads the process environment (into an
+//! [`EnvMap`]); every other module takes the map, so tests pass maps built from the GitHub and
+//! GitLab documentation instead of mutating the process environment.
+
+use std::collections::BTreeMap;
+
+/// The process environment as read once by `main.rs`, or built by a test.
+pub type EnvMap = BTreeMap<String, String>;
+
+// --- dockhand's own settings (flags have the same meaning) ---
+
+/// Project file, like `--config`.
+pub const DOCKHAND_CONFIG: &str = "DOCKHAND_CONFIG";
+/// Images repo, like `--repo`; exported by `ci-env`.
+pub const DOCKHAND_REPO: &str = "DOCKHAND_REPO";
+/// Registry implementation, like `--repo-implementation`; exported by `ci-env` (never `auto`).
+pub const DOCKHAND_REPO_IMPLEMENTATION: &str = "DOCKHAND_REPO_IMPLEMENTATION";
+/// Naming mode, like `--repo-mode`.
+pub const DOCKHAND_REPO_MODE: &str = "DOCKHAND_REPO_MODE";
+/// Docker config directory dockhand reads credentials from, like `--docker-config`.
+pub const DOCKHAND_DOCKER_CONFIG: &str = "DOCKHAND_DOCKER_CONFIG";
+/// Comma-separated hosts spoken to over plain HTTP, like `--insecure-registry`.
+pub const DOCKHAND_INSECURE_REGISTRIES: &str = "DOCKHAND_INSECURE_REGISTRIES";
+/// `text` or `json`, like `--output`.
+pub const DOCKHAND_OUTPUT: &str = "DOCKHAND_OUTPUT";
+/// Builder backend, like `--builder`.
+pub const DOCKHAND_BUILDER: &str = "DOCKHAND_BUILDER";
+
+// --- generic runner inputs and the CI facts `ci-env` exports ---
+
+/// Registry host for `ci-env generic`.
+pub const DOCKHAND_REGISTRY: &str = "DOCKHAND_REGISTRY";
+/// Registry user for `ci-env generic`.
+pub const DOCKHAND_REGISTRY_USERNAME: &str = "DOCKHAND_REGISTRY_USERNAME";
+/// Registry password or token for `ci-env generic`. Never exported, never printed.
+pub const DOCKHAND_REGISTRY_PASSWORD: &str = "DOCKHAND_REGISTRY_PASSWORD";
+/// Full commit SHA of the build.
+pub const DOCKHAND_SHA: &str = "DOCKHAND_SHA";
+/// Branch or tag name of the build.
+pub const DOCKHAND_REF_NAME: &str = "DOCKHAND_REF_NAME";
+/// `branch` or `tag`.
+pub const DOCKHAND_REF_TYPE: &str = "DOCKHAND_REF_TYPE";
+/// The git tag being built, when the build is for a tag.
+pub const DOCKHAND_TAG: &str = "DOCKHAND_TAG";
+/// Pull/merge request number, when the build is for one.
+pub const DOCKHAND_PR_NUMBER: &str = "DOCKHAND_PR_NUMBER";
+/// Head commit of the pull/merge request (not the synthetic merge commit).
+pub const DOCKHAND_PR_HEAD_SHA: &str = "DOCKHAND_PR_HEAD_SHA";
+/// The repository's default branch.
+pub const DOCKHAND_DEFAULT_BRANCH: &str = "DOCKHAND_DEFAULT_BRANCH";
+/// The CI job id.
+pub const DOCKHAND_JOB_ID: &str = "DOCKHAND_JOB_ID";
+/// The CI pipeline (workflow run) id.
+pub const DOCKHAND_PIPELINE_ID: &str = "DOCKHAND_PIPELINE_ID";
+/// Which CI `ci-env` detected: `github`, `gitlab` or `generic`.
+pub const DOCKHAND_CI: &str = "DOCKHAND_CI";
+
+// --- docker ---
+
+/// Docker's own config directory variable; `ci-env` exports it.
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
+/// A whole docker `config.json` in one variable (GitLab runners, some CI systems).
+pub const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
+
+// --- process ---
+
+/// Home directory; `~/.docker` is the default docker config.
+pub const HOME: &str = "HOME";
+/// Executable search path, used to find credential helpers and builders.
+pub const PATH: &str = "PATH";
+/// Temp directory for the job's docker config outside GitHub Actions.
+pub const TMPDIR: &str = "TMPDIR";
+/// Log filter for env_logger.
+pub const RUST_LOG: &str = "RUST_LOG";
+/// Disables colours when set.
+pub const NO_COLOR: &str = "NO_COLOR";
+
+// --- GitHub Actions (docs.github.com: "Variables" reference) ---
+
+/// `true` on every GitHub Actions runner.
+pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+/// `owner/repo`; may contain uppercase.
+pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+/// The owner of the repository.
+pub const GITHUB_REPOSITORY_OWNER: &str = "GITHUB_REPOSITORY_OWNER";
+/// The user that triggered the run; the registry user for ghcr.io.
+pub const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
+/// Token for ghcr.io and the REST API; only present when the workflow maps it into `env:`.
+pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+/// Commit SHA (on `pull_request`, the synthetic merge commit).
+pub const GITHUB_SHA: &str = "GITHUB_SHA";
+/// Full ref, e.g. `refs/heads/main`.
+pub const GITHUB_REF: &str = "GITHUB_REF";
+/// Short ref name, e.g. `main`, `v1.2.3`, `42/merge`.
+pub const GITHUB_REF_NAME: &str = "GITHUB_REF_NAME";
+/// `branch` or `tag`.
+pub const GITHUB_REF_TYPE: &str = "GITHUB_REF_TYPE";
+/// Source branch of a pull request.
+pub const GITHUB_HEAD_REF: &str = "GITHUB_HEAD_REF";
+/// Target branch of a pull request.
+pub const GITHUB_BASE_REF: &str = "GITHUB_BASE_REF";
+/// The triggering event, e.g. `push`, `pull_request`.
+pub const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
+/// Path of the event payload JSON.
+pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
+/// Workflow run id.
+pub const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
+/// Job id (the job's key in the workflow).
+pub const GITHUB_JOB: &str = "GITHUB_JOB";
+/// `https://github.com` or the GHES URL.
+pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
+/// REST API base URL (GHES, or a stand-in in tests).
+pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
+/// File that later steps read variables from (`NAME=value` lines).
+pub const GITHUB_ENV: &str = "GITHUB_ENV";
+/// File of step outputs (`name=value` lines).
+pub const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
+/// Markdown file shown on the run's summary page.
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+/// Per-job temp directory, emptied at the start and end of each job.
+pub const RUNNER_TEMP: &str = "RUNNER_TEMP";
+
+// --- GitLab CI (docs.gitlab.com: "Predefined CI/CD variables") ---
+
+/// `true` in every GitLab CI job.
+pub const GITLAB_CI: &str = "GITLAB_CI";
+/// Registry host[:port] of the instance.
+pub const CI_REGISTRY: &str = "CI_REGISTRY";
+/// The project's images repo, e.g. `registry.gitlab.com/group/project`.
+pub const CI_REGISTRY_IMAGE: &str = "CI_REGISTRY_IMAGE";
+/// Registry user (`gitlab-ci-token`).
+pub const CI_REGISTRY_USER: &str = "CI_REGISTRY_USER";
+/// Registry password (the job token).
+pub const CI_REGISTRY_PASSWORD: &str = "CI_REGISTRY_PASSWORD";
+/// The job token.
+pub const CI_JOB_TOKEN: &str = "CI_JOB_TOKEN";
+/// Commit SHA.
+pub const CI_COMMIT_SHA: &str = "CI_COMMIT_SHA";
+/// Branch or tag name.
+pub const CI_COMMIT_REF_NAME: &str = "CI_COMMIT_REF_NAME";
+/// Branch name; unset in tag and merge request pipelines.
+pub const CI_COMMIT_BRANCH: &str = "CI_COMMIT_BRANCH";
+/// Tag name; set only in tag pipelines.
+pub const CI_COMMIT_TAG: &str = "CI_COMMIT_TAG";
+/// Merge request number within the project.
+pub const CI_MERGE_REQUEST_IID: &str = "CI_MERGE_REQUEST_IID";
+/// Head commit of the merge request's source branch.
+pub const CI_MERGE_REQUEST_SOURCE_BRANCH_SHA: &str = "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA";
+/// The project's default branch.
+pub const CI_DEFAULT_BRANCH: &str = "CI_DEFAULT_BRANCH";
+/// Pipeline id.
+pub const CI_PIPELINE_ID: &str = "CI_PIPELINE_ID";
+/// Job id.
+pub const CI_JOB_ID: &str = "CI_JOB_ID";
+/// REST API base URL of the instance.
+pub const CI_API_V4_URL: &str = "CI_API_V4_URL";
