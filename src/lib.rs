@@ -23,9 +23,14 @@
 //! by [`exit::Classify`].
 
 pub mod ci;
+pub mod cli;
+pub mod commands;
 pub mod env_vars;
 pub mod exit;
 pub mod naming;
+pub mod output;
+pub mod project;
 pub mod reference;
 pub mod registry;
 pub mod secret;
+pub mod settings;

@@ -1,1 +1,52 @@
-fn main() {}
+//! The `dockhand` executable: reads the process environment once, parses the command line,
+//! runs the command and maps its outcome to the SPEC's exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dockhand::cli::Cli;
+use dockhand::commands::{self, Process};
+use dockhand::env_vars::{self, EnvMap};
+use dockhand::exit::ExitStatus;
+use dockhand::output::{self, Output};
+
+fn main() -> ExitCode {
+    // reqwest is built without a default crypto provider: ring is the one dockhand ships
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let env: EnvMap = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // --help and --version are successes; any other parse failure is the user's input (1)
+            return ExitCode::from(if error.use_stderr() { ExitStatus::Usage.code() } else { 0 });
+        }
+    };
+    output::init_logging(
+        env.get(env_vars::RUST_LOG).map(String::as_str),
+        cli.global.verbose,
+        cli.global.quiet,
+    );
+    let output = Output::new(
+        cli.global.output,
+        env.get(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true"),
+    );
+    let workdir = match std::env::current_dir() {
+        Ok(dir) => dir,
+        Err(error) => {
+            output.error("Cannot read the working directory", &[error.to_string()], None);
+            return ExitCode::from(ExitStatus::Failure.code());
+        }
+    };
+    let process = Process { env: &env, workdir: &workdir };
+    match commands::run(cli, &process, &output) {
+        Ok(status) => ExitCode::from(status.code()),
+        Err(failure) => {
+            failure.report(&output);
+            ExitCode::from(failure.exit_status().code())
+        }
+    }
+}

@@ -8,7 +8,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::reference::{ImageRef, MAX_TAG_LENGTH, RepoAddress, Tag, valid_repository_path, valid_tag};
+use crate::reference::{
+    ImageRef, MAX_TAG_LENGTH, RepoAddress, Tag, valid_repository_path, valid_tag,
+};
 
 /// How images share the images repo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,9 +76,13 @@ impl FromStr for RequestedMode {
 /// Why an image cannot be named in the images repo.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NamingError {
-    #[error("image name `{0}` must be lowercase letters and digits separated by `.`, `_`, `__`, `-` or `/`")]
+    #[error(
+        "image name `{0}` must be lowercase letters and digits separated by `.`, `_`, `__`, `-` or `/`"
+    )]
     ImageName(String),
-    #[error("`{image}-{tag}` is not a valid tag (at most {MAX_TAG_LENGTH} characters of letters, digits, `_`, `.`, `-`)")]
+    #[error(
+        "`{image}-{tag}` is not a valid tag (at most {MAX_TAG_LENGTH} characters of letters, digits, `_`, `.`, `-`)"
+    )]
     MonorepoTag { image: String, tag: String },
     #[error("monorepo mode needs a repository in the images repo, not only the registry `{0}`")]
     MonorepoWithoutRepository(String),
@@ -88,7 +94,12 @@ pub fn valid_image_name(name: &str) -> bool {
 }
 
 /// The reference of image `image` tagged `tag` in `repo` under `mode`.
-pub fn image_ref(repo: &RepoAddress, mode: Mode, image: &str, tag: &Tag) -> Result<ImageRef, NamingError> {
+pub fn image_ref(
+    repo: &RepoAddress,
+    mode: Mode,
+    image: &str,
+    tag: &Tag,
+) -> Result<ImageRef, NamingError> {
     if !valid_image_name(image) {
         return Err(NamingError::ImageName(image.to_owned()));
     }
@@ -220,7 +231,10 @@ mod tests {
         assert_eq!(image_of_repository(&base, &repo("localhost:5000/team")), None);
         assert_eq!(image_of_repository(&base, &repo("localhost:5000/teamx/api")), None);
         assert_eq!(image_of_repository(&base, &repo("localhost:5001/team/api")), None);
-        assert_eq!(image_of_repository(&repo("localhost:5000"), &repo("localhost:5000/api")), Some("api"));
+        assert_eq!(
+            image_of_repository(&repo("localhost:5000"), &repo("localhost:5000/api")),
+            Some("api")
+        );
     }
 
     #[test]
@@ -249,7 +263,10 @@ mod tests {
         for image in ["api", "web", "api-v2"] {
             let mono = image_ref(&base, Mode::Monorepo, image, &tag("v1")).unwrap();
             let stored = mono.tag.unwrap();
-            assert_eq!(image_of_tag(&["api", "web", "api-v2"], stored.as_str()), Some((image, "v1")));
+            assert_eq!(
+                image_of_tag(&["api", "web", "api-v2"], stored.as_str()),
+                Some((image, "v1"))
+            );
         }
     }
 
@@ -274,7 +291,10 @@ mod tests {
 
     #[test]
     fn requested_modes() {
-        assert_eq!("auto".parse::<RequestedMode>().unwrap().resolve(Mode::Monorepo), Mode::Monorepo);
+        assert_eq!(
+            "auto".parse::<RequestedMode>().unwrap().resolve(Mode::Monorepo),
+            Mode::Monorepo
+        );
         assert_eq!(
             "multirepo".parse::<RequestedMode>().unwrap().resolve(Mode::Monorepo),
             Mode::Multirepo

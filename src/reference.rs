@@ -40,13 +40,21 @@ pub enum Problem {
     Host(String),
     #[error("repository must be lowercase (`{0}`)")]
     Uppercase(String),
-    #[error("path component `{0}` must be lowercase letters and digits separated by `.`, `_`, `__` or `-`")]
+    #[error(
+        "path component `{0}` must be lowercase letters and digits separated by `.`, `_`, `__` or `-`"
+    )]
     Component(String),
-    #[error("the images repo must not carry a tag or digest (`{0}`); give tags with `tags:` or `--tag`")]
+    #[error(
+        "the images repo must not carry a tag or digest (`{0}`); give tags with `tags:` or `--tag`"
+    )]
     TagInRepo(String),
-    #[error("tag `{0}` must be 1-128 characters of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`")]
+    #[error(
+        "tag `{0}` must be 1-128 characters of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
+    )]
     Tag(String),
-    #[error("digest `{0}` must be `sha256:` followed by 64 lowercase hex digits (or `sha512:` and 128)")]
+    #[error(
+        "digest `{0}` must be `sha256:` followed by 64 lowercase hex digits (or `sha512:` and 128)"
+    )]
     Digest(String),
     #[error("the repository path is missing")]
     MissingPath,
@@ -208,8 +216,7 @@ fn valid_component(component: &str) -> bool {
             }
             _ => return false,
         }
-        if i == start
-            || !bytes.get(i).is_some_and(|n| n.is_ascii_lowercase() || n.is_ascii_digit())
+        if i == start || !bytes.get(i).is_some_and(|n| n.is_ascii_lowercase() || n.is_ascii_digit())
         {
             return false;
         }
@@ -233,6 +240,7 @@ pub struct RepoAddress {
 
 impl RepoAddress {
     /// A repository below this address: `self/child`.
+    #[must_use]
     pub fn join(&self, child: &str) -> Self {
         let path =
             if self.path.is_empty() { child.to_owned() } else { format!("{}/{child}", self.path) };
@@ -409,7 +417,11 @@ impl FromStr for Digest {
         } && input
             .split_once(':')
             .is_some_and(|(_, hex)| hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
-        if ok { Ok(Self(input.to_owned())) } else { Err(invalid(input, Problem::Digest(input.to_owned()))) }
+        if ok {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(invalid(input, Problem::Digest(input.to_owned())))
+        }
     }
 }
 
@@ -490,7 +502,11 @@ mod tests {
             ("registry-1.docker.io/acme/app", "docker.io", "acme/app"),
             ("registry.hub.docker.com/library/alpine", "docker.io", "library/alpine"),
             ("[::1]:5000/app", "[::1]:5000", "app"),
-            ("123456789012.dkr.ecr.us-east-1.amazonaws.com/a/b/c", "123456789012.dkr.ecr.us-east-1.amazonaws.com", "a/b/c"),
+            (
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/a/b/c",
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+                "a/b/c",
+            ),
             ("reg.example.com/a__b/c-d/e--f/g.h", "reg.example.com", "a__b/c-d/e--f/g.h"),
         ] {
             let address: RepoAddress = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -507,7 +523,10 @@ mod tests {
             ("https://ghcr.io/acme/app", Problem::Scheme("https://".into())),
             ("ghcr.io/Acme/app", Problem::Uppercase("Acme/app".into())),
             ("ghcr.io/acme/app:v1", Problem::TagInRepo("ghcr.io/acme/app:v1".into())),
-            ("ghcr.io/acme/app@sha256:abc", Problem::TagInRepo("ghcr.io/acme/app@sha256:abc".into())),
+            (
+                "ghcr.io/acme/app@sha256:abc",
+                Problem::TagInRepo("ghcr.io/acme/app@sha256:abc".into()),
+            ),
             ("ghcr.io/acme//app", Problem::Component(String::new())),
             ("ghcr.io/acme/-app", Problem::Component("-app".into())),
             ("ghcr.io/acme/app_", Problem::Component("app_".into())),
@@ -550,7 +569,9 @@ mod tests {
             ("localhost:5000/App:v1", Problem::Uppercase("App".into())),
         ] {
             match input.parse::<ImageRef>() {
-                Err(ReferenceError::Invalid { problem: got, .. }) => assert_eq!(got, problem, "{input}"),
+                Err(ReferenceError::Invalid { problem: got, .. }) => {
+                    assert_eq!(got, problem, "{input}");
+                }
                 Ok(ok) => panic!("{input} parsed as {ok}"),
             }
         }

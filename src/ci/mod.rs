@@ -14,8 +14,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::env_vars::{self, EnvMap};
-use crate::registry::Implementation;
 use crate::reference::{RegistryHost, RepoAddress};
+use crate::registry::Implementation;
 use crate::secret::Secret;
 
 /// Which CI system the job runs on.
@@ -133,7 +133,7 @@ impl CiContext {
 }
 
 /// A variable that is set and not empty.
-pub(crate) fn non_empty(env: &EnvMap, name: &str) -> Option<String> {
+pub fn non_empty(env: &EnvMap, name: &str) -> Option<String> {
     env.get(name).filter(|value| !value.is_empty()).cloned()
 }
 

@@ -38,7 +38,8 @@ static RULES: LazyLock<Vec<(Implementation, Regex)>> = LazyLock::new(|| {
 
 /// The ECR account (registry id) and region named by an ECR host, if it is one.
 pub fn ecr_account_and_region(host: &RegistryHost) -> Option<(String, String)> {
-    let (_, rule) = RULES.iter().find(|(implementation, _)| *implementation == Implementation::Ecr)?;
+    let (_, rule) =
+        RULES.iter().find(|(implementation, _)| *implementation == Implementation::Ecr)?;
     let captures = rule.captures(host.hostname())?;
     Some((captures[1].to_owned(), captures[4].to_owned()))
 }

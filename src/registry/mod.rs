@@ -105,7 +105,12 @@ impl Implementation {
     fn default_concurrency(self) -> usize {
         match self {
             Self::DockerHub => 2,
-            Self::Github | Self::Harbor | Self::Quay | Self::Artifactory | Self::Nexus | Self::Gcr => 3,
+            Self::Github
+            | Self::Harbor
+            | Self::Quay
+            | Self::Artifactory
+            | Self::Nexus
+            | Self::Gcr => 3,
             Self::Acr | Self::Gitlab => 8,
             Self::Default | Self::Ecr => 16,
         }
@@ -120,7 +125,9 @@ impl fmt::Display for Implementation {
 
 /// An implementation name that dockhand does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown registry implementation `{0}`; expected `auto` or one of: default, ecr, acr, dockerhub, gcr, github, gitlab, harbor, quay, artifactory, nexus")]
+#[error(
+    "unknown registry implementation `{0}`; expected `auto` or one of: default, ecr, acr, dockerhub, gcr, github, gitlab, harbor, quay, artifactory, nexus"
+)]
 pub struct UnknownImplementation(pub String);
 
 impl FromStr for Implementation {

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs every test (unit tests and the
+# integration tests that drive the real registry, buildah and skopeo on 127.0.0.1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo test --all-targets "$@"

@@ -1,0 +1,179 @@
+//! The project file, `dockhand.yaml`.
+//!
+//! Owns the file's model, its parsing with file/line/column errors (unknown keys are errors)
+//! and the JSON Schema `dockhand schema` prints. Does not decide precedence between the file,
+//! flags and environment: that is `settings`.
+//!
+//! YAML is parsed with serde-saphyr: serde_yaml and serde_yml are unmaintained, and
+//! serde-saphyr is pure Rust, maintained, and reports line and column with a snippet for both
+//! syntax errors and type errors, which is what a user fixing a pipeline needs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::exit::{Classify, ExitStatus};
+
+/// The default project file name, looked up in the working directory.
+pub const DEFAULT_FILE: &str = "dockhand.yaml";
+
+/// `dockhand.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "dockhand.yaml", description = "dockhand project file")]
+pub struct ProjectFile {
+    /// Images repo, e.g. `ghcr.io/acme/app`; `--repo`/`DOCKHAND_REPO` override it.
+    pub repo: Option<String>,
+    /// Registry implementation (`auto` or a name); `--repo-implementation` overrides it.
+    pub implementation: Option<String>,
+    /// Naming mode: `auto`, `multirepo` or `monorepo`; `--repo-mode` overrides it.
+    pub mode: Option<String>,
+    /// Builder backend: `buildah` (default), `docker` or `buildx`.
+    pub builder: Option<String>,
+    /// The images this project builds.
+    #[serde(default)]
+    pub images: Vec<ImageSection>,
+    /// Tag rules rendered from the CI context, e.g. `["{sha}", "{branch}", "{semver}"]`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// One image of the project.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSection {
+    /// Image name used by the naming modes (`REPO/NAME:TAG` or `REPO:NAME-TAG`).
+    pub name: String,
+    /// Build context, relative to the project file [default: the file's directory].
+    #[serde(default)]
+    pub context: Option<PathBuf>,
+    /// Containerfile inside the context [default: `Containerfile`, then `Dockerfile`].
+    #[serde(default)]
+    pub containerfile: Option<PathBuf>,
+    /// Build arguments.
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    /// Target stage of a multi-stage build.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Platforms, e.g. `linux/amd64`.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// Extra image labels; they override the OCI labels taken from the CI context.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A project file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("Cannot read the project file `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Invalid project file `{}`:\n{message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Classify for ProjectError {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Read { .. } => Some(
+                "check --config / DOCKHAND_CONFIG, or remove it to run without a project file"
+                    .into(),
+            ),
+            Self::Invalid { .. } => Some(
+                "`dockhand schema` prints the JSON Schema of every key the file may have".into(),
+            ),
+        }
+    }
+}
+
+impl ProjectFile {
+    /// Parses YAML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ProjectError> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_saphyr::from_str(text).map_err(|error| ProjectError::Invalid {
+            path: path.to_owned(),
+            // the snippet names its source `<input>`: name the real file instead
+            message: error.to_string().replace("<input>", &path.display().to_string()),
+        })
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ProjectError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ProjectError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// The JSON Schema of the file, pretty-printed.
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(ProjectFile);
+        serde_json::to_string_pretty(&schema).expect("a schema always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ProjectFile, ProjectError> {
+        ProjectFile::parse(text, Path::new("dockhand.yaml"))
+    }
+
+    #[test]
+    fn full_file() {
+        let file = parse(
+            "repo: localhost:5000/acme/app\nimages:\n  - name: api\n    context: services/api\n    containerfile: Containerfile\n    build_args: {V: \"1\"}\ntags: [\"{sha}\", \"{branch}\"]\n",
+        )
+        .unwrap();
+        assert_eq!(file.repo.as_deref(), Some("localhost:5000/acme/app"));
+        assert_eq!(file.images[0].name, "api");
+        assert_eq!(file.images[0].context.as_deref(), Some(Path::new("services/api")));
+        assert_eq!(file.images[0].build_args["V"], "1");
+        assert_eq!(file.tags, ["{sha}", "{branch}"]);
+    }
+
+    #[test]
+    fn empty_file_is_empty_project() {
+        assert_eq!(parse("").unwrap(), ProjectFile::default());
+        assert_eq!(parse("# only a comment\n").unwrap(), ProjectFile::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let Err(ProjectError::Invalid { message, .. }) = parse("repo: a/b\nimagez: []\n") else {
+            panic!("an unknown key must be rejected");
+        };
+        assert!(message.contains("imagez"), "{message}");
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn syntax_errors_have_position() {
+        let Err(ProjectError::Invalid { message, .. }) = parse("images:\n  - name: [api\n") else {
+            panic!("invalid YAML must be rejected");
+        };
+        assert!(message.contains("line"), "{message}");
+    }
+
+    #[test]
+    fn schema_names_every_key() {
+        let schema = ProjectFile::json_schema();
+        for key in ["repo", "images", "tags", "containerfile", "build_args", "additionalProperties"]
+        {
+            assert!(schema.contains(key), "{key}");
+        }
+    }
+}

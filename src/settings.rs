@@ -1,0 +1,276 @@
+//! Raw arguments become typed, validated settings, once.
+//!
+//! Owns precedence — flag, then environment (both arrive through clap), then `dockhand.yaml`,
+//! then what the CI context suggests, then defaults — and validation of everything a command
+//! needs before any registry is contacted. Does no I/O beyond reading the project file and
+//! looking at the maps it is handed.
+
+use std::path::{Path, PathBuf};
+
+use crate::ci::CiContext;
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::env_vars::{self, EnvMap};
+use crate::exit::{Classify, ExitStatus};
+use crate::naming::{Mode, RequestedMode, UnknownMode};
+use crate::project::{self, ProjectError, ProjectFile};
+use crate::reference::{ReferenceError, RegistryHost, RepoAddress};
+use crate::registry::{Capabilities, Implementation, UnknownImplementation, detect};
+
+/// Settings that cannot be used as given.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error("Invalid images repo from {origin}")]
+    Repo {
+        origin: &'static str,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("Invalid --insecure-registry value")]
+    InsecureRegistry(#[source] ReferenceError),
+    #[error("Invalid registry implementation from {origin}")]
+    Implementation {
+        origin: &'static str,
+        #[source]
+        source: UnknownImplementation,
+    },
+    #[error("Invalid repo mode from {origin}")]
+    Mode {
+        origin: &'static str,
+        #[source]
+        source: UnknownMode,
+    },
+    #[error("No images repo is configured")]
+    MissingRepo,
+    #[error("Cannot find the home directory for the default docker config `~/.docker`")]
+    NoHome,
+}
+
+impl Classify for SettingsError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Project(error) => error.exit_status(),
+            _ => ExitStatus::Usage,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Project(error) => error.hint(),
+            Self::MissingRepo => Some(
+                "pass --repo ADDR, set DOCKHAND_REPO, add `repo:` to dockhand.yaml, or run in GitHub Actions / GitLab CI"
+                    .into(),
+            ),
+            Self::NoHome => Some("pass --docker-config DIR or set DOCKER_CONFIG".into()),
+            Self::Repo { .. } => Some("an images repo looks like `ghcr.io/acme/app` or `localhost:5000/team`".into()),
+            _ => None,
+        }
+    }
+}
+
+/// Settings every command shares.
+#[derive(Debug, Clone)]
+pub struct GlobalSettings {
+    /// The directory relative paths of the project are resolved against.
+    pub project_dir: PathBuf,
+    pub project: ProjectFile,
+    /// The images repo, if one is configured anywhere.
+    pub repo: Option<RepoAddress>,
+    /// `None` means `auto`: detect from the address.
+    pub implementation: Option<Implementation>,
+    pub mode: RequestedMode,
+    /// The docker config directory credentials are read from.
+    pub docker_config: PathBuf,
+    pub insecure_registries: Vec<RegistryHost>,
+    pub output: OutputFormat,
+    /// `$CI_REGISTRY` in GitLab CI: its host is GitLab whatever it is called.
+    pub gitlab_registry: Option<RegistryHost>,
+}
+
+impl GlobalSettings {
+    /// Resolves the global options. `workdir` is where `dockhand.yaml` is looked for.
+    pub fn resolve(
+        args: &GlobalArgs,
+        env: &EnvMap,
+        workdir: &Path,
+        ci: Option<&CiContext>,
+    ) -> Result<Self, SettingsError> {
+        let (project, project_dir) = if let Some(path) = &args.config {
+            let path = workdir.join(path);
+            let dir = path.parent().map_or_else(|| workdir.to_owned(), Path::to_owned);
+            (ProjectFile::load(&path)?, dir)
+        } else {
+            let path = workdir.join(project::DEFAULT_FILE);
+            let project =
+                if path.is_file() { ProjectFile::load(&path)? } else { ProjectFile::default() };
+            (project, workdir.to_owned())
+        };
+
+        let repo = match (&args.repo, &project.repo) {
+            (Some(flag), _) => Some(parse_repo(flag, "--repo / DOCKHAND_REPO")?),
+            (None, Some(file)) => Some(parse_repo(file, "`repo:` in dockhand.yaml")?),
+            (None, None) => ci.and_then(|ci| ci.repo.clone()),
+        };
+
+        let implementation = match (&args.repo_implementation, &project.implementation) {
+            (Some(flag), _) => {
+                parse_implementation(flag, "--repo-implementation / DOCKHAND_REPO_IMPLEMENTATION")?
+            }
+            (None, Some(file)) => parse_implementation(file, "`implementation:` in dockhand.yaml")?,
+            (None, None) => ci.and_then(|ci| ci.implementation),
+        };
+
+        let mode = match (&args.repo_mode, &project.mode) {
+            (Some(flag), _) => parse_mode(flag, "--repo-mode / DOCKHAND_REPO_MODE")?,
+            (None, Some(file)) => parse_mode(file, "`mode:` in dockhand.yaml")?,
+            (None, None) => RequestedMode::Auto,
+        };
+
+        let docker_config = match (&args.docker_config, env.get(env_vars::DOCKER_CONFIG)) {
+            (Some(dir), _) => workdir.join(dir),
+            (None, Some(dir)) if !dir.is_empty() => workdir.join(dir),
+            _ => {
+                let home = env
+                    .get(env_vars::HOME)
+                    .filter(|h| !h.is_empty())
+                    .ok_or(SettingsError::NoHome)?;
+                Path::new(home).join(".docker")
+            }
+        };
+
+        let insecure_registries = args
+            .insecure_registries
+            .iter()
+            .filter(|host| !host.is_empty())
+            .map(|host| host.parse().map_err(SettingsError::InsecureRegistry))
+            .collect::<Result<_, _>>()?;
+
+        let gitlab_registry = (env.get(env_vars::GITLAB_CI).is_some_and(|v| v == "true"))
+            .then(|| env.get(env_vars::CI_REGISTRY).and_then(|host| host.parse().ok()))
+            .flatten();
+
+        Ok(Self {
+            project_dir,
+            project,
+            repo,
+            implementation,
+            mode,
+            docker_config,
+            insecure_registries,
+            output: args.output,
+            gitlab_registry,
+        })
+    }
+
+    /// The images repo, or an error telling the user how to configure one.
+    pub fn require_repo(&self) -> Result<&RepoAddress, SettingsError> {
+        self.repo.as_ref().ok_or(SettingsError::MissingRepo)
+    }
+
+    /// The implementation for `address`: the configured one, else detected from its host.
+    pub fn implementation_for(&self, address: &RepoAddress) -> Implementation {
+        self.implementation
+            .unwrap_or_else(|| detect::detect(&address.registry, self.gitlab_registry.as_ref()))
+    }
+
+    /// The naming mode in force for `address`.
+    pub fn mode_for(&self, capabilities: &Capabilities) -> Mode {
+        self.mode.resolve(capabilities.default_mode)
+    }
+}
+
+fn parse_repo(value: &str, origin: &'static str) -> Result<RepoAddress, SettingsError> {
+    value.parse().map_err(|source| SettingsError::Repo { origin, source })
+}
+
+fn parse_implementation(
+    value: &str,
+    origin: &'static str,
+) -> Result<Option<Implementation>, SettingsError> {
+    if value == "auto" {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|source| SettingsError::Implementation { origin, source })
+}
+
+fn parse_mode(value: &str, origin: &'static str) -> Result<RequestedMode, SettingsError> {
+    value.parse().map_err(|source| SettingsError::Mode { origin, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn resolve(
+        argv: &[&str],
+        env: &[(&str, &str)],
+        ci: Option<&CiContext>,
+    ) -> Result<GlobalSettings, SettingsError> {
+        let mut full = vec!["dockhand"];
+        full.extend_from_slice(argv);
+        full.push("schema");
+        let cli = Cli::try_parse_from(full).unwrap();
+        let env: EnvMap = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        GlobalSettings::resolve(&cli.global, &env, Path::new("/nonexistent-workdir"), ci)
+    }
+
+    #[test]
+    fn precedence_flag_then_ci_default() {
+        let mut ci = CiContext::empty(crate::ci::Provider::Gitlab);
+        ci.repo = Some("registry.example.com/group/project".parse().unwrap());
+        ci.implementation = Some(Implementation::Gitlab);
+        let env = [("HOME", "/home/u")];
+
+        let from_ci = resolve(&[], &env, Some(&ci)).unwrap();
+        assert_eq!(from_ci.repo.unwrap().to_string(), "registry.example.com/group/project");
+        assert_eq!(from_ci.implementation, Some(Implementation::Gitlab));
+
+        let flag = resolve(
+            &["--repo", "localhost:5000/x", "--repo-implementation", "auto"],
+            &env,
+            Some(&ci),
+        )
+        .unwrap();
+        assert_eq!(flag.repo.unwrap().to_string(), "localhost:5000/x");
+        assert_eq!(flag.implementation, None);
+    }
+
+    #[test]
+    fn docker_config_precedence() {
+        let home = resolve(&[], &[("HOME", "/home/u")], None).unwrap();
+        assert_eq!(home.docker_config, Path::new("/home/u/.docker"));
+        let env = resolve(&[], &[("HOME", "/home/u"), ("DOCKER_CONFIG", "/cfg")], None).unwrap();
+        assert_eq!(env.docker_config, Path::new("/cfg"));
+        let flag =
+            resolve(&["--docker-config", "/flag"], &[("DOCKER_CONFIG", "/cfg")], None).unwrap();
+        assert_eq!(flag.docker_config, Path::new("/flag"));
+        assert!(matches!(resolve(&[], &[], None), Err(SettingsError::NoHome)));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let env = [("HOME", "/h")];
+        for argv in [
+            &["--repo", "https://ghcr.io/a"][..],
+            &["--repo-implementation", "gitea"][..],
+            &["--repo-mode", "mono"][..],
+            &["--insecure-registry", "bad host"][..],
+        ] {
+            let error = resolve(argv, &env, None).unwrap_err();
+            assert_eq!(error.exit_status(), ExitStatus::Usage, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn gitlab_registry_host_detects_gitlab() {
+        let env =
+            [("HOME", "/h"), ("GITLAB_CI", "true"), ("CI_REGISTRY", "registry.example.com:5050")];
+        let settings = resolve(&[], &env, None).unwrap();
+        let address: RepoAddress = "registry.example.com:5050/g/p".parse().unwrap();
+        assert_eq!(settings.implementation_for(&address), Implementation::Gitlab);
+    }
+}
