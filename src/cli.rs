@@ -40,6 +40,7 @@ pub struct Cli {
 
 /// Options every command accepts.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Project file [default: dockhand.yaml in the working directory, if present]
     #[arg(long, global = true, value_name = "FILE", env = env_vars::DOCKHAND_CONFIG)]

@@ -1,0 +1,75 @@
+//! Bad input: every case is one clear `error:` line (plus causes and a hint) and the SPEC's
+//! exit code, before any registry is contacted.
+
+use crate::support::binary::dockhand;
+
+#[test]
+fn bad_input_table() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("unknown-key.yaml"), "repo: localhost:5000/a\nimagez: []\n")
+        .unwrap();
+    std::fs::write(dir.path().join("invalid.yaml"), "images:\n  - name: [api\n").unwrap();
+    for (args, code, needle) in [
+        (&["registry", "detect", "ghcr.io/Acme/app"][..], 1, "repository must be lowercase"),
+        (&["registry", "detect", "https://ghcr.io/acme"], 1, "remove the `https://` scheme"),
+        (&["registry", "detect", "ghcr.io/acme/app:v1"], 1, "must not carry a tag or digest"),
+        (
+            &["--repo-implementation", "gitea", "registry", "detect", "ghcr.io/a"],
+            1,
+            "unknown registry implementation `gitea`",
+        ),
+        (
+            &["--repo-mode", "mono", "registry", "detect", "ghcr.io/a"],
+            1,
+            "unknown repo mode `mono`",
+        ),
+        (
+            &["--config", "unknown-key.yaml", "registry", "detect", "ghcr.io/a"],
+            1,
+            "unknown field `imagez`",
+        ),
+        (&["--config", "invalid.yaml", "registry", "detect", "ghcr.io/a"], 1, "line 2 column 11"),
+        (
+            &["--config", "missing.yaml", "registry", "detect", "ghcr.io/a"],
+            1,
+            "Cannot read the project file",
+        ),
+        (&["registry", "detect"], 1, "No images repo is configured"),
+        (&["no-such-command"], 1, "unrecognized subcommand"),
+        (&["--output", "yaml", "schema"], 1, "invalid value 'yaml'"),
+    ] {
+        let run = dockhand(dir.path(), args).run();
+        run.assert_code(code);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?} printed on stdout: {}", run.stdout);
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn errors_carry_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dockhand(dir.path(), &["registry", "detect"]).run();
+    run.assert_code(1);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines[0], "error: No images repo is configured");
+    assert!(lines.last().unwrap().starts_with("hint: pass --repo ADDR"), "{}", run.stderr);
+}
+
+#[test]
+fn detect_prints_exactly_the_spec_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dockhand(
+        dir.path(),
+        &[
+            "registry",
+            "detect",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app",
+            "--output",
+            "json",
+        ],
+    )
+    .run();
+    run.assert_code(0);
+    insta::assert_snapshot!(run.stdout);
+}

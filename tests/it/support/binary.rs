@@ -1,0 +1,102 @@
+//! Runs the built `dockhand` executable with a cleared environment and an explicit map, the
+//! way a CI runner would, and captures what it printed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// What one run of the executable printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing both streams when it differs.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts that `secret` appears in neither stream.
+    #[track_caller]
+    pub fn assert_not_printed(&self, secret: &str) -> &Self {
+        assert!(!self.stdout.contains(secret), "secret printed on stdout:\n{}", self.stdout);
+        assert!(!self.stderr.contains(secret), "secret printed on stderr:\n{}", self.stderr);
+        self
+    }
+}
+
+/// A command line for the executable with only the variables the test gives it.
+pub struct Dockhand {
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    cwd: PathBuf,
+    stdin: Option<String>,
+}
+
+/// A run of `dockhand ARGS` in `cwd` with `PATH` (so git and helpers resolve) and `HOME`.
+pub fn dockhand(cwd: &Path, args: &[&str]) -> Dockhand {
+    let mut env = BTreeMap::new();
+    env.insert("PATH".to_owned(), std::env::var("PATH").unwrap_or_default());
+    env.insert("HOME".to_owned(), cwd.join("home").display().to_string());
+    Dockhand {
+        args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        env,
+        cwd: cwd.to_owned(),
+        stdin: None,
+    }
+}
+
+impl Dockhand {
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    #[expect(dead_code, reason = "used by the ci-env tests that land next")]
+    pub fn envs<'a>(mut self, vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        for (name, value) in vars {
+            self.env.insert(name.to_owned(), value.to_owned());
+        }
+        self
+    }
+
+    #[expect(dead_code, reason = "used by the login tests that land next")]
+    pub fn stdin(mut self, input: &str) -> Self {
+        self.stdin = Some(input.to_owned());
+        self
+    }
+
+    /// Runs it to completion.
+    pub fn run(self) -> Run {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dockhand"))
+            .args(&self.args)
+            .env_clear()
+            .envs(&self.env)
+            .current_dir(&self.cwd)
+            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the dockhand executable starts");
+        if let Some(input) = &self.stdin {
+            child
+                .stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(input.as_bytes())
+                .expect("stdin written");
+        }
+        let output = child.wait_with_output().expect("dockhand finishes");
+        Run {
+            code: output.status.code().expect("dockhand exits, not killed by a signal"),
+            stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+        }
+    }
+}

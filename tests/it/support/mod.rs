@@ -1,0 +1,3 @@
+//! Fixtures shared by the integration tests. Each fixture stops what it starts in `Drop`.
+
+pub mod binary;
