@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The main job on the embedded default registry, from a clean clone on Debian 12:
+# installs what is needed, builds the static binary, starts the CNCF distribution registry on
+# 127.0.0.1 (basic auth, deletes enabled), then runs dockhand the way a CI job would.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+scripts/setup.sh
+
+echo "== building the static musl binary" >&2
+cargo build --release --target x86_64-unknown-linux-musl
+dockhand=$root/target/x86_64-unknown-linux-musl/release/dockhand
+file "$dockhand" 2>/dev/null || true
+
+work=$(mktemp -d)
+cleanup() {
+  [ -f "$work/registry.pid" ] && kill "$(cat "$work/registry.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== starting docker-registry on 127.0.0.1 (basic auth, deletes enabled)" >&2
+htpasswd -Bbn demo demo-password > "$work/htpasswd"
+cat > "$work/registry.yml" <<YAML
+version: 0.1
+log: {level: info, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/data}, delete: {enabled: true}}
+http: {addr: "127.0.0.1:0", secret: demo-not-secret}
+auth: {htpasswd: {realm: dockhand-demo, path: $work/htpasswd}}
+YAML
+docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
+echo $! > "$work/registry.pid"
+for _ in $(seq 50); do
+  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$work/registry.log" | head -1 | sed 's/.*://') || true
+  [ -n "${port:-}" ] && break
+  sleep 0.1
+done
+[ -n "${port:-}" ] || { cat "$work/registry.log" >&2; echo "the registry did not start" >&2; exit 1; }
+registry=127.0.0.1:$port
+echo "registry: $registry" >&2
+
+echo "== dockhand ci-env generic" >&2
+export HOME=$work/home DOCKHAND_INSECURE_REGISTRIES=$registry
+export DOCKHAND_REGISTRY=$registry DOCKHAND_REGISTRY_USERNAME=demo DOCKHAND_REGISTRY_PASSWORD=demo-password
+export DOCKHAND_REPO=$registry/acme/demo
+eval "$("$dockhand" ci-env generic)"
+echo "DOCKER_CONFIG=$DOCKER_CONFIG" >&2
+ls -ld "$DOCKER_CONFIG" "$DOCKER_CONFIG/config.json" >&2
+
+echo "== dockhand registry detect" >&2
+"$dockhand" registry detect --output json
+
+echo "== skopeo logs in with nothing but the job's DOCKER_CONFIG" >&2
+skopeo login --tls-verify=false --get-login "$registry" 2>/dev/null || \
+  skopeo list-tags --tls-verify=false "docker://$registry/acme/demo" 2>&1 | tail -1
