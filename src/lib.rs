@@ -34,3 +34,4 @@ pub mod reference;
 pub mod registry;
 pub mod secret;
 pub mod settings;
+pub mod tags;
