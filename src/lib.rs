@@ -30,6 +30,7 @@ pub mod exit;
 pub mod naming;
 pub mod output;
 pub mod project;
+pub mod publish;
 pub mod reference;
 pub mod registry;
 pub mod secret;

@@ -15,6 +15,7 @@ use crate::naming::{Mode, RequestedMode, UnknownMode};
 use crate::project::{self, ProjectError, ProjectFile};
 use crate::reference::{ReferenceError, RegistryHost, RepoAddress};
 use crate::registry::{Capabilities, Implementation, UnknownImplementation, detect};
+use crate::tags::{TagRuleError, TagRules};
 
 /// Settings that cannot be used as given.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,14 @@ pub enum SettingsError {
     MissingRepo,
     #[error("Cannot find the home directory for the default docker config `~/.docker`")]
     NoHome,
+    #[error("The project file defines no images")]
+    NoImages,
+    #[error("Image name `{0}` is used twice in the project file")]
+    DuplicateImage(String),
+    #[error("Image name `{0}` is not valid")]
+    ImageName(String),
+    #[error(transparent)]
+    TagRule(#[from] TagRuleError),
 }
 
 impl Classify for SettingsError {
@@ -63,6 +72,11 @@ impl Classify for SettingsError {
                     .into(),
             ),
             Self::NoHome => Some("pass --docker-config DIR or set DOCKER_CONFIG".into()),
+            Self::NoImages => Some("add an `images:` list to dockhand.yaml, e.g. `images: [{name: app, context: .}]`".into()),
+            Self::ImageName(_) => Some(
+                "image names are lowercase letters and digits separated by `.`, `_`, `__`, `-` or `/`".into(),
+            ),
+            Self::TagRule(error) => error.hint(),
             Self::Repo { .. } => Some("an images repo looks like `ghcr.io/acme/app` or `localhost:5000/team`".into()),
             _ => None,
         }
@@ -177,6 +191,52 @@ impl GlobalSettings {
     /// The naming mode in force for `address`.
     pub fn mode_for(&self, capabilities: &Capabilities) -> Mode {
         self.mode.resolve(capabilities.default_mode)
+    }
+}
+
+/// Rules used when neither `--tag` nor `tags:` gives any: the commit, the branch, and the
+/// version of a release tag.
+pub const DEFAULT_TAG_RULES: [&str; 3] = ["{sha}", "{branch}", "{semver}"];
+
+/// What naming images needs: where they go, under which names, with which tag rules.
+#[derive(Debug, Clone)]
+pub struct ImagesSettings {
+    pub repo: RepoAddress,
+    pub implementation: Implementation,
+    pub capabilities: Capabilities,
+    pub mode: Mode,
+    /// The project's images, names validated and unique.
+    pub images: Vec<project::ImageSection>,
+    pub tag_rules: TagRules,
+}
+
+impl ImagesSettings {
+    /// `tag_flags` (`--tag`) replace the file's `tags:`.
+    pub fn resolve(global: &GlobalSettings, tag_flags: &[String]) -> Result<Self, SettingsError> {
+        let repo = global.require_repo()?.clone();
+        let implementation = global.implementation_for(&repo);
+        let capabilities = implementation.capabilities(&repo);
+        let mode = global.mode_for(&capabilities);
+        let images = global.project.images.clone();
+        if images.is_empty() {
+            return Err(SettingsError::NoImages);
+        }
+        for (index, image) in images.iter().enumerate() {
+            if !crate::naming::valid_image_name(&image.name) {
+                return Err(SettingsError::ImageName(image.name.clone()));
+            }
+            if images[..index].iter().any(|other| other.name == image.name) {
+                return Err(SettingsError::DuplicateImage(image.name.clone()));
+            }
+        }
+        let tag_rules = if !tag_flags.is_empty() {
+            TagRules::parse(tag_flags)?
+        } else if !global.project.tags.is_empty() {
+            TagRules::parse(&global.project.tags)?
+        } else {
+            TagRules::parse(&DEFAULT_TAG_RULES)?
+        };
+        Ok(Self { repo, implementation, capabilities, mode, images, tag_rules })
     }
 }
 
