@@ -25,10 +25,12 @@
 pub mod ci;
 pub mod cli;
 pub mod commands;
+pub mod docker_config;
 pub mod env_vars;
 pub mod exit;
 pub mod naming;
 pub mod output;
+pub mod process;
 pub mod project;
 pub mod publish;
 pub mod reference;

@@ -5,16 +5,18 @@
 //! `export.rs` renders the variables `ci-env` prints, per shell. Never reads the process
 //! environment and never writes files.
 
-// pub mod export;
-// pub mod generic;
-// pub mod github;
-// pub mod gitlab;
+pub mod export;
+pub mod generic;
+pub mod github;
+pub mod gitlab;
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use crate::env_vars::{self, EnvMap};
-use crate::reference::{RegistryHost, RepoAddress};
+use crate::exit::{Classify, ExitStatus};
+use crate::reference::{ReferenceError, RegistryHost, RepoAddress};
 use crate::registry::Implementation;
 use crate::secret::Secret;
 
@@ -79,6 +81,18 @@ impl RefType {
     }
 }
 
+impl FromStr for RefType {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        match input {
+            "branch" => Ok(Self::Branch),
+            "tag" => Ok(Self::Tag),
+            other => Err(format!("unknown ref type `{other}`; expected branch or tag")),
+        }
+    }
+}
+
 /// Registry credentials the job brings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -130,6 +144,87 @@ impl CiContext {
             pipeline_id: None,
         }
     }
+}
+
+/// Why the CI environment could not be read. Every variant names the variable to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum CiError {
+    #[error("Invalid `{variable}`")]
+    InvalidReference {
+        variable: &'static str,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("`{variable}` must be an `https://` or `http://` URL, not `{value}`")]
+    InvalidUrl { variable: &'static str, value: String },
+    #[error("`{variable}` must be `branch` or `tag`, not `{value}`")]
+    InvalidRefType { variable: &'static str, value: String },
+    #[error("`{missing}` is not set, but `{present}` is")]
+    IncompleteCredentials { missing: &'static str, present: &'static str },
+    #[error(
+        "Registry credentials are set, but neither `{registry}` nor `{repo}` names the registry"
+    )]
+    MissingRegistry { registry: &'static str, repo: &'static str },
+}
+
+impl Classify for CiError {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            Self::InvalidReference { variable, .. } | Self::InvalidUrl { variable, .. } => {
+                format!("fix or unset `{variable}`")
+            }
+            Self::InvalidRefType { variable, .. } => {
+                format!("set `{variable}` to `branch` or `tag`")
+            }
+            Self::IncompleteCredentials { missing, present } => {
+                format!("set both `{present}` and `{missing}`, or neither")
+            }
+            Self::MissingRegistry { registry, .. } => {
+                format!("set `{registry}` to the registry host the credentials are for")
+            }
+        })
+    }
+}
+
+/// Reads the CI context for `choice`. With [`ProviderChoice::Auto`] the provider is
+/// [`detect_provider`]'s. `workdir` is the checkout the generic provider asks git about when
+/// the commit and ref are not given in the environment.
+pub fn detect(choice: ProviderChoice, env: &EnvMap, workdir: &Path) -> Result<CiContext, CiError> {
+    let provider = match choice {
+        ProviderChoice::Auto => detect_provider(env),
+        ProviderChoice::Named(provider) => provider,
+    };
+    match provider {
+        Provider::Github => github::context(env),
+        Provider::Gitlab => gitlab::context(env),
+        Provider::Generic => generic::context(env, workdir),
+    }
+}
+
+/// Parses the variable `name`, when set and not empty, as a registry host.
+fn registry_var(env: &EnvMap, name: &'static str) -> Result<Option<RegistryHost>, CiError> {
+    non_empty(env, name)
+        .map(|value| {
+            value
+                .parse::<RegistryHost>()
+                .map_err(|source| CiError::InvalidReference { variable: name, source })
+        })
+        .transpose()
+}
+
+/// Parses the variable `name`, when set and not empty, as an images repo.
+fn repo_var(env: &EnvMap, name: &'static str) -> Result<Option<RepoAddress>, CiError> {
+    non_empty(env, name)
+        .map(|value| {
+            value
+                .parse::<RepoAddress>()
+                .map_err(|source| CiError::InvalidReference { variable: name, source })
+        })
+        .transpose()
 }
 
 /// A variable that is set and not empty.
