@@ -193,12 +193,18 @@ impl DockerConfig {
     /// the variable, never its content.
     pub fn merge_auth_config(&mut self, json: &str) -> Result<(), DockerConfigError> {
         let Self(other) = Self::parse(json, env_vars::DOCKER_AUTH_CONFIG)?;
+        for section in [AUTHS, CRED_HELPERS] {
+            if other.get(section).is_some_and(|value| !value.is_object()) {
+                let origin = format!("{}.{section}", env_vars::DOCKER_AUTH_CONFIG);
+                return Err(DockerConfigError::NotAnObject { origin });
+            }
+        }
         for (key, value) in other {
-            match (key.as_str(), value) {
-                (AUTHS | CRED_HELPERS, Value::Object(entries)) => {
+            match value {
+                Value::Object(entries) if key == AUTHS || key == CRED_HELPERS => {
                     self.object_mut(&key).extend(entries);
                 }
-                (_, value) => {
+                value => {
                     self.0.insert(key, value);
                 }
             }
@@ -730,6 +736,9 @@ esac
         let error = merged.merge_auth_config(r#""sentinel-secret""#).unwrap_err();
         assert!(error.to_string().contains("`DOCKER_AUTH_CONFIG`"), "{error}");
         assert!(!error.to_string().contains("sentinel-secret"));
+        let error = merged.merge_auth_config(r#"{"auths": "sentinel-secret"}"#).unwrap_err();
+        assert_eq!(error.to_string(), "`DOCKER_AUTH_CONFIG.auths` must be a JSON object");
+        assert_eq!(merged, DockerConfig::new(), "a failed merge changes nothing");
     }
 
     #[test]

@@ -198,7 +198,8 @@ fn powershell_line(export: &Export) -> String {
 }
 
 /// `set "NAME=value"`: inside the quotes `&|<>^` are literal; `%` is doubled, which is how a
-/// batch file writes a literal `%`. A `"` would end the quoting, so it is refused.
+/// batch file writes a literal `%`. A `"` would end the quoting, so it is refused. `!` is
+/// literal as long as delayed expansion is off, as it is by default.
 fn cmd_line(export: &Export) -> Result<String, ExportError> {
     single_line(export, Shell::Cmd)?;
     if export.value.contains('"') {
