@@ -1,0 +1,8 @@
+//! Fixtures shared by the integration tests: real registries, a token service, a fault proxy.
+//!
+//! Everything here starts on `127.0.0.1:0` and stops in `Drop`, so a test stops what it starts.
+
+pub mod registry;
+pub mod token_issuer;
+
+pub use registry::{Auth, Deletes, Registry};
