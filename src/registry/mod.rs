@@ -6,6 +6,7 @@
 //! Vendor specifics (endpoints, native APIs) live in the vendor files, never here.
 
 pub mod detect;
+pub mod distribution;
 
 use std::fmt;
 use std::str::FromStr;

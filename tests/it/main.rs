@@ -1,7 +1,9 @@
 //! dockhand's integration tests: one test binary driving the library and the built
 //! executable against real parts (the CNCF distribution registry, buildah, skopeo) started on
-//! 127.0.0.1 by the tests themselves.
+//! 127.0.0.1 by the tests themselves (see `support`).
 
 mod bad_input;
+mod distribution;
 mod help;
+#[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]
 mod support;

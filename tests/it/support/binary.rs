@@ -58,7 +58,6 @@ impl Dockhand {
         self
     }
 
-    #[expect(dead_code, reason = "used by the ci-env tests that land next")]
     pub fn envs<'a>(mut self, vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         for (name, value) in vars {
             self.env.insert(name.to_owned(), value.to_owned());
@@ -66,7 +65,6 @@ impl Dockhand {
         self
     }
 
-    #[expect(dead_code, reason = "used by the login tests that land next")]
     pub fn stdin(mut self, input: &str) -> Self {
         self.stdin = Some(input.to_owned());
         self

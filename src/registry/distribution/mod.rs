@@ -1,0 +1,425 @@
+//! The OCI distribution client: what every registry implementation speaks underneath.
+//!
+//! Owns [`Client`]: challenge authentication (Basic, Bearer tokens cached per scope, identity
+//! tokens), credential checks against `/v2/`, bounded retries of transient failures, and a
+//! limit on requests in flight. Knows no vendor: quirks belong to the vendor files, which call
+//! this client. Never retries a 4xx other than 429, and never puts a secret into an error or a
+//! log line.
+
+pub mod auth;
+pub mod error;
+pub mod retry;
+pub mod urls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use tokio::sync::Semaphore;
+use url::Url;
+
+pub use auth::Credential;
+use auth::{BearerChallenge, Challenge, Scope, Token};
+pub use error::{Account, Code, DistributionError, ErrorEnvelope, Operation};
+pub use retry::RetryPolicy;
+
+use crate::reference::RegistryHost;
+
+/// The `User-Agent` dockhand sends.
+pub const USER_AGENT: &str = concat!("dockhand/", env!("CARGO_PKG_VERSION"));
+
+/// Largest body read from a ping or token response.
+const SMALL_BODY_LIMIT: usize = 1 << 20;
+
+/// How the client connects, retries and limits itself.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Hosts spoken to over plain HTTP; every other host gets HTTPS.
+    pub insecure: Vec<RegistryHost>,
+    pub user_agent: String,
+    /// Longest wait for a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for one whole request, body included.
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Requests in flight at once, across every registry this client talks to.
+    pub concurrency: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            insecure: Vec::new(),
+            user_agent: USER_AGENT.to_owned(),
+            connect_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            concurrency: 16,
+        }
+    }
+}
+
+/// An OCI distribution client. Cheap to clone: clones share connections, tokens and the
+/// concurrency limit.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    options: ClientOptions,
+    permits: Semaphore,
+}
+
+/// A request, kept so it can be sent again.
+struct Outgoing {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+    /// Safe to repeat after a broken connection or a 502/503/504 (429 is always repeatable).
+    idempotent: bool,
+    body_limit: usize,
+}
+
+impl Outgoing {
+    fn new(method: Method, url: Url) -> Self {
+        let idempotent = method != Method::POST && method != Method::PATCH;
+        Self {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            idempotent,
+            body_limit: SMALL_BODY_LIMIT,
+        }
+    }
+
+    fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+}
+
+/// A registry's answer, body read in full.
+struct Exchange {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    /// The body was longer than the request's limit and was cut there.
+    truncated: bool,
+}
+
+impl Exchange {
+    #[expect(
+        clippy::unnecessary_box_returns,
+        reason = "the envelope only ever goes into a boxed field of `DistributionError`"
+    )]
+    fn envelope(&self) -> Box<ErrorEnvelope> {
+        ErrorEnvelope::parse(&self.body).into()
+    }
+
+    fn challenges(&self) -> Vec<Challenge> {
+        auth::parse_challenges(
+            self.headers
+                .get_all(header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|value| value.to_str().ok()),
+        )
+    }
+}
+
+/// The challenge the client answers: Bearer if offered (it carries scopes), else Basic.
+fn preferred(challenges: Vec<Challenge>) -> Option<Challenge> {
+    let mut basic = None;
+    for challenge in challenges {
+        match challenge {
+            Challenge::Bearer(_) => return Some(challenge),
+            Challenge::Basic => basic = Some(Challenge::Basic),
+        }
+    }
+    basic
+}
+
+impl Client {
+    /// Builds a client. Installs the ring TLS provider for the process if none is installed yet,
+    /// so library users and tests need no setup.
+    pub fn new(options: ClientOptions) -> Result<Self, DistributionError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(options.user_agent.clone())
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .build()
+            .map_err(DistributionError::ClientBuild)?;
+        let permits = Semaphore::new(options.concurrency.max(1));
+        Ok(Self { inner: Arc::new(Inner { http, options, permits }) })
+    }
+
+    /// `true` if and only if `host` (`host[:port]`) was named insecure.
+    fn is_insecure_host(&self, host: &str) -> bool {
+        self.inner
+            .options
+            .insecure
+            .iter()
+            .any(|insecure| insecure.as_str() == host || insecure.api_host() == host)
+    }
+
+    fn is_insecure(&self, registry: &RegistryHost) -> bool {
+        self.is_insecure_host(registry.as_str()) || self.is_insecure_host(registry.api_host())
+    }
+
+    fn base(&self, registry: &RegistryHost) -> Url {
+        urls::base(registry, self.is_insecure(registry))
+    }
+
+    /// Checks `credential` against the registry the way `docker login` does: `GET /v2/`, answer
+    /// its Basic or Bearer challenge (a token with no scope), and ask `/v2/` again.
+    ///
+    /// Returns [`DistributionError::CredentialsRejected`] when the registry or its token service
+    /// refuses the credential, [`DistributionError::CredentialsMissing`] when it wants one and
+    /// none was given, and [`DistributionError::Unreachable`] when no connection succeeds.
+    pub async fn verify_credentials(
+        &self,
+        registry: &RegistryHost,
+        credential: &Credential,
+    ) -> Result<(), DistributionError> {
+        let url = urls::ping(&self.base(registry));
+        let operation = Operation { method: Method::GET, target: format!("{registry}/v2/") };
+        let first =
+            self.send(registry, &operation, &Outgoing::new(Method::GET, url.clone())).await?;
+        if first.status.is_success() {
+            return Ok(());
+        }
+        if first.status != StatusCode::UNAUTHORIZED {
+            return Err(DistributionError::Registry {
+                operation,
+                status: first.status,
+                envelope: first.envelope(),
+            });
+        }
+        let authorization = match preferred(first.challenges()) {
+            Some(Challenge::Basic) => credential.basic_header().ok_or_else(|| {
+                DistributionError::CredentialsMissing { registry: registry.clone() }
+            })?,
+            Some(Challenge::Bearer(challenge)) => {
+                let token = self.fetch_token(registry, &challenge, &[], credential).await?;
+                auth::bearer_header(&token.token).ok_or_else(|| {
+                    DistributionError::TokenService {
+                        registry: registry.clone(),
+                        realm: challenge.realm.clone(),
+                        problem: "the token is not a valid header value".to_owned(),
+                    }
+                })?
+            }
+            None => {
+                return Err(DistributionError::Registry {
+                    operation,
+                    status: first.status,
+                    envelope: first.envelope(),
+                });
+            }
+        };
+        let again = Outgoing::new(Method::GET, url).header(header::AUTHORIZATION, authorization);
+        let second = self.send(registry, &operation, &again).await?;
+        if second.status.is_success() {
+            Ok(())
+        } else if second.status == StatusCode::UNAUTHORIZED
+            || second.status == StatusCode::FORBIDDEN
+        {
+            Err(DistributionError::CredentialsRejected {
+                registry: registry.clone(),
+                account: credential.account(),
+                envelope: second.envelope(),
+            })
+        } else {
+            Err(DistributionError::Registry {
+                operation,
+                status: second.status,
+                envelope: second.envelope(),
+            })
+        }
+    }
+
+    /// Asks the challenge's token service for a token covering `scopes`.
+    async fn fetch_token(
+        &self,
+        registry: &RegistryHost,
+        challenge: &BearerChallenge,
+        scopes: &[Scope],
+        credential: &Credential,
+    ) -> Result<Token, DistributionError> {
+        let token_service = |problem: String| DistributionError::TokenService {
+            registry: registry.clone(),
+            realm: challenge.realm.clone(),
+            problem,
+        };
+        let realm: Url = challenge
+            .realm
+            .parse()
+            .map_err(|_| token_service("the realm is not a URL".to_owned()))?;
+        match realm.scheme() {
+            "https" => {}
+            "http" => {
+                let allowed =
+                    self.is_insecure(registry) || self.is_insecure_host(&urls::host_port(&realm));
+                if !allowed && *credential != Credential::Anonymous {
+                    return Err(DistributionError::InsecureRealm {
+                        registry: registry.clone(),
+                        url: challenge.realm.clone(),
+                    });
+                }
+            }
+            other => {
+                return Err(token_service(format!(
+                    "the realm has the unsupported scheme `{other}`"
+                )));
+            }
+        }
+        let service = challenge.service.as_deref();
+        let outgoing = match credential {
+            Credential::IdentityToken(refresh_token) => {
+                let mut outgoing = Outgoing::new(Method::POST, realm.clone()).header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                outgoing.body =
+                    Some(auth::refresh_token_form(service, scopes, refresh_token).into_bytes());
+                // exchanging a refresh token has no side effect: repeat it like a GET
+                outgoing.idempotent = true;
+                outgoing
+            }
+            Credential::Basic { .. } => {
+                let url = auth::token_url(&realm, service, scopes, credential);
+                let outgoing = Outgoing::new(Method::GET, url);
+                match credential.basic_header() {
+                    Some(value) => outgoing.header(header::AUTHORIZATION, value),
+                    None => outgoing,
+                }
+            }
+            Credential::Anonymous => {
+                Outgoing::new(Method::GET, auth::token_url(&realm, service, scopes, credential))
+            }
+        };
+        let mut shown = realm.clone();
+        shown.set_query(None);
+        let operation = Operation { method: outgoing.method.clone(), target: shown.to_string() };
+        let exchange = self.send(registry, &operation, &outgoing).await?;
+        if exchange.truncated {
+            return Err(token_service("the token response is larger than 1 MiB".to_owned()));
+        }
+        if exchange.status.is_success() {
+            return auth::parse_token_response(&exchange.body).map_err(token_service);
+        }
+        if exchange.status == StatusCode::UNAUTHORIZED || exchange.status == StatusCode::FORBIDDEN {
+            return Err(match credential {
+                Credential::Anonymous => {
+                    DistributionError::CredentialsMissing { registry: registry.clone() }
+                }
+                _ => DistributionError::CredentialsRejected {
+                    registry: registry.clone(),
+                    account: credential.account(),
+                    envelope: exchange.envelope(),
+                },
+            });
+        }
+        Err(token_service(format!("HTTP {} ({})", exchange.status, exchange.envelope())))
+    }
+
+    /// Sends `outgoing`, repeating it on 429 (always) and on 502/503/504 or a broken connection
+    /// (idempotent requests only), waiting as [`RetryPolicy`] says. Holds one permit of the
+    /// concurrency limit while a request is in flight, none while waiting.
+    async fn send(
+        &self,
+        registry: &RegistryHost,
+        operation: &Operation,
+        outgoing: &Outgoing,
+    ) -> Result<Exchange, DistributionError> {
+        let policy = self.inner.options.retry;
+        let mut retry = 0;
+        loop {
+            let attempt = self.attempt(outgoing).await;
+            let (retry_after, why) = match attempt {
+                Ok(Attempt::Done(exchange)) => return Ok(exchange),
+                Ok(Attempt::Transient { status, retry_after, exchange }) => {
+                    let repeatable = outgoing.idempotent || status == StatusCode::TOO_MANY_REQUESTS;
+                    if !repeatable || retry >= policy.max_retries {
+                        return Ok(exchange);
+                    }
+                    (retry_after, format!("HTTP {status}"))
+                }
+                Err(source) => {
+                    let repeatable =
+                        outgoing.idempotent && !source.is_builder() && !source.is_redirect();
+                    if !repeatable || retry >= policy.max_retries {
+                        return Err(DistributionError::Unreachable {
+                            registry: registry.clone(),
+                            operation: operation.clone(),
+                            source,
+                        });
+                    }
+                    (None, "a connection failure".to_owned())
+                }
+            };
+            let (delay, capped) = policy.delay(retry, retry_after);
+            if let Some(asked) = capped {
+                log::warn!(
+                    "`{operation}`: the registry asked to wait {} s; waiting {} s (the configured maximum)",
+                    asked.as_secs(),
+                    delay.as_secs()
+                );
+            }
+            retry += 1;
+            log::warn!(
+                "`{operation}` got {why}; retry {retry} of {} in {} ms",
+                policy.max_retries,
+                delay.as_millis()
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One try of `outgoing`, body read in full (up to its limit).
+    async fn attempt(&self, outgoing: &Outgoing) -> Result<Attempt, reqwest::Error> {
+        let _permit = self.inner.permits.acquire().await;
+        let mut request = self
+            .inner
+            .http
+            .request(outgoing.method.clone(), outgoing.url.clone())
+            .headers(outgoing.headers.clone());
+        if let Some(body) = &outgoing.body {
+            request = request.body(body.clone());
+        }
+        let mut response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > outgoing.body_limit {
+                body.extend_from_slice(&chunk[..outgoing.body_limit - body.len()]);
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let exchange = Exchange { status, headers, body, truncated };
+        if retry::retryable_status(status) {
+            let retry_after = exchange
+                .headers
+                .get(header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| retry::parse_retry_after(value, jiff::Timestamp::now()));
+            return Ok(Attempt::Transient { status, retry_after, exchange });
+        }
+        Ok(Attempt::Done(exchange))
+    }
+}
+
+enum Attempt {
+    Done(Exchange),
+    Transient { status: StatusCode, retry_after: Option<Duration>, exchange: Exchange },
+}
