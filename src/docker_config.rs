@@ -225,7 +225,7 @@ impl DockerConfig {
                 entries.retain(|key, _| !keys.contains(key));
             }
         }
-        let auth = BASE64.encode(format!("{username}:{}", password.expose()));
+        let auth = basic_auth_value(username, password);
         let mut entry = Map::new();
         entry.insert("auth".to_owned(), Value::String(auth));
         self.object_mut(AUTHS).insert(registry.config_key(), Value::Object(entry));
@@ -438,6 +438,12 @@ impl JobDir {
     pub fn write(&self) -> Result<(), DockerConfigError> {
         self.config.write(&self.path)
     }
+}
+
+/// The `auth` value a docker config stores for a login: base64 of `user:password`. A secret
+/// in its own right (GitHub must be told to mask it).
+pub fn basic_auth_value(username: &str, password: &Secret) -> String {
+    BASE64.encode(format!("{username}:{}", password.expose()))
 }
 
 /// Creates the job's private docker config directory: `parent/dockhand-<random>` with mode

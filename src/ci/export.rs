@@ -231,7 +231,7 @@ fn github_env_entry(export: &Export) -> String {
 
 /// `::add-mask::` for each non-empty line of `value`. The runner unescapes `%25`, `%0D` and
 /// `%0A` in command data, so `%` is escaped to keep the masked text equal to the value.
-fn mask_lines(value: &str) -> String {
+pub fn mask_lines(value: &str) -> String {
     let mut masks = String::new();
     for line in value.split('\n').map(|line| line.strip_suffix('\r').unwrap_or(line)) {
         if !line.is_empty() {

@@ -3,7 +3,9 @@
 //! 127.0.0.1 by the tests themselves (see `support`).
 
 mod bad_input;
+mod ci_env;
 mod distribution;
 mod help;
+mod login;
 #[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]
 mod support;
