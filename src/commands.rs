@@ -20,10 +20,11 @@ use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::output::Output;
 use crate::project::ProjectFile;
+use crate::publish::{self, Target};
 use crate::reference::{ReferenceError, RegistryHost, RepoAddress};
 use crate::registry::distribution::{Client, ClientOptions, Credential};
 use crate::secret::Secret;
-use crate::settings::{GlobalSettings, SettingsError};
+use crate::settings::{GlobalSettings, ImagesSettings, SettingsError};
 
 /// Job directories older than this, left by earlier jobs under the same parent, are removed.
 const STALE_JOB_DIR_AGE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -135,7 +136,17 @@ pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatu
                 GlobalSettings::resolve(&cli.global, process.env, process.workdir, None)?;
             login(&args, &settings, output)
         }
-        Command::Images(_) => Err(NotImplemented("images").into()),
+        Command::Images(args) => {
+            let ci = ci::detect(ProviderChoice::Auto, process.env, process.workdir)?;
+            let settings =
+                GlobalSettings::resolve(&cli.global, process.env, process.workdir, Some(&ci))?;
+            let images = ImagesSettings::resolve(&settings, &args.tags)?;
+            let targets = plan_targets(&images, &ci, &[])?;
+            output.result(&targets, || {
+                targets.iter().map(|target| format!("{}\n", target.reference)).collect()
+            });
+            Ok(ExitStatus::Success)
+        }
         Command::Build(_) => Err(NotImplemented("build").into()),
         Command::Publish(_) => Err(NotImplemented("publish").into()),
         Command::Cleanup(_) => Err(NotImplemented("cleanup").into()),
@@ -193,6 +204,18 @@ fn registry_detect(
         )
     });
     Ok(ExitStatus::Success)
+}
+
+/// Every reference this build publishes: the tag rules rendered for `ci`, each image named in
+/// the images repo. `existing` are the tags already in the registry (for `latest`).
+fn plan_targets(
+    images: &ImagesSettings,
+    ci: &CiContext,
+    existing: &[crate::reference::Tag],
+) -> Result<Vec<Target>, Failure> {
+    let rendered = images.tag_rules.render(ci, jiff::Timestamp::now(), existing)?;
+    let names: Vec<&str> = images.images.iter().map(|image| image.name.as_str()).collect();
+    Ok(publish::targets(&images.repo, images.mode, &names, &rendered.tags)?)
 }
 
 /// Runs one async command to completion on a single-threaded runtime: registry calls are I/O

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::exit::{Classify, ExitStatus};
 use crate::reference::{
     ImageRef, MAX_TAG_LENGTH, RepoAddress, Tag, valid_repository_path, valid_tag,
 };
@@ -86,6 +87,22 @@ pub enum NamingError {
     MonorepoTag { image: String, tag: String },
     #[error("monorepo mode needs a repository in the images repo, not only the registry `{0}`")]
     MonorepoWithoutRepository(String),
+}
+
+impl Classify for NamingError {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            Self::ImageName(_) => "rename the image in dockhand.yaml".into(),
+            Self::MonorepoTag { .. } => "shorten the tag rule or the image name, or use --repo-mode multirepo".into(),
+            Self::MonorepoWithoutRepository(_) => {
+                "add a repository to the images repo (e.g. `localhost:5000/app`) or use --repo-mode multirepo".into()
+            }
+        })
+    }
 }
 
 /// `true` if and only if `name` can be an image name (a repository path fragment).
