@@ -143,7 +143,11 @@ pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatu
             let images = ImagesSettings::resolve(&settings, &args.tags)?;
             let targets = plan_targets(&images, &ci, &[])?;
             output.result(&targets, || {
-                targets.iter().map(|target| format!("{}\n", target.reference)).collect()
+                targets
+                    .iter()
+                    .map(|target| target.reference.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
             Ok(ExitStatus::Success)
         }
