@@ -3,6 +3,7 @@
 //! 127.0.0.1 by the tests themselves (see `support`).
 
 mod bad_input;
+mod build;
 mod distribution;
 mod help;
 #[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]
