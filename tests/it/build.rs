@@ -1,5 +1,6 @@
 //! The build backends against the real buildah (vfs storage and chroot isolation under the
-//! test's temp dir, so nothing touches the system store), and the docker CLI's absence paths.
+//! test's temp dir, so nothing touches the system store), the push command publish runs
+//! against the real registry, and the docker CLI's absence paths.
 //! The docker and buildx builds themselves need a daemon, which this machine has not: their
 //! argv is covered by the unit tests in `src/build/docker.rs`.
 
@@ -7,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dockhand::build::buildah::{self, BuildahOptions};
+use dockhand::build::buildah::{self, BuildahOptions, PushDestination, PushOptions};
 use dockhand::build::{
     self, Backend, BuildError, BuildSecret, BuildSpec, Builder, Built, LocalImage, SecretSource,
 };
@@ -15,8 +16,10 @@ use dockhand::ci::{CiContext, Provider, RefType};
 use dockhand::env_vars::EnvMap;
 use dockhand::exit::{Classify, ExitStatus};
 use dockhand::process::CommandError;
-use dockhand::reference::ImageRef;
+use dockhand::reference::{Digest, ImageRef};
 use serde_json::Value;
+
+use crate::support::registry::{Auth, Deletes, Registry};
 
 const SHA: &str = "ffac537e6cbbf934b08745a378932722df287a53";
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -338,4 +341,53 @@ fn buildx_without_its_plugin_is_not_installed() {
     let backend = Backend::with_defaults(Builder::Buildx, &env);
     let error = build::build(&backend, &spec, &local("api"), &env).unwrap_err();
     assert!(matches!(error, BuildError::NotInstalled { builder: Builder::Buildx }), "{error:?}");
+}
+
+/// What publish runs when it pushes with buildah: `push_argv` against the real registry with
+/// htpasswd auth through an auth file, read back with skopeo.
+#[test]
+fn a_buildah_image_pushes_with_push_argv() {
+    let storage = Storage::new();
+    let context = storage.context(&[
+        ("hello.txt", "hello\n"),
+        ("Containerfile", "FROM scratch\nCOPY hello.txt /\n"),
+    ]);
+    let spec = BuildSpec::new("api", &context, None).unwrap();
+    let options = storage.options();
+    let built =
+        build::build(&Backend::Buildah(options.clone()), &spec, &local("api"), &storage.env())
+            .unwrap();
+    let Built::Buildah(image) = built.built else { panic!("{built:?}") };
+
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Disabled);
+    let destination: ImageRef = format!("{}/acme/app/api:main", registry.host()).parse().unwrap();
+    let digestfile = storage.path().join("digest");
+    let push = PushOptions {
+        authfile: Some(registry.auth_file()),
+        tls_verify: false,
+        digestfile: Some(digestfile.clone()),
+    };
+    let args = buildah::push_argv(
+        &options,
+        &image,
+        &PushDestination::Registry(destination.clone()),
+        &push,
+    );
+    dockhand::process::Command::new("buildah")
+        .args(&args)
+        .env("HOME", storage.path())
+        .output()
+        .unwrap();
+
+    let pushed = std::fs::read_to_string(&digestfile).unwrap();
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.auth_file())
+        .arg(format!("docker://{destination}"))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+    assert_eq!(Digest::sha256_of(&raw.stdout).as_str(), pushed.trim());
+    let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
 }
