@@ -64,6 +64,15 @@ pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// A whole docker `config.json` in one variable (GitLab runners, some CI systems).
 pub const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
 
+// --- builders (read by `build`; the tools read them too) ---
+
+/// buildah's storage driver (e.g. `vfs` in unprivileged containers); passed as `--storage-driver`.
+pub const STORAGE_DRIVER: &str = "STORAGE_DRIVER";
+/// buildah's isolation (`chroot` in containers without user namespaces); passed as `--isolation`.
+pub const BUILDAH_ISOLATION: &str = "BUILDAH_ISOLATION";
+/// Set to `1` for `docker build`, so that the classic CLI uses BuildKit (needed for `--secret`).
+pub const DOCKER_BUILDKIT: &str = "DOCKER_BUILDKIT";
+
 // --- process ---
 
 /// Home directory; `~/.docker` is the default docker config.

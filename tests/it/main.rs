@@ -3,6 +3,7 @@
 //! 127.0.0.1 by the tests themselves (see `support`).
 
 mod bad_input;
+mod build;
 mod ci_env;
 mod distribution;
 mod help;

@@ -1,0 +1,240 @@
+//! The docker CLI: the argv of `docker build` and `docker buildx build`.
+//!
+//! Owns these two command lines as pure functions of a [`BuildSpec`] and the options below.
+//! `docker build` is run with `DOCKER_BUILDKIT=1` in its environment (set by
+//! [`super::build`]) so that `--secret` works on every docker version. Must not push by
+//! itself: the one output that pushes, [`BuildxOutput::Push`], is the caller's choice.
+//! Credentials reach docker only through a config directory (`--config`).
+//!
+//! Where the result goes (`docker buildx build`):
+//! - [`BuildxOutput::Load`] (`--load`): into the daemon's image store as `local_ref`, like
+//!   `docker build`. The classic image store holds one platform only, so a multi-platform
+//!   build needs one of the other outputs (or the containerd image store).
+//! - [`BuildxOutput::Push`] (`--push`): straight to the registry under the given references;
+//!   `local_ref` is not used (buildx would try to push it too). Repositories that must exist
+//!   before a push have to be created first.
+//! - [`BuildxOutput::OciLayout`] (`--output type=oci,dest=DIR,tar=false`): an OCI layout
+//!   directory, uploaded by publish like a buildah export. The `docker` driver may refuse this
+//!   exporter without the containerd image store; a `docker-container` builder
+//!   ([`BuildxOptions::builder`]) supports it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::{BuildSpec, common_args};
+use crate::reference::ImageRef;
+
+/// Options of `docker build`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DockerOptions {
+    /// `docker --config DIR`: the docker config directory with registry credentials for base
+    /// images; `None` leaves docker to `DOCKER_CONFIG` or `~/.docker`.
+    pub config: Option<PathBuf>,
+}
+
+/// Where `docker buildx build` puts the image; see the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BuildxOutput {
+    #[default]
+    Load,
+    Push(Vec<ImageRef>),
+    OciLayout(PathBuf),
+}
+
+/// Options of `docker buildx build`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BuildxOptions {
+    /// `docker --config DIR`, as for [`DockerOptions::config`].
+    pub config: Option<PathBuf>,
+    /// `--builder NAME`: a buildx builder instance (e.g. a `docker-container` one).
+    pub builder: Option<String>,
+    pub output: BuildxOutput,
+}
+
+fn global_args(config: Option<&PathBuf>) -> Vec<OsString> {
+    match config {
+        Some(dir) => vec!["--config".into(), dir.into()],
+        None => Vec::new(),
+    }
+}
+
+/// `docker [--config DIR] buildx version`: succeeds if and only if the buildx plugin is
+/// installed.
+pub fn buildx_version_argv(options: &BuildxOptions) -> Vec<OsString> {
+    let mut args = global_args(options.config.as_ref());
+    args.extend(["buildx".into(), "version".into()]);
+    args
+}
+
+/// `docker [--config DIR] build [--platform P] -f FILE -t local_ref … CONTEXT`. A single
+/// platform only: [`BuildSpec::check`] refuses more for this builder.
+pub fn build_argv(
+    spec: &BuildSpec,
+    options: &DockerOptions,
+    local_ref: &ImageRef,
+) -> Vec<OsString> {
+    let mut args = global_args(options.config.as_ref());
+    args.push("build".into());
+    if !spec.platforms.is_empty() {
+        args.extend(["--platform".into(), spec.platforms.join(",").into()]);
+    }
+    args.extend(["-f".into(), spec.containerfile.as_os_str().to_owned()]);
+    args.extend(["-t".into(), local_ref.to_string().into()]);
+    args.extend(common_args(spec));
+    args.push(spec.context.as_os_str().to_owned());
+    args
+}
+
+/// `docker [--config DIR] buildx build [--builder B] [--platform P,…] -f FILE` followed by the
+/// output's flags (`-t local_ref --load`, `-t REF… --push`, or `-t local_ref --output
+/// type=oci,…`), the common options and the context.
+pub fn buildx_argv(
+    spec: &BuildSpec,
+    options: &BuildxOptions,
+    local_ref: &ImageRef,
+) -> Vec<OsString> {
+    let mut args = global_args(options.config.as_ref());
+    args.extend(["buildx".into(), "build".into()]);
+    if let Some(builder) = &options.builder {
+        args.extend(["--builder".into(), builder.into()]);
+    }
+    if !spec.platforms.is_empty() {
+        args.extend(["--platform".into(), spec.platforms.join(",").into()]);
+    }
+    args.extend(["-f".into(), spec.containerfile.as_os_str().to_owned()]);
+    match &options.output {
+        BuildxOutput::Load => {
+            args.extend(["-t".into(), local_ref.to_string().into(), "--load".into()]);
+        }
+        BuildxOutput::Push(references) => {
+            for reference in references {
+                args.extend(["-t".into(), reference.to_string().into()]);
+            }
+            args.push("--push".into());
+        }
+        BuildxOutput::OciLayout(dir) => {
+            args.extend(["-t".into(), local_ref.to_string().into(), "--output".into()]);
+            let mut output = OsString::from("type=oci,dest=");
+            output.push(dir);
+            output.push(",tar=false");
+            args.push(output);
+        }
+    }
+    args.extend(common_args(spec));
+    args.push(spec.context.as_os_str().to_owned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::build::{BuildSecret, SecretSource};
+
+    fn spec() -> BuildSpec {
+        BuildSpec {
+            image: "api".into(),
+            context: "/src/api".into(),
+            containerfile: "/src/api/Dockerfile".into(),
+            build_args: BTreeMap::from([("VERSION".into(), "1.2.3".into())]),
+            target: Some("runtime".into()),
+            platforms: Vec::new(),
+            labels: BTreeMap::from([("team".into(), "platform".into())]),
+            secrets: vec![
+                BuildSecret { id: "npm".into(), source: SecretSource::Env("NPM_TOKEN".into()) },
+                BuildSecret { id: "key".into(), source: SecretSource::File("/run/key".into()) },
+            ],
+        }
+    }
+
+    fn local() -> ImageRef {
+        "localhost/dockhand/api:42".parse().unwrap()
+    }
+
+    fn line(args: &[OsString]) -> String {
+        args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    fn squeeze(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    const COMMON: &str = "--build-arg VERSION=1.2.3 --target runtime --label team=platform \
+                          --secret id=npm,env=NPM_TOKEN --secret id=key,src=/run/key /src/api";
+
+    #[test]
+    fn docker_build_argv_table() {
+        let one_platform = BuildSpec { platforms: vec!["linux/arm64".into()], ..spec() };
+        for (name, spec, options, want) in [
+            (
+                "defaults",
+                spec(),
+                DockerOptions::default(),
+                format!("build -f /src/api/Dockerfile -t localhost/dockhand/api:42 {COMMON}"),
+            ),
+            (
+                "config and platform",
+                one_platform,
+                DockerOptions { config: Some("/tmp/job-config".into()) },
+                format!(
+                    "--config /tmp/job-config build --platform linux/arm64 -f /src/api/Dockerfile \
+                     -t localhost/dockhand/api:42 {COMMON}"
+                ),
+            ),
+        ] {
+            assert_eq!(line(&build_argv(&spec, &options, &local())), squeeze(&want), "{name}");
+        }
+    }
+
+    #[test]
+    fn buildx_argv_table() {
+        let multi =
+            BuildSpec { platforms: vec!["linux/amd64".into(), "linux/arm64".into()], ..spec() };
+        let destinations = vec![
+            "ghcr.io/acme/app/api:main".parse().unwrap(),
+            "ghcr.io/acme/app/api:sha-ffac537e".parse().unwrap(),
+        ];
+        for (name, spec, options, want) in [
+            (
+                "load",
+                spec(),
+                BuildxOptions::default(),
+                format!(
+                    "buildx build -f /src/api/Dockerfile -t localhost/dockhand/api:42 --load {COMMON}"
+                ),
+            ),
+            (
+                "push",
+                multi.clone(),
+                BuildxOptions {
+                    output: BuildxOutput::Push(destinations),
+                    ..BuildxOptions::default()
+                },
+                format!(
+                    "buildx build --platform linux/amd64,linux/arm64 -f /src/api/Dockerfile \
+                     -t ghcr.io/acme/app/api:main -t ghcr.io/acme/app/api:sha-ffac537e --push {COMMON}"
+                ),
+            ),
+            (
+                "oci layout with a builder and config",
+                multi,
+                BuildxOptions {
+                    config: Some("/tmp/job-config".into()),
+                    builder: Some("ci".into()),
+                    output: BuildxOutput::OciLayout("/tmp/layout".into()),
+                },
+                format!(
+                    "--config /tmp/job-config buildx build --builder ci --platform linux/amd64,linux/arm64 \
+                     -f /src/api/Dockerfile -t localhost/dockhand/api:42 \
+                     --output type=oci,dest=/tmp/layout,tar=false {COMMON}"
+                ),
+            ),
+        ] {
+            assert_eq!(line(&buildx_argv(&spec, &options, &local())), squeeze(&want), "{name}");
+        }
+        let configured =
+            BuildxOptions { config: Some("/tmp/c".into()), ..BuildxOptions::default() };
+        assert_eq!(line(&buildx_version_argv(&configured)), "--config /tmp/c buildx version");
+    }
+}

@@ -1,0 +1,800 @@
+//! Building images: one [`BuildSpec`] per image becomes the argv of `buildah bud`,
+//! `docker build` or `docker buildx build`, run through [`crate::process`].
+//!
+//! Owns the spec, the choice of backend ([`Builder`], [`Backend`]), the OCI labels taken from
+//! the CI context, the checks made before a tool runs (context, containerfile, secrets,
+//! platforms), and the mapping of tool failures to [`BuildError`]. The argv builders in
+//! `buildah.rs` and `docker.rs` are pure. Must not talk to registries: `buildah::push_argv`
+//! only prepares the command publish runs, and the one builder output that pushes by itself
+//! (`buildx --push`) is chosen by the caller. Never puts a secret's value on argv: build
+//! secrets are file paths or names of environment variables.
+
+pub mod buildah;
+pub mod docker;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use jiff::Timestamp;
+
+use crate::ci::CiContext;
+use crate::env_vars::{self, EnvMap};
+use crate::exit::{Classify, ExitStatus};
+use crate::naming::valid_image_name;
+use crate::process::{self, CommandError};
+use crate::reference::{ImageRef, RegistryHost, RepoAddress, Tag};
+use crate::tags::Placeholder;
+
+/// The containerfile names looked up in the context when none is given, in order.
+pub const DEFAULT_CONTAINERFILES: [&str; 2] = ["Containerfile", "Dockerfile"];
+/// Where built images are named locally: `localhost/dockhand/<image>:<build id>`.
+pub const LOCAL_NAMESPACE: &str = "dockhand";
+
+/// OCI label: URL of the source repository.
+pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
+/// OCI label: the commit the image was built from.
+pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
+/// OCI label: when the image was built (RFC 3339).
+pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
+/// OCI label: the version (semver of the git tag, else the branch or tag name).
+pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
+/// OCI label: the git ref (branch or tag) the image was built from.
+pub const LABEL_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The build tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Builder {
+    /// `buildah bud`: daemonless, works in unprivileged CI containers with `vfs` + `chroot`.
+    #[default]
+    Buildah,
+    /// `docker build` against a docker daemon (BuildKit).
+    Docker,
+    /// `docker buildx build`: BuildKit with multi-platform builds and OCI layout output.
+    Buildx,
+}
+
+impl Builder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Buildah => "buildah",
+            Self::Docker => "docker",
+            Self::Buildx => "buildx",
+        }
+    }
+
+    /// The executable run for this builder.
+    pub fn program(self) -> &'static str {
+        match self {
+            Self::Buildah => "buildah",
+            Self::Docker | Self::Buildx => "docker",
+        }
+    }
+
+    /// How to install this builder, for hints.
+    fn install(self) -> &'static str {
+        match self {
+            Self::Buildah => "`apt-get install buildah` (or `dnf install buildah`)",
+            Self::Docker => "the docker CLI (`apt-get install docker.io`) and a reachable daemon",
+            Self::Buildx => {
+                "the buildx plugin (`apt-get install docker-buildx`, or `docker-buildx-plugin` from Docker's repository)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Builder {
+    type Err = BuildError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        match input {
+            "buildah" => Ok(Self::Buildah),
+            "docker" => Ok(Self::Docker),
+            "buildx" => Ok(Self::Buildx),
+            other => Err(BuildError::UnknownBuilder(other.to_owned())),
+        }
+    }
+}
+
+/// A builder with its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Buildah(buildah::BuildahOptions),
+    Docker(docker::DockerOptions),
+    Buildx(docker::BuildxOptions),
+}
+
+impl Backend {
+    /// `builder` with its default options; buildah takes `STORAGE_DRIVER` and
+    /// `BUILDAH_ISOLATION` from `env`.
+    pub fn with_defaults(builder: Builder, env: &EnvMap) -> Self {
+        match builder {
+            Builder::Buildah => Self::Buildah(buildah::BuildahOptions::from_env(env)),
+            Builder::Docker => Self::Docker(docker::DockerOptions::default()),
+            Builder::Buildx => Self::Buildx(docker::BuildxOptions::default()),
+        }
+    }
+
+    pub fn builder(&self) -> Builder {
+        match self {
+            Self::Buildah(_) => Builder::Buildah,
+            Self::Docker(_) => Builder::Docker,
+            Self::Buildx(_) => Builder::Buildx,
+        }
+    }
+}
+
+/// Where a build secret comes from. Only the path or the variable's name reaches argv; the
+/// tool reads the value itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file the tool reads (`src=PATH`).
+    File(PathBuf),
+    /// An environment variable of the tool's process (`env=NAME`).
+    Env(String),
+}
+
+/// A secret mounted into `RUN --mount=type=secret,id=ID` steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSecret {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+impl BuildSecret {
+    /// The value of `--secret`: `id=ID,src=PATH` or `id=ID,env=NAME`.
+    fn argument(&self) -> OsString {
+        let mut argument = OsString::from(format!("id={},", self.id));
+        match &self.source {
+            SecretSource::File(path) => {
+                argument.push("src=");
+                argument.push(path);
+            }
+            SecretSource::Env(name) => argument.push(format!("env={name}")),
+        }
+        argument
+    }
+}
+
+/// What to build for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The image name used by naming (`api`, `svc/worker`).
+    pub image: String,
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The containerfile, found by [`locate_containerfile`].
+    pub containerfile: PathBuf,
+    pub build_args: BTreeMap<String, String>,
+    /// Target stage of a multi-stage build.
+    pub target: Option<String>,
+    /// Platforms such as `linux/amd64`; empty means the builder's own.
+    pub platforms: Vec<String>,
+    /// Every label of the image; see [`image_labels`] for the OCI ones from the CI context.
+    pub labels: BTreeMap<String, String>,
+    pub secrets: Vec<BuildSecret>,
+}
+
+impl BuildSpec {
+    /// A spec for `image` built from `context`, with the containerfile located as
+    /// [`locate_containerfile`] does, and nothing else set.
+    pub fn new(
+        image: impl Into<String>,
+        context: impl Into<PathBuf>,
+        containerfile: Option<&Path>,
+    ) -> Result<Self, BuildError> {
+        let context = context.into();
+        let containerfile = locate_containerfile(&context, containerfile)?;
+        Ok(Self {
+            image: image.into(),
+            context,
+            containerfile,
+            build_args: BTreeMap::new(),
+            target: None,
+            platforms: Vec::new(),
+            labels: BTreeMap::new(),
+            secrets: Vec::new(),
+        })
+    }
+
+    /// Checks what the tool would otherwise fail on less clearly: the context and
+    /// containerfile exist, names are well formed, every secret's file exists or its variable
+    /// is set in `env`, and `docker build` is not asked for several platforms.
+    pub fn check(&self, builder: Builder, env: &EnvMap) -> Result<(), BuildError> {
+        if !valid_image_name(&self.image) {
+            return Err(BuildError::ImageName(self.image.clone()));
+        }
+        if !self.context.is_dir() {
+            return Err(BuildError::ContextMissing(self.context.clone()));
+        }
+        if !self.containerfile.is_file() {
+            return Err(BuildError::ContainerfileMissing(self.containerfile.clone()));
+        }
+        let bad_key = |key: &String| key.is_empty() || key.contains('=');
+        if let Some(name) = self.build_args.keys().find(|key| bad_key(key)) {
+            return Err(BuildError::BuildArg { image: self.image.clone(), name: name.clone() });
+        }
+        if let Some(key) = self.labels.keys().find(|key| bad_key(key)) {
+            return Err(BuildError::Label { image: self.image.clone(), key: key.clone() });
+        }
+        let bad_platform = |platform: &String| {
+            platform.is_empty() || platform.contains(',') || platform.contains(char::is_whitespace)
+        };
+        if let Some(platform) = self.platforms.iter().find(|platform| bad_platform(platform)) {
+            return Err(BuildError::Platform {
+                image: self.image.clone(),
+                platform: platform.clone(),
+            });
+        }
+        if builder == Builder::Docker && self.platforms.len() > 1 {
+            return Err(BuildError::MultiPlatform { image: self.image.clone(), builder });
+        }
+        for secret in &self.secrets {
+            check_secret(secret, env)
+                .map_err(|problem| BuildError::Secret { id: secret.id.clone(), problem })?;
+        }
+        Ok(())
+    }
+}
+
+fn check_secret(secret: &BuildSecret, env: &EnvMap) -> Result<(), SecretProblem> {
+    let valid_id = !secret.id.is_empty()
+        && secret.id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid_id {
+        return Err(SecretProblem::Id);
+    }
+    match &secret.source {
+        SecretSource::File(path) if path.as_os_str().to_string_lossy().contains(',') => {
+            Err(SecretProblem::Comma(path.clone()))
+        }
+        SecretSource::File(path) if !path.is_file() => {
+            Err(SecretProblem::FileMissing(path.clone()))
+        }
+        SecretSource::File(_) => Ok(()),
+        SecretSource::Env(name) => {
+            let mut chars = name.chars();
+            let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                Err(SecretProblem::EnvName(name.clone()))
+            } else if !env.contains_key(name) {
+                Err(SecretProblem::EnvUnset(name.clone()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The containerfile of a build: `explicit` (relative paths are inside `context`, as in
+/// compose files), else `Containerfile`, else `Dockerfile` in `context`.
+pub fn locate_containerfile(
+    context: &Path,
+    explicit: Option<&Path>,
+) -> Result<PathBuf, BuildError> {
+    if !context.is_dir() {
+        return Err(BuildError::ContextMissing(context.to_owned()));
+    }
+    if let Some(explicit) = explicit {
+        let path = context.join(explicit);
+        return if path.is_file() { Ok(path) } else { Err(BuildError::ContainerfileMissing(path)) };
+    }
+    DEFAULT_CONTAINERFILES
+        .iter()
+        .map(|name| context.join(name))
+        .find(|path| path.is_file())
+        .ok_or_else(|| BuildError::NoContainerfile(context.to_owned()))
+}
+
+/// The OCI labels the CI context gives: source (when the caller knows the repository URL),
+/// revision, created (`now`, RFC 3339), version and ref name. A fact the context lacks gives
+/// no label.
+pub fn oci_labels(
+    ctx: &CiContext,
+    now: Timestamp,
+    source: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut add = |key: &str, value: Option<String>| {
+        if let Some(value) = value.filter(|value| !value.is_empty()) {
+            labels.insert(key.to_owned(), value);
+        }
+    };
+    add(LABEL_SOURCE, source.map(str::to_owned));
+    add(LABEL_REVISION, Placeholder::Sha.value(ctx, now).ok().or_else(|| ctx.sha.clone()));
+    add(LABEL_CREATED, Some(format!("{now:.0}")));
+    add(LABEL_VERSION, Placeholder::Semver.value(ctx, now).ok().or_else(|| ctx.ref_name.clone()));
+    add(LABEL_REF_NAME, ctx.tag.clone().or_else(|| ctx.ref_name.clone()));
+    labels
+}
+
+/// [`oci_labels`] overridden by the user's `labels`.
+pub fn image_labels(
+    ctx: &CiContext,
+    now: Timestamp,
+    source: Option<&str>,
+    user: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut labels = oci_labels(ctx, now, source);
+    labels.extend(user.iter().map(|(key, value)| (key.clone(), value.clone())));
+    labels
+}
+
+/// The local name of a build: `localhost/dockhand/<image>:<build_id>`. It is never pushed;
+/// publish pushes it under the names `naming` gives.
+pub fn local_ref(image: &str, build_id: &Tag) -> Result<ImageRef, BuildError> {
+    if !valid_image_name(image) {
+        return Err(BuildError::ImageName(image.to_owned()));
+    }
+    let registry: RegistryHost = "localhost".parse().expect("`localhost` is a valid registry host");
+    let repository = RepoAddress { registry, path: format!("{LOCAL_NAMESPACE}/{image}") };
+    Ok(ImageRef::tagged(repository, build_id.clone()))
+}
+
+/// A built image in buildah's storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalImage {
+    pub reference: ImageRef,
+    /// `true` when several platforms were built into a manifest list of that name.
+    pub manifest_list: bool,
+}
+
+/// Where a build's result is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Built {
+    /// In buildah's containers-storage (the storage options of the build find it).
+    Buildah(LocalImage),
+    /// In the docker daemon's image store, under this name.
+    DockerStore(ImageRef),
+    /// Written by buildx as an OCI image layout directory.
+    OciLayout(PathBuf),
+    /// Pushed by buildx itself to these references.
+    Pushed(Vec<ImageRef>),
+}
+
+/// The result of [`build`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    pub image: String,
+    pub builder: Builder,
+    pub built: Built,
+}
+
+/// Builds `spec` with `backend`, naming the result `local_ref`. Every variable of `env` is set
+/// in the tool's environment (so its `PATH` is where the tool is looked up, and `env=` secrets
+/// are read from it). Blocks until the tool exits: async callers run it with
+/// `tokio::task::spawn_blocking`.
+pub fn build(
+    backend: &Backend,
+    spec: &BuildSpec,
+    local_ref: &ImageRef,
+    env: &EnvMap,
+) -> Result<BuiltImage, BuildError> {
+    let builder = backend.builder();
+    spec.check(builder, env)?;
+    let mut child_env = env.clone();
+    let (args, built) = match backend {
+        Backend::Buildah(options) => {
+            if let Some(authfile) = options.authfile.as_ref().filter(|path| !path.is_file()) {
+                return Err(BuildError::AuthFileMissing(authfile.clone()));
+            }
+            let manifest_list = spec.platforms.len() > 1;
+            if manifest_list {
+                // `--manifest` adds to an existing list of the same name: start from none.
+                let remove = buildah::manifest_rm_argv(options, local_ref);
+                if let Err(error) = tool(builder.program(), &remove, env).output() {
+                    log::debug!("no earlier manifest list `{local_ref}` to remove: {error}");
+                }
+            }
+            let image = LocalImage { reference: local_ref.clone(), manifest_list };
+            (buildah::build_argv(spec, options, local_ref), Built::Buildah(image))
+        }
+        Backend::Docker(options) => {
+            child_env.insert(env_vars::DOCKER_BUILDKIT.to_owned(), "1".to_owned());
+            (docker::build_argv(spec, options, local_ref), Built::DockerStore(local_ref.clone()))
+        }
+        Backend::Buildx(options) => {
+            // `docker` without the plugin fails with a usage message about the first flag it
+            // does not know, so ask the plugin itself whether it is there.
+            let probe = docker::buildx_version_argv(options);
+            if let Err(error) = tool(builder.program(), &probe, env).output() {
+                log::debug!("buildx is not usable: {error}");
+                return Err(BuildError::NotInstalled { builder });
+            }
+            let built = match &options.output {
+                docker::BuildxOutput::Load => Built::DockerStore(local_ref.clone()),
+                docker::BuildxOutput::Push(references) => Built::Pushed(references.clone()),
+                docker::BuildxOutput::OciLayout(dir) => {
+                    if dir.as_os_str().to_string_lossy().contains(',') {
+                        return Err(BuildError::OutputDir(dir.clone()));
+                    }
+                    Built::OciLayout(dir.clone())
+                }
+            };
+            (docker::buildx_argv(spec, options, local_ref), built)
+        }
+    };
+    log::info!("building `{}` with {builder}", spec.image);
+    tool(builder.program(), &args, &child_env)
+        .output()
+        .map_err(|source| tool_failure(builder, &spec.image, source))?;
+    Ok(BuiltImage { image: spec.image.clone(), builder, built })
+}
+
+/// A failed run of the builder: not installed, or the build failed.
+fn tool_failure(builder: Builder, image: &str, source: CommandError) -> BuildError {
+    if source.is_not_found() {
+        return BuildError::NotInstalled { builder };
+    }
+    BuildError::Failed { image: image.to_owned(), builder, source: Box::new(source) }
+}
+
+/// `program args…` with every variable of `env` set.
+fn tool(program: &str, args: &[OsString], env: &EnvMap) -> process::Command {
+    env.iter().fold(process::Command::new(program).args(args), |command, (name, value)| {
+        command.env(name, value)
+    })
+}
+
+/// Common options of all three tools, after the tool-specific ones: build args, target,
+/// labels and secrets.
+fn common_args(spec: &BuildSpec) -> Vec<OsString> {
+    let mut args = Vec::new();
+    for (name, value) in &spec.build_args {
+        args.push("--build-arg".into());
+        args.push(format!("{name}={value}").into());
+    }
+    if let Some(target) = &spec.target {
+        args.push("--target".into());
+        args.push(target.into());
+    }
+    for (key, value) in &spec.labels {
+        args.push("--label".into());
+        args.push(format!("{key}={value}").into());
+    }
+    for secret in &spec.secrets {
+        args.push("--secret".into());
+        args.push(secret.argument());
+    }
+    args
+}
+
+/// What is wrong with a build secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretProblem {
+    #[error("the id must be letters, digits, `_`, `.` or `-`")]
+    Id,
+    #[error("the file `{}` does not exist", .0.display())]
+    FileMissing(PathBuf),
+    #[error("the path `{}` contains `,`, which the builders' `--secret` syntax cannot carry", .0.display())]
+    Comma(PathBuf),
+    #[error("`{0}` is not a valid environment variable name")]
+    EnvName(String),
+    #[error("the environment variable `{0}` is not set")]
+    EnvUnset(String),
+}
+
+/// Why an image was not built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("Unknown builder `{0}`; expected `buildah`, `docker` or `buildx`")]
+    UnknownBuilder(String),
+    #[error(
+        "Image name `{0}` must be lowercase letters and digits separated by `.`, `_`, `__`, `-` or `/`"
+    )]
+    ImageName(String),
+    #[error("Build context `{}` is not a directory", .0.display())]
+    ContextMissing(PathBuf),
+    #[error("Containerfile `{}` does not exist", .0.display())]
+    ContainerfileMissing(PathBuf),
+    #[error("Build context `{}` has neither a `Containerfile` nor a `Dockerfile`", .0.display())]
+    NoContainerfile(PathBuf),
+    #[error("Build argument `{name}` of image `{image}` must be a non-empty name without `=`")]
+    BuildArg { image: String, name: String },
+    #[error("Label `{key}` of image `{image}` must be a non-empty key without `=`")]
+    Label { image: String, key: String },
+    #[error("Platform `{platform}` of image `{image}` must look like `os/arch[/variant]`")]
+    Platform { image: String, platform: String },
+    #[error("Image `{image}` is built for several platforms, which `{builder}` cannot do")]
+    MultiPlatform { image: String, builder: Builder },
+    #[error("Build secret `{id}` cannot be used: {problem}")]
+    Secret { id: String, problem: SecretProblem },
+    #[error("Registry auth file `{}` does not exist", .0.display())]
+    AuthFileMissing(PathBuf),
+    #[error("Output directory `{}` contains `,` or `:`, which the builder cannot take", .0.display())]
+    OutputDir(PathBuf),
+    #[error("Builder `{builder}` is not installed")]
+    NotInstalled { builder: Builder },
+    #[error("Building image `{image}` with {builder} failed")]
+    Failed {
+        image: String,
+        builder: Builder,
+        #[source]
+        source: Box<CommandError>,
+    },
+    #[error("Exporting `{reference}` to the OCI layout `{}` failed", dir.display())]
+    Export {
+        reference: Box<ImageRef>,
+        dir: PathBuf,
+        #[source]
+        source: Box<CommandError>,
+    },
+    #[error("Cannot create a temporary directory")]
+    TempDir(#[source] std::io::Error),
+    #[error("Cannot read the digest buildah wrote to `{}`", path.display())]
+    DigestFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("buildah wrote `{0}`, which is not a digest")]
+    Digest(String),
+}
+
+impl Classify for BuildError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Failed { .. }
+            | Self::Export { .. }
+            | Self::TempDir(_)
+            | Self::DigestFile { .. }
+            | Self::Digest(_) => ExitStatus::Failure,
+            _ => ExitStatus::Usage,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::UnknownBuilder(_) => Some("use `--builder buildah`, `--builder docker` or `--builder buildx`".into()),
+            Self::ContextMissing(_) => {
+                Some("set the image's `context:` in dockhand.yaml to a directory (relative to the file)".into())
+            }
+            Self::ContainerfileMissing(_) | Self::NoContainerfile(_) => Some(
+                "add a `Containerfile` or `Dockerfile` to the context, or set the image's `containerfile:` (relative to the context)".into(),
+            ),
+            Self::MultiPlatform { .. } => {
+                Some("build several platforms with `--builder buildah` or `--builder buildx`".into())
+            }
+            Self::Secret { problem: SecretProblem::EnvUnset(name), .. } => {
+                Some(format!("set `{name}` in the job's environment, or give the secret as a file"))
+            }
+            Self::AuthFileMissing(_) => {
+                Some("run `dockhand ci-env` or `dockhand login` first, or point `--docker-config` at a directory with a `config.json`".into())
+            }
+            Self::NotInstalled { builder } => {
+                let others: Vec<&str> = [Builder::Buildah, Builder::Docker, Builder::Buildx]
+                    .into_iter()
+                    .filter(|other| other != builder)
+                    .map(Builder::name)
+                    .collect();
+                Some(format!(
+                    "install {}, or choose another builder with `--builder {}`",
+                    builder.install(),
+                    others.join("|")
+                ))
+            }
+            Self::Failed { builder, .. } => Some(format!(
+                "the {builder} output above says why; the same command line reproduces it locally"
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ci::{Provider, RefType};
+
+    const SHA: &str = "ffac537e6cbbf934b08745a378932722df287a53";
+
+    fn now() -> Timestamp {
+        "2024-06-01T12:00:00.123Z".parse().unwrap()
+    }
+
+    #[test]
+    fn builder_names() {
+        for (name, builder, program) in [
+            ("buildah", Builder::Buildah, "buildah"),
+            ("docker", Builder::Docker, "docker"),
+            ("buildx", Builder::Buildx, "docker"),
+        ] {
+            let parsed: Builder = name.parse().unwrap();
+            assert_eq!(parsed, builder);
+            assert_eq!(parsed.to_string(), name);
+            assert_eq!(parsed.program(), program);
+        }
+        let error = "podman".parse::<Builder>().unwrap_err();
+        assert!(matches!(&error, BuildError::UnknownBuilder(name) if name == "podman"));
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+    }
+
+    #[test]
+    fn containerfile_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path();
+        assert!(
+            matches!(locate_containerfile(context, None), Err(BuildError::NoContainerfile(p)) if p == context)
+        );
+        std::fs::write(context.join("Dockerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(locate_containerfile(context, None).unwrap(), context.join("Dockerfile"));
+        std::fs::write(context.join("Containerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(locate_containerfile(context, None).unwrap(), context.join("Containerfile"));
+        std::fs::create_dir(context.join("sub")).unwrap();
+        std::fs::write(context.join("sub/app.Dockerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(
+            locate_containerfile(context, Some(Path::new("sub/app.Dockerfile"))).unwrap(),
+            context.join("sub/app.Dockerfile")
+        );
+        let missing = locate_containerfile(context, Some(Path::new("nope"))).unwrap_err();
+        assert!(
+            matches!(&missing, BuildError::ContainerfileMissing(p) if *p == context.join("nope"))
+        );
+        assert_eq!(missing.exit_status(), ExitStatus::Usage);
+        assert!(missing.to_string().contains(&context.join("nope").display().to_string()));
+        let absent = context.join("absent");
+        assert!(
+            matches!(locate_containerfile(&absent, None), Err(BuildError::ContextMissing(p)) if p == absent)
+        );
+    }
+
+    #[test]
+    fn checks_before_the_tool_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Containerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(dir.path().join("token"), "t0k3n").unwrap();
+        let base = BuildSpec::new("api", dir.path(), None).unwrap();
+        let env = EnvMap::from([("NPM_TOKEN".to_owned(), "x".to_owned())]);
+        let secret = |id: &str, source: SecretSource| BuildSecret { id: id.into(), source };
+        let token = dir.path().join("token");
+        let ok = BuildSpec {
+            secrets: vec![
+                secret("npm", SecretSource::Env("NPM_TOKEN".into())),
+                secret("tok", SecretSource::File(token)),
+            ],
+            platforms: vec!["linux/amd64".into()],
+            ..base.clone()
+        };
+        assert!(ok.check(Builder::Docker, &env).is_ok());
+
+        let multi = BuildSpec {
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            ..base.clone()
+        };
+        assert!(multi.check(Builder::Buildah, &env).is_ok());
+        assert!(multi.check(Builder::Buildx, &env).is_ok());
+        let problems: Vec<(BuildSpec, &str)> = vec![
+            (multi, "MultiPlatform"),
+            (BuildSpec { image: "Api".into(), ..base.clone() }, "ImageName"),
+            (BuildSpec { context: dir.path().join("gone"), ..base.clone() }, "ContextMissing"),
+            (
+                BuildSpec { containerfile: dir.path().join("gone"), ..base.clone() },
+                "ContainerfileMissing",
+            ),
+            (
+                BuildSpec {
+                    build_args: BTreeMap::from([("A=B".into(), "1".into())]),
+                    ..base.clone()
+                },
+                "BuildArg",
+            ),
+            (
+                BuildSpec { labels: BTreeMap::from([(String::new(), "1".into())]), ..base.clone() },
+                "Label",
+            ),
+            (
+                BuildSpec { platforms: vec!["linux/amd64,linux/arm64".into()], ..base.clone() },
+                "Platform",
+            ),
+        ];
+        for (spec, want) in problems {
+            let error = spec.check(Builder::Docker, &env).unwrap_err();
+            assert!(format!("{error:?}").starts_with(want), "{want}: {error:?}");
+            assert_eq!(error.exit_status(), ExitStatus::Usage, "{want}");
+        }
+        for (source, id, want) in [
+            (SecretSource::Env("UNSET".into()), "npm", SecretProblem::EnvUnset("UNSET".into())),
+            (SecretSource::Env("1BAD".into()), "npm", SecretProblem::EnvName("1BAD".into())),
+            (
+                SecretSource::File(dir.path().join("none")),
+                "f",
+                SecretProblem::FileMissing(dir.path().join("none")),
+            ),
+            (
+                SecretSource::File(dir.path().join("a,b")),
+                "f",
+                SecretProblem::Comma(dir.path().join("a,b")),
+            ),
+            (SecretSource::Env("NPM_TOKEN".into()), "a=b", SecretProblem::Id),
+            (SecretSource::Env("NPM_TOKEN".into()), "", SecretProblem::Id),
+        ] {
+            let spec = BuildSpec { secrets: vec![secret(id, source)], ..base.clone() };
+            match spec.check(Builder::Buildah, &env) {
+                Err(BuildError::Secret { id: got, problem }) => {
+                    assert_eq!((got.as_str(), problem), (id, want));
+                }
+                other => panic!("{id}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn oci_labels_from_the_ci_context() {
+        let branch = CiContext {
+            sha: Some(SHA.into()),
+            ref_name: Some("feature/x".into()),
+            ref_type: Some(RefType::Branch),
+            ..CiContext::empty(Provider::Github)
+        };
+        let release = CiContext {
+            ref_name: Some("v2.0.0-rc.1".into()),
+            ref_type: Some(RefType::Tag),
+            tag: Some("v2.0.0-rc.1".into()),
+            ..branch.clone()
+        };
+        let source = Some("https://github.com/acme/app");
+        let labels = oci_labels(&branch, now(), source);
+        assert_eq!(
+            labels,
+            BTreeMap::from([
+                (LABEL_SOURCE.to_owned(), "https://github.com/acme/app".to_owned()),
+                (LABEL_REVISION.to_owned(), SHA.to_owned()),
+                (LABEL_CREATED.to_owned(), "2024-06-01T12:00:00Z".to_owned()),
+                (LABEL_VERSION.to_owned(), "feature/x".to_owned()),
+                (LABEL_REF_NAME.to_owned(), "feature/x".to_owned()),
+            ])
+        );
+        let labels = oci_labels(&release, now(), None);
+        assert_eq!(labels[LABEL_VERSION], "2.0.0-rc.1");
+        assert_eq!(labels[LABEL_REF_NAME], "v2.0.0-rc.1");
+        assert!(!labels.contains_key(LABEL_SOURCE));
+        let bare = oci_labels(&CiContext::empty(Provider::Generic), now(), None);
+        assert_eq!(bare.keys().collect::<Vec<_>>(), [LABEL_CREATED]);
+    }
+
+    #[test]
+    fn user_labels_override_oci_labels() {
+        let ctx = CiContext { sha: Some(SHA.into()), ..CiContext::empty(Provider::Generic) };
+        let user = BTreeMap::from([
+            (LABEL_REVISION.to_owned(), "mine".to_owned()),
+            ("team".to_owned(), "platform".to_owned()),
+        ]);
+        let labels = image_labels(&ctx, now(), None, &user);
+        assert_eq!(labels[LABEL_REVISION], "mine");
+        assert_eq!(labels["team"], "platform");
+        assert_eq!(labels[LABEL_CREATED], "2024-06-01T12:00:00Z");
+    }
+
+    #[test]
+    fn local_refs() {
+        let id: Tag = "8374521".parse().unwrap();
+        assert_eq!(local_ref("api", &id).unwrap().to_string(), "localhost/dockhand/api:8374521");
+        assert_eq!(
+            local_ref("svc/worker", &id).unwrap().to_string(),
+            "localhost/dockhand/svc/worker:8374521"
+        );
+        assert!(matches!(local_ref("Api", &id), Err(BuildError::ImageName(name)) if name == "Api"));
+    }
+
+    #[test]
+    fn not_installed_hints_name_the_package_and_the_flag() {
+        let hint = BuildError::NotInstalled { builder: Builder::Buildah }.hint().unwrap();
+        assert!(
+            hint.contains("apt-get install buildah") && hint.contains("--builder docker|buildx"),
+            "{hint}"
+        );
+        let hint = BuildError::NotInstalled { builder: Builder::Buildx }.hint().unwrap();
+        assert!(
+            hint.contains("docker-buildx") && hint.contains("--builder buildah|docker"),
+            "{hint}"
+        );
+    }
+}
