@@ -1,16 +1,71 @@
 //! The OCI distribution client against a real `docker-registry` (CNCF distribution 2.8).
 
+use std::collections::BTreeMap;
+
 use dockhand::exit::{Classify, ExitStatus};
+use dockhand::reference::{Digest, RepoAddress, Tag};
+use dockhand::registry::distribution::manifest::{
+    self, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+};
 use dockhand::registry::distribution::{
-    Account, Client, ClientOptions, Credential, DistributionError, RetryPolicy,
+    Account, BlobTransfer, Client, ClientOptions, Code, Credential, DeleteSupport,
+    DistributionError, ManifestRef, ReferrersSource, RetryPolicy,
 };
 use dockhand::secret::Secret;
 
+use crate::support::peers::{self, Buildah};
+use crate::support::proxy::{Fault, LinkStyle, Proxy};
 use crate::support::token_issuer::{self, REFRESH_TOKEN};
 use crate::support::{Auth, Deletes, Registry, registry};
 
 fn client(registry: &Registry) -> Client {
     Client::new(registry.client_options()).expect("client")
+}
+
+/// A client that presents `credential` to `registry` for every operation.
+fn client_as(registry: &Registry, credential: Credential) -> Client {
+    let mut options = registry.client_options();
+    options.credentials = BTreeMap::from([(registry.registry_host(), credential)]);
+    Client::new(options).expect("client")
+}
+
+fn tag(name: &str) -> Tag {
+    name.parse().expect("tag")
+}
+
+fn tags(names: &[&str]) -> Vec<Tag> {
+    names.iter().map(|name| tag(name)).collect()
+}
+
+/// Pushes a one-layer OCI image whose layer is `content` and whose config says `created`,
+/// under `tag`, through the client itself. Returns the manifest digest.
+async fn push_image(
+    client: &Client,
+    repository: &RepoAddress,
+    tag_name: &str,
+    content: &str,
+) -> Digest {
+    let layer = client.upload_blob(repository, content.as_bytes()).await.expect("upload layer");
+    let config = serde_json::json!({
+        "created": "2026-11-01T10:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+    })
+    .to_string();
+    let config_digest =
+        client.upload_blob(repository, config.as_bytes()).await.expect("upload config");
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": manifest::OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": content.len()}],
+    })
+    .to_string();
+    client
+        .put_manifest(repository, &ManifestRef::Tag(tag(tag_name)), OCI_MANIFEST, body.as_bytes())
+        .await
+        .expect("put manifest")
 }
 
 fn basic(username: &str, password: &str) -> Credential {
@@ -163,4 +218,444 @@ async fn verify_credentials_reports_an_unreachable_registry() {
     );
     assert_eq!(error.exit_status(), ExitStatus::Failure);
     assert!(error.hint().is_some_and(|hint| hint.contains("--insecure-registry")));
+}
+
+/// Everything publish and cleanup need, against every auth variant with deletes enabled;
+/// skopeo reads back what the client wrote.
+#[tokio::test]
+async fn operations_in_every_auth_variant() {
+    for auth in [Auth::Anonymous, Auth::Htpasswd, Auth::Token] {
+        let registry = Registry::start(auth, Deletes::Enabled);
+        let client = client_as(&registry, registry.credential());
+        let repository = registry.repository("dh/app");
+
+        let v1 = push_image(&client, &repository, "v1", &format!("{auth:?} one")).await;
+        let v2 = push_image(&client, &repository, "v2", &format!("{auth:?} two")).await;
+        let again = client
+            .put_manifest(
+                &repository,
+                &ManifestRef::Tag(tag("latest")),
+                OCI_MANIFEST,
+                &client
+                    .get_manifest(&repository, &ManifestRef::Digest(v1.clone()))
+                    .await
+                    .unwrap()
+                    .bytes,
+            )
+            .await
+            .expect("second tag");
+        assert_eq!(again, v1, "{auth:?}");
+
+        assert_eq!(
+            client.list_tags(&repository).await.unwrap(),
+            tags(&["latest", "v1", "v2"]),
+            "{auth:?}"
+        );
+        assert_eq!(peers::skopeo_tags(&registry, "dh/app"), ["latest", "v1", "v2"], "{auth:?}");
+        assert_eq!(peers::skopeo_digest(&registry, "dh/app:v2"), v2, "{auth:?}");
+
+        let head = client
+            .head_manifest(&repository, &ManifestRef::Tag(tag("v1")))
+            .await
+            .unwrap()
+            .expect("v1 exists");
+        assert_eq!(
+            (head.digest.clone(), head.media_type.as_str()),
+            (v1.clone(), OCI_MANIFEST),
+            "{auth:?}"
+        );
+        let manifest =
+            client.get_manifest(&repository, &ManifestRef::Tag(tag("v1"))).await.unwrap();
+        assert_eq!(manifest.digest, v1, "{auth:?}");
+        assert_eq!(head.size, manifest.bytes.len() as u64, "{auth:?}");
+        assert!(
+            client
+                .head_manifest(&repository, &ManifestRef::Tag(tag("missing")))
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let config = manifest.content.config.expect("an image has a config");
+        assert!(client.blob_exists(&repository, &config.digest).await.unwrap(), "{auth:?}");
+        assert!(
+            !client.blob_exists(&repository, &Digest::sha256_of(b"never uploaded")).await.unwrap(),
+            "{auth:?}"
+        );
+        let image_config = client.get_image_config(&repository, &config.digest).await.unwrap();
+        assert_eq!(image_config.created, Some("2026-11-01T10:00:00Z".parse().unwrap()), "{auth:?}");
+
+        assert_eq!(
+            client.probe_deletes(&repository).await.unwrap(),
+            DeleteSupport::Enabled,
+            "{auth:?}"
+        );
+
+        // distribution 2.8 has no tag delete: the caller is told so, distinctly
+        let error = client.delete_tag(&repository, &tag("v1")).await.unwrap_err();
+        assert!(
+            matches!(&error, DistributionError::TagDeleteUnsupported { envelope, .. } if envelope.has(&Code::DigestInvalid)),
+            "{auth:?}: {error:?}"
+        );
+
+        // the throw-away manifest removes `v1` alone; `latest` (same digest) stays
+        let tombstone = client.push_empty_manifest(&repository, &tag("v1")).await.unwrap();
+        assert_ne!(tombstone, v1);
+        client.delete_manifest(&repository, &tombstone).await.unwrap();
+        assert_eq!(peers::skopeo_tags(&registry, "dh/app"), ["latest", "v2"], "{auth:?}");
+        assert_eq!(peers::skopeo_digest(&registry, "dh/app:latest"), v1, "{auth:?}");
+
+        client.delete_manifest(&repository, &v2).await.unwrap();
+        let error = client.delete_manifest(&repository, &v2).await.unwrap_err();
+        assert!(error.is_not_found(), "{auth:?}: {error:?}");
+        assert!(
+            error.envelope().is_some_and(|envelope| envelope.has(&Code::ManifestUnknown)),
+            "{auth:?}"
+        );
+        client.delete_manifest(&repository, &v1).await.unwrap();
+        // every tag deleted: the registry answers `"tags": null`
+        assert_eq!(client.list_tags(&repository).await.unwrap(), Vec::<Tag>::new(), "{auth:?}");
+    }
+}
+
+/// A digest delete removes every tag on that digest: the reason cleanup uses throw-away
+/// manifests (measured on distribution 2.8: `v1` and `latest` both go).
+#[tokio::test]
+async fn deleting_a_digest_removes_every_tag_on_it() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let repository = registry.repository("dh/app");
+    let digest = push_image(&client, &repository, "v1", "shared").await;
+    let bytes =
+        client.get_manifest(&repository, &ManifestRef::Digest(digest.clone())).await.unwrap().bytes;
+    client
+        .put_manifest(&repository, &ManifestRef::Tag(tag("latest")), OCI_MANIFEST, &bytes)
+        .await
+        .unwrap();
+    push_image(&client, &repository, "other", "not shared").await;
+
+    client.delete_manifest(&repository, &digest).await.unwrap();
+    assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["other"]));
+    assert_eq!(peers::skopeo_tags(&registry, "dh/app"), ["other"]);
+}
+
+#[tokio::test]
+async fn deletes_disabled_are_reported_distinctly() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Disabled);
+    let client = client_as(&registry, registry.credential());
+    let repository = registry.repository("dh/app");
+    let digest = push_image(&client, &repository, "v1", "kept").await;
+
+    assert_eq!(client.probe_deletes(&repository).await.unwrap(), DeleteSupport::Disabled);
+    let error = client.delete_manifest(&repository, &digest).await.unwrap_err();
+    assert!(
+        matches!(&error, DistributionError::DeletesDisabled { status, envelope, .. }
+            if status.as_u16() == 405 && envelope.has(&Code::Unsupported)),
+        "{error:?}"
+    );
+    assert_eq!(error.exit_status(), ExitStatus::Failure);
+    let error = client.delete_tag(&repository, &tag("v1")).await.unwrap_err();
+    assert!(matches!(&error, DistributionError::TagDeleteUnsupported { .. }), "{error:?}");
+    assert_eq!(peers::skopeo_tags(&registry, "dh/app"), ["v1"]);
+}
+
+/// The token service grants the pull,push-only user no `delete`: the client asks for the
+/// `delete` scope, is refused, and says so as a denial (exit 1), not a server failure.
+#[tokio::test]
+async fn a_user_without_delete_permission_is_denied() {
+    let registry = Registry::start(Auth::Token, Deletes::Enabled);
+    let limited = Credential::Basic {
+        username: registry::PULL_PUSH_USER.to_owned(),
+        password: Secret::new(registry::PULL_PUSH_PASSWORD),
+    };
+    let client = client_as(&registry, limited);
+    let repository = registry.repository("dh/app");
+    let digest = push_image(&client, &repository, "v1", "pushed by the limited user").await;
+
+    let error = client.delete_manifest(&repository, &digest).await.unwrap_err();
+    assert!(
+        matches!(&error, DistributionError::Denied { account: Account::User(user), .. } if user == registry::PULL_PUSH_USER),
+        "{error:?}"
+    );
+    assert_eq!(error.exit_status(), ExitStatus::Usage);
+    assert_secret_hidden(&error, registry::PULL_PUSH_PASSWORD);
+    let issuer = registry.issuer().expect("token variant");
+    assert!(
+        issuer.requests().iter().any(|request| request.scopes == ["repository:dh/app:delete"]),
+        "{:?}",
+        issuer.requests()
+    );
+    assert_eq!(peers::skopeo_tags(&registry, "dh/app"), ["v1"]);
+}
+
+#[tokio::test]
+async fn wrong_password_for_an_operation_is_rejected() {
+    for auth in [Auth::Htpasswd, Auth::Token] {
+        let registry = Registry::start(auth, Deletes::Enabled);
+        let wrong = "wrong-Sentinel-4c4c";
+        let client = client_as(
+            &registry,
+            Credential::Basic { username: registry::USER.to_owned(), password: Secret::new(wrong) },
+        );
+        let error = client.list_tags(&registry.repository("dh/app")).await.unwrap_err();
+        assert!(
+            matches!(&error, DistributionError::CredentialsRejected { .. }),
+            "{auth:?}: {error:?}"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+        assert_secret_hidden(&error, wrong);
+
+        let error = client_as(&registry, Credential::Anonymous)
+            .list_tags(&registry.repository("dh/app"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, DistributionError::CredentialsMissing { .. }),
+            "{auth:?}: {error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn identity_tokens_work_for_operations() {
+    let registry = Registry::start(Auth::Token, Deletes::Enabled);
+    let client = client_as(&registry, Credential::IdentityToken(Secret::new(REFRESH_TOKEN)));
+    let repository = registry.repository("dh/app");
+    let digest = push_image(&client, &repository, "v1", "via identity token").await;
+    client.delete_manifest(&repository, &digest).await.unwrap();
+    let issuer = registry.issuer().expect("token variant");
+    assert!(
+        issuer
+            .requests()
+            .iter()
+            .all(|request| request.method == "POST" && request.account == "refresh")
+    );
+    // one token per scope set, reused from the cache afterwards
+    let scope_sets: Vec<Vec<String>> =
+        issuer.requests().into_iter().map(|request| request.scopes).collect();
+    assert_eq!(
+        scope_sets,
+        [
+            vec!["repository:dh/app:pull,push".to_owned()],
+            vec!["repository:dh/app:delete".to_owned()]
+        ]
+    );
+}
+
+#[tokio::test]
+async fn unknown_repository_has_no_tags_to_list() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let error = client(&registry).list_tags(&registry.repository("dh/nothing")).await.unwrap_err();
+    assert!(error.is_not_found(), "{error:?}");
+    assert!(error.envelope().is_some_and(|envelope| envelope.has(&Code::NameUnknown)), "{error:?}");
+}
+
+/// Images built and pushed by buildah (OCI, Docker schema 2, and an OCI index) resolve to the
+/// digests skopeo computes, with the right media types.
+#[tokio::test]
+async fn resolves_images_pushed_by_buildah() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let client = client_as(&registry, registry.credential());
+    let buildah = Buildah::new(registry.dir());
+    buildah.image("dh/one", "one", "amd64");
+    buildah.push(&registry, "dh/one", "dh/app:oci", false);
+    buildah.push(&registry, "dh/one", "dh/app:docker", true);
+    buildah.image("dh/arm", "arm", "arm64");
+    buildah.push_index(&registry, "dh/multi", &["dh/one", "dh/arm"], "dh/app:multi");
+
+    let repository = registry.repository("dh/app");
+    assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["docker", "multi", "oci"]));
+    for (name, media_type) in
+        [("oci", OCI_MANIFEST), ("docker", DOCKER_MANIFEST), ("multi", OCI_INDEX)]
+    {
+        let head = client
+            .head_manifest(&repository, &ManifestRef::Tag(tag(name)))
+            .await
+            .unwrap()
+            .expect(name);
+        assert_eq!(head.media_type, media_type, "{name}");
+        assert_eq!(
+            head.digest,
+            peers::skopeo_digest(&registry, &format!("dh/app:{name}")),
+            "{name}"
+        );
+        let manifest = client
+            .get_manifest(&repository, &ManifestRef::Digest(head.digest.clone()))
+            .await
+            .unwrap();
+        assert_eq!(manifest.media_type, media_type, "{name}");
+        assert_eq!(manifest.digest, head.digest, "{name}");
+    }
+    let index = client.get_manifest(&repository, &ManifestRef::Tag(tag("multi"))).await.unwrap();
+    let mut architectures: Vec<String> = index
+        .content
+        .manifests
+        .iter()
+        .filter_map(|child| child.platform.as_ref().map(|platform| platform.architecture.clone()))
+        .collect();
+    architectures.sort();
+    assert_eq!(architectures, ["amd64", "arm64"]);
+    for child in &index.content.manifests {
+        let manifest = client
+            .get_manifest(&repository, &ManifestRef::Digest(child.digest.clone()))
+            .await
+            .unwrap();
+        assert!(manifest.content.config.is_some(), "{}", child.digest);
+        assert!(!manifest::is_index_type(&manifest.media_type));
+    }
+    assert!(
+        !manifest::is_index_type(DOCKER_MANIFEST) && manifest::is_index_type(DOCKER_MANIFEST_LIST)
+    );
+}
+
+#[tokio::test]
+async fn blobs_are_mounted_across_repositories_or_uploaded() {
+    let registry = Registry::start(Auth::Token, Deletes::Enabled);
+    let client = client_as(&registry, registry.credential());
+    let source = registry.repository("dh/source");
+    let content = b"a blob to share";
+    let digest = client.upload_blob(&source, content).await.unwrap();
+    assert_eq!(digest, Digest::sha256_of(content));
+
+    let target = registry.repository("dh/target");
+    assert_eq!(
+        client.mount_or_upload_blob(&target, &source, &digest, content).await.unwrap(),
+        BlobTransfer::Mounted
+    );
+    assert!(client.blob_exists(&target, &digest).await.unwrap());
+
+    // the source does not have it: the registry opens an upload instead, and the client fills it
+    let elsewhere = registry.repository("dh/elsewhere");
+    let empty = registry.repository("dh/empty");
+    assert_eq!(
+        client.mount_or_upload_blob(&elsewhere, &empty, &digest, content).await.unwrap(),
+        BlobTransfer::Uploaded
+    );
+    assert_eq!(client.get_blob(&elsewhere, &digest).await.unwrap(), content);
+
+    let error = client
+        .mount_or_upload_blob(&elsewhere, &source, &digest, b"other bytes")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DistributionError::DigestMismatch { .. }), "{error:?}");
+}
+
+/// distribution 2.8 has no referrers API (404): the client falls back to the tag schema.
+#[tokio::test]
+async fn referrers_fall_back_to_the_tag_schema() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let repository = registry.repository("dh/app");
+    let subject = push_image(&client, &repository, "v1", "signed image").await;
+    let none = client.referrers(&repository, &subject).await.unwrap();
+    assert_eq!((none.descriptors.len(), none.source), (0, ReferrersSource::TagSchema));
+
+    let signature = push_image(&client, &repository, "signature", "a signature").await;
+    let signature_size = client
+        .head_manifest(&repository, &ManifestRef::Digest(signature.clone()))
+        .await
+        .unwrap()
+        .unwrap()
+        .size;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": signature, "size": signature_size, "artifactType": "application/vnd.dev.sig"}],
+    })
+    .to_string();
+    let fallback_tag = tag(&format!("sha256-{}", subject.hex()));
+    client
+        .put_manifest(&repository, &ManifestRef::Tag(fallback_tag), OCI_INDEX, index.as_bytes())
+        .await
+        .unwrap();
+
+    let found = client.referrers(&repository, &subject).await.unwrap();
+    assert_eq!(found.source, ReferrersSource::TagSchema);
+    assert_eq!(found.descriptors.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(), [signature]);
+    assert_eq!(found.descriptors[0].artifact_type.as_deref(), Some("application/vnd.dev.sig"));
+}
+
+/// A registry behind the fault proxy, with a client that speaks plain HTTP to the proxy.
+fn behind_proxy() -> (Registry, Proxy, Client, RepoAddress) {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let host: dockhand::reference::RegistryHost = proxy.host().parse().unwrap();
+    let options = ClientOptions { insecure: vec![host], ..registry.client_options() };
+    let client = Client::new(options).unwrap();
+    let repository: RepoAddress = format!("{}/dh/app", proxy.host()).parse().unwrap();
+    (registry, proxy, client, repository)
+}
+
+#[tokio::test]
+async fn tags_are_paged_through_relative_and_absolute_links() {
+    let (_registry, proxy, client, repository) = behind_proxy();
+    let names = ["a", "b", "c", "d", "e"];
+    for name in names {
+        push_image(&client, &repository, name, name).await;
+    }
+    for style in [LinkStyle::Relative, LinkStyle::Absolute] {
+        proxy.page_tags(2, style);
+        let before = proxy.log().len();
+        assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&names), "{style:?}");
+        let pages: Vec<String> = proxy.log()[before..]
+            .iter()
+            .filter(|line| line.contains("/tags/list"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            pages,
+            [
+                "GET /v2/dh/app/tags/list?n=1000",
+                "GET /v2/dh/app/tags/list?n=2&last=b",
+                "GET /v2/dh/app/tags/list?n=2&last=d",
+            ],
+            "{style:?}"
+        );
+    }
+    proxy.page_tags(2, LinkStyle::Looping);
+    let error = client.list_tags(&repository).await.unwrap_err();
+    assert!(matches!(error, DistributionError::PaginationLoop { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn null_tags_are_an_empty_list() {
+    let (_registry, proxy, client, repository) = behind_proxy();
+    push_image(&client, &repository, "v1", "v1").await;
+    proxy.null_tags();
+    assert_eq!(client.list_tags(&repository).await.unwrap(), Vec::<Tag>::new());
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_and_retries_are_bounded() {
+    let (_registry, proxy, client, repository) = behind_proxy();
+    push_image(&client, &repository, "v1", "v1").await;
+    let soon = jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2)))
+        .unwrap();
+    for retry_after in [Some("0".to_owned()), Some("300".to_owned()), Some(soon), None] {
+        proxy.inject(Fault { status: 429, retry_after: retry_after.clone() });
+        let before = proxy.log().len();
+        assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["v1"]), "{retry_after:?}");
+        assert_eq!(proxy.log().len() - before, 2, "{retry_after:?}: one 429, one success");
+    }
+    // 503 twice then success: retried (the test options allow two retries)
+    proxy.inject(Fault { status: 503, retry_after: None });
+    proxy.inject(Fault { status: 503, retry_after: None });
+    assert!(
+        client.head_manifest(&repository, &ManifestRef::Tag(tag("v1"))).await.unwrap().is_some()
+    );
+    // three 429s exhaust the retries: the registry's answer is reported with its code
+    for _ in 0..3 {
+        proxy.inject(Fault { status: 429, retry_after: Some("1".to_owned()) });
+    }
+    let error = client.list_tags(&repository).await.unwrap_err();
+    assert_eq!(error.status().map(|status| status.as_u16()), Some(429), "{error:?}");
+    assert!(error.envelope().is_some_and(|envelope| envelope.has(&Code::TooManyRequests)));
+    assert_eq!(error.exit_status(), ExitStatus::Failure);
+    // a 503 to a POST (not idempotent) is not repeated
+    proxy.inject(Fault { status: 503, retry_after: None });
+    let before = proxy.log().len();
+    let error = client.upload_blob(&repository, b"x").await.unwrap_err();
+    assert_eq!(error.status().map(|status| status.as_u16()), Some(503), "{error:?}");
+    assert_eq!(proxy.log().len() - before, 1);
 }

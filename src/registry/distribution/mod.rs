@@ -2,16 +2,20 @@
 //!
 //! Owns [`Client`]: challenge authentication (Basic, Bearer tokens cached per scope, identity
 //! tokens), credential checks against `/v2/`, bounded retries of transient failures, and a
-//! limit on requests in flight. Knows no vendor: quirks belong to the vendor files, which call
-//! this client. Never retries a 4xx other than 429, and never puts a secret into an error or a
-//! log line.
+//! limit on requests in flight; the registry operations themselves (tags, manifests, blobs,
+//! deletes, referrers) are in `operations.rs`. Knows no vendor: quirks belong to the vendor
+//! files, which call this client. Never retries a 4xx other than 429, and never puts a secret
+//! into an error or a log line.
 
 pub mod auth;
 pub mod error;
+pub mod manifest;
+mod operations;
 pub mod retry;
 pub mod urls;
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -20,9 +24,12 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 pub use auth::Credential;
-use auth::{BearerChallenge, Challenge, Scope, Token};
+use auth::{BearerChallenge, Challenge, Scope, Token, TokenCache, TokenKey};
 pub use error::{Account, Code, DistributionError, ErrorEnvelope, Operation};
+pub use manifest::{Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
+pub use operations::{BlobTransfer, DeleteSupport, Referrers, ReferrersSource};
 pub use retry::RetryPolicy;
+pub use urls::ManifestRef;
 
 use crate::reference::RegistryHost;
 
@@ -45,6 +52,9 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Requests in flight at once, across every registry this client talks to.
     pub concurrency: usize,
+    /// What to present to each registry; registries not listed get [`Credential::Anonymous`].
+    /// [`Client::verify_credentials`] takes its credential as an argument instead.
+    pub credentials: BTreeMap<RegistryHost, Credential>,
 }
 
 impl Default for ClientOptions {
@@ -56,6 +66,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             concurrency: 16,
+            credentials: BTreeMap::new(),
         }
     }
 }
@@ -72,9 +83,15 @@ struct Inner {
     http: reqwest::Client,
     options: ClientOptions,
     permits: Semaphore,
+    /// The challenge each registry answered with, by API base URL.
+    challenges: Mutex<HashMap<Url, Challenge>>,
+    tokens: TokenCache,
+    /// Held while fetching a token, so concurrent requests wait for one fetch.
+    token_fetch: tokio::sync::Mutex<()>,
 }
 
 /// A request, kept so it can be sent again.
+#[derive(Clone)]
 struct Outgoing {
     method: Method,
     url: Url,
@@ -122,6 +139,10 @@ impl Exchange {
         ErrorEnvelope::parse(&self.body).into()
     }
 
+    fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
     fn challenges(&self) -> Vec<Challenge> {
         auth::parse_challenges(
             self.headers
@@ -156,7 +177,16 @@ impl Client {
             .build()
             .map_err(DistributionError::ClientBuild)?;
         let permits = Semaphore::new(options.concurrency.max(1));
-        Ok(Self { inner: Arc::new(Inner { http, options, permits }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                options,
+                permits,
+                challenges: Mutex::new(HashMap::new()),
+                tokens: TokenCache::default(),
+                token_fetch: tokio::sync::Mutex::new(()),
+            }),
+        })
     }
 
     /// `true` if and only if `host` (`host[:port]`) was named insecure.
@@ -327,6 +357,140 @@ impl Client {
             });
         }
         Err(token_service(format!("HTTP {} ({})", exchange.status, exchange.envelope())))
+    }
+
+    /// The credential configured for `registry`.
+    fn credential(&self, registry: &RegistryHost) -> Credential {
+        self.inner.options.credentials.get(registry).cloned().unwrap_or_default()
+    }
+
+    fn known_challenge(&self, base: &Url) -> Option<Challenge> {
+        let challenges = self.inner.challenges.lock().unwrap_or_else(PoisonError::into_inner);
+        challenges.get(base).cloned()
+    }
+
+    fn learn_challenge(&self, base: &Url, challenge: Challenge) {
+        let mut challenges = self.inner.challenges.lock().unwrap_or_else(PoisonError::into_inner);
+        challenges.insert(base.clone(), challenge);
+    }
+
+    /// The `Authorization` value for a request needing `scopes`, once the registry's challenge
+    /// is known (none before: the first request goes out bare and learns it), with the token's
+    /// cache key when it is a Bearer token.
+    async fn authorization(
+        &self,
+        registry: &RegistryHost,
+        base: &Url,
+        credential: &Credential,
+        scopes: &[Scope],
+    ) -> Result<Option<(HeaderValue, Option<TokenKey>)>, DistributionError> {
+        let missing = || DistributionError::CredentialsMissing { registry: registry.clone() };
+        match self.known_challenge(base) {
+            None => Ok(None),
+            Some(Challenge::Basic) => {
+                Ok(Some((credential.basic_header().ok_or_else(missing)?, None)))
+            }
+            Some(Challenge::Bearer(challenge)) => {
+                let key = TokenKey::new(&challenge, scopes);
+                let token = if let Some(token) = self.inner.tokens.get(&key) {
+                    token
+                } else {
+                    let _fetching = self.inner.token_fetch.lock().await;
+                    if let Some(token) = self.inner.tokens.get(&key) {
+                        token
+                    } else {
+                        let token =
+                            self.fetch_token(registry, &challenge, key.scopes(), credential).await?;
+                        self.inner.tokens.insert(key.clone(), &token);
+                        token.token
+                    }
+                };
+                let value =
+                    auth::bearer_header(&token).ok_or_else(|| DistributionError::TokenService {
+                        registry: registry.clone(),
+                        realm: challenge.realm.clone(),
+                        problem: "the token is not a valid header value".to_owned(),
+                    })?;
+                Ok(Some((value, Some(key))))
+            }
+        }
+    }
+
+    /// Sends `outgoing` with the registry's credentials for `scopes`, answering challenges:
+    /// the first 401 teaches the client the registry's challenge, an `insufficient_scope`
+    /// widens the scopes once, and a cached token that stopped working is replaced once. A
+    /// request to another origin (an upload location on a storage host) goes without them.
+    async fn execute(
+        &self,
+        registry: &RegistryHost,
+        operation: &Operation,
+        outgoing: &Outgoing,
+        scopes: &[Scope],
+    ) -> Result<Exchange, DistributionError> {
+        let base = self.base(registry);
+        if !urls::same_origin(&outgoing.url, &base) {
+            return self.send(registry, operation, outgoing).await;
+        }
+        let credential = self.credential(registry);
+        let mut scopes = scopes.to_vec();
+        let (mut learned, mut widened, mut renewed) = (false, false, false);
+        loop {
+            let mut request = outgoing.clone();
+            let authorization = self.authorization(registry, &base, &credential, &scopes).await?;
+            let mut token_key = None;
+            if let Some((value, key)) = authorization {
+                request.headers.insert(header::AUTHORIZATION, value);
+                token_key = key;
+            }
+            let sent_credentials = request.headers.contains_key(header::AUTHORIZATION);
+            let exchange = self.send(registry, operation, &request).await?;
+            if exchange.status != StatusCode::UNAUTHORIZED {
+                return Ok(exchange);
+            }
+            let Some(challenge) = preferred(exchange.challenges()) else { return Ok(exchange) };
+            if !sent_credentials && !learned {
+                learned = true;
+                self.learn_challenge(&base, challenge);
+                continue;
+            }
+            if let Challenge::Bearer(bearer) = &challenge {
+                if bearer.insufficient_scope() && !widened {
+                    widened = true;
+                    let before = scopes.len();
+                    for scope in &bearer.scopes {
+                        if !scopes.contains(scope) {
+                            scopes.push(scope.clone());
+                        }
+                    }
+                    if scopes.len() > before {
+                        continue;
+                    }
+                }
+                if let Some(key) = token_key.filter(|_| !renewed) {
+                    // the cached token may have expired early or been revoked
+                    renewed = true;
+                    self.inner.tokens.remove(&key);
+                    self.learn_challenge(&base, challenge);
+                    continue;
+                }
+            }
+            return Err(match (&credential, &challenge) {
+                (Credential::Anonymous, _) => {
+                    DistributionError::CredentialsMissing { registry: registry.clone() }
+                }
+                (_, Challenge::Basic) => DistributionError::CredentialsRejected {
+                    registry: registry.clone(),
+                    account: credential.account(),
+                    envelope: exchange.envelope(),
+                },
+                (_, Challenge::Bearer(_)) => DistributionError::Denied {
+                    operation: operation.clone(),
+                    registry: registry.clone(),
+                    account: credential.account(),
+                    envelope: exchange.envelope(),
+                },
+            });
+        }
     }
 
     /// Sends `outgoing`, repeating it on 429 (always) and on 502/503/504 or a broken connection

@@ -4,6 +4,8 @@
 //! Everything here starts on `127.0.0.1:0` and stops in `Drop`, so a test stops what it starts.
 
 pub mod binary;
+pub mod peers;
+pub mod proxy;
 pub mod registry;
 pub mod token_issuer;
 

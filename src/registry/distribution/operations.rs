@@ -1,0 +1,687 @@
+//! The registry operations of [`Client`]: tags, manifests, blobs, deletes and referrers.
+//!
+//! Each method takes typed repositories, tags and digests, asks for the narrowest scope
+//! (`pull` to read, `pull,push` to write, `delete` to delete), and turns the registry's answer
+//! into a typed result or a [`DistributionError`] carrying the registry's error codes. Bodies
+//! are verified against their digests. Decides nothing about what to keep or delete.
+
+use std::collections::HashSet;
+
+use reqwest::header::{self, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::auth::{Access, Scope};
+use super::error::{Code, DistributionError, Operation};
+use super::manifest::{self, Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
+use super::urls::{self, ManifestRef};
+use super::{Client, Exchange, Outgoing};
+use crate::reference::{Digest, RepoAddress, Tag};
+
+/// Tags asked for per page (`n`); registries may send fewer, or ignore it.
+const TAG_PAGE_SIZE: usize = 1000;
+/// Pages followed before giving up (a registry that never stops paging).
+const MAX_TAG_PAGES: usize = 100_000;
+/// Largest manifest accepted (distribution's own limit is 4 MiB).
+const MANIFEST_LIMIT: usize = 4 << 20;
+/// Largest blob [`Client::get_blob`] reads into memory.
+const BLOB_LIMIT: usize = 64 << 20;
+/// Largest tags page accepted.
+const TAGS_PAGE_LIMIT: usize = 32 << 20;
+/// The annotation marking dockhand's throw-away manifests.
+pub const TOMBSTONE_ANNOTATION: &str = "dev.dockhand.tombstone";
+
+/// Whether a registry deletes manifests, as the harmless probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteSupport {
+    /// A delete of an unknown digest answered 404 (or 202): deletes are enabled.
+    Enabled,
+    /// It answered 405 or `UNSUPPORTED`: deletes are disabled.
+    Disabled,
+}
+
+/// How a blob reached the target repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobTransfer {
+    /// The registry linked the existing blob (201).
+    Mounted,
+    /// The registry did not mount (202) and the content was uploaded.
+    Uploaded,
+}
+
+/// Where a referrers list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferrersSource {
+    /// The referrers API (`GET /v2/<name>/referrers/<digest>`).
+    Api,
+    /// The registry has no referrers API; the `sha256-<hex>` tag schema was read instead.
+    TagSchema,
+}
+
+/// The manifests that name a digest as their `subject`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrers {
+    pub descriptors: Vec<Descriptor>,
+    pub source: ReferrersSource,
+}
+
+#[derive(Deserialize)]
+struct TagsPage {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+/// The digest of `bytes` in the algorithm of `expected`.
+fn digest_like(expected: &Digest, bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    if expected.as_str().starts_with("sha512:") {
+        format!("sha512:{:x}", sha2::Sha512::digest(bytes))
+    } else {
+        Digest::sha256_of(bytes).to_string()
+    }
+}
+
+/// `Content-Type` without parameters.
+fn media_type_of(exchange: &Exchange) -> Option<String> {
+    exchange
+        .header(header::CONTENT_TYPE)
+        .map(|value| value.split(';').next().unwrap_or_default().trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text)
+        .unwrap_or_else(|_| unreachable!("`{text}` is a constant header value"))
+}
+
+impl Client {
+    fn operation(method: &Method, target: String) -> Operation {
+        Operation { method: method.clone(), target }
+    }
+
+    /// The error for an answer the operation did not expect: 401/403 are a denial, anything
+    /// else a registry failure with its envelope.
+    fn refused(
+        &self,
+        repository: &RepoAddress,
+        operation: Operation,
+        exchange: &Exchange,
+    ) -> DistributionError {
+        if exchange.status == StatusCode::FORBIDDEN || exchange.status == StatusCode::UNAUTHORIZED {
+            return DistributionError::Denied {
+                operation,
+                registry: repository.registry.clone(),
+                account: self.credential(&repository.registry).account(),
+                envelope: exchange.envelope(),
+            };
+        }
+        DistributionError::Registry {
+            operation,
+            status: exchange.status,
+            envelope: exchange.envelope(),
+        }
+    }
+
+    fn repository_url(&self, repository: &RepoAddress) -> url::Url {
+        self.base(&repository.registry)
+    }
+
+    /// Every tag of `repository`, sorted and without duplicates. Follows `Link: rel="next"`
+    /// (relative or absolute) with `n`/`last`; `"tags": null` is an empty list. Fails with
+    /// [`DistributionError::PaginationLoop`] if a page repeats, and with a `Registry` error
+    /// (404, `NAME_UNKNOWN`) for an unknown repository.
+    pub async fn list_tags(&self, repository: &RepoAddress) -> Result<Vec<Tag>, DistributionError> {
+        let operation = Self::operation(&Method::GET, format!("{repository} tags"));
+        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let mut url = urls::tags(&self.repository_url(repository), repository, Some(TAG_PAGE_SIZE));
+        let mut seen_pages = HashSet::new();
+        let mut seen_last = HashSet::new();
+        let mut names = Vec::new();
+        for _ in 0..MAX_TAG_PAGES {
+            let mut outgoing = Outgoing::new(Method::GET, url.clone());
+            outgoing.body_limit = TAGS_PAGE_LIMIT;
+            let exchange =
+                self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
+            if !exchange.status.is_success() {
+                return Err(self.refused(repository, operation, &exchange));
+            }
+            if exchange.truncated {
+                return Err(DistributionError::UnexpectedResponse {
+                    operation,
+                    problem: "a tags page is larger than 32 MiB".to_owned(),
+                });
+            }
+            let page: TagsPage = serde_json::from_slice(&exchange.body).map_err(|error| {
+                DistributionError::UnexpectedResponse {
+                    operation: operation.clone(),
+                    problem: format!("the tags page is not a tag list ({error})"),
+                }
+            })?;
+            names.extend(page.tags.unwrap_or_default());
+            let links = exchange
+                .headers
+                .get_all(header::LINK)
+                .iter()
+                .filter_map(|value| value.to_str().ok());
+            let Some(next) = urls::next_link(links, &url) else {
+                return Self::sorted_tags(&operation, names);
+            };
+            let last = next
+                .query_pairs()
+                .find(|(name, _)| name == "last")
+                .map(|(_, value)| value.into_owned());
+            let repeated_last = last.as_ref().is_some_and(|last| !seen_last.insert(last.clone()));
+            if !seen_pages.insert(next.to_string()) || repeated_last || next == url {
+                return Err(DistributionError::PaginationLoop {
+                    operation,
+                    page: next.to_string(),
+                });
+            }
+            url = next;
+        }
+        Err(DistributionError::PaginationLoop { operation, page: url.to_string() })
+    }
+
+    fn sorted_tags(
+        operation: &Operation,
+        mut names: Vec<String>,
+    ) -> Result<Vec<Tag>, DistributionError> {
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                name.parse::<Tag>().map_err(|error| DistributionError::UnexpectedResponse {
+                    operation: operation.clone(),
+                    problem: error.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Resolves a manifest with `HEAD` (which registries do not count as a pull): its digest,
+    /// media type and size, or `None` if the registry answers 404. Falls back to a `GET` when
+    /// the registry sends no `Docker-Content-Digest` for a tag.
+    pub async fn head_manifest(
+        &self,
+        repository: &RepoAddress,
+        reference: &ManifestRef,
+    ) -> Result<Option<ManifestHead>, DistributionError> {
+        let operation =
+            Self::operation(&Method::HEAD, urls::display_reference(repository, reference));
+        let url = urls::manifest(&self.repository_url(repository), repository, reference);
+        let outgoing = Outgoing::new(Method::HEAD, url)
+            .header(header::ACCEPT, header_value(manifest::MANIFEST_ACCEPT));
+        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
+        if exchange.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !exchange.status.is_success() {
+            return Err(self.refused(repository, operation, &exchange));
+        }
+        let header_digest = exchange
+            .header(header::HeaderName::from_static("docker-content-digest"))
+            .and_then(|value| value.parse::<Digest>().ok());
+        let digest = match (header_digest, reference) {
+            (Some(digest), _) => digest,
+            (None, ManifestRef::Digest(digest)) => digest.clone(),
+            (None, ManifestRef::Tag(_)) => {
+                let manifest = self.get_manifest(repository, reference).await?;
+                let size = manifest.bytes.len() as u64;
+                return Ok(Some(ManifestHead {
+                    digest: manifest.digest,
+                    media_type: manifest.media_type,
+                    size,
+                }));
+            }
+        };
+        let media_type =
+            media_type_of(&exchange).ok_or_else(|| DistributionError::UnexpectedResponse {
+                operation: operation.clone(),
+                problem: "no Content-Type".to_owned(),
+            })?;
+        let size = exchange
+            .header(header::CONTENT_LENGTH)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0);
+        Ok(Some(ManifestHead { digest, media_type, size }))
+    }
+
+    /// Fetches a manifest and checks that its exact bytes hash to the digest asked for (or, for
+    /// a tag, to the `Docker-Content-Digest` the registry sent). Schema 1 is refused.
+    pub async fn get_manifest(
+        &self,
+        repository: &RepoAddress,
+        reference: &ManifestRef,
+    ) -> Result<Manifest, DistributionError> {
+        let operation =
+            Self::operation(&Method::GET, urls::display_reference(repository, reference));
+        let url = urls::manifest(&self.repository_url(repository), repository, reference);
+        let mut outgoing = Outgoing::new(Method::GET, url)
+            .header(header::ACCEPT, header_value(manifest::MANIFEST_ACCEPT));
+        outgoing.body_limit = MANIFEST_LIMIT;
+        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
+        if !exchange.status.is_success() {
+            return Err(self.refused(repository, operation, &exchange));
+        }
+        let unexpected = |problem: String| DistributionError::UnexpectedResponse {
+            operation: operation.clone(),
+            problem,
+        };
+        if exchange.truncated {
+            return Err(unexpected("the manifest is larger than 4 MiB".to_owned()));
+        }
+        let expected = match reference {
+            ManifestRef::Digest(digest) => Some(digest.clone()),
+            ManifestRef::Tag(_) => exchange
+                .header(header::HeaderName::from_static("docker-content-digest"))
+                .and_then(|value| value.parse::<Digest>().ok()),
+        };
+        let digest = match expected {
+            Some(expected) => {
+                let actual = digest_like(&expected, &exchange.body);
+                if actual != expected.as_str() {
+                    return Err(DistributionError::DigestMismatch {
+                        operation,
+                        expected: expected.to_string(),
+                        actual,
+                    });
+                }
+                expected
+            }
+            None => Digest::sha256_of(&exchange.body),
+        };
+        let content = ManifestContent::parse(&exchange.body)
+            .map_err(|error| unexpected(format!("the manifest is not valid JSON ({error})")))?;
+        let media_type = media_type_of(&exchange)
+            .filter(|media_type| manifest::is_supported_type(media_type))
+            .or_else(|| content.media_type.clone())
+            .ok_or_else(|| unexpected("the manifest has no media type".to_owned()))?;
+        if !manifest::is_supported_type(&media_type) {
+            return Err(unexpected(format!(
+                "the manifest has the unsupported media type `{media_type}`"
+            )));
+        }
+        Ok(Manifest { digest, media_type, bytes: exchange.body, content })
+    }
+
+    /// Stores a manifest under `reference` with `Content-Type: media_type` and returns its
+    /// digest (the SHA-256 of `bytes`, checked against the registry's `Docker-Content-Digest`).
+    pub async fn put_manifest(
+        &self,
+        repository: &RepoAddress,
+        reference: &ManifestRef,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest, DistributionError> {
+        let operation =
+            Self::operation(&Method::PUT, urls::display_reference(repository, reference));
+        let content_type = HeaderValue::from_str(media_type).map_err(|_| {
+            DistributionError::UnexpectedResponse {
+                operation: operation.clone(),
+                problem: format!("`{media_type}` is not a valid media type"),
+            }
+        })?;
+        let url = urls::manifest(&self.repository_url(repository), repository, reference);
+        let mut outgoing =
+            Outgoing::new(Method::PUT, url).header(header::CONTENT_TYPE, content_type);
+        outgoing.body = Some(bytes.to_vec());
+        let scopes = [Scope::repository(&repository.path, Access::Push)];
+        let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
+        if !exchange.status.is_success() {
+            return Err(self.refused(repository, operation, &exchange));
+        }
+        let digest = Digest::sha256_of(bytes);
+        if let Some(returned) =
+            exchange.header(header::HeaderName::from_static("docker-content-digest"))
+            && returned != digest.as_str()
+        {
+            return Err(DistributionError::DigestMismatch {
+                operation,
+                expected: digest.to_string(),
+                actual: returned.to_owned(),
+            });
+        }
+        Ok(digest)
+    }
+
+    /// `true` if and only if the repository has the blob (`HEAD` answered 2xx; 404 is `false`).
+    pub async fn blob_exists(
+        &self,
+        repository: &RepoAddress,
+        digest: &Digest,
+    ) -> Result<bool, DistributionError> {
+        let operation = Self::operation(&Method::HEAD, format!("{repository} blob {digest}"));
+        let url = urls::blob(&self.repository_url(repository), repository, digest);
+        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let exchange = self
+            .execute(&repository.registry, &operation, &Outgoing::new(Method::HEAD, url), &scopes)
+            .await?;
+        match exchange.status {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.refused(repository, operation, &exchange)),
+        }
+    }
+
+    /// Reads a whole blob into memory (meant for image configs; at most 64 MiB) and checks
+    /// its digest.
+    pub async fn get_blob(
+        &self,
+        repository: &RepoAddress,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, DistributionError> {
+        let operation = Self::operation(&Method::GET, format!("{repository} blob {digest}"));
+        let url = urls::blob(&self.repository_url(repository), repository, digest);
+        let mut outgoing = Outgoing::new(Method::GET, url);
+        outgoing.body_limit = BLOB_LIMIT;
+        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
+        if !exchange.status.is_success() {
+            return Err(self.refused(repository, operation, &exchange));
+        }
+        if exchange.truncated {
+            return Err(DistributionError::UnexpectedResponse {
+                operation,
+                problem: "the blob is larger than 64 MiB".to_owned(),
+            });
+        }
+        let actual = digest_like(digest, &exchange.body);
+        if actual != digest.as_str() {
+            return Err(DistributionError::DigestMismatch {
+                operation,
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(exchange.body)
+    }
+
+    /// Reads an image config blob (for its `created` time).
+    pub async fn get_image_config(
+        &self,
+        repository: &RepoAddress,
+        digest: &Digest,
+    ) -> Result<ImageConfig, DistributionError> {
+        let bytes = self.get_blob(repository, digest).await?;
+        ImageConfig::parse(&bytes).map_err(|error| DistributionError::UnexpectedResponse {
+            operation: Self::operation(&Method::GET, format!("{repository} blob {digest}")),
+            problem: format!("the image config is not valid JSON ({error})"),
+        })
+    }
+
+    /// Uploads `content` in one piece (`POST` an upload, then `PUT` it with its digest) and
+    /// returns the digest.
+    pub async fn upload_blob(
+        &self,
+        repository: &RepoAddress,
+        content: &[u8],
+    ) -> Result<Digest, DistributionError> {
+        let digest = Digest::sha256_of(content);
+        let operation = Self::operation(&Method::POST, format!("{repository} blob upload"));
+        let url = urls::uploads(&self.repository_url(repository), repository);
+        let scopes = [Scope::repository(&repository.path, Access::Push)];
+        let exchange = self
+            .execute(
+                &repository.registry,
+                &operation,
+                &Outgoing::new(Method::POST, url.clone()),
+                &scopes,
+            )
+            .await?;
+        if exchange.status != StatusCode::ACCEPTED {
+            return Err(self.refused(repository, operation, &exchange));
+        }
+        self.finish_upload(repository, &url, &exchange, &digest, content).await?;
+        Ok(digest)
+    }
+
+    /// `PUT`s `content` to the upload session an answer to `POST …/uploads/` opened.
+    async fn finish_upload(
+        &self,
+        repository: &RepoAddress,
+        request_url: &url::Url,
+        started: &Exchange,
+        digest: &Digest,
+        content: &[u8],
+    ) -> Result<(), DistributionError> {
+        let operation = Self::operation(&Method::PUT, format!("{repository} blob {digest}"));
+        let location = started
+            .header(header::LOCATION)
+            .and_then(|location| urls::resolve(request_url, location))
+            .ok_or_else(|| DistributionError::UnexpectedResponse {
+                operation: operation.clone(),
+                problem: "the upload has no usable Location".to_owned(),
+            })?;
+        let mut outgoing = Outgoing::new(Method::PUT, urls::with_digest(&location, digest))
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        outgoing.body = Some(content.to_vec());
+        // a session URL is single-use: repeating the PUT could only fail differently
+        outgoing.idempotent = false;
+        let scopes = [Scope::repository(&repository.path, Access::Push)];
+        let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
+        if !exchange.status.is_success() {
+            return Err(self.refused(repository, operation, &exchange));
+        }
+        Ok(())
+    }
+
+    /// Makes blob `digest` of repository `from` available in `to` (same registry) by a
+    /// cross-repository mount; when the registry does not mount (202, e.g. it cannot read
+    /// `from`), uploads `content`, which must hash to `digest`.
+    pub async fn mount_or_upload_blob(
+        &self,
+        to: &RepoAddress,
+        from: &RepoAddress,
+        digest: &Digest,
+        content: &[u8],
+    ) -> Result<BlobTransfer, DistributionError> {
+        let operation =
+            Self::operation(&Method::POST, format!("{to} blob mount {digest} from {}", from.path));
+        let actual = digest_like(digest, content);
+        if actual != digest.as_str() {
+            return Err(DistributionError::DigestMismatch {
+                operation,
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        let url = urls::mount(&self.repository_url(to), to, digest, from);
+        let scopes = [
+            Scope::repository(&to.path, Access::Push),
+            Scope::repository(&from.path, Access::Pull),
+        ];
+        let exchange = self
+            .execute(&to.registry, &operation, &Outgoing::new(Method::POST, url.clone()), &scopes)
+            .await?;
+        match exchange.status {
+            StatusCode::CREATED => Ok(BlobTransfer::Mounted),
+            StatusCode::ACCEPTED => {
+                self.finish_upload(to, &url, &exchange, digest, content).await?;
+                Ok(BlobTransfer::Uploaded)
+            }
+            _ => Err(self.refused(to, operation, &exchange)),
+        }
+    }
+
+    fn delete_outcome(
+        &self,
+        repository: &RepoAddress,
+        operation: Operation,
+        exchange: &Exchange,
+    ) -> Result<(), DistributionError> {
+        if exchange.status.is_success() {
+            return Ok(());
+        }
+        let envelope = exchange.envelope();
+        if exchange.status == StatusCode::METHOD_NOT_ALLOWED || envelope.has(&Code::Unsupported) {
+            return Err(DistributionError::DeletesDisabled {
+                registry: repository.registry.clone(),
+                operation,
+                status: exchange.status,
+                envelope,
+            });
+        }
+        Err(self.refused(repository, operation, exchange))
+    }
+
+    /// Deletes the manifest `digest`. **Every tag on that digest goes with it.** Fails with
+    /// [`DistributionError::DeletesDisabled`] on 405/`UNSUPPORTED`, and with a `Registry`
+    /// error whose [`DistributionError::is_not_found`] is true when the manifest is gone.
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepoAddress,
+        digest: &Digest,
+    ) -> Result<(), DistributionError> {
+        let reference = ManifestRef::Digest(digest.clone());
+        let operation =
+            Self::operation(&Method::DELETE, urls::display_reference(repository, &reference));
+        let url = urls::manifest(&self.repository_url(repository), repository, &reference);
+        let scopes = [Scope::repository(&repository.path, Access::Delete)];
+        let exchange = self
+            .execute(&repository.registry, &operation, &Outgoing::new(Method::DELETE, url), &scopes)
+            .await?;
+        self.delete_outcome(repository, operation, &exchange)
+    }
+
+    /// Deletes only the tag (OCI distribution spec 1.1 `DELETE …/manifests/<tag>`). Fails with
+    /// [`DistributionError::TagDeleteUnsupported`] when the registry refuses tag deletes (400
+    /// `DIGEST_INVALID` as distribution 2.8 answers, 405, or `UNSUPPORTED`): the caller may
+    /// then fall back to [`Client::push_empty_manifest`] and a digest delete, after checking
+    /// [`Client::probe_deletes`] (405 can also mean deletes are off altogether).
+    pub async fn delete_tag(
+        &self,
+        repository: &RepoAddress,
+        tag: &Tag,
+    ) -> Result<(), DistributionError> {
+        let reference = ManifestRef::Tag(tag.clone());
+        let operation =
+            Self::operation(&Method::DELETE, urls::display_reference(repository, &reference));
+        let url = urls::manifest(&self.repository_url(repository), repository, &reference);
+        let scopes = [Scope::repository(&repository.path, Access::Delete)];
+        let exchange = self
+            .execute(&repository.registry, &operation, &Outgoing::new(Method::DELETE, url), &scopes)
+            .await?;
+        if exchange.status.is_success() {
+            return Ok(());
+        }
+        let envelope = exchange.envelope();
+        if exchange.status == StatusCode::METHOD_NOT_ALLOWED
+            || envelope.has_any(&[Code::DigestInvalid, Code::Unsupported])
+        {
+            return Err(DistributionError::TagDeleteUnsupported {
+                registry: repository.registry.clone(),
+                operation,
+                status: exchange.status,
+                envelope,
+            });
+        }
+        Err(self.refused(repository, operation, &exchange))
+    }
+
+    /// Finds out, harmlessly, whether the registry deletes: `DELETE` of a random digest that
+    /// cannot exist answers 404 when deletes are enabled and 405/`UNSUPPORTED` when they are
+    /// disabled. A 401/403 (no `delete` permission) is an error.
+    pub async fn probe_deletes(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<DeleteSupport, DistributionError> {
+        let mut seed = jiff::Timestamp::now().as_nanosecond().to_le_bytes().to_vec();
+        seed.extend(std::iter::repeat_with(|| fastrand::u8(..)).take(32));
+        match self.delete_manifest(repository, &Digest::sha256_of(&seed)).await {
+            Ok(()) => Ok(DeleteSupport::Enabled),
+            Err(error) if error.is_not_found() => Ok(DeleteSupport::Enabled),
+            Err(DistributionError::DeletesDisabled { .. }) => Ok(DeleteSupport::Disabled),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The manifests whose `subject` is `digest`: from the referrers API, or, when it answers
+    /// 404, from the index tagged `sha256-<hex>` (the OCI tag schema; absent means none).
+    pub async fn referrers(
+        &self,
+        repository: &RepoAddress,
+        digest: &Digest,
+    ) -> Result<Referrers, DistributionError> {
+        let operation =
+            Self::operation(&Method::GET, format!("{repository} referrers of {digest}"));
+        let url = urls::referrers(&self.repository_url(repository), repository, digest);
+        let mut outgoing = Outgoing::new(Method::GET, url)
+            .header(header::ACCEPT, header_value(manifest::OCI_INDEX));
+        outgoing.body_limit = MANIFEST_LIMIT;
+        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
+        if exchange.status.is_success() {
+            let index = ManifestContent::parse(&exchange.body).map_err(|error| {
+                DistributionError::UnexpectedResponse {
+                    operation,
+                    problem: format!("the referrers list is not an index ({error})"),
+                }
+            })?;
+            return Ok(Referrers { descriptors: index.manifests, source: ReferrersSource::Api });
+        }
+        if exchange.status != StatusCode::NOT_FOUND {
+            return Err(self.refused(repository, operation, &exchange));
+        }
+        let tag: Tag =
+            format!("{}-{}", digest.as_str().split(':').next().unwrap_or("sha256"), digest.hex())
+                .parse()
+                .map_err(|error: crate::reference::ReferenceError| {
+                    DistributionError::UnexpectedResponse {
+                        operation: operation.clone(),
+                        problem: error.to_string(),
+                    }
+                })?;
+        match self.get_manifest(repository, &ManifestRef::Tag(tag)).await {
+            Ok(index) => Ok(Referrers {
+                descriptors: index.content.manifests,
+                source: ReferrersSource::TagSchema,
+            }),
+            Err(error) if error.is_not_found() => {
+                Ok(Referrers { descriptors: Vec::new(), source: ReferrersSource::TagSchema })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Points `tag` at a new, unique, empty manifest (a fresh config blob and an OCI image
+    /// manifest with `layers: []`) and returns its digest. Deleting that digest then removes
+    /// `tag` and nothing else: the way to delete one tag where the registry has no tag delete.
+    pub async fn push_empty_manifest(
+        &self,
+        repository: &RepoAddress,
+        tag: &Tag,
+    ) -> Result<Digest, DistributionError> {
+        let nonce =
+            format!("{}-{:016x}", jiff::Timestamp::now().as_nanosecond(), fastrand::u64(..));
+        let config = serde_json::json!({
+            "architecture": "unknown",
+            "os": "unknown",
+            "config": { "Labels": { TOMBSTONE_ANNOTATION: nonce } },
+            "rootfs": { "type": "layers", "diff_ids": [] },
+        })
+        .to_string();
+        let config_digest = self.upload_blob(repository, config.as_bytes()).await?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": manifest::OCI_MANIFEST,
+            "config": {
+                "mediaType": manifest::OCI_IMAGE_CONFIG,
+                "digest": config_digest,
+                "size": config.len(),
+            },
+            "layers": [],
+            "annotations": { TOMBSTONE_ANNOTATION: tag.as_str() },
+        })
+        .to_string();
+        self.put_manifest(
+            repository,
+            &ManifestRef::Tag(tag.clone()),
+            manifest::OCI_MANIFEST,
+            manifest.as_bytes(),
+        )
+        .await
+    }
+}
