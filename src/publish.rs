@@ -1,14 +1,56 @@
 //! Publishing: every built image under every tag, named by the images repo and mode.
 //!
-//! Owns which references a build produces ([`targets`], pure) and pushing them: layers are
-//! uploaded once per repository, extra tags are added by manifest PUT, and repositories are
-//! created first where the implementation's capabilities require it. Must never delete
-//! anything.
+//! Owns which references a build produces ([`targets`], pure) and pushing an image from an
+//! OCI image layout ([`push_layout`]): each blob is uploaded once per repository (or mounted
+//! from a repository of the same registry that already has it), child manifests of an index go
+//! by digest, and every tag is one manifest PUT of the same bytes, so all tags of an image
+//! share one digest. Must never delete anything.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use futures_util::future::try_join_all;
 use serde::Serialize;
 
+use crate::exit::{Classify, ExitStatus};
 use crate::naming::{self, Mode, NamingError};
-use crate::reference::{ImageRef, RepoAddress, Tag};
+use crate::reference::{Digest, ImageRef, RegistryHost, RepoAddress, Tag};
+use crate::registry::distribution::manifest::{self as media, ManifestContent};
+use crate::registry::distribution::{Client, DistributionError, ManifestRef};
+
+/// Why an image could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("The built image `{image}` has no usable OCI layout at `{}`: {problem}", dir.display())]
+    Layout { image: String, dir: PathBuf, problem: String },
+    #[error("Failed to push `{reference}`")]
+    Push {
+        reference: String,
+        #[source]
+        source: DistributionError,
+    },
+    #[error("Registry stored `{reference}` as `{actual}`, but the image is `{expected}`")]
+    DigestChanged { reference: String, expected: Digest, actual: Digest },
+}
+
+impl Classify for PublishError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Push { source, .. } => source.exit_status(),
+            Self::Layout { .. } | Self::DigestChanged { .. } => ExitStatus::Failure,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Push { source, .. } => source.hint(),
+            Self::Layout { .. } => Some("rebuild the image (`dockhand build`) and publish again".into()),
+            Self::DigestChanged { .. } => {
+                Some("the registry rewrote the manifest (e.g. converted its format); push with an OCI-capable registry".into())
+            }
+        }
+    }
+}
 
 /// One reference to publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +94,182 @@ pub fn targets(
         }
     }
     Ok(targets)
+}
+
+
+/// One reference pushed, with the digest the registry stored it under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pushed {
+    pub image: String,
+    /// `registry/repository:tag`.
+    pub reference: String,
+    pub digest: Digest,
+}
+
+/// A manifest read from the layout: its exact bytes and media type.
+#[derive(Debug, Clone)]
+struct Node {
+    digest: Digest,
+    media_type: String,
+    bytes: Vec<u8>,
+}
+
+/// An image in an OCI image layout directory (`oci-layout`, `index.json`, `blobs/`), as
+/// `buildah push … oci:DIR` and `buildx --output type=oci` write it.
+#[derive(Debug)]
+pub struct Layout {
+    image: String,
+    dir: PathBuf,
+    /// The image's top manifest (an image manifest or an index).
+    top: Node,
+    /// An index's child manifests, pushed by digest before the index.
+    children: Vec<Node>,
+    /// Every config and layer blob, without repeats.
+    blobs: Vec<(Digest, u64)>,
+}
+
+impl Layout {
+    /// Reads the single image `dir` holds, checking every manifest against its digest.
+    pub fn read(image: &str, dir: &Path) -> Result<Self, PublishError> {
+        let problem = |problem: String| PublishError::Layout { image: image.to_owned(), dir: dir.to_owned(), problem };
+        let index = std::fs::read(dir.join("index.json")).map_err(|e| problem(format!("cannot read index.json ({e})")))?;
+        let index = ManifestContent::parse(&index).map_err(|e| problem(format!("index.json is not valid ({e})")))?;
+        let [entry] = index.manifests.as_slice() else {
+            return Err(problem(format!("index.json lists {} images, expected 1", index.manifests.len())));
+        };
+        let read_node = |digest: &Digest, media_type: &str| -> Result<(Node, ManifestContent), PublishError> {
+            let bytes = read_blob(dir, digest).map_err(problem)?;
+            let content = ManifestContent::parse(&bytes).map_err(|e| problem(format!("manifest `{digest}` is not valid ({e})")))?;
+            let media_type = content.media_type.clone().unwrap_or_else(|| media_type.to_owned());
+            Ok((Node { digest: digest.clone(), media_type, bytes }, content))
+        };
+        let (top, content) = read_node(&entry.digest, &entry.media_type)?;
+        let mut children = Vec::new();
+        let mut images = Vec::new();
+        if media::is_index_type(&top.media_type) {
+            for child in &content.manifests {
+                let (node, child_content) = read_node(&child.digest, &child.media_type)?;
+                children.push(node);
+                images.push(child_content);
+            }
+        } else {
+            images.push(content);
+        }
+        let mut seen = BTreeSet::new();
+        let blobs = images
+            .iter()
+            .flat_map(|image| image.config.iter().chain(&image.layers))
+            .filter(|descriptor| seen.insert(descriptor.digest.clone()))
+            .map(|descriptor| (descriptor.digest.clone(), descriptor.size))
+            .collect();
+        Ok(Self { image: image.to_owned(), dir: dir.to_owned(), top, children, blobs })
+    }
+
+    /// The digest every tag of this image will have.
+    pub fn digest(&self) -> &Digest {
+        &self.top.digest
+    }
+}
+
+/// The content of blob `digest` in the layout, checked against the digest.
+fn read_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, String> {
+    let (algorithm, hex) = digest.as_str().split_once(':').unwrap_or(("sha256", digest.hex()));
+    let bytes = std::fs::read(dir.join("blobs").join(algorithm).join(hex))
+        .map_err(|e| format!("cannot read blob `{digest}` ({e})"))?;
+    if algorithm == "sha256" && Digest::sha256_of(&bytes) != *digest {
+        return Err(format!("blob `{digest}` does not match its digest"));
+    }
+    Ok(bytes)
+}
+
+/// Repositories that already hold a blob, per registry: the source of cross-repository mounts.
+#[derive(Debug, Default)]
+pub struct BlobLocations(BTreeMap<(RegistryHost, Digest), RepoAddress>);
+
+/// Pushes `layout` to every target (all of one image): blobs once per repository, then one
+/// manifest PUT per tag. Returns what was pushed; each push is logged as it completes, so a
+/// failure part-way leaves a record of what is already in the registry.
+pub async fn push_layout(
+    client: &Client,
+    layout: &Layout,
+    targets: &[Target],
+    locations: &mut BlobLocations,
+) -> Result<Vec<Pushed>, PublishError> {
+    let mut by_repository: BTreeMap<&RepoAddress, Vec<&Target>> = BTreeMap::new();
+    for target in targets {
+        by_repository.entry(&target.reference.repository).or_default().push(target);
+    }
+    let mut pushed = Vec::with_capacity(targets.len());
+    for (repository, targets) in by_repository {
+        let first = &targets[0].reference;
+        let fail = |source| PublishError::Push { reference: first.to_string(), source };
+        let uploads = layout.blobs.iter().map(|(digest, size)| {
+            let from = locations.0.get(&(repository.registry.clone(), digest.clone())).filter(|from| *from != repository);
+            upload_blob(client, layout, first, digest, *size, from)
+        });
+        try_join_all(uploads).await?;
+        for (digest, _) in &layout.blobs {
+            locations.0.insert((repository.registry.clone(), digest.clone()), repository.clone());
+        }
+        for child in &layout.children {
+            client
+                .put_manifest(repository, &ManifestRef::Digest(child.digest.clone()), &child.media_type, &child.bytes)
+                .await
+                .map_err(fail)?;
+        }
+        let puts = targets.iter().map(|target| async move {
+            let tag = target.reference.tag.clone().expect("targets are tagged");
+            let digest = client
+                .put_manifest(repository, &ManifestRef::Tag(tag), &layout.top.media_type, &layout.top.bytes)
+                .await
+                .map_err(|source| PublishError::Push { reference: target.reference.to_string(), source })?;
+            if digest != layout.top.digest {
+                return Err(PublishError::DigestChanged {
+                    reference: target.reference.to_string(),
+                    expected: layout.top.digest.clone(),
+                    actual: digest,
+                });
+            }
+            log::info!("pushed {}@{digest}", target.reference);
+            Ok(Pushed { image: layout.image.clone(), reference: target.reference.to_string(), digest })
+        });
+        pushed.extend(try_join_all(puts).await?);
+    }
+    Ok(pushed)
+}
+
+/// Makes one blob present in the repository of `reference`: nothing if it is there, a mount
+/// from `from` if a repository of the same registry has it, else an upload from the layout.
+async fn upload_blob(
+    client: &Client,
+    layout: &Layout,
+    reference: &ImageRef,
+    digest: &Digest,
+    size: u64,
+    from: Option<&RepoAddress>,
+) -> Result<(), PublishError> {
+    let repository = &reference.repository;
+    let fail = |source| PublishError::Push { reference: reference.to_string(), source };
+    if client.blob_exists(repository, digest).await.map_err(fail)? {
+        log::debug!("{repository}: blob {digest} already there");
+        return Ok(());
+    }
+    let content = read_blob(&layout.dir, digest).map_err(|problem| PublishError::Layout {
+        image: layout.image.clone(),
+        dir: layout.dir.clone(),
+        problem,
+    })?;
+    match from {
+        Some(from) => {
+            let how = client.mount_or_upload_blob(repository, from, digest, &content).await.map_err(fail)?;
+            log::debug!("{repository}: blob {digest} ({size} bytes) {how:?} from {from}");
+        }
+        None => {
+            client.upload_blob(repository, &content).await.map_err(fail)?;
+            log::debug!("{repository}: blob {digest} ({size} bytes) uploaded");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
