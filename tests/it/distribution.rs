@@ -577,10 +577,18 @@ async fn referrers_fall_back_to_the_tag_schema() {
 
 /// A registry behind the fault proxy, with a client that speaks plain HTTP to the proxy.
 fn behind_proxy() -> (Registry, Proxy, Client, RepoAddress) {
-    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    behind_proxy_with(Auth::Anonymous)
+}
+
+fn behind_proxy_with(auth: Auth) -> (Registry, Proxy, Client, RepoAddress) {
+    let registry = Registry::start(auth, Deletes::Enabled);
     let proxy = Proxy::start(registry.port());
     let host: dockhand::reference::RegistryHost = proxy.host().parse().unwrap();
-    let options = ClientOptions { insecure: vec![host], ..registry.client_options() };
+    let options = ClientOptions {
+        insecure: vec![host.clone()],
+        credentials: BTreeMap::from([(host, registry.credential())]),
+        ..registry.client_options()
+    };
     let client = Client::new(options).unwrap();
     let repository: RepoAddress = format!("{}/dh/app", proxy.host()).parse().unwrap();
     (registry, proxy, client, repository)
@@ -633,29 +641,61 @@ async fn rate_limits_are_waited_out_and_retries_are_bounded() {
         .timestamp_to_rfc9110_string(&(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2)))
         .unwrap();
     for retry_after in [Some("0".to_owned()), Some("300".to_owned()), Some(soon), None] {
-        proxy.inject(Fault { status: 429, retry_after: retry_after.clone() });
+        proxy.inject(Fault::status(429, retry_after.as_deref()));
         let before = proxy.log().len();
         assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["v1"]), "{retry_after:?}");
         assert_eq!(proxy.log().len() - before, 2, "{retry_after:?}: one 429, one success");
     }
     // 503 twice then success: retried (the test options allow two retries)
-    proxy.inject(Fault { status: 503, retry_after: None });
-    proxy.inject(Fault { status: 503, retry_after: None });
+    proxy.inject(Fault::status(503, None));
+    proxy.inject(Fault::status(503, None));
     assert!(
         client.head_manifest(&repository, &ManifestRef::Tag(tag("v1"))).await.unwrap().is_some()
     );
     // three 429s exhaust the retries: the registry's answer is reported with its code
     for _ in 0..3 {
-        proxy.inject(Fault { status: 429, retry_after: Some("1".to_owned()) });
+        proxy.inject(Fault::status(429, Some("1")));
     }
     let error = client.list_tags(&repository).await.unwrap_err();
     assert_eq!(error.status().map(|status| status.as_u16()), Some(429), "{error:?}");
     assert!(error.envelope().is_some_and(|envelope| envelope.has(&Code::TooManyRequests)));
     assert_eq!(error.exit_status(), ExitStatus::Failure);
     // a 503 to a POST (not idempotent) is not repeated
-    proxy.inject(Fault { status: 503, retry_after: None });
+    proxy.inject(Fault::status(503, None));
     let before = proxy.log().len();
     let error = client.upload_blob(&repository, b"x").await.unwrap_err();
     assert_eq!(error.status().map(|status| status.as_u16()), Some(503), "{error:?}");
     assert_eq!(proxy.log().len() - before, 1);
+}
+
+/// A 401 `insufficient_scope` makes the client ask once more with the scope the registry
+/// named added to its own.
+#[tokio::test]
+async fn insufficient_scope_widens_the_token_once() {
+    let (registry, proxy, client, repository) = behind_proxy_with(Auth::Token);
+    push_image(&client, &repository, "v1", "v1").await;
+    let issuer = registry.issuer().expect("token variant");
+    proxy.inject(Fault {
+        status: 401,
+        retry_after: None,
+        www_authenticate: Some(format!(
+            r#"Bearer realm="{}",service="{}",scope="repository:dh/app:pull,push,delete",error="insufficient_scope""#,
+            issuer.realm(),
+            token_issuer::SERVICE
+        )),
+    });
+    let before = issuer.requests().len();
+    assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["v1"]));
+    let scope_sets: Vec<Vec<String>> =
+        issuer.requests()[before..].iter().map(|request| request.scopes.clone()).collect();
+    assert_eq!(
+        scope_sets,
+        [
+            vec!["repository:dh/app:pull".to_owned()],
+            vec![
+                "repository:dh/app:pull".to_owned(),
+                "repository:dh/app:pull,push,delete".to_owned()
+            ],
+        ]
+    );
 }

@@ -399,8 +399,9 @@ impl Client {
                     if let Some(token) = self.inner.tokens.get(&key) {
                         token
                     } else {
-                        let token =
-                            self.fetch_token(registry, &challenge, key.scopes(), credential).await?;
+                        let token = self
+                            .fetch_token(registry, &challenge, key.scopes(), credential)
+                            .await?;
                         self.inner.tokens.insert(key.clone(), &token);
                         token.token
                     }

@@ -134,7 +134,7 @@ impl Client {
         let operation = Self::operation(&Method::GET, format!("{repository} tags"));
         let scopes = [Scope::repository(&repository.path, Access::Pull)];
         let mut url = urls::tags(&self.repository_url(repository), repository, Some(TAG_PAGE_SIZE));
-        let mut seen_pages = HashSet::new();
+        let mut seen_pages = HashSet::from([url.to_string()]);
         let mut seen_last = HashSet::new();
         let mut names = Vec::new();
         for _ in 0..MAX_TAG_PAGES {
@@ -171,7 +171,7 @@ impl Client {
                 .find(|(name, _)| name == "last")
                 .map(|(_, value)| value.into_owned());
             let repeated_last = last.as_ref().is_some_and(|last| !seen_last.insert(last.clone()));
-            if !seen_pages.insert(next.to_string()) || repeated_last || next == url {
+            if !seen_pages.insert(next.to_string()) || repeated_last {
                 return Err(DistributionError::PaginationLoop {
                     operation,
                     page: next.to_string(),
@@ -295,8 +295,18 @@ impl Client {
         };
         let content = ManifestContent::parse(&exchange.body)
             .map_err(|error| unexpected(format!("the manifest is not valid JSON ({error})")))?;
-        let media_type = media_type_of(&exchange)
+        // the header decides; a generic one (`application/json`) defers to the body's field
+        let header_type = media_type_of(&exchange);
+        let media_type = header_type
+            .clone()
             .filter(|media_type| manifest::is_supported_type(media_type))
+            .or_else(|| {
+                content
+                    .media_type
+                    .clone()
+                    .filter(|media_type| manifest::is_supported_type(media_type))
+            })
+            .or(header_type)
             .or_else(|| content.media_type.clone())
             .ok_or_else(|| unexpected("the manifest has no media type".to_owned()))?;
         if !manifest::is_supported_type(&media_type) {

@@ -31,6 +31,15 @@ pub enum LinkStyle {
 pub struct Fault {
     pub status: u16,
     pub retry_after: Option<String>,
+    /// A `WWW-Authenticate` header to send (for 401 faults).
+    pub www_authenticate: Option<String>,
+}
+
+impl Fault {
+    /// `status` with an optional `Retry-After`.
+    pub fn status(status: u16, retry_after: Option<&str>) -> Self {
+        Self { status, retry_after: retry_after.map(str::to_owned), www_authenticate: None }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -200,7 +209,8 @@ fn write_response(stream: &mut TcpStream, response: &Response) -> std::io::Resul
         head.push_str(header);
         head.push_str("\r\n");
     }
-    let head = format!("{head}Content-Length: {}\r\nConnection: close\r\n\r\n", response.body.len());
+    let head =
+        format!("{head}Content-Length: {}\r\nConnection: close\r\n\r\n", response.body.len());
     stream.write_all(head.as_bytes())?;
     stream.write_all(&response.body)
 }
@@ -237,9 +247,13 @@ fn handle(
         if let Some(retry_after) = &fault.retry_after {
             headers.push(format!("Retry-After: {retry_after}"));
         }
+        if let Some(challenge) = &fault.www_authenticate {
+            headers.push(format!("WWW-Authenticate: {challenge}"));
+        }
+        let code = if fault.status == 401 { "UNAUTHORIZED" } else { "TOOMANYREQUESTS" };
         let body =
-            br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected by the test proxy"}]}"#
-                .to_vec();
+            format!(r#"{{"errors":[{{"code":"{code}","message":"injected by the test proxy"}}]}}"#)
+                .into_bytes();
         let response =
             Response { status_line: format!("HTTP/1.1 {} Injected", fault.status), headers, body };
         return write_response(&mut stream, &response);
