@@ -125,6 +125,29 @@ pub fn buildx_argv(
     args
 }
 
+/// `docker [--config DIR] tag SOURCE TARGET`: names a built image for the registry.
+pub fn tag_argv(config: Option<&PathBuf>, source: &ImageRef, target: &ImageRef) -> Vec<OsString> {
+    let mut args = global_args(config);
+    args.extend(["tag".into(), source.to_string().into(), target.to_string().into()]);
+    args
+}
+
+/// `docker [--config DIR] push TARGET`: credentials come from the config directory, never argv.
+pub fn push_argv(config: Option<&PathBuf>, target: &ImageRef) -> Vec<OsString> {
+    let mut args = global_args(config);
+    args.extend(["push".into(), target.to_string().into()]);
+    args
+}
+
+/// The digest in `docker push` output, whose last line reads
+/// `TAG: digest: sha256:… size: N`.
+pub fn pushed_digest(output: &str) -> Option<crate::reference::Digest> {
+    output.lines().rev().find_map(|line| {
+        let (_, rest) = line.split_once("digest: ")?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -236,5 +259,22 @@ mod tests {
         let configured =
             BuildxOptions { config: Some("/tmp/c".into()), ..BuildxOptions::default() };
         assert_eq!(line(&buildx_version_argv(&configured)), "--config /tmp/c buildx version");
+    }
+
+    #[test]
+    fn docker_push_argv_and_digest() {
+        let target: ImageRef = "ghcr.io/acme/app/api:main".parse().unwrap();
+        let config = PathBuf::from("/tmp/job");
+        assert_eq!(line(&tag_argv(Some(&config), &local(), &target)), "--config /tmp/job tag localhost/dockhand/api:42 ghcr.io/acme/app/api:main");
+        assert_eq!(line(&push_argv(None, &target)), "push ghcr.io/acme/app/api:main");
+        // the shape the docker CLI prints after a push (docs.docker.com, `docker image push`)
+        let output = "The push refers to repository [ghcr.io/acme/app/api]\n\
+            5f70bf18a086: Pushed\n\
+            main: digest: sha256:0fe6a1d0f7c0b4b41c6a5fc8e3b3d6e1d9a1e6c5b4a3f2e1d0c9b8a7f6e5d4c3 size: 528\n";
+        assert_eq!(
+            pushed_digest(output).unwrap().as_str(),
+            "sha256:0fe6a1d0f7c0b4b41c6a5fc8e3b3d6e1d9a1e6c5b4a3f2e1d0c9b8a7f6e5d4c3"
+        );
+        assert_eq!(pushed_digest("error: denied"), None);
     }
 }
