@@ -24,6 +24,7 @@
 
 pub mod build;
 pub mod ci;
+pub mod cleanup;
 pub mod cli;
 pub mod commands;
 pub mod docker_config;

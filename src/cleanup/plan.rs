@@ -1,0 +1,1760 @@
+//! Pure retention planning: an [`Inventory`] and a [`Policy`] become a [`Plan`].
+//!
+//! Owns which tags and manifests are kept or deleted, the reason for each, and how each tag may
+//! be deleted without collateral ([`DeleteMethod`]). Does no I/O and does not read the clock:
+//! `now` is a parameter, so every rule is testable at any instant. Fails closed: an unknown age
+//! never deletes, an incomplete repository deletes nothing, and a digest that anything staying
+//! in the repository needs — a kept tag's digest, an index child, a referrer, transitively — is
+//! never deleted.
+//!
+//! How a plan is made, per repository:
+//! 1. Each tag is decided by the rules, first match wins: `keep_tags`, release protection,
+//!    `keep_within`, `keep_last` (distinct digests per image name, newest first), unknown age;
+//!    a tag no rule keeps is deleted. Tags in the referrers tag schema (`sha256-<hex>[.sig]`)
+//!    are not counted by `keep_last`; they are decided by their subject instead (step 3).
+//! 2. With `delete_untagged`, each untagged manifest is kept when young or of unknown age and
+//!    otherwise deleted, unless step 3 finds something staying needs it. Without it untagged
+//!    manifests are out of scope (not listed) and simply stay.
+//! 3. Settling: everything that stays is a root; its index children and referrers are reachable,
+//!    transitively. Reachable untagged manifests and referrers tags of reachable digests are kept.
+//! 4. `max_deletes` keeps the newest surplus deletions (reason "budget reached, rerun to
+//!    continue") and the plan settles again, since what now stays may need more.
+//! 5. A deleted tag may go by digest ([`DeleteMethod::Digest`]) only when every tag on that digest
+//!    is deleted and nothing staying reaches it; otherwise only the tag goes.
+//!
+//! Deletions are ordered so that nothing staying in the registry ever points to a removed
+//! manifest, even if the run stops half-way: a manifest is removed before those it points to
+//! (index before children, referrer before subject), older first among the rest.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::cleanup::inventory::{Inventory, RepositoryInventory, TagEntry, TimeSource};
+use crate::cleanup::policy::{Policy, format_approximately, format_duration, looks_like_release};
+use crate::exit::ExitStatus;
+use crate::reference::{Digest, RepoAddress, Tag};
+
+/// The reason of everything in a repository whose inventory is incomplete.
+pub const INCOMPLETE: &str = "kept: inventory incomplete";
+
+/// What a cleanup will keep and delete, each item with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Every tag in scope that stays, and (with `delete_untagged`) every untagged manifest that
+    /// stays, each with the rule that kept it.
+    pub kept: Vec<PlanItem>,
+    /// What to delete, in the order to delete it.
+    pub deleted: Vec<Deletion>,
+    /// `true` if and only if `max_deletes` cut the deletions short; a rerun continues.
+    pub budget_reached: bool,
+    /// Repositories whose inventory was incomplete: nothing in them is deleted.
+    pub incomplete: Vec<RepoAddress>,
+}
+
+impl Plan {
+    /// `Failure` (2) when any inventory was incomplete, else `Unfinished` (3) when the budget was
+    /// reached, else `Success`.
+    pub fn exit_status(&self) -> ExitStatus {
+        if !self.incomplete.is_empty() {
+            ExitStatus::Failure
+        } else if self.budget_reached {
+            ExitStatus::Unfinished
+        } else {
+            ExitStatus::Success
+        }
+    }
+}
+
+/// One kept or deleted tag or untagged manifest, serialised with the SPEC's keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlanItem {
+    /// The repository (`registry/path`).
+    #[serde(serialize_with = "display")]
+    pub repository: RepoAddress,
+    /// The tag as stored in the registry; `None` (JSON `null`) for an untagged manifest.
+    pub tag: Option<Tag>,
+    pub digest: Digest,
+    /// The image name the tag belongs to; absent for untagged manifests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// A sentence naming the rule that decided, starting with `kept:` or `deleted:`.
+    pub reason: String,
+}
+
+/// One deletion: the item and how to delete it without collateral.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Deletion {
+    #[serde(flatten)]
+    pub item: PlanItem,
+    #[serde(skip)]
+    pub method: DeleteMethod,
+}
+
+/// How a deletion may be carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteMethod {
+    /// Delete the manifest by digest. Chosen only when every tag on the digest is deleted by this
+    /// plan and nothing staying reaches it, so removing all its tags at once is intended (the
+    /// digest may already be gone when a sibling tag's deletion removed it). Always the method
+    /// of an untagged manifest.
+    Digest,
+    /// Remove only this tag (tag DELETE, tombstone manifest, or the native untag API): another tag
+    /// on the digest stays, or something staying needs the manifest.
+    TagOnly,
+}
+
+fn display<S: serde::Serializer>(value: &RepoAddress, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Plans the cleanup of every repository in `inventory` under `policy` at instant `now`.
+/// Pure and deterministic: the same inventory (in any tag order), policy and instant give the
+/// same plan.
+pub fn plan(inventory: &Inventory, policy: &Policy, now: Timestamp) -> Plan {
+    let mut repositories: Vec<RepositoryPlan<'_>> = inventory
+        .repositories
+        .iter()
+        .map(|repository| RepositoryPlan::new(repository, policy, now))
+        .collect();
+    let budget_reached = apply_budget(&mut repositories, policy);
+    if budget_reached {
+        for repository in &mut repositories {
+            repository.settle();
+        }
+    }
+    let mut plan =
+        Plan { kept: Vec::new(), deleted: Vec::new(), budget_reached, incomplete: Vec::new() };
+    for repository in &repositories {
+        repository.emit(&mut plan);
+    }
+    plan
+}
+
+/// An age reference point and where it came from.
+#[derive(Debug, Clone, Copy)]
+struct Age {
+    at: Timestamp,
+    source: TimeSource,
+}
+
+impl Age {
+    /// "image config created 35m ago", "pushed 5m in the future".
+    fn describe(self, now: Timestamp) -> String {
+        let age = now.duration_since(self.at);
+        let magnitude = Duration::try_from(age.abs()).unwrap_or(Duration::MAX);
+        let when = if age.is_negative() { "in the future" } else { "ago" };
+        format!("{} {} {when}", self.source.describe(), format_approximately(magnitude))
+    }
+}
+
+/// A keep or delete decision and its reason.
+#[derive(Debug, Clone)]
+struct Decision {
+    keep: bool,
+    reason: String,
+}
+
+impl Decision {
+    fn keep(reason: String) -> Self {
+        Self { keep: true, reason }
+    }
+
+    fn delete(reason: String) -> Self {
+        Self { keep: false, reason }
+    }
+}
+
+/// What made a digest reachable: the staying root and the last hop.
+#[derive(Debug, Clone, Copy)]
+struct Reach<'a> {
+    root: Root<'a>,
+    via: Via,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Root<'a> {
+    Tag(&'a Tag),
+    Manifest(&'a Digest),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    Root,
+    IndexChild,
+    Referrer,
+}
+
+/// A deletion target inside one repository.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Tag(usize),
+    Untagged(usize),
+}
+
+/// Deletions executed together: those removing one manifest (every tag of a digest deleted by
+/// digest, or an untagged manifest), or a single tag-only deletion. Each entry carries its sort
+/// key (age, tag or digest).
+struct DeletionGroup<'a> {
+    deletions: Vec<(Timestamp, String, Deletion)>,
+    removes: Option<&'a Digest>,
+}
+
+/// The working state of one repository's plan.
+struct RepositoryPlan<'a> {
+    inventory: &'a RepositoryInventory,
+    policy: &'a Policy,
+    /// `false` when the inventory says so or contradicts itself: then everything is kept.
+    complete: bool,
+    /// Manifests no tag points to, in digest order.
+    untagged: Vec<&'a Digest>,
+    /// Tag indices in tag-name order.
+    tags_by_name: Vec<usize>,
+    /// Manifests whose `subject` is the key, in digest order.
+    referrers_of: HashMap<&'a Digest, Vec<&'a Digest>>,
+    /// Referrers-schema tag indices per subject digest.
+    referrers_tags_of: HashMap<Digest, Vec<usize>>,
+    tag_ages: Vec<Option<Age>>,
+    untagged_ages: Vec<Option<Age>>,
+    tags: Vec<Decision>,
+    untagged_decisions: Vec<Decision>,
+    reach: HashMap<&'a Digest, Reach<'a>>,
+}
+
+impl<'a> RepositoryPlan<'a> {
+    fn new(inventory: &'a RepositoryInventory, policy: &'a Policy, now: Timestamp) -> Self {
+        let tagged: HashSet<&Digest> = inventory.tags.iter().map(|entry| &entry.digest).collect();
+        let mut tags_by_name: Vec<usize> = (0..inventory.tags.len()).collect();
+        tags_by_name.sort_by(|a, b| inventory.tags[*a].tag.cmp(&inventory.tags[*b].tag));
+        let consistent = tags_by_name
+            .windows(2)
+            .all(|pair| inventory.tags[pair[0]].tag != inventory.tags[pair[1]].tag)
+            && tagged.iter().all(|digest| inventory.manifests.contains_key(*digest));
+        let untagged: Vec<&Digest> =
+            inventory.manifests.keys().filter(|digest| !tagged.contains(*digest)).collect();
+        let mut state = Self {
+            inventory,
+            policy,
+            complete: inventory.complete && consistent,
+            untagged,
+            tags_by_name,
+            referrers_of: HashMap::new(),
+            referrers_tags_of: HashMap::new(),
+            tag_ages: Vec::new(),
+            untagged_ages: Vec::new(),
+            tags: Vec::new(),
+            untagged_decisions: Vec::new(),
+            reach: HashMap::new(),
+        };
+        if !state.complete {
+            state.tags = vec![Decision::keep(INCOMPLETE.to_owned()); inventory.tags.len()];
+            state.untagged_decisions =
+                vec![Decision::keep(INCOMPLETE.to_owned()); state.untagged.len()];
+            return state;
+        }
+        for (digest, manifest) in &inventory.manifests {
+            if let Some(subject) = &manifest.subject {
+                state.referrers_of.entry(subject).or_default().push(digest);
+            }
+        }
+        for (index, entry) in inventory.tags.iter().enumerate() {
+            if let Some(subject) = referrers_subject(&entry.tag) {
+                state.referrers_tags_of.entry(subject).or_default().push(index);
+            }
+        }
+        state.tag_ages = inventory.tags.iter().map(|entry| state.tag_age(entry)).collect();
+        state.untagged_ages = state
+            .untagged
+            .iter()
+            .map(|digest| {
+                inventory.manifests[*digest].created_at().map(|(at, source)| Age { at, source })
+            })
+            .collect();
+        let newest = state.newest_per_image();
+        state.tags =
+            (0..inventory.tags.len()).map(|index| state.decide_tag(index, &newest, now)).collect();
+        state.untagged_decisions =
+            (0..state.untagged.len()).map(|index| state.decide_untagged(index, now)).collect();
+        state.settle();
+        state
+    }
+
+    /// A tag's own push time, else its manifest's age.
+    fn tag_age(&self, entry: &TagEntry) -> Option<Age> {
+        if let Some(at) = entry.pushed {
+            return Some(Age { at, source: TimeSource::TagPushed });
+        }
+        self.inventory
+            .manifests
+            .get(&entry.digest)?
+            .created_at()
+            .map(|(at, source)| Age { at, source })
+    }
+
+    /// The `keep_last` newest digests of each image name, as (image, digest) pairs. A digest's
+    /// time within an image is the newest known age of its tags there; digests of unknown age are
+    /// not ranked (their tags are kept anyway), and referrers-schema tags do not count.
+    fn newest_per_image(&self) -> HashSet<(&'a str, &'a Digest)> {
+        let Some(keep_last) = self.policy.keep_last else { return HashSet::new() };
+        let mut times: HashMap<&'a str, HashMap<&'a Digest, Timestamp>> = HashMap::new();
+        for (entry, age) in self.inventory.tags.iter().zip(&self.tag_ages) {
+            let Some(age) = age else { continue };
+            if referrers_subject(&entry.tag).is_some() {
+                continue;
+            }
+            let time = times
+                .entry(entry.image.as_str())
+                .or_default()
+                .entry(&entry.digest)
+                .or_insert(age.at);
+            *time = (*time).max(age.at);
+        }
+        let mut newest = HashSet::new();
+        for (image, digests) in times {
+            let mut ranked: Vec<(&Digest, Timestamp)> = digests.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            newest.extend(ranked.into_iter().take(keep_last).map(|(digest, _)| (image, digest)));
+        }
+        newest
+    }
+
+    fn decide_tag(
+        &self,
+        index: usize,
+        newest: &HashSet<(&str, &Digest)>,
+        now: Timestamp,
+    ) -> Decision {
+        let policy = self.policy;
+        let entry = &self.inventory.tags[index];
+        let names = [entry.tag.as_str(), entry.image_tag.as_str()];
+        if let Some(keep) = policy.keep_tag_match(&names) {
+            return Decision::keep(format!("kept: matches keep_tags `{}`", keep.pattern()));
+        }
+        if !policy.delete_releases
+            && let Some(release) = names.into_iter().find(|name| looks_like_release(name))
+        {
+            return Decision::keep(format!(
+                "kept: `{release}` looks like a release (delete_releases is off)"
+            ));
+        }
+        let subject = referrers_subject(&entry.tag);
+        let age = self.tag_ages[index];
+        if let (Some(within), Some(age)) = (policy.keep_within, age)
+            && now.duration_since(age.at) < signed(within)
+        {
+            return Decision::keep(format!(
+                "kept: younger than {} ({})",
+                format_duration(within),
+                age.describe(now)
+            ));
+        }
+        if let Some(keep_last) = policy.keep_last
+            && newest.contains(&(entry.image.as_str(), &entry.digest))
+        {
+            return Decision::keep(format!(
+                "kept: among the newest {keep_last} images of `{}`",
+                entry.image
+            ));
+        }
+        let Some(age) = age else { return Decision::keep("kept: age unknown".to_owned()) };
+        let mut why = Vec::new();
+        if let Some(subject) = &subject {
+            why.push(format!("referrers tag of `{subject}`, which is not kept"));
+        }
+        if let Some(within) = policy.keep_within {
+            why.push(format!("older than {} ({})", format_duration(within), age.describe(now)));
+        }
+        if let (Some(keep_last), None) = (policy.keep_last, &subject) {
+            why.push(format!("not among the newest {keep_last} images of `{}`", entry.image));
+        }
+        if !policy.keep_tags.is_empty() {
+            why.push("matching no keep_tags pattern".to_owned());
+        }
+        if why.is_empty() {
+            why.push("no keep rule is configured".to_owned());
+        }
+        Decision::delete(format!("deleted: {}", join_and(&why)))
+    }
+
+    fn decide_untagged(&self, index: usize, now: Timestamp) -> Decision {
+        if !self.policy.delete_untagged {
+            return Decision::keep("kept: untagged and delete_untagged is off".to_owned());
+        }
+        let Some(age) = self.untagged_ages[index] else {
+            return Decision::keep("kept: age unknown".to_owned());
+        };
+        match self.policy.keep_within {
+            Some(within) if now.duration_since(age.at) < signed(within) => Decision::keep(format!(
+                "kept: untagged, younger than {} ({})",
+                format_duration(within),
+                age.describe(now)
+            )),
+            Some(within) => Decision::delete(format!(
+                "deleted: untagged, unreachable from anything kept, and older than {} ({})",
+                format_duration(within),
+                age.describe(now)
+            )),
+            None => {
+                Decision::delete("deleted: untagged and unreachable from anything kept".to_owned())
+            }
+        }
+    }
+
+    /// Recomputes what everything staying reaches (index children and referrers, transitively)
+    /// and keeps the deletions it reaches: untagged manifests, and referrers-schema tags whose
+    /// subject is reached. Only ever turns deletions into keeps.
+    fn settle(&mut self) {
+        if !self.complete {
+            return;
+        }
+        let inventory = self.inventory;
+        let mut reach: HashMap<&'a Digest, Reach<'a>> = HashMap::new();
+        let mut queue: VecDeque<&'a Digest> = VecDeque::new();
+        for &index in &self.tags_by_name {
+            if self.tags[index].keep {
+                let entry = &inventory.tags[index];
+                visit(
+                    &mut reach,
+                    &mut queue,
+                    &entry.digest,
+                    Reach { root: Root::Tag(&entry.tag), via: Via::Root },
+                );
+            }
+        }
+        for (index, digest) in self.untagged.iter().enumerate() {
+            if self.untagged_decisions[index].keep {
+                visit(
+                    &mut reach,
+                    &mut queue,
+                    digest,
+                    Reach { root: Root::Manifest(digest), via: Via::Root },
+                );
+            }
+        }
+        while let Some(digest) = queue.pop_front() {
+            let root = reach[digest].root;
+            for &index in self.referrers_tags_of.get(digest).into_iter().flatten() {
+                if !self.tags[index].keep {
+                    let entry = &inventory.tags[index];
+                    self.tags[index] =
+                        Decision::keep(format!("kept: referrers tag of `{digest}`, which is kept"));
+                    visit(
+                        &mut reach,
+                        &mut queue,
+                        &entry.digest,
+                        Reach { root: Root::Tag(&entry.tag), via: Via::Root },
+                    );
+                }
+            }
+            if let Some(manifest) = inventory.manifests.get(digest) {
+                for child in &manifest.children {
+                    visit(&mut reach, &mut queue, child, Reach { root, via: Via::IndexChild });
+                }
+            }
+            for referrer in self.referrers_of.get(digest).into_iter().flatten() {
+                visit(&mut reach, &mut queue, referrer, Reach { root, via: Via::Referrer });
+            }
+        }
+        for (index, digest) in self.untagged.iter().enumerate() {
+            if let (false, Some(how)) = (self.untagged_decisions[index].keep, reach.get(digest)) {
+                self.untagged_decisions[index] = Decision::keep(reachable_reason(*how));
+            }
+        }
+        self.reach = reach;
+    }
+
+    /// Current deletions with their age, for the budget.
+    fn deletions(&self) -> impl Iterator<Item = (Target, Option<Timestamp>, &'a str)> + '_ {
+        let tags = self.tags.iter().enumerate().filter(|(_, decision)| !decision.keep).map(
+            |(index, _)| {
+                (
+                    Target::Tag(index),
+                    self.tag_ages[index].map(|age| age.at),
+                    self.inventory.tags[index].tag.as_str(),
+                )
+            },
+        );
+        let untagged =
+            self.untagged_decisions.iter().enumerate().filter(|(_, decision)| !decision.keep).map(
+                |(index, _)| {
+                    (
+                        Target::Untagged(index),
+                        self.untagged_ages[index].map(|age| age.at),
+                        self.untagged[index].as_str(),
+                    )
+                },
+            );
+        tags.chain(untagged)
+    }
+
+    fn decision_mut(&mut self, target: Target) -> &mut Decision {
+        match target {
+            Target::Tag(index) => &mut self.tags[index],
+            Target::Untagged(index) => &mut self.untagged_decisions[index],
+        }
+    }
+
+    fn tag_item(&self, index: usize) -> PlanItem {
+        let entry = &self.inventory.tags[index];
+        PlanItem {
+            repository: self.inventory.address.clone(),
+            tag: Some(entry.tag.clone()),
+            digest: entry.digest.clone(),
+            image: Some(entry.image.clone()),
+            reason: self.tags[index].reason.clone(),
+        }
+    }
+
+    fn untagged_item(&self, index: usize) -> PlanItem {
+        PlanItem {
+            repository: self.inventory.address.clone(),
+            tag: None,
+            digest: self.untagged[index].clone(),
+            image: None,
+            reason: self.untagged_decisions[index].reason.clone(),
+        }
+    }
+
+    fn emit(&self, plan: &mut Plan) {
+        if !self.complete {
+            plan.incomplete.push(self.inventory.address.clone());
+        }
+        let listed_untagged = self.policy.delete_untagged;
+        for &index in &self.tags_by_name {
+            if self.tags[index].keep {
+                plan.kept.push(self.tag_item(index));
+            }
+        }
+        for (index, decision) in self.untagged_decisions.iter().enumerate() {
+            if decision.keep && listed_untagged {
+                plan.kept.push(self.untagged_item(index));
+            }
+        }
+        plan.deleted.extend(self.ordered_deletions());
+    }
+
+    /// The deletions with their methods, each manifest removed before the manifests it points
+    /// to (children, subject), older first otherwise. The deletions that remove one manifest
+    /// (every tag of a digest deleted by digest) are kept together.
+    fn ordered_deletions(&self) -> Vec<Deletion> {
+        // a tag may go by digest when nothing staying reaches the digest; every kept tag's
+        // digest is a root of `reach`, so this also means no other tag on it stays
+        let by_digest = |digest: &Digest| !self.reach.contains_key(digest);
+        let mut groups: Vec<DeletionGroup<'a>> = Vec::new();
+        let mut group_of: HashMap<&'a Digest, usize> = HashMap::new();
+        for (target, at, name) in self.deletions() {
+            let (removes, deletion) = match target {
+                Target::Tag(index) => {
+                    let digest = &self.inventory.tags[index].digest;
+                    let method = if by_digest(digest) {
+                        DeleteMethod::Digest
+                    } else {
+                        DeleteMethod::TagOnly
+                    };
+                    let removes = (method == DeleteMethod::Digest).then_some(digest);
+                    (removes, Deletion { item: self.tag_item(index), method })
+                }
+                Target::Untagged(index) => (
+                    Some(self.untagged[index]),
+                    Deletion { item: self.untagged_item(index), method: DeleteMethod::Digest },
+                ),
+            };
+            let entry = (at.unwrap_or(Timestamp::MAX), name.to_owned(), deletion);
+            if let Some(&group) = removes.and_then(|digest| group_of.get(digest)) {
+                groups[group].deletions.push(entry);
+            } else {
+                if let Some(digest) = removes {
+                    group_of.insert(digest, groups.len());
+                }
+                groups.push(DeletionGroup { deletions: vec![entry], removes });
+            }
+        }
+        for group in &mut groups {
+            group.deletions.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        }
+        let mut after: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+        let mut waiting_for = vec![0usize; groups.len()];
+        for (group, entry) in groups.iter().enumerate() {
+            let Some(manifest) =
+                entry.removes.and_then(|digest| self.inventory.manifests.get(digest))
+            else {
+                continue;
+            };
+            for target in manifest.children.iter().chain(&manifest.subject) {
+                if let Some(&later) = group_of.get(target).filter(|&&later| later != group) {
+                    after[group].push(later);
+                    waiting_for[later] += 1;
+                }
+            }
+        }
+        let key = |group: usize| {
+            let (at, name, _) = &groups[group].deletions[0];
+            Reverse((*at, name.clone(), group))
+        };
+        let mut ready: BinaryHeap<_> =
+            (0..groups.len()).filter(|&group| waiting_for[group] == 0).map(key).collect();
+        let mut order = Vec::with_capacity(groups.len());
+        while let Some(Reverse((_, _, group))) = ready.pop() {
+            order.push(group);
+            for &later in &after[group] {
+                waiting_for[later] -= 1;
+                if waiting_for[later] == 0 {
+                    ready.push(key(later));
+                }
+            }
+        }
+        if order.len() < groups.len() {
+            // a reference cycle (impossible for content-addressed manifests): append the rest
+            let mut rest: Vec<usize> =
+                (0..groups.len()).filter(|&group| waiting_for[group] > 0).collect();
+            rest.sort_by_key(|&group| Reverse(key(group)));
+            order.extend(rest);
+        }
+        let mut slots: Vec<Option<DeletionGroup<'a>>> = groups.into_iter().map(Some).collect();
+        order
+            .into_iter()
+            .filter_map(|group| slots[group].take())
+            .flat_map(|group| group.deletions.into_iter().map(|(_, _, deletion)| deletion))
+            .collect()
+    }
+}
+
+/// Keeps the oldest `max_deletes` deletions across all repositories and turns the rest into
+/// keeps. Returns `true` if and only if any deletion was held back.
+fn apply_budget(repositories: &mut [RepositoryPlan<'_>], policy: &Policy) -> bool {
+    let Some(max_deletes) = policy.max_deletes else { return false };
+    let mut candidates: Vec<(Timestamp, usize, &str, Target)> = repositories
+        .iter()
+        .enumerate()
+        .flat_map(|(repository, plan)| {
+            plan.deletions().map(move |(target, at, name)| {
+                (at.unwrap_or(Timestamp::MAX), repository, name, target)
+            })
+        })
+        .collect();
+    if candidates.len() <= max_deletes {
+        return false;
+    }
+    candidates.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    let held_back: Vec<(usize, Target)> = candidates
+        .into_iter()
+        .skip(max_deletes)
+        .map(|(_, repository, _, target)| (repository, target))
+        .collect();
+    for (repository, target) in held_back {
+        *repositories[repository].decision_mut(target) = Decision::keep(format!(
+            "kept: budget reached, rerun to continue (max_deletes {max_deletes})"
+        ));
+    }
+    true
+}
+
+/// The subject digest a tag in the referrers tag schema names: `sha256-<hex>` (OCI 1.1
+/// fallback) or with a suffix such as cosign's `.sig`, `.att`, `.sbom`.
+fn referrers_subject(tag: &Tag) -> Option<Digest> {
+    let name = tag.as_str();
+    let name = name.split_once('.').map_or(name, |(head, _)| head);
+    let (algorithm, hex) = name.split_once('-')?;
+    format!("{algorithm}:{hex}").parse().ok()
+}
+
+/// Marks `digest` reachable the first time it is found, and queues it for expansion.
+fn visit<'a>(
+    reach: &mut HashMap<&'a Digest, Reach<'a>>,
+    queue: &mut VecDeque<&'a Digest>,
+    digest: &'a Digest,
+    how: Reach<'a>,
+) {
+    if let std::collections::hash_map::Entry::Vacant(slot) = reach.entry(digest) {
+        slot.insert(how);
+        queue.push_back(digest);
+    }
+}
+
+fn reachable_reason(how: Reach<'_>) -> String {
+    let root = match how.root {
+        Root::Tag(tag) => format!("tag `{tag}`"),
+        Root::Manifest(digest) => format!("manifest `{digest}`"),
+    };
+    let via = match how.via {
+        Via::Root => "",
+        Via::IndexChild => " as an index child",
+        Via::Referrer => " as a referrer",
+    };
+    format!("kept: reachable from kept {root}{via}")
+}
+
+fn signed(duration: Duration) -> SignedDuration {
+    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+}
+
+/// "a", "a and b", "a, b and c".
+fn join_and(parts: &[String]) -> String {
+    match parts {
+        [] => String::new(),
+        [only] => only.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::cleanup::inventory::{ManifestEntry, RepositoryInventory, TagEntry};
+    use crate::cleanup::policy::{KeepTag, PolicyFlags};
+
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const MINUTE: i64 = 1;
+    const HOUR: i64 = 60;
+    const DAY: i64 = 24 * HOUR;
+
+    fn now() -> Timestamp {
+        "2026-06-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn ago(minutes: i64) -> Timestamp {
+        now() - SignedDuration::from_mins(minutes)
+    }
+
+    fn digest(n: u32) -> Digest {
+        Digest::sha256_of(&n.to_be_bytes())
+    }
+
+    /// `#N` for the test digest `digest(N)`.
+    fn label(digest: &Digest) -> String {
+        (0..1000)
+            .find(|&n| self::digest(n) == *digest)
+            .map_or_else(|| digest.to_string(), |n| format!("#{n}"))
+    }
+
+    fn manifest(
+        media_type: &str,
+        children: &[u32],
+        subject: Option<u32>,
+        minutes_ago: Option<i64>,
+    ) -> ManifestEntry {
+        ManifestEntry {
+            media_type: media_type.to_owned(),
+            children: children.iter().map(|&n| digest(n)).collect(),
+            subject: subject.map(digest),
+            created: minutes_ago.map(ago),
+            created_source: if minutes_ago.is_some() {
+                TimeSource::ImageConfigCreated
+            } else {
+                TimeSource::Unknown
+            },
+        }
+    }
+
+    fn image(minutes_ago: i64) -> ManifestEntry {
+        manifest(OCI_MANIFEST, &[], None, Some(minutes_ago))
+    }
+
+    fn index(children: &[u32], minutes_ago: i64) -> ManifestEntry {
+        manifest(OCI_INDEX, children, None, Some(minutes_ago))
+    }
+
+    fn referrer(subject: u32, minutes_ago: i64) -> ManifestEntry {
+        manifest(OCI_MANIFEST, &[], Some(subject), Some(minutes_ago))
+    }
+
+    fn tag(name: &str, image: &str, digest: u32) -> TagEntry {
+        TagEntry {
+            tag: name.parse().unwrap(),
+            image: image.to_owned(),
+            image_tag: name.to_owned(),
+            digest: self::digest(digest),
+            pushed: None,
+        }
+    }
+
+    fn monorepo_tag(image: &str, image_tag: &str, digest: u32) -> TagEntry {
+        TagEntry {
+            image_tag: image_tag.to_owned(),
+            ..tag(&format!("{image}-{image_tag}"), image, digest)
+        }
+    }
+
+    fn repository(
+        path: &str,
+        tags: Vec<TagEntry>,
+        manifests: Vec<(u32, ManifestEntry)>,
+    ) -> RepositoryInventory {
+        RepositoryInventory {
+            address: format!("localhost:5000/{path}").parse().unwrap(),
+            complete: true,
+            tags,
+            manifests: manifests.into_iter().map(|(n, entry)| (digest(n), entry)).collect(),
+        }
+    }
+
+    fn one(repository: RepositoryInventory) -> Inventory {
+        Inventory { repositories: vec![repository] }
+    }
+
+    /// A policy with no rule at all; tests switch on what they exercise.
+    fn bare() -> Policy {
+        Policy {
+            keep_last: None,
+            keep_within: None,
+            keep_tags: Vec::new(),
+            delete_untagged: false,
+            delete_releases: false,
+            max_deletes: None,
+            max_duration: None,
+        }
+    }
+
+    fn keep_tags(patterns: &[&str]) -> Vec<KeepTag> {
+        patterns.iter().map(|pattern| KeepTag::new(pattern).unwrap()).collect()
+    }
+
+    fn item_label(item: &PlanItem) -> String {
+        item.tag.as_ref().map_or_else(|| label(&item.digest), ToString::to_string)
+    }
+
+    fn kept(plan: &Plan) -> Vec<(String, String)> {
+        plan.kept.iter().map(|item| (item_label(item), item.reason.clone())).collect()
+    }
+
+    fn deleted(plan: &Plan) -> Vec<(String, DeleteMethod, String)> {
+        plan.deleted
+            .iter()
+            .map(|d| (item_label(&d.item), d.method, d.item.reason.clone()))
+            .collect()
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    }
+
+    fn triples(items: &[(&str, DeleteMethod, &str)]) -> Vec<(String, DeleteMethod, String)> {
+        items.iter().map(|(a, m, b)| ((*a).to_owned(), *m, (*b).to_owned())).collect()
+    }
+
+    #[test]
+    fn children_of_a_kept_index_are_never_deleted() {
+        let inventory = one(repository(
+            "app",
+            vec![tag("latest", "app", 1), tag("old", "app", 4)],
+            vec![
+                (1, index(&[2, 3], 3 * DAY)),
+                (2, image(3 * DAY)),
+                (3, image(3 * DAY)),
+                (4, image(10 * DAY)),
+                (9, image(5 * DAY)),
+            ],
+        ));
+        let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+        let plan = plan(&inventory, &policy, now());
+        assert_eq!(
+            kept(&plan),
+            pairs(&[
+                ("latest", "kept: matches keep_tags `latest`"),
+                ("#2", "kept: reachable from kept tag `latest` as an index child"),
+                ("#3", "kept: reachable from kept tag `latest` as an index child"),
+            ])
+        );
+        assert_eq!(
+            deleted(&plan),
+            triples(&[
+                ("old", DeleteMethod::Digest, "deleted: matching no keep_tags pattern"),
+                (
+                    "#9",
+                    DeleteMethod::Digest,
+                    "deleted: untagged and unreachable from anything kept"
+                ),
+            ])
+        );
+        assert_eq!(plan.exit_status(), ExitStatus::Success);
+    }
+
+    #[test]
+    fn a_digest_another_tag_keeps_is_only_untagged() {
+        let inventory = one(repository(
+            "app",
+            vec![
+                tag("latest", "app", 1),
+                tag("build-1", "app", 1),
+                tag("build-2", "app", 2),
+                tag("build-3", "app", 3),
+                tag("multi", "app", 4),
+            ],
+            vec![
+                (1, image(DAY)),
+                (2, image(2 * DAY)),
+                (3, image(3 * DAY)),
+                (4, index(&[3], 4 * DAY)),
+            ],
+        ));
+        let policy = Policy { keep_tags: keep_tags(&["latest", "multi"]), ..bare() };
+        let plan = plan(&inventory, &policy, now());
+        // build-1 shares `latest`'s digest; build-3's digest is a child of the kept index `multi`
+        assert_eq!(
+            deleted(&plan),
+            triples(&[
+                ("build-3", DeleteMethod::TagOnly, "deleted: matching no keep_tags pattern"),
+                ("build-2", DeleteMethod::Digest, "deleted: matching no keep_tags pattern"),
+                ("build-1", DeleteMethod::TagOnly, "deleted: matching no keep_tags pattern"),
+            ])
+        );
+    }
+
+    #[test]
+    fn referrers_and_referrers_tags_follow_their_subject() {
+        let hex = |n: u32| digest(n).hex().to_owned();
+        let signature_of_1 = format!("sha256-{}.sig", hex(1));
+        let signature_of_2 = format!("sha256-{}.sig", hex(2));
+        let inventory = one(repository(
+            "app",
+            vec![
+                tag("latest", "app", 1),
+                tag("old", "app", 2),
+                tag(&signature_of_1, "app", 6),
+                tag(&signature_of_2, "app", 7),
+            ],
+            vec![
+                (1, image(3 * DAY)),
+                (2, image(10 * DAY)),
+                (5, referrer(1, 3 * DAY)),
+                (6, image(3 * DAY)),
+                (7, image(9 * DAY)),
+                (8, referrer(2, DAY)),
+            ],
+        ));
+        let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+        let plan = plan(&inventory, &policy, now());
+        assert_eq!(
+            kept(&plan),
+            vec![
+                ("latest".to_owned(), "kept: matches keep_tags `latest`".to_owned()),
+                (
+                    signature_of_1.clone(),
+                    format!("kept: referrers tag of `{}`, which is kept", digest(1))
+                ),
+                (
+                    "#5".to_owned(),
+                    "kept: reachable from kept tag `latest` as a referrer".to_owned()
+                ),
+            ]
+        );
+        // the referrer #8 goes before its subject #2, although #2 is older
+        assert_eq!(
+            deleted(&plan),
+            vec![
+                (
+                    signature_of_2,
+                    DeleteMethod::Digest,
+                    format!(
+                        "deleted: referrers tag of `{}`, which is not kept and matching no keep_tags pattern",
+                        digest(2)
+                    )
+                ),
+                (
+                    "#8".to_owned(),
+                    DeleteMethod::Digest,
+                    "deleted: untagged and unreachable from anything kept".to_owned()
+                ),
+                (
+                    "old".to_owned(),
+                    DeleteMethod::Digest,
+                    "deleted: matching no keep_tags pattern".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn keep_last_counts_distinct_digests_per_image() {
+        let inventory = one(repository(
+            "app",
+            vec![
+                tag("a1", "api", 1),
+                tag("a1-again", "api", 1),
+                tag("a2", "api", 2),
+                tag("a3", "api", 3),
+                tag("w1", "web", 4),
+                tag("w2", "web", 5),
+                tag("w3", "web", 6),
+            ],
+            vec![
+                (1, image(DAY)),
+                (2, image(2 * DAY)),
+                (3, image(3 * DAY)),
+                (4, image(5 * DAY)),
+                (5, image(6 * DAY)),
+                (6, image(7 * DAY)),
+            ],
+        ));
+        let policy = Policy { keep_last: Some(2), ..bare() };
+        let plan = plan(&inventory, &policy, now());
+        assert_eq!(
+            kept(&plan),
+            pairs(&[
+                ("a1", "kept: among the newest 2 images of `api`"),
+                ("a1-again", "kept: among the newest 2 images of `api`"),
+                ("a2", "kept: among the newest 2 images of `api`"),
+                ("w1", "kept: among the newest 2 images of `web`"),
+                ("w2", "kept: among the newest 2 images of `web`"),
+            ])
+        );
+        assert_eq!(
+            deleted(&plan),
+            triples(&[
+                ("w3", DeleteMethod::Digest, "deleted: not among the newest 2 images of `web`"),
+                ("a3", DeleteMethod::Digest, "deleted: not among the newest 2 images of `api`"),
+            ])
+        );
+    }
+
+    #[test]
+    fn reasons_name_the_rule_and_where_the_age_came_from() {
+        let pushed_recently =
+            TagEntry { pushed: Some(ago(10 * MINUTE)), ..tag("promoted", "web", 11) };
+        let inventory = one(repository(
+            "app",
+            vec![
+                tag("b1", "api", 1),
+                tag("b2", "api", 2),
+                tag("b3", "api", 3),
+                tag("young", "web", 10),
+                pushed_recently,
+                tag("v1.2.3", "web", 12),
+                tag("mystery", "web", 13),
+            ],
+            vec![
+                (1, image(DAY)),
+                (2, image(2 * DAY)),
+                (3, image(3 * DAY + 4 * HOUR + 5)),
+                (10, image(35 * MINUTE)),
+                (11, image(5 * DAY)),
+                (12, image(30 * DAY)),
+                (13, manifest(OCI_MANIFEST, &[], None, None)),
+            ],
+        ));
+        let policy = Policy {
+            keep_last: Some(2),
+            ..Policy::resolve(None, &PolicyFlags::default()).unwrap()
+        };
+        let plan = plan(&inventory, &policy, now());
+        assert_eq!(
+            kept(&plan),
+            pairs(&[
+                ("b1", "kept: among the newest 2 images of `api`"),
+                ("b2", "kept: among the newest 2 images of `api`"),
+                ("mystery", "kept: age unknown"),
+                ("promoted", "kept: younger than 2h (pushed 10m ago)"),
+                ("v1.2.3", "kept: `v1.2.3` looks like a release (delete_releases is off)"),
+                ("young", "kept: younger than 2h (image config created 35m ago)"),
+            ])
+        );
+        assert_eq!(
+            deleted(&plan),
+            triples(&[(
+                "b3",
+                DeleteMethod::Digest,
+                "deleted: older than 2h (image config created 3d4h ago) and not among the newest 2 images of `api`"
+            )])
+        );
+    }
+
+    #[test]
+    fn monorepo_tags_match_by_the_tag_they_were_published_under() {
+        let inventory = one(repository(
+            "app",
+            vec![
+                monorepo_tag("api", "latest", 1),
+                monorepo_tag("api", "1.2.3", 2),
+                monorepo_tag("api", "main", 3),
+            ],
+            vec![(1, image(10 * DAY)), (2, image(10 * DAY)), (3, image(10 * DAY))],
+        ));
+        let policy = Policy { keep_tags: keep_tags(&["latest"]), ..bare() };
+        let protected = plan(&inventory, &policy, now());
+        assert_eq!(
+            kept(&protected),
+            pairs(&[
+                ("api-1.2.3", "kept: `1.2.3` looks like a release (delete_releases is off)"),
+                ("api-latest", "kept: matches keep_tags `latest`"),
+            ])
+        );
+        assert_eq!(deleted(&protected).len(), 1);
+        assert_eq!(protected.deleted[0].item.image.as_deref(), Some("api"));
+
+        let releases_too = plan(&inventory, &Policy { delete_releases: true, ..policy }, now());
+        let mut gone: Vec<String> =
+            releases_too.deleted.iter().map(|d| item_label(&d.item)).collect();
+        gone.sort();
+        assert_eq!(gone, ["api-1.2.3", "api-main"]);
+    }
+
+    #[test]
+    fn an_incomplete_repository_deletes_nothing() {
+        let full = repository(
+            "full",
+            vec![tag("old", "full", 1)],
+            vec![(1, image(10 * DAY)), (2, image(10 * DAY))],
+        );
+        let failed = RepositoryInventory {
+            complete: false,
+            ..repository(
+                "failed",
+                vec![tag("old", "failed", 1)],
+                vec![(1, image(10 * DAY)), (2, image(10 * DAY))],
+            )
+        };
+        // complete by its own account, but the manifest of `old` was never read
+        let contradictory = repository(
+            "contradictory",
+            vec![tag("old", "contradictory", 1)],
+            vec![(2, image(10 * DAY))],
+        );
+        let inventory =
+            Inventory { repositories: vec![full, failed.clone(), contradictory.clone()] };
+        let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+        let plan = plan(&inventory, &policy, now());
+        assert_eq!(plan.incomplete, [failed.address.clone(), contradictory.address.clone()]);
+        assert_eq!(plan.exit_status(), ExitStatus::Failure);
+        let address = |item: &PlanItem| item.repository.path.clone();
+        assert_eq!(
+            plan.deleted
+                .iter()
+                .map(|d| (address(&d.item), item_label(&d.item)))
+                .collect::<Vec<_>>(),
+            [("full".to_owned(), "old".to_owned()), ("full".to_owned(), "#2".to_owned())]
+        );
+        assert_eq!(
+            plan.kept
+                .iter()
+                .map(|item| (address(item), item_label(item), item.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("failed".to_owned(), "old".to_owned(), INCOMPLETE),
+                ("failed".to_owned(), "#2".to_owned(), INCOMPLETE),
+                ("contradictory".to_owned(), "old".to_owned(), INCOMPLETE),
+                ("contradictory".to_owned(), "#2".to_owned(), INCOMPLETE),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_tags_make_the_inventory_incomplete() {
+        let inventory = one(repository(
+            "app",
+            vec![tag("old", "app", 1), tag("old", "app", 2)],
+            vec![(1, image(DAY)), (2, image(DAY))],
+        ));
+        let plan = plan(&inventory, &Policy { keep_tags: keep_tags(&["latest"]), ..bare() }, now());
+        assert!(plan.deleted.is_empty());
+        assert_eq!(plan.incomplete.len(), 1);
+    }
+
+    #[test]
+    fn the_budget_deletes_the_oldest_first_and_keeps_the_rest() {
+        let inventory = one(repository(
+            "app",
+            (1..=5).map(|n| tag(&format!("t{n}"), "app", n)).collect(),
+            (1..=5).map(|n| (n, image(i64::from(n) * DAY))).collect(),
+        ));
+        let policy = Policy { keep_tags: keep_tags(&["latest"]), max_deletes: Some(2), ..bare() };
+        let plan = plan(&inventory, &policy, now());
+        let held = "kept: budget reached, rerun to continue (max_deletes 2)";
+        assert_eq!(kept(&plan), pairs(&[("t1", held), ("t2", held), ("t3", held)]));
+        assert_eq!(
+            deleted(&plan),
+            triples(&[
+                ("t5", DeleteMethod::Digest, "deleted: matching no keep_tags pattern"),
+                ("t4", DeleteMethod::Digest, "deleted: matching no keep_tags pattern"),
+            ])
+        );
+        assert!(plan.budget_reached);
+        assert_eq!(plan.exit_status(), ExitStatus::Unfinished);
+
+        let enough = super::plan(&inventory, &Policy { max_deletes: Some(5), ..policy }, now());
+        assert!(!enough.budget_reached);
+        assert_eq!(enough.deleted.len(), 5);
+    }
+
+    #[test]
+    fn what_the_budget_holds_back_keeps_what_it_needs() {
+        let inventory = one(repository(
+            "app",
+            vec![
+                tag("old-index", "app", 1),
+                TagEntry { pushed: Some(ago(5 * DAY)), ..tag("a", "app", 5) },
+                TagEntry { pushed: Some(ago(4 * DAY)), ..tag("b", "app", 5) },
+            ],
+            vec![
+                (1, index(&[2, 3], DAY)),
+                (2, image(6 * DAY)),
+                (3, image(6 * DAY)),
+                (5, image(7 * DAY)),
+            ],
+        ));
+        let policy = Policy {
+            keep_tags: keep_tags(&["latest"]),
+            delete_untagged: true,
+            max_deletes: Some(3),
+            ..bare()
+        };
+        let plan = plan(&inventory, &policy, now());
+        // the budget picks #2, #3 and `a` (oldest); holding back `old-index` keeps its children,
+        // and holding back `b` turns `a` into a tag-only delete
+        let held = "kept: budget reached, rerun to continue (max_deletes 3)";
+        assert_eq!(
+            kept(&plan),
+            pairs(&[
+                ("b", held),
+                ("old-index", held),
+                ("#2", "kept: reachable from kept tag `old-index` as an index child"),
+                ("#3", "kept: reachable from kept tag `old-index` as an index child"),
+            ])
+        );
+        assert_eq!(
+            deleted(&plan),
+            triples(&[("a", DeleteMethod::TagOnly, "deleted: matching no keep_tags pattern")])
+        );
+        assert!(plan.budget_reached);
+    }
+
+    #[test]
+    fn an_index_is_deleted_before_its_children() {
+        let inventory = one(repository(
+            "app",
+            vec![tag("old", "app", 1)],
+            vec![(1, index(&[2, 3], DAY)), (2, image(3 * DAY)), (3, image(4 * DAY))],
+        ));
+        let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+        let plan = plan(&inventory, &policy, now());
+        let order: Vec<String> = plan.deleted.iter().map(|d| item_label(&d.item)).collect();
+        assert_eq!(order, ["old", "#3", "#2"]);
+        assert!(plan.deleted.iter().all(|d| d.method == DeleteMethod::Digest));
+    }
+
+    #[test]
+    fn a_young_untagged_index_keeps_its_old_children() {
+        let inventory = one(repository(
+            "app",
+            vec![],
+            vec![
+                (1, index(&[2], 30 * MINUTE)),
+                (2, image(3 * DAY)),
+                (3, manifest(OCI_MANIFEST, &[], None, None)),
+            ],
+        ));
+        let policy = Policy {
+            keep_within: Some(Duration::from_secs(2 * 3600)),
+            delete_untagged: true,
+            ..bare()
+        };
+        let plan = plan(&inventory, &policy, now());
+        let mut kept = kept(&plan);
+        kept.sort();
+        assert_eq!(
+            kept,
+            vec![
+                (
+                    "#1".to_owned(),
+                    "kept: untagged, younger than 2h (image config created 30m ago)".to_owned()
+                ),
+                (
+                    "#2".to_owned(),
+                    format!("kept: reachable from kept manifest `{}` as an index child", digest(1))
+                ),
+                ("#3".to_owned(), "kept: age unknown".to_owned()),
+            ]
+        );
+        assert!(plan.deleted.is_empty());
+    }
+
+    #[test]
+    fn untagged_manifests_stay_unlisted_without_delete_untagged_and_protect_what_they_need() {
+        let inventory = one(repository(
+            "app",
+            vec![tag("old", "app", 2)],
+            vec![(1, index(&[2], 3 * DAY)), (2, image(3 * DAY))],
+        ));
+        let plan = plan(&inventory, &Policy { keep_tags: keep_tags(&["latest"]), ..bare() }, now());
+        assert!(plan.kept.is_empty());
+        assert_eq!(
+            deleted(&plan),
+            triples(&[("old", DeleteMethod::TagOnly, "deleted: matching no keep_tags pattern")])
+        );
+    }
+
+    #[test]
+    fn reference_cycles_terminate_and_delete_nothing_needed() {
+        let inventory = one(repository(
+            "app",
+            vec![tag("latest", "app", 1), tag("old", "app", 3)],
+            vec![
+                (1, index(&[2], DAY)),
+                (2, index(&[1], DAY)),
+                (3, index(&[4], DAY)),
+                (4, index(&[3], DAY)),
+            ],
+        ));
+        let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+        let plan = plan(&inventory, &policy, now());
+        assert_eq!(
+            kept(&plan).iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
+            ["latest", "#2"]
+        );
+        let mut gone: Vec<String> = plan.deleted.iter().map(|d| item_label(&d.item)).collect();
+        gone.sort();
+        assert_eq!(gone, ["#4", "old"]);
+    }
+
+    #[test]
+    fn items_serialise_with_the_spec_keys() {
+        let inventory = one(repository(
+            "app",
+            vec![tag("old", "api", 1)],
+            vec![(1, image(DAY)), (2, image(DAY))],
+        ));
+        let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+        let plan = plan(&inventory, &policy, now());
+        let json = serde_json::to_value(&plan.deleted).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {
+                    "repository": "localhost:5000/app",
+                    "tag": "old",
+                    "digest": digest(1).as_str(),
+                    "image": "api",
+                    "reason": "deleted: matching no keep_tags pattern",
+                },
+                {
+                    "repository": "localhost:5000/app",
+                    "tag": null,
+                    "digest": digest(2).as_str(),
+                    "reason": "deleted: untagged and unreachable from anything kept",
+                },
+            ])
+        );
+    }
+
+    // ---- invariants over random inventories ----
+
+    const NAMES: [&str; 10] = [
+        "latest",
+        "main",
+        "dev",
+        "v1.2.3",
+        "2.0.0",
+        "v3.0.0-rc.1",
+        "pr-7",
+        "sha-1a2b",
+        "old",
+        "feature-x",
+    ];
+    const PATTERNS: [&str; 3] = ["latest", "v.*", "main|dev"];
+    const IMAGES: [&str; 2] = ["api", "web"];
+
+    type ManifestSeed = (Vec<u8>, Option<u8>, Option<i64>, u8);
+    type TagSeed = (u8, usize, usize, usize, Option<i64>);
+
+    fn manifest_seed() -> impl Strategy<Value = (bool, ManifestSeed)> {
+        (
+            prop::bool::weighted(0.95),
+            (
+                prop::collection::vec(any::<u8>(), 0..3),
+                prop::option::of(any::<u8>()),
+                prop::option::of(-90i64..20_000),
+                0u8..4,
+            ),
+        )
+    }
+
+    fn tag_seed(digests: usize) -> impl Strategy<Value = TagSeed> {
+        (
+            0u8..13,
+            0..IMAGES.len(),
+            0..digests,
+            0..digests,
+            prop::option::weighted(0.3, -90i64..20_000),
+        )
+    }
+
+    fn build_repository(
+        index: usize,
+        manifests: &[(bool, ManifestSeed)],
+        tags: &[TagSeed],
+        complete: bool,
+        monorepo: bool,
+    ) -> RepositoryInventory {
+        let mut entries = BTreeMap::new();
+        for (position, (present, (children, subject, minutes, source))) in
+            manifests.iter().enumerate()
+        {
+            if !present {
+                continue;
+            }
+            // children and subjects point only to lower positions: content addressing makes cycles impossible
+            let below = |raw: u8| {
+                (position > 0).then(|| digest(u32::from(raw) % u32::try_from(position).unwrap()))
+            };
+            let created_source = match source {
+                0 => TimeSource::Unknown,
+                1 => TimeSource::TagPushed,
+                _ => TimeSource::ImageConfigCreated,
+            };
+            entries.insert(
+                digest(u32::try_from(position).unwrap()),
+                ManifestEntry {
+                    media_type: if children.is_empty() { OCI_MANIFEST } else { OCI_INDEX }
+                        .to_owned(),
+                    children: children.iter().filter_map(|&raw| below(raw)).collect(),
+                    subject: subject.and_then(below),
+                    created: minutes.map(ago),
+                    created_source,
+                },
+            );
+        }
+        let mut seen = BTreeSet::new();
+        let mut entries_tags = Vec::new();
+        for &(kind, image, target, subject, pushed) in tags {
+            let subject_hex = digest(u32::try_from(subject).unwrap()).hex().to_owned();
+            let published = match kind {
+                11 => format!("sha256-{subject_hex}"),
+                12 => format!("sha256-{subject_hex}.sig"),
+                _ => NAMES[usize::from(kind) % NAMES.len()].to_owned(),
+            };
+            let stored = if monorepo && kind < 11 {
+                format!("{}-{published}", IMAGES[image])
+            } else {
+                published.clone()
+            };
+            if !seen.insert(stored.clone()) {
+                continue;
+            }
+            entries_tags.push(TagEntry {
+                tag: stored.parse().unwrap(),
+                image: IMAGES[image].to_owned(),
+                image_tag: published,
+                digest: digest(u32::try_from(target).unwrap()),
+                pushed: pushed.map(ago),
+            });
+        }
+        RepositoryInventory {
+            address: format!("localhost:5000/repo{index}").parse().unwrap(),
+            complete,
+            tags: entries_tags,
+            manifests: entries,
+        }
+    }
+
+    fn inventories() -> impl Strategy<Value = Inventory> {
+        let repository = (1usize..8).prop_flat_map(|digests| {
+            (
+                prop::collection::vec(manifest_seed(), digests),
+                prop::collection::vec(tag_seed(digests), 0..12),
+                prop::bool::weighted(0.9),
+                any::<bool>(),
+            )
+        });
+        prop::collection::vec(repository, 1..4).prop_map(|seeds| Inventory {
+            repositories: seeds
+                .iter()
+                .enumerate()
+                .map(|(index, (manifests, tags, complete, monorepo))| {
+                    build_repository(index, manifests, tags, *complete, *monorepo)
+                })
+                .collect(),
+        })
+    }
+
+    fn policies() -> impl Strategy<Value = Policy> {
+        (
+            prop::option::of(1usize..4),
+            prop::option::of(prop::sample::select(vec![30u64, 120, 1440])),
+            0u8..8,
+            any::<bool>(),
+            any::<bool>(),
+            prop::option::of(1usize..6),
+        )
+            .prop_map(
+                |(
+                    keep_last,
+                    within_minutes,
+                    mask,
+                    delete_untagged,
+                    delete_releases,
+                    max_deletes,
+                )| Policy {
+                    keep_last,
+                    keep_within: within_minutes.map(|minutes| Duration::from_secs(minutes * 60)),
+                    keep_tags: (0..PATTERNS.len())
+                        .filter(|bit| mask & (1 << bit) != 0)
+                        .map(|bit| KeepTag::new(PATTERNS[bit]).unwrap())
+                        .collect(),
+                    delete_untagged,
+                    delete_releases,
+                    max_deletes,
+                    max_duration: None,
+                },
+            )
+    }
+
+    fn age_of(repository: &RepositoryInventory, entry: &TagEntry) -> Option<Timestamp> {
+        entry
+            .pushed
+            .or_else(|| repository.manifests.get(&entry.digest)?.created_at().map(|(at, _)| at))
+    }
+
+    /// Checks every invariant the module promises, computed independently of the planner.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one checker per promise keeps the proptest readable"
+    )]
+    fn check(inventory: &Inventory, policy: &Policy, plan: &Plan) -> Result<(), TestCaseError> {
+        let within = policy.keep_within.map(signed);
+        for item in plan.kept.iter().chain(plan.deleted.iter().map(|d| &d.item)) {
+            prop_assert!(
+                item.reason.starts_with("kept: ") || item.reason.starts_with("deleted: "),
+                "{}",
+                item.reason
+            );
+        }
+        for item in &plan.kept {
+            prop_assert!(item.reason.starts_with("kept: "), "{}", item.reason);
+        }
+        for deletion in &plan.deleted {
+            prop_assert!(deletion.item.reason.starts_with("deleted: "), "{}", deletion.item.reason);
+        }
+        if let Some(max) = policy.max_deletes {
+            prop_assert!(plan.deleted.len() <= max);
+        } else {
+            prop_assert!(!plan.budget_reached);
+        }
+        if !plan.budget_reached {
+            prop_assert!(plan.kept.iter().all(|item| !item.reason.contains("budget reached")));
+        }
+        // the budget deletes the oldest first: nothing held back is older than a deletion
+        let item_age = |item: &PlanItem| {
+            let repository =
+                inventory.repositories.iter().find(|r| r.address == item.repository)?;
+            match &item.tag {
+                Some(tag) => {
+                    age_of(repository, repository.tags.iter().find(|entry| entry.tag == *tag)?)
+                }
+                None => repository.manifests.get(&item.digest)?.created_at().map(|(at, _)| at),
+            }
+        };
+        let newest_deleted = plan.deleted.iter().filter_map(|d| item_age(&d.item)).max();
+        for held in plan.kept.iter().filter(|item| item.reason.contains("budget reached")) {
+            prop_assert!(
+                item_age(held) >= newest_deleted,
+                "{:?} held back before an older one",
+                held.tag
+            );
+        }
+
+        for repository in &inventory.repositories {
+            let address = &repository.address;
+            let kept: Vec<&PlanItem> =
+                plan.kept.iter().filter(|item| item.repository == *address).collect();
+            let deleted: Vec<&Deletion> =
+                plan.deleted.iter().filter(|d| d.item.repository == *address).collect();
+            let tagged: HashSet<&Digest> =
+                repository.tags.iter().map(|entry| &entry.digest).collect();
+            let untagged: Vec<&Digest> =
+                repository.manifests.keys().filter(|digest| !tagged.contains(digest)).collect();
+
+            // every tag in scope exactly once, untagged manifests exactly once when in scope
+            let mut expected: Vec<(Option<&Tag>, Option<&Digest>)> =
+                repository.tags.iter().map(|entry| (Some(&entry.tag), None)).collect();
+            if policy.delete_untagged {
+                expected.extend(untagged.iter().map(|digest| (None, Some(*digest))));
+            }
+            let mut actual: Vec<(Option<&Tag>, Option<&Digest>)> = kept
+                .iter()
+                .copied()
+                .chain(deleted.iter().map(|d| &d.item))
+                .map(|item| (item.tag.as_ref(), item.tag.is_none().then_some(&item.digest)))
+                .collect();
+            expected.sort();
+            actual.sort();
+            prop_assert_eq!(actual, expected);
+
+            let consistent = tagged.iter().all(|digest| repository.manifests.contains_key(*digest));
+            if !(repository.complete && consistent) {
+                prop_assert!(deleted.is_empty());
+                prop_assert!(kept.iter().all(|item| item.reason == INCOMPLETE));
+                prop_assert!(plan.incomplete.contains(address));
+                prop_assert_ne!(plan.exit_status(), ExitStatus::Success);
+                continue;
+            }
+            prop_assert!(!plan.incomplete.contains(address));
+
+            // what the deletions remove from the registry
+            let removed: HashSet<&Digest> = deleted
+                .iter()
+                .filter(|d| d.method == DeleteMethod::Digest)
+                .map(|d| &d.item.digest)
+                .collect();
+            let untagged_removed = deleted.iter().filter(|d| d.item.tag.is_none()).count();
+            prop_assert!(
+                deleted
+                    .iter()
+                    .filter(|d| d.item.tag.is_none())
+                    .all(|d| d.method == DeleteMethod::Digest)
+            );
+            prop_assert!(untagged_removed == 0 || policy.delete_untagged);
+
+            // deleting a tag never removes another tag
+            for item in &kept {
+                if item.tag.is_some() {
+                    prop_assert!(
+                        !removed.contains(&item.digest),
+                        "kept tag {:?} loses its digest",
+                        item.tag
+                    );
+                }
+            }
+            // nothing reachable from a kept tag (children, referrers, transitively) is removed
+            let mut referrers: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+            for (digest, manifest) in &repository.manifests {
+                if let Some(subject) = &manifest.subject {
+                    referrers.entry(subject).or_default().push(digest);
+                }
+            }
+            let mut reachable: HashSet<&Digest> = HashSet::new();
+            let mut stack: Vec<&Digest> =
+                kept.iter().filter(|item| item.tag.is_some()).map(|item| &item.digest).collect();
+            while let Some(digest) = stack.pop() {
+                if reachable.insert(digest) {
+                    if let Some(manifest) = repository.manifests.get(digest) {
+                        stack.extend(&manifest.children);
+                    }
+                    stack.extend(referrers.get(digest).into_iter().flatten());
+                }
+            }
+            prop_assert!(reachable.is_disjoint(&removed), "a digest a kept tag needs is removed");
+            // and nothing staying points to a removed manifest or loses a referrer
+            for (digest, manifest) in &repository.manifests {
+                if removed.contains(digest) {
+                    continue;
+                }
+                prop_assert!(
+                    manifest.children.iter().all(|child| !removed.contains(child)),
+                    "child of staying {}",
+                    digest
+                );
+                prop_assert!(
+                    referrers
+                        .get(digest)
+                        .into_iter()
+                        .flatten()
+                        .all(|referrer| !removed.contains(referrer)),
+                    "referrer of staying {}",
+                    digest
+                );
+            }
+
+            // the rules: unknown age never deletes, keep always beats delete
+            let mut times: HashMap<(&str, &Digest), Timestamp> = HashMap::new();
+            for entry in &repository.tags {
+                if let (Some(at), None) = (age_of(repository, entry), referrers_subject(&entry.tag))
+                {
+                    let time = times.entry((entry.image.as_str(), &entry.digest)).or_insert(at);
+                    *time = (*time).max(at);
+                }
+            }
+            for deletion in &deleted {
+                let item = &deletion.item;
+                let Some(tag) = &item.tag else {
+                    let at = repository.manifests[&item.digest].created_at().map(|(at, _)| at);
+                    prop_assert!(at.is_some(), "untagged {} of unknown age deleted", item.digest);
+                    if let (Some(within), Some(at)) = (within, at) {
+                        prop_assert!(now().duration_since(at) >= within);
+                    }
+                    continue;
+                };
+                let entry = repository.tags.iter().find(|entry| entry.tag == *tag).unwrap();
+                let names = [entry.tag.as_str(), entry.image_tag.as_str()];
+                let at = age_of(repository, entry);
+                prop_assert!(at.is_some(), "tag {} of unknown age deleted", tag);
+                prop_assert!(
+                    policy.keep_tag_match(&names).is_none(),
+                    "tag {} matches keep_tags",
+                    tag
+                );
+                prop_assert!(
+                    policy.delete_releases || !names.iter().any(|name| looks_like_release(name))
+                );
+                if let (Some(within), Some(at)) = (within, at) {
+                    prop_assert!(now().duration_since(at) >= within, "young tag {} deleted", tag);
+                }
+                if let (Some(keep_last), None) = (policy.keep_last, referrers_subject(tag)) {
+                    let mine = times[&(entry.image.as_str(), &entry.digest)];
+                    let newer = times
+                        .iter()
+                        .filter(|((image, digest), at)| {
+                            *image == entry.image
+                                && (**at > mine || (**at == mine && *digest < &entry.digest))
+                        })
+                        .count();
+                    prop_assert!(
+                        newer >= keep_last,
+                        "tag {} is among the newest {}",
+                        tag,
+                        keep_last
+                    );
+                }
+                // a referrers tag goes only with its subject
+                if let Some(subject) = referrers_subject(tag) {
+                    prop_assert!(
+                        !repository.manifests.contains_key(&subject) || removed.contains(&subject)
+                    );
+                }
+            }
+
+            // removal order: a manifest goes before anything it points to
+            let order: Vec<&Digest> = deleted
+                .iter()
+                .filter(|d| d.method == DeleteMethod::Digest)
+                .map(|d| &d.item.digest)
+                .collect();
+            for (position, earlier) in order.iter().enumerate() {
+                for later in &order[position + 1..] {
+                    if let Some(manifest) = repository.manifests.get(*later) {
+                        prop_assert!(
+                            !manifest.children.contains(earlier)
+                                && manifest.subject.as_ref() != Some(*earlier),
+                            "{} is removed before {} which points to it",
+                            earlier,
+                            later
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn plans_keep_every_invariant(inventory in inventories(), policy in policies()) {
+            let planned = plan(&inventory, &policy, now());
+            check(&inventory, &policy, &planned)?;
+
+            // the order the registry listed tags in changes nothing
+            let mut reversed = inventory.clone();
+            for repository in &mut reversed.repositories {
+                repository.tags.reverse();
+            }
+            prop_assert_eq!(plan(&reversed, &policy, now()), planned);
+        }
+    }
+}

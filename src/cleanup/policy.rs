@@ -1,0 +1,709 @@
+//! The retention policy: the project file's `cleanup:` section plus the cleanup flags, validated
+//! once into a [`Policy`].
+//!
+//! Owns the section's model ([`PolicySection`], which `project.rs` embeds and whose JSON Schema
+//! `dockhand schema` prints), the flags' raw values ([`PolicyFlags`]), the duration grammar
+//! (`30m`, `2h`, `7d`, `1w`, `1d12h`), anchoring of `keep_tags`, and the conservative default used
+//! when no count or age rule is configured. Does no I/O and decides nothing about particular
+//! tags: that is `plan.rs`.
+//!
+//! Keep rules are OR-ed and keep always beats delete. When neither `keep_last` nor `keep_within`
+//! is configured (by the file or a flag), the policy keeps the newest [`DEFAULT_KEEP_LAST`] images
+//! of each image name and everything younger than [`DEFAULT_KEEP_WITHIN`]; `keep_tags` adds to
+//! that default rather than replacing it, so `--keep-tag latest` alone never deletes yesterday's
+//! build. `keep_last: 0` and `keep_within: 0s` turn a rule off explicitly (and so also the
+//! default). Whatever else is configured, a tag that looks like a release
+//! (`v?MAJOR.MINOR.PATCH`, no pre-release) is kept unless `delete_releases: true` (or
+//! `--delete-releases`) lets the other rules decide it.
+
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::exit::{Classify, ExitStatus};
+
+/// Images of each image name kept when neither `keep_last` nor `keep_within` is configured.
+pub const DEFAULT_KEEP_LAST: usize = 10;
+/// Age below which everything is kept when neither `keep_last` nor `keep_within` is configured
+/// (2 hours).
+pub const DEFAULT_KEEP_WITHIN: Duration = Duration::from_secs(2 * 3600);
+
+/// The `cleanup:` section of `dockhand.yaml`, as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Keep the newest N images (distinct digests) of each image name, with every tag on them.
+    /// `0` turns the rule off. Without `keep_last` and `keep_within` the default is 10 and `2h`.
+    pub keep_last: Option<usize>,
+    /// Keep everything younger than this duration, e.g. `30m`, `2h`, `7d`, `1w`, `1d12h`. `0s`
+    /// turns the rule off.
+    #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
+    pub keep_within: Option<String>,
+    /// Keep tags matching any of these regular expressions (matched against the whole tag).
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// Also delete manifests no tag points to, when nothing kept needs them. Default `false`.
+    pub delete_untagged: Option<bool>,
+    /// Let the other rules delete release tags (`v?MAJOR.MINOR.PATCH`), which are otherwise
+    /// always kept. Default `false`.
+    pub delete_releases: Option<bool>,
+    /// Delete at most this many items per run; the rest waits for the next run (exit code 3).
+    #[schemars(range(min = 1))]
+    pub max_deletes: Option<usize>,
+    /// Stop deleting after this duration; the rest waits for the next run (exit code 3).
+    #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
+    pub max_duration: Option<String>,
+}
+
+/// The cleanup policy flags as typed (`--keep-last`, `--keep-within`, …). They add to the
+/// project file: a scalar flag overrides the file's value, `--keep-tag` patterns are appended
+/// to the file's `keep_tags`, and a `true` switch turns its setting on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyFlags {
+    pub keep_last: Option<usize>,
+    pub keep_within: Option<String>,
+    pub keep_tags: Vec<String>,
+    pub delete_untagged: bool,
+    pub delete_releases: bool,
+    pub max_deletes: Option<usize>,
+    pub max_duration: Option<String>,
+}
+
+/// A validated, resolved retention policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Keep the newest N distinct digests of each image name, with every tag on them.
+    pub keep_last: Option<usize>,
+    /// Keep everything younger than this.
+    pub keep_within: Option<Duration>,
+    /// Keep tags matching any of these (anchored) patterns.
+    pub keep_tags: Vec<KeepTag>,
+    /// Delete untagged manifests that nothing kept needs.
+    pub delete_untagged: bool,
+    /// `false` (the default) keeps every tag that [`looks_like_release`].
+    pub delete_releases: bool,
+    /// At most this many deletions per run.
+    pub max_deletes: Option<usize>,
+    /// Stop deleting after this long (applied by the executor, not the planner).
+    pub max_duration: Option<Duration>,
+}
+
+/// One `keep_tags` pattern: the text the user wrote and its anchored compiled form
+/// `^(?:PATTERN)$`, so `latest` keeps `latest` and not `latest-old`.
+#[derive(Debug, Clone)]
+pub struct KeepTag {
+    pattern: String,
+    regex: Regex,
+}
+
+impl KeepTag {
+    /// Compiles `pattern` anchored at both ends.
+    pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        let regex = Regex::new(&format!("^(?:{pattern})$"))?;
+        Ok(Self { pattern: pattern.to_owned(), regex })
+    }
+
+    /// The pattern as the user wrote it.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// `true` if and only if the whole of `tag` matches the pattern.
+    pub fn matches(&self, tag: &str) -> bool {
+        self.regex.is_match(tag)
+    }
+}
+
+impl PartialEq for KeepTag {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl Eq for KeepTag {}
+
+/// Where a setting came from, named the way the user wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    KeepWithin,
+    KeepTags,
+    MaxDeletes,
+    MaxDuration,
+}
+
+/// Whether a setting came from the project file or a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    File,
+    Flag,
+}
+
+/// A setting as the user wrote it: `cleanup.keep_within` in the file, `--keep-within` on the
+/// command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingName {
+    pub setting: Setting,
+    pub origin: Origin,
+}
+
+impl fmt::Display for SettingName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (file, flag) = match self.setting {
+            Setting::KeepWithin => ("keep_within", "keep-within"),
+            Setting::KeepTags => ("keep_tags", "keep-tag"),
+            Setting::MaxDeletes => ("max_deletes", "max-deletes"),
+            Setting::MaxDuration => ("max_duration", "max-duration"),
+        };
+        match self.origin {
+            Origin::File => write!(f, "cleanup.{file}"),
+            Origin::Flag => write!(f, "--{flag}"),
+        }
+    }
+}
+
+/// Why a policy setting is rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid duration `{value}` for `{setting}`")]
+    Duration {
+        setting: SettingName,
+        value: String,
+        #[source]
+        source: DurationError,
+    },
+    #[error("invalid regular expression `{pattern}` in `{setting}`")]
+    KeepTag {
+        setting: SettingName,
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("`{setting}` must be more than zero")]
+    Zero { setting: SettingName },
+}
+
+impl Classify for PolicyError {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            Self::Duration { .. } => {
+                "write a duration as numbers with units w, d, h, m, s from largest to smallest, e.g. `30m`, `2h`, `7d`, `1d12h`".to_owned()
+            }
+            Self::KeepTag { .. } => {
+                "keep_tags are regular expressions matched against the whole tag, e.g. `latest` or `v\\d+\\..*`".to_owned()
+            }
+            Self::Zero { setting } => format!("remove `{setting}` to run without that limit"),
+        })
+    }
+}
+
+/// What is wrong with a duration's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("it is empty")]
+    Empty,
+    #[error("`{0}` has no unit; add one of w, d, h, m, s")]
+    MissingUnit(String),
+    #[error("the unit `{0}` must follow a number")]
+    MissingNumber(char),
+    #[error("`{0}` is not a unit; use w, d, h, m or s")]
+    UnknownUnit(char),
+    #[error("units must go from largest to smallest, each at most once")]
+    UnitOrder,
+    #[error("it is too large")]
+    TooLarge,
+}
+
+/// Units of the duration grammar, largest first, with their length in seconds.
+const UNITS: [(char, u64); 5] =
+    [('w', 7 * 86_400), ('d', 86_400), ('h', 3600), ('m', 60), ('s', 1)];
+
+/// Parses `30m`, `2h`, `7d`, `1w` and combinations such as `1d12h`: numbers each followed by
+/// a unit (`w`, `d`, `h`, `m`, `s`), units from largest to smallest, each at most once. The
+/// total may be zero and must be at most `i64::MAX` seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    if text.is_empty() {
+        return Err(DurationError::Empty);
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    let mut last_unit: Option<usize> = None;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let Some(position) = UNITS.iter().position(|(unit, _)| *unit == c) else {
+            return Err(DurationError::UnknownUnit(c));
+        };
+        if number.is_empty() {
+            return Err(DurationError::MissingNumber(c));
+        }
+        if last_unit.is_some_and(|last| position <= last) {
+            return Err(DurationError::UnitOrder);
+        }
+        last_unit = Some(position);
+        let value: u64 = number.parse().map_err(|_| DurationError::TooLarge)?;
+        total = value
+            .checked_mul(UNITS[position].1)
+            .and_then(|seconds| total.checked_add(seconds))
+            .ok_or(DurationError::TooLarge)?;
+        number.clear();
+    }
+    if !number.is_empty() {
+        return Err(DurationError::MissingUnit(text.to_owned()));
+    }
+    if i64::try_from(total).is_err() {
+        return Err(DurationError::TooLarge);
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Writes the whole seconds of `duration` in the grammar [`parse_duration`] reads, e.g. `1d12h`;
+/// `0s` for less than a second.
+pub fn format_duration(duration: Duration) -> String {
+    let mut rest = duration.as_secs();
+    let mut out = String::new();
+    for (unit, seconds) in UNITS {
+        let count = rest / seconds;
+        rest %= seconds;
+        if count > 0 {
+            let _ = write!(out, "{count}{unit}");
+        }
+    }
+    if out.is_empty() { "0s".to_owned() } else { out }
+}
+
+/// Writes `duration` for a person reading an age: its largest unit, followed by the next
+/// smaller unit when that is not zero (`3d4h`, `35m`, `1w`), truncated to whole units.
+pub fn format_approximately(duration: Duration) -> String {
+    let total = duration.as_secs();
+    let Some(first) = UNITS.iter().position(|(_, seconds)| total >= *seconds) else {
+        return "0s".to_owned();
+    };
+    let (unit, seconds) = UNITS[first];
+    let mut out = format!("{}{unit}", total / seconds);
+    if let Some((next_unit, next_seconds)) = UNITS.get(first + 1) {
+        let count = total % seconds / next_seconds;
+        if count > 0 {
+            let _ = write!(out, "{count}{next_unit}");
+        }
+    }
+    out
+}
+
+/// The flag's value when given, else the file's, with where it came from.
+fn chosen<T>(flag: Option<T>, file: Option<T>) -> Option<(T, Origin)> {
+    flag.map(|value| (value, Origin::Flag)).or_else(|| file.map(|value| (value, Origin::File)))
+}
+
+/// `true` if and only if `tag` looks like a release: `MAJOR.MINOR.PATCH` of digits with an
+/// optional leading `v` and nothing after (no pre-release, no build suffix).
+pub fn looks_like_release(tag: &str) -> bool {
+    let version = tag.strip_prefix('v').unwrap_or(tag);
+    let parts: Vec<&str> = version.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl Policy {
+    /// Resolves the file's section and the flags into one policy. Scalar flags override the
+    /// file, `--keep-tag` patterns are appended to `keep_tags`, switches turn settings on.
+    /// When neither names `keep_last` or `keep_within`, the conservative default applies:
+    /// [`DEFAULT_KEEP_LAST`] and [`DEFAULT_KEEP_WITHIN`]; an explicit `0` / `0s` turns that rule
+    /// off. `max_deletes` and `max_duration` must be more than zero.
+    pub fn resolve(
+        section: Option<&PolicySection>,
+        flags: &PolicyFlags,
+    ) -> Result<Self, PolicyError> {
+        let empty = PolicySection::default();
+        let file = section.unwrap_or(&empty);
+        let name = |setting, origin| SettingName { setting, origin };
+        let duration = |flag: Option<&String>, file: Option<&String>, setting| {
+            chosen(flag, file)
+                .map(|(text, origin)| {
+                    parse_duration(text).map(|duration| (duration, origin)).map_err(|source| {
+                        PolicyError::Duration {
+                            setting: name(setting, origin),
+                            value: text.clone(),
+                            source,
+                        }
+                    })
+                })
+                .transpose()
+        };
+        let limit = |value: Option<(usize, Origin)>, setting| match value {
+            Some((0, origin)) => Err(PolicyError::Zero { setting: name(setting, origin) }),
+            other => Ok(other.map(|(value, _)| value)),
+        };
+
+        let keep_last = chosen(flags.keep_last, file.keep_last).map(|(count, _)| count);
+        let keep_within =
+            duration(flags.keep_within.as_ref(), file.keep_within.as_ref(), Setting::KeepWithin)?
+                .map(|(duration, _)| duration);
+        let keep_tags = file
+            .keep_tags
+            .iter()
+            .map(|pattern| (pattern, Origin::File))
+            .chain(flags.keep_tags.iter().map(|pattern| (pattern, Origin::Flag)))
+            .map(|(pattern, origin)| {
+                KeepTag::new(pattern).map_err(|source| PolicyError::KeepTag {
+                    setting: name(Setting::KeepTags, origin),
+                    pattern: pattern.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (keep_last, keep_within) = if keep_last.is_none() && keep_within.is_none() {
+            (Some(DEFAULT_KEEP_LAST), Some(DEFAULT_KEEP_WITHIN))
+        } else {
+            (
+                keep_last.filter(|count| *count > 0),
+                keep_within.filter(|duration| !duration.is_zero()),
+            )
+        };
+        let max_duration = match duration(
+            flags.max_duration.as_ref(),
+            file.max_duration.as_ref(),
+            Setting::MaxDuration,
+        )? {
+            Some((duration, origin)) if duration.is_zero() => {
+                return Err(PolicyError::Zero { setting: name(Setting::MaxDuration, origin) });
+            }
+            other => other.map(|(duration, _)| duration),
+        };
+        Ok(Self {
+            keep_last,
+            keep_within,
+            keep_tags,
+            delete_untagged: flags.delete_untagged || file.delete_untagged.unwrap_or(false),
+            delete_releases: flags.delete_releases || file.delete_releases.unwrap_or(false),
+            max_deletes: limit(chosen(flags.max_deletes, file.max_deletes), Setting::MaxDeletes)?,
+            max_duration,
+        })
+    }
+
+    /// The first `keep_tags` pattern matching any of `tags`, if one does.
+    pub fn keep_tag_match(&self, tags: &[&str]) -> Option<&KeepTag> {
+        self.keep_tags.iter().find(|keep| tags.iter().any(|tag| keep.matches(tag)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: u64 = 3600;
+    const D: u64 = 86_400;
+
+    #[test]
+    fn durations_parse() {
+        for (text, seconds) in [
+            ("30m", 30 * 60),
+            ("2h", 2 * H),
+            ("7d", 7 * D),
+            ("1w", 7 * D),
+            ("1d12h", D + 12 * H),
+            ("1w2d3h4m5s", 7 * D + 2 * D + 3 * H + 4 * 60 + 5),
+            ("90s", 90),
+            ("0h30m", 30 * 60),
+            ("007m", 7 * 60),
+            ("0s", 0),
+            ("0d0h", 0),
+        ] {
+            assert_eq!(parse_duration(text), Ok(Duration::from_secs(seconds)), "{text}");
+        }
+    }
+
+    #[test]
+    fn duration_errors_say_what_is_wrong() {
+        for (text, error) in [
+            ("", DurationError::Empty),
+            ("30", DurationError::MissingUnit("30".into())),
+            ("1d12", DurationError::MissingUnit("1d12".into())),
+            ("h", DurationError::MissingNumber('h')),
+            ("2x", DurationError::UnknownUnit('x')),
+            ("2 h", DurationError::UnknownUnit(' ')),
+            ("-2h", DurationError::UnknownUnit('-')),
+            ("12h1d", DurationError::UnitOrder),
+            ("2h2h", DurationError::UnitOrder),
+            ("99999999999999999999s", DurationError::TooLarge),
+            ("99999999999999w", DurationError::TooLarge),
+            ("9223372036854775808s", DurationError::TooLarge),
+        ] {
+            assert_eq!(parse_duration(text), Err(error), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn durations_format() {
+        for (seconds, exact, approximately) in [
+            (0, "0s", "0s"),
+            (59, "59s", "59s"),
+            (2 * H, "2h", "2h"),
+            (D + 12 * H, "1d12h", "1d12h"),
+            (7 * D + 3 * H, "1w3h", "1w"),
+            (35 * 60 + 20, "35m20s", "35m20s"),
+            (3 * D + 4 * H + 5 * 60, "3d4h5m", "3d4h"),
+            (8 * D + 5, "1w1d5s", "1w1d"),
+        ] {
+            let duration = Duration::from_secs(seconds);
+            assert_eq!(format_duration(duration), exact, "{seconds}");
+            assert_eq!(format_approximately(duration), approximately, "{seconds}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn durations_round_trip(seconds in 0u64..=(i64::MAX as u64)) {
+            let duration = Duration::from_secs(seconds);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+        }
+    }
+
+    #[test]
+    fn releases_are_recognised() {
+        for (tag, release) in [
+            ("1.2.3", true),
+            ("v1.2.3", true),
+            ("v10.20.30", true),
+            ("0.0.0", true),
+            ("v1.2", false),
+            ("1.2.3.4", false),
+            ("v1.2.3-rc.1", false),
+            ("1.2.3-beta", false),
+            ("1.2.3_build5", false),
+            ("V1.2.3", false),
+            ("vv1.2.3", false),
+            ("latest", false),
+            ("1..3", false),
+        ] {
+            assert_eq!(looks_like_release(tag), release, "{tag}");
+        }
+    }
+
+    fn patterns(policy: &Policy) -> Vec<&str> {
+        policy.keep_tags.iter().map(KeepTag::pattern).collect()
+    }
+
+    #[test]
+    fn nothing_configured_gives_the_conservative_default() {
+        let policy = Policy::resolve(None, &PolicyFlags::default()).unwrap();
+        assert_eq!(
+            policy,
+            Policy {
+                keep_last: Some(10),
+                keep_within: Some(Duration::from_secs(2 * H)),
+                keep_tags: Vec::new(),
+                delete_untagged: false,
+                delete_releases: false,
+                max_deletes: None,
+                max_duration: None,
+            }
+        );
+        // the default is also what an empty section and switches alone give
+        let section = PolicySection {
+            delete_untagged: Some(true),
+            max_deletes: Some(5),
+            ..PolicySection::default()
+        };
+        let policy = Policy::resolve(Some(&section), &PolicyFlags::default()).unwrap();
+        assert_eq!((policy.keep_last, policy.keep_within), (Some(10), Some(DEFAULT_KEEP_WITHIN)));
+        assert!(policy.delete_untagged);
+        assert_eq!(policy.max_deletes, Some(5));
+    }
+
+    #[test]
+    fn a_count_or_age_rule_replaces_the_default_and_zero_turns_it_off() {
+        let file = |keep_last: Option<usize>, keep_within: Option<&str>, keep_tags: &[&str]| {
+            PolicySection {
+                keep_last,
+                keep_within: keep_within.map(str::to_owned),
+                keep_tags: keep_tags.iter().map(|tag| (*tag).to_owned()).collect(),
+                ..PolicySection::default()
+            }
+        };
+        let flag =
+            |keep_last: Option<usize>, keep_within: Option<&str>, keep_tags: &[&str]| PolicyFlags {
+                keep_last,
+                keep_within: keep_within.map(str::to_owned),
+                keep_tags: keep_tags.iter().map(|tag| (*tag).to_owned()).collect(),
+                ..PolicyFlags::default()
+            };
+        let default = (Some(DEFAULT_KEEP_LAST), Some(2 * H));
+        for (section, flags, want) in [
+            (file(Some(3), None, &[]), flag(None, None, &[]), (Some(3), None)),
+            (file(None, None, &[]), flag(None, Some("1d"), &[]), (None, Some(D))),
+            // keep_tags add to the default instead of replacing it
+            (file(None, None, &["latest"]), flag(None, None, &[]), default),
+            (file(None, None, &[]), flag(None, None, &["main"]), default),
+            // an explicit zero turns a rule off, and with it the default
+            (file(Some(0), None, &[]), flag(None, None, &[]), (None, None)),
+            (file(Some(5), Some("0s"), &[]), flag(None, None, &[]), (Some(5), None)),
+            (file(Some(0), None, &[]), flag(Some(4), None, &[]), (Some(4), None)),
+            (file(Some(4), None, &[]), flag(Some(0), Some("0m"), &["latest"]), (None, None)),
+        ] {
+            let policy = Policy::resolve(Some(&section), &flags).unwrap();
+            let got = (policy.keep_last, policy.keep_within.map(|duration| duration.as_secs()));
+            assert_eq!(got, want, "{section:?} {flags:?}");
+        }
+    }
+
+    #[test]
+    fn flags_override_scalars_and_extend_keep_tags() {
+        let section = PolicySection {
+            keep_last: Some(10),
+            keep_within: Some("2h".into()),
+            keep_tags: vec!["latest".into(), r"v\d+\..*".into()],
+            delete_untagged: Some(false),
+            delete_releases: Some(true),
+            max_deletes: Some(100),
+            max_duration: Some("10m".into()),
+        };
+        let flags = PolicyFlags {
+            keep_last: Some(3),
+            keep_within: Some("1d12h".into()),
+            keep_tags: vec!["main".into()],
+            delete_untagged: true,
+            delete_releases: false,
+            max_deletes: None,
+            max_duration: Some("1h".into()),
+        };
+        let policy = Policy::resolve(Some(&section), &flags).unwrap();
+        assert_eq!(policy.keep_last, Some(3));
+        assert_eq!(policy.keep_within, Some(Duration::from_secs(D + 12 * H)));
+        assert_eq!(patterns(&policy), ["latest", r"v\d+\..*", "main"]);
+        assert!(policy.delete_untagged, "a true switch turns the setting on");
+        assert!(policy.delete_releases, "an absent switch leaves the file's value");
+        assert_eq!(policy.max_deletes, Some(100), "an absent flag leaves the file's value");
+        assert_eq!(policy.max_duration, Some(Duration::from_secs(H)));
+    }
+
+    #[test]
+    fn keep_tags_are_anchored() {
+        let policy = Policy::resolve(
+            None,
+            &PolicyFlags {
+                keep_tags: vec!["latest".into(), r"v\d+".into(), "main|dev".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for (tag, pattern) in [
+            ("latest", Some("latest")),
+            ("latest-old", None),
+            ("my-latest", None),
+            ("v12", Some(r"v\d+")),
+            ("v12.1", None),
+            ("main", Some("main|dev")),
+            ("dev", Some("main|dev")),
+            ("maintenance", None),
+            ("old-dev", None),
+        ] {
+            assert_eq!(policy.keep_tag_match(&[tag]).map(KeepTag::pattern), pattern, "{tag}");
+        }
+        assert_eq!(
+            policy.keep_tag_match(&["api-latest", "latest"]).map(KeepTag::pattern),
+            Some("latest")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_value_and_where_it_came_from() {
+        let file = PolicySection {
+            keep_within: Some("2x".into()),
+            keep_tags: vec!["v(".into()],
+            ..Default::default()
+        };
+        let error = Policy::resolve(Some(&file), &PolicyFlags::default()).unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::Duration { setting: SettingName { setting: Setting::KeepWithin, origin: Origin::File }, value, source: DurationError::UnknownUnit('x') } if value == "2x"),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), "invalid duration `2x` for `cleanup.keep_within`");
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+
+        let flags = PolicyFlags { max_duration: Some("5".into()), ..Default::default() };
+        let error = Policy::resolve(None, &flags).unwrap_err();
+        assert_eq!(error.to_string(), "invalid duration `5` for `--max-duration`");
+
+        let file =
+            PolicySection { keep_tags: vec!["ok".into(), "v(".into()], ..Default::default() };
+        let error = Policy::resolve(Some(&file), &PolicyFlags::default()).unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::KeepTag { pattern, .. } if pattern == "v("),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), "invalid regular expression `v(` in `cleanup.keep_tags`");
+        assert!(error.hint().is_some_and(|hint| hint.contains("whole tag")));
+
+        let flags = PolicyFlags { keep_tags: vec!["[".into()], ..Default::default() };
+        let error = Policy::resolve(None, &flags).unwrap_err();
+        assert_eq!(error.to_string(), "invalid regular expression `[` in `--keep-tag`");
+
+        for (section, flags, setting) in [
+            (
+                PolicySection { max_deletes: Some(0), ..Default::default() },
+                PolicyFlags::default(),
+                "cleanup.max_deletes",
+            ),
+            (
+                PolicySection::default(),
+                PolicyFlags { max_duration: Some("0s".into()), ..Default::default() },
+                "--max-duration",
+            ),
+        ] {
+            let error = Policy::resolve(Some(&section), &flags).unwrap_err();
+            assert!(matches!(error, PolicyError::Zero { .. }), "{error:?}");
+            assert_eq!(error.to_string(), format!("`{setting}` must be more than zero"));
+            assert_eq!(error.hint(), Some(format!("remove `{setting}` to run without that limit")));
+        }
+    }
+
+    #[test]
+    fn the_section_reads_from_yaml_and_rejects_unknown_keys() {
+        let section: PolicySection = serde_saphyr::from_str(
+            "keep_last: 10\nkeep_within: 2h\nkeep_tags: [\"latest\", \"v\\\\d+\\\\..*\"]\ndelete_untagged: true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            section,
+            PolicySection {
+                keep_last: Some(10),
+                keep_within: Some("2h".into()),
+                keep_tags: vec!["latest".into(), r"v\d+\..*".into()],
+                delete_untagged: Some(true),
+                ..Default::default()
+            }
+        );
+        let error = serde_saphyr::from_str::<PolicySection>("keep_lats: 3\n").unwrap_err();
+        assert!(error.to_string().contains("keep_lats"), "{error}");
+    }
+
+    #[test]
+    fn the_schema_lists_every_setting_and_nothing_else() {
+        let schema = serde_json::to_value(schemars::schema_for!(PolicySection)).unwrap();
+        let mut keys: Vec<&str> =
+            schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "delete_releases",
+                "delete_untagged",
+                "keep_last",
+                "keep_tags",
+                "keep_within",
+                "max_deletes",
+                "max_duration"
+            ]
+        );
+        assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false));
+        assert_eq!(schema["properties"]["keep_within"]["pattern"], "^([0-9]+[wdhms])+$");
+        assert_eq!(schema["properties"]["max_deletes"]["minimum"], 1);
+    }
+}
