@@ -27,7 +27,7 @@ pub enum PublishError {
     Push {
         reference: String,
         #[source]
-        source: DistributionError,
+        source: Box<DistributionError>,
     },
     #[error("Registry stored `{reference}` as `{actual}`, but the image is `{expected}`")]
     DigestChanged { reference: String, expected: Digest, actual: Digest },
@@ -96,7 +96,6 @@ pub fn targets(
     Ok(targets)
 }
 
-
 /// One reference pushed, with the digest the registry stored it under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pushed {
@@ -131,15 +130,27 @@ pub struct Layout {
 impl Layout {
     /// Reads the single image `dir` holds, checking every manifest against its digest.
     pub fn read(image: &str, dir: &Path) -> Result<Self, PublishError> {
-        let problem = |problem: String| PublishError::Layout { image: image.to_owned(), dir: dir.to_owned(), problem };
-        let index = std::fs::read(dir.join("index.json")).map_err(|e| problem(format!("cannot read index.json ({e})")))?;
-        let index = ManifestContent::parse(&index).map_err(|e| problem(format!("index.json is not valid ({e})")))?;
-        let [entry] = index.manifests.as_slice() else {
-            return Err(problem(format!("index.json lists {} images, expected 1", index.manifests.len())));
+        let problem = |problem: String| PublishError::Layout {
+            image: image.to_owned(),
+            dir: dir.to_owned(),
+            problem,
         };
-        let read_node = |digest: &Digest, media_type: &str| -> Result<(Node, ManifestContent), PublishError> {
+        let index = std::fs::read(dir.join("index.json"))
+            .map_err(|e| problem(format!("cannot read index.json ({e})")))?;
+        let index = ManifestContent::parse(&index)
+            .map_err(|e| problem(format!("index.json is not valid ({e})")))?;
+        let [entry] = index.manifests.as_slice() else {
+            return Err(problem(format!(
+                "index.json lists {} images, expected 1",
+                index.manifests.len()
+            )));
+        };
+        let read_node = |digest: &Digest,
+                         media_type: &str|
+         -> Result<(Node, ManifestContent), PublishError> {
             let bytes = read_blob(dir, digest).map_err(problem)?;
-            let content = ManifestContent::parse(&bytes).map_err(|e| problem(format!("manifest `{digest}` is not valid ({e})")))?;
+            let content = ManifestContent::parse(&bytes)
+                .map_err(|e| problem(format!("manifest `{digest}` is not valid ({e})")))?;
             let media_type = content.media_type.clone().unwrap_or_else(|| media_type.to_owned());
             Ok((Node { digest: digest.clone(), media_type, bytes }, content))
         };
@@ -202,9 +213,13 @@ pub async fn push_layout(
     let mut pushed = Vec::with_capacity(targets.len());
     for (repository, targets) in by_repository {
         let first = &targets[0].reference;
-        let fail = |source| PublishError::Push { reference: first.to_string(), source };
+        let fail =
+            |source| PublishError::Push { reference: first.to_string(), source: Box::new(source) };
         let uploads = layout.blobs.iter().map(|(digest, size)| {
-            let from = locations.0.get(&(repository.registry.clone(), digest.clone())).filter(|from| *from != repository);
+            let from = locations
+                .0
+                .get(&(repository.registry.clone(), digest.clone()))
+                .filter(|from| *from != repository);
             upload_blob(client, layout, first, digest, *size, from)
         });
         try_join_all(uploads).await?;
@@ -213,16 +228,29 @@ pub async fn push_layout(
         }
         for child in &layout.children {
             client
-                .put_manifest(repository, &ManifestRef::Digest(child.digest.clone()), &child.media_type, &child.bytes)
+                .put_manifest(
+                    repository,
+                    &ManifestRef::Digest(child.digest.clone()),
+                    &child.media_type,
+                    &child.bytes,
+                )
                 .await
                 .map_err(fail)?;
         }
         let puts = targets.iter().map(|target| async move {
             let tag = target.reference.tag.clone().expect("targets are tagged");
             let digest = client
-                .put_manifest(repository, &ManifestRef::Tag(tag), &layout.top.media_type, &layout.top.bytes)
+                .put_manifest(
+                    repository,
+                    &ManifestRef::Tag(tag),
+                    &layout.top.media_type,
+                    &layout.top.bytes,
+                )
                 .await
-                .map_err(|source| PublishError::Push { reference: target.reference.to_string(), source })?;
+                .map_err(|source| PublishError::Push {
+                    reference: target.reference.to_string(),
+                    source: Box::new(source),
+                })?;
             if digest != layout.top.digest {
                 return Err(PublishError::DigestChanged {
                     reference: target.reference.to_string(),
@@ -231,7 +259,11 @@ pub async fn push_layout(
                 });
             }
             log::info!("pushed {}@{digest}", target.reference);
-            Ok(Pushed { image: layout.image.clone(), reference: target.reference.to_string(), digest })
+            Ok(Pushed {
+                image: layout.image.clone(),
+                reference: target.reference.to_string(),
+                digest,
+            })
         });
         pushed.extend(try_join_all(puts).await?);
     }
@@ -249,7 +281,8 @@ async fn upload_blob(
     from: Option<&RepoAddress>,
 ) -> Result<(), PublishError> {
     let repository = &reference.repository;
-    let fail = |source| PublishError::Push { reference: reference.to_string(), source };
+    let fail =
+        |source| PublishError::Push { reference: reference.to_string(), source: Box::new(source) };
     if client.blob_exists(repository, digest).await.map_err(fail)? {
         log::debug!("{repository}: blob {digest} already there");
         return Ok(());
@@ -259,15 +292,13 @@ async fn upload_blob(
         dir: layout.dir.clone(),
         problem,
     })?;
-    match from {
-        Some(from) => {
-            let how = client.mount_or_upload_blob(repository, from, digest, &content).await.map_err(fail)?;
-            log::debug!("{repository}: blob {digest} ({size} bytes) {how:?} from {from}");
-        }
-        None => {
-            client.upload_blob(repository, &content).await.map_err(fail)?;
-            log::debug!("{repository}: blob {digest} ({size} bytes) uploaded");
-        }
+    if let Some(from) = from {
+        let how =
+            client.mount_or_upload_blob(repository, from, digest, &content).await.map_err(fail)?;
+        log::debug!("{repository}: blob {digest} ({size} bytes) {how:?} from {from}");
+    } else {
+        client.upload_blob(repository, &content).await.map_err(fail)?;
+        log::debug!("{repository}: blob {digest} ({size} bytes) uploaded");
     }
     Ok(())
 }

@@ -265,7 +265,10 @@ mod tests {
     fn docker_push_argv_and_digest() {
         let target: ImageRef = "ghcr.io/acme/app/api:main".parse().unwrap();
         let config = PathBuf::from("/tmp/job");
-        assert_eq!(line(&tag_argv(Some(&config), &local(), &target)), "--config /tmp/job tag localhost/dockhand/api:42 ghcr.io/acme/app/api:main");
+        assert_eq!(
+            line(&tag_argv(Some(&config), &local(), &target)),
+            "--config /tmp/job tag localhost/dockhand/api:42 ghcr.io/acme/app/api:main"
+        );
         assert_eq!(line(&push_argv(None, &target)), "push ghcr.io/acme/app/api:main");
         // the shape the docker CLI prints after a push (docs.docker.com, `docker image push`)
         let output = "The push refers to repository [ghcr.io/acme/app/api]\n\
