@@ -1,0 +1,205 @@
+//! `dockhand ci-env` and `dockhand login`: the job's isolated docker config and credentials.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::{ArgumentError, Failure, Process, block_on, client};
+use crate::ci::export::{self, Export, Shell};
+use crate::ci::{self, CiContext, Credentials, Provider, ProviderChoice};
+use crate::cli::{CiEnvArgs, GlobalArgs, LoginArgs};
+use crate::docker_config::{self, DockerConfig};
+use crate::env_vars::{self, EnvMap};
+use crate::exit::ExitStatus;
+use crate::output::Output;
+use crate::reference::RegistryHost;
+use crate::registry::distribution::Credential;
+use crate::secret::Secret;
+use crate::settings::GlobalSettings;
+
+/// Job directories older than this, left by earlier jobs under the same parent, are removed.
+const STALE_JOB_DIR_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Checks `credentials` against their registry's `/v2/`.
+fn verify(settings: &GlobalSettings, credentials: &Credentials) -> Result<(), Failure> {
+    let client = client(settings)?;
+    let credential = Credential::Basic {
+        username: credentials.username.clone(),
+        password: credentials.password.clone(),
+    };
+    block_on(client.verify_credentials(&credentials.registry, &credential))?;
+    log::info!("credentials of `{}` for `{}` verified", credentials.username, credentials.registry);
+    Ok(())
+}
+
+/// Where the job's docker config directory goes: `$RUNNER_TEMP` on GitHub (emptied by the
+/// runner after every job), else `$TMPDIR`, else `/tmp`.
+fn job_dir_parent(ci: &CiContext, env: &EnvMap) -> PathBuf {
+    let runner_temp = env.get(env_vars::RUNNER_TEMP).filter(|dir| !dir.is_empty());
+    match runner_temp {
+        Some(dir) if ci.provider == Provider::Github => PathBuf::from(dir),
+        _ => env
+            .get(env_vars::TMPDIR)
+            .filter(|dir| !dir.is_empty())
+            .map_or_else(std::env::temp_dir, PathBuf::from),
+    }
+}
+
+/// The variables `ci-env` exports, in a stable order. Unknown facts are left out rather than
+/// exported empty, so a later `${VAR:-default}` still works.
+fn ci_exports(ci: &CiContext, settings: &GlobalSettings, job_dir: &Path) -> Vec<Export> {
+    let dir = job_dir.display().to_string();
+    let mut exports = vec![
+        Export::new(env_vars::DOCKER_CONFIG, &dir),
+        Export::new(env_vars::DOCKHAND_DOCKER_CONFIG, &dir),
+        Export::new(env_vars::DOCKHAND_CI, ci.provider.name()),
+    ];
+    if let Some(repo) = &settings.repo {
+        exports.push(Export::new(env_vars::DOCKHAND_REPO, repo.to_string()));
+        exports.push(Export::new(
+            env_vars::DOCKHAND_REPO_IMPLEMENTATION,
+            settings.implementation_for(repo).name(),
+        ));
+    }
+    let facts = [
+        (env_vars::DOCKHAND_SHA, ci.sha.as_deref()),
+        (env_vars::DOCKHAND_REF_NAME, ci.ref_name.as_deref()),
+        (env_vars::DOCKHAND_REF_TYPE, ci.ref_type.map(ci::RefType::name)),
+        (env_vars::DOCKHAND_TAG, ci.tag.as_deref()),
+        (env_vars::DOCKHAND_PR_NUMBER, ci.pr_number.as_deref()),
+        (env_vars::DOCKHAND_PR_HEAD_SHA, ci.pr_head_sha.as_deref()),
+        (env_vars::DOCKHAND_DEFAULT_BRANCH, ci.default_branch.as_deref()),
+        (env_vars::DOCKHAND_JOB_ID, ci.job_id.as_deref()),
+        (env_vars::DOCKHAND_PIPELINE_ID, ci.pipeline_id.as_deref()),
+    ];
+    exports.extend(facts.into_iter().filter_map(|(name, value)| Some(Export::new(name, value?))));
+    exports
+}
+
+/// Writes `text` to `path`, truncating, with mode 0600.
+fn write_private(path: &Path, text: &str, append: bool) -> Result<(), ArgumentError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).mode(0o600);
+    if append {
+        options.append(true)
+    } else {
+        options.write(true).truncate(true)
+    };
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|source| ArgumentError::Write { path: path.to_owned(), source })
+}
+
+pub(super) fn ci_env(
+    args: &CiEnvArgs,
+    global: &GlobalArgs,
+    process: &Process<'_>,
+    output: &Output,
+) -> Result<ExitStatus, Failure> {
+    let choice: ProviderChoice =
+        args.ci.parse().map_err(|message| ArgumentError::Invalid { argument: "CI", message })?;
+    let shell: Shell = args
+        .shell
+        .parse()
+        .map_err(|message| ArgumentError::Invalid { argument: "--shell", message })?;
+    let github_env = match shell {
+        Shell::Github => Some(
+            process
+                .env
+                .get(env_vars::GITHUB_ENV)
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from)
+                .ok_or(ArgumentError::NoGithubEnv)?,
+        ),
+        _ => None,
+    };
+    let ci = ci::detect(choice, process.env, process.workdir)?;
+    let settings = GlobalSettings::resolve(global, process.env, process.workdir, Some(&ci))?;
+    log::debug!("CI: {}", ci.provider);
+
+    // everything is validated; now the network, then the file system
+    match (&ci.credentials, args.no_login) {
+        (Some(credentials), false) => verify(&settings, credentials)?,
+        (Some(credentials), true) => log::info!(
+            "credentials for `{}` written without checking them (--no-login)",
+            credentials.registry
+        ),
+        (None, _) => log::info!(
+            "no registry credentials in this CI environment; the job's config carries the runner's only"
+        ),
+    }
+    let parent = job_dir_parent(&ci, process.env);
+    let removed =
+        docker_config::remove_stale_job_dirs(&parent, STALE_JOB_DIR_AGE, SystemTime::now());
+    if removed > 0 {
+        log::info!("removed {removed} stale dockhand config dir(s) from `{}`", parent.display());
+    }
+    let source = settings.docker_config.is_dir().then_some(settings.docker_config.as_path());
+    let mut job = docker_config::create_job_dir(
+        &parent,
+        source,
+        process.env.get(env_vars::DOCKER_AUTH_CONFIG).map(String::as_str),
+        process.env.get(env_vars::PATH).map(String::as_str),
+    )?;
+    if let Some(credentials) = &ci.credentials {
+        job.config.set_auth(&credentials.registry, &credentials.username, &credentials.password);
+    }
+    job.write()?;
+
+    let exports = ci_exports(&ci, &settings, &job.path);
+    let rendered = export::render(shell, &exports)?;
+    let mut stdout = rendered.stdout;
+    if let (Shell::Github, Some(credentials)) = (shell, &ci.credentials) {
+        // the runner masks only what it was told about: the token and the docker `auth` value
+        stdout.push_str(&export::mask_lines(credentials.password.expose()));
+        stdout.push_str(&export::mask_lines(&docker_config::basic_auth_value(
+            &credentials.username,
+            &credentials.password,
+        )));
+    }
+    if let Some(file) = &github_env {
+        write_private(file, &rendered.github_env, true)?;
+    }
+    match &args.output_file {
+        Some(path) => write_private(&process.workdir.join(path), &stdout, false)?,
+        None => output.raw(&stdout),
+    }
+    log::info!("job docker config: {}", job.path.display());
+    Ok(ExitStatus::Success)
+}
+
+pub(super) fn login(
+    args: &LoginArgs,
+    settings: &GlobalSettings,
+    output: &Output,
+) -> Result<ExitStatus, Failure> {
+    let registry: RegistryHost = args
+        .registry
+        .parse()
+        .map_err(|source| ArgumentError::Registry { value: args.registry.clone(), source })?;
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).map_err(ArgumentError::Stdin)?;
+    let password = password
+        .strip_suffix('\n')
+        .map_or(password.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
+    if password.is_empty() {
+        return Err(ArgumentError::EmptyPassword.into());
+    }
+    let credentials =
+        Credentials { registry, username: args.username.clone(), password: Secret::new(password) };
+    verify(settings, &credentials)?;
+    let dir = &settings.docker_config;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| ArgumentError::Write { path: dir.clone(), source })?;
+    let mut config = DockerConfig::load(dir)?.unwrap_or_default();
+    config.set_auth(&credentials.registry, &credentials.username, &credentials.password);
+    config.write(dir)?;
+    output.result(
+        &serde_json::json!({"registry": credentials.registry.to_string(), "username": credentials.username, "config": dir.join(docker_config::CONFIG_FILE)}),
+        || format!("Login to `{}` as `{}` saved in `{}`", credentials.registry, credentials.username, dir.join(docker_config::CONFIG_FILE).display()),
+    );
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,155 @@
+//! One function per command: resolve settings, call the modules that do the work, hand the
+//! result to `output`.
+//!
+//! Owns the order of the phases of each command (validate everything, then contact
+//! registries) and nothing else: parsing lives in `cli`/`settings`, the work in the modules,
+//! rendering in `output`.
+
+mod ci_env;
+mod images;
+mod registry;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command, RegistryCommand};
+use crate::env_vars::EnvMap;
+use crate::exit::{Classify, ExitStatus};
+use crate::output::Output;
+use crate::project::ProjectFile;
+use crate::reference::ReferenceError;
+use crate::registry::distribution::{Client, ClientOptions};
+use crate::settings::GlobalSettings;
+
+/// Any error a command can end with, classified for the exit code.
+pub struct Failure(Box<dyn ClassifiedError>);
+
+/// An error that knows its exit code.
+pub trait ClassifiedError: std::error::Error + Classify {}
+impl<E: std::error::Error + Classify> ClassifiedError for E {}
+
+impl<E: std::error::Error + Classify + 'static> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl Failure {
+    pub fn exit_status(&self) -> ExitStatus {
+        self.0.exit_status()
+    }
+
+    /// Reports the error through `output`: message, causes, hint.
+    pub fn report(&self, output: &Output) {
+        let mut causes = Vec::new();
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            causes.push(cause.to_string());
+            source = cause.source();
+        }
+        output.error(&self.0.to_string(), &causes, self.0.hint().as_deref());
+    }
+}
+
+/// A command that later work implements; it fails with exit 2 and says so.
+#[derive(Debug, thiserror::Error)]
+#[error("`dockhand {0}` is not implemented yet")]
+pub struct NotImplemented(&'static str);
+
+impl Classify for NotImplemented {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Failure
+    }
+}
+
+/// A command-line value that `cli` accepts as text and the command cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgumentError {
+    #[error("Invalid value for {argument}: {message}")]
+    Invalid { argument: &'static str, message: String },
+    #[error("Invalid registry `{value}`")]
+    Registry {
+        value: String,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("No password on stdin for `dockhand login`")]
+    EmptyPassword,
+    #[error("Cannot read the password from stdin")]
+    Stdin(#[source] std::io::Error),
+    #[error("`--shell github` appends to the file `$GITHUB_ENV` names, and GITHUB_ENV is not set")]
+    NoGithubEnv,
+    #[error("Cannot write `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Classify for ArgumentError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Stdin(_) | Self::Write { .. } => ExitStatus::Failure,
+            _ => ExitStatus::Usage,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::EmptyPassword => Some("pipe it in: `printf %s \"$TOKEN\" | dockhand login REGISTRY -u USER --password-stdin`".into()),
+            Self::NoGithubEnv => Some("use `--shell github` inside a GitHub Actions step, or another --shell".into()),
+            _ => None,
+        }
+    }
+}
+
+/// What a command needs from the process: its environment and working directory.
+pub struct Process<'a> {
+    pub env: &'a EnvMap,
+    pub workdir: &'a Path,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatus, Failure> {
+    match cli.command {
+        Command::Schema => {
+            output.raw(&(ProjectFile::json_schema() + "\n"));
+            Ok(ExitStatus::Success)
+        }
+        Command::Registry(RegistryCommand::Detect(args)) => {
+            let settings =
+                GlobalSettings::resolve(&cli.global, process.env, process.workdir, None)?;
+            registry::detect(&args, &settings, output)
+        }
+        Command::CiEnv(args) => ci_env::ci_env(&args, &cli.global, process, output),
+        Command::Login(args) => {
+            let settings =
+                GlobalSettings::resolve(&cli.global, process.env, process.workdir, None)?;
+            ci_env::login(&args, &settings, output)
+        }
+        Command::Images(args) => images::images(&args, &cli.global, process, output),
+        Command::Build(_) => Err(NotImplemented("build").into()),
+        Command::Publish(_) => Err(NotImplemented("publish").into()),
+        Command::Cleanup(_) => Err(NotImplemented("cleanup").into()),
+        Command::Run(_) => Err(NotImplemented("run").into()),
+    }
+}
+
+/// Runs one async command to completion on a single-threaded runtime: registry calls are I/O
+/// bound and concurrency comes from async, not threads.
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime always builds")
+        .block_on(future)
+}
+
+/// A distribution client honouring `--insecure-registry`.
+fn client(settings: &GlobalSettings) -> Result<Client, Failure> {
+    Ok(Client::new(ClientOptions {
+        insecure: settings.insecure_registries.clone(),
+        ..ClientOptions::default()
+    })?)
+}
