@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cleanup::policy::PolicyFlags;
 use crate::env_vars;
 
 /// The version with the git revision it was built from, e.g. `0.1.0 (529cfb4)` (set by
@@ -240,6 +241,37 @@ pub struct CleanupArgs {
     /// Stop after DURATION (exit 3: rerun to continue)
     #[arg(long, value_name = "DURATION")]
     pub max_duration: Option<String>,
+
+    /// Allow deleting tags that look like releases (v1.2.3); they are kept otherwise
+    #[arg(long)]
+    pub delete_releases: bool,
+
+    /// Go on after a failed delete and report every failure at the end (exit 2)
+    #[arg(long)]
+    pub keep_going: bool,
+
+    /// Save the plan as JSON to FILE (with --dry-run: review it, then --apply-plan it)
+    #[arg(long, value_name = "FILE")]
+    pub plan_out: Option<PathBuf>,
+
+    /// Apply a plan saved with --plan-out, after checking each tag still points where it did
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub apply_plan: Option<PathBuf>,
+}
+
+impl CleanupArgs {
+    /// The policy flags, which add to the project file's `cleanup:` section.
+    pub fn policy_flags(&self) -> PolicyFlags {
+        PolicyFlags {
+            keep_last: self.keep_last,
+            keep_within: self.keep_within.clone(),
+            keep_tags: self.keep_tags.clone(),
+            delete_untagged: self.delete_untagged,
+            delete_releases: self.delete_releases,
+            max_deletes: self.max_deletes,
+            max_duration: self.max_duration.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -50,15 +50,7 @@ const CLI_PLUGINS_DIR: &str = "cli-plugins";
 #[derive(Clone, PartialEq, Default)]
 pub struct DockerConfig(Map<String, Value>);
 
-/// Registry credentials found in a docker config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// A user name and password (or token used as a password).
-    Basic { username: String, password: Secret },
-    /// An OAuth identity (refresh) token: exchanged at the registry's token endpoint with
-    /// `grant_type=refresh_token`, never sent as a password.
-    IdentityToken(Secret),
-}
+pub use crate::secret::Credential;
 
 /// The job's private docker config directory, as [`create_job_dir`] left it. The directory is
 /// kept when this value is dropped: it must outlive the process that created it.

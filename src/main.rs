@@ -30,10 +30,7 @@ fn main() -> ExitCode {
         cli.global.verbose,
         cli.global.quiet,
     );
-    let output = Output::new(
-        cli.global.output,
-        env.get(env_vars::GITHUB_ACTIONS).is_some_and(|v| v == "true"),
-    );
+    let output = Output::new(cli.global.output, &env);
     let workdir = match std::env::current_dir() {
         Ok(dir) => dir,
         Err(error) => {

@@ -10,10 +10,13 @@
 )]
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::ci::export::{self, Export, Shell};
 use crate::cli::OutputFormat;
+use crate::env_vars::{self, EnvMap};
 
 /// Where command results go.
 #[derive(Debug)]
@@ -21,11 +24,65 @@ pub struct Output {
     format: OutputFormat,
     /// Running in GitHub Actions: errors are also emitted as `::error::` annotations.
     github_actions: bool,
+    /// Running in GitLab CI: long logs are wrapped in collapsible sections.
+    gitlab_ci: bool,
+    /// The file `$GITHUB_OUTPUT` names: step outputs are appended there.
+    github_output: Option<PathBuf>,
+    /// The file `$GITHUB_STEP_SUMMARY` names: Markdown appended there.
+    step_summary: Option<PathBuf>,
 }
 
 impl Output {
-    pub fn new(format: OutputFormat, github_actions: bool) -> Self {
-        Self { format, github_actions }
+    /// An output for `format`, with the CI file commands `env` names.
+    pub fn new(format: OutputFormat, env: &EnvMap) -> Self {
+        let is_true = |name: &str| env.get(name).is_some_and(|value| value == "true");
+        let file = |name: &str| env.get(name).filter(|value| !value.is_empty()).map(PathBuf::from);
+        let github_actions = is_true(env_vars::GITHUB_ACTIONS);
+        Self {
+            format,
+            github_actions,
+            gitlab_ci: is_true(env_vars::GITLAB_CI),
+            github_output: file(env_vars::GITHUB_OUTPUT).filter(|_| github_actions),
+            step_summary: file(env_vars::GITHUB_STEP_SUMMARY).filter(|_| github_actions),
+        }
+    }
+
+    /// Appends step outputs to `$GITHUB_OUTPUT` (multi-line values with a delimiter that does
+    /// not occur in them). Does nothing outside GitHub Actions.
+    pub fn github_outputs(&self, outputs: &[(&str, String)]) -> std::io::Result<()> {
+        let Some(path) = &self.github_output else { return Ok(()) };
+        let exports: Vec<Export> =
+            outputs.iter().map(|(name, value)| Export::new(*name, value.clone())).collect();
+        let rendered = export::render(Shell::Github, &exports).map_err(|error| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, error.to_string())
+        })?;
+        append(path, &rendered.github_env)
+    }
+
+    /// Appends Markdown to the step summary. Does nothing outside GitHub Actions.
+    pub fn step_summary(&self, markdown: &str) -> std::io::Result<()> {
+        match &self.step_summary {
+            Some(path) => append(path, markdown),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens a collapsible log section in GitLab CI (a plain heading elsewhere) and returns
+    /// a guard that closes it.
+    pub fn section(&self, name: &str, title: &str) -> Section {
+        let now = jiff::Timestamp::now().as_second();
+        if self.gitlab_ci {
+            eprintln!("\x1b[0Ksection_start:{now}:{name}[collapsed=true]\r\x1b[0K{title}");
+        } else if self.github_actions {
+            eprintln!("::group::{title}");
+        } else {
+            eprintln!("== {title}");
+        }
+        Section {
+            name: name.to_owned(),
+            gitlab_ci: self.gitlab_ci,
+            github_actions: self.github_actions,
+        }
     }
 
     pub fn format(&self) -> OutputFormat {
@@ -71,6 +128,30 @@ impl Output {
             eprintln!("::error::{escaped}");
         }
     }
+}
+
+/// An open log section; closed when dropped.
+#[derive(Debug)]
+pub struct Section {
+    name: String,
+    gitlab_ci: bool,
+    github_actions: bool,
+}
+
+impl Drop for Section {
+    fn drop(&mut self) {
+        if self.gitlab_ci {
+            let now = jiff::Timestamp::now().as_second();
+            eprintln!("\x1b[0Ksection_end:{now}:{}\r\x1b[0K", self.name);
+        } else if self.github_actions {
+            eprintln!("::endgroup::");
+        }
+    }
+}
+
+fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 /// Initialises logging on stderr. `RUST_LOG` wins; otherwise `-v`/`-q` pick the level.

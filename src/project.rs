@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::cleanup::policy::PolicySection;
 use crate::exit::{Classify, ExitStatus};
 
 /// The default project file name, looked up in the working directory.
@@ -38,6 +39,9 @@ pub struct ProjectFile {
     /// Tag rules rendered from the CI context, e.g. `["{sha}", "{branch}", "{semver}"]`.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Retention policy for `dockhand cleanup`; the policy flags add to it.
+    #[serde(default)]
+    pub cleanup: Option<PolicySection>,
 }
 
 /// One image of the project.

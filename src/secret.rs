@@ -2,7 +2,8 @@
 //!
 //! Owns the [`Secret`] wrapper. Its `Debug` and `Display` are redacted, it does not implement
 //! `Serialize`, and the only way to read the value is [`Secret::expose`], which makes every use
-//! of a credential easy to find in review.
+//! of a credential easy to find in review. [`Credential`] pairs a secret with what it is
+//! presented as.
 
 use std::fmt;
 
@@ -37,6 +38,19 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("****")
     }
+}
+
+/// What a client presents to a registry, as found in a docker config or a CI environment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Credential {
+    /// No credentials; token services may still hand out anonymous pull tokens.
+    #[default]
+    Anonymous,
+    /// A user name with a password or access token.
+    Basic { username: String, password: Secret },
+    /// An OAuth identity (refresh) token: exchanged at the registry's token endpoint with
+    /// `grant_type=refresh_token`, never sent as a password.
+    IdentityToken(Secret),
 }
 
 #[cfg(test)]

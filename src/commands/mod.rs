@@ -9,16 +9,19 @@ mod ci_env;
 mod images;
 mod registry;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
+use crate::ci::CiContext;
 use crate::cli::{Cli, Command, RegistryCommand};
-use crate::env_vars::EnvMap;
+use crate::docker_config::DockerConfig;
+use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::output::Output;
 use crate::project::ProjectFile;
-use crate::reference::ReferenceError;
-use crate::registry::distribution::{Client, ClientOptions};
+use crate::reference::{ReferenceError, RegistryHost};
+use crate::registry::distribution::{Client, ClientOptions, Credential};
 use crate::settings::GlobalSettings;
 
 /// Any error a command can end with, classified for the exit code.
@@ -146,10 +149,51 @@ fn block_on<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// A distribution client honouring `--insecure-registry`.
+/// A distribution client honouring `--insecure-registry`, with no stored credentials.
 fn client(settings: &GlobalSettings) -> Result<Client, Failure> {
+    authenticated_client(settings, BTreeMap::new())
+}
+
+fn authenticated_client(
+    settings: &GlobalSettings,
+    credentials: BTreeMap<RegistryHost, Credential>,
+) -> Result<Client, Failure> {
     Ok(Client::new(ClientOptions {
         insecure: settings.insecure_registries.clone(),
+        credentials,
         ..ClientOptions::default()
     })?)
+}
+
+/// A client for `registries` with their credentials: from the docker config in use (as
+/// `ci-env` or `docker login` left it), else the CI job's own login, else anonymous.
+fn registry_client(
+    settings: &GlobalSettings,
+    env: &EnvMap,
+    ci: Option<&CiContext>,
+    registries: &[&RegistryHost],
+) -> Result<Client, Failure> {
+    let config = DockerConfig::load(&settings.docker_config)?;
+    let path = env.get(env_vars::PATH).map(String::as_str);
+    let mut credentials = BTreeMap::new();
+    for registry in registries {
+        let from_config = match &config {
+            Some(config) => config.credentials_for(registry, path)?,
+            None => None,
+        };
+        let from_ci = || {
+            let login = ci?.credentials.as_ref().filter(|login| &login.registry == *registry)?;
+            Some(Credential::Basic {
+                username: login.username.clone(),
+                password: login.password.clone(),
+            })
+        };
+        match from_config.or_else(from_ci) {
+            Some(credential) => {
+                credentials.insert((*registry).clone(), credential);
+            }
+            None => log::debug!("no credentials for `{registry}`: anonymous"),
+        }
+    }
+    authenticated_client(settings, credentials)
 }

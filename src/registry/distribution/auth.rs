@@ -19,17 +19,7 @@ use url::Url;
 use super::error::Account;
 use crate::secret::Secret;
 
-/// What the client presents to a registry.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Credential {
-    /// No credentials; token services may still hand out anonymous pull tokens.
-    #[default]
-    Anonymous,
-    /// A username with a password or access token.
-    Basic { username: String, password: Secret },
-    /// A docker config `identitytoken`: an `OAuth2` refresh token exchanged at the token realm.
-    IdentityToken(Secret),
-}
+pub use crate::secret::Credential;
 
 impl Credential {
     /// Who this credential belongs to, for messages.
