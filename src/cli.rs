@@ -213,6 +213,7 @@ pub struct PublishArgs {
 }
 
 #[derive(Debug, Args)]
+#[expect(clippy::struct_excessive_bools, reason = "one field per command-line switch")]
 pub struct CleanupArgs {
     /// Plan only: print what would be deleted and delete nothing
     #[arg(long)]

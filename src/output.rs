@@ -27,9 +27,9 @@ pub struct Output {
     /// Running in GitLab CI: long logs are wrapped in collapsible sections.
     gitlab_ci: bool,
     /// The file `$GITHUB_OUTPUT` names: step outputs are appended there.
-    github_output: Option<PathBuf>,
+    outputs_file: Option<PathBuf>,
     /// The file `$GITHUB_STEP_SUMMARY` names: Markdown appended there.
-    step_summary: Option<PathBuf>,
+    summary_file: Option<PathBuf>,
 }
 
 impl Output {
@@ -42,15 +42,15 @@ impl Output {
             format,
             github_actions,
             gitlab_ci: is_true(env_vars::GITLAB_CI),
-            github_output: file(env_vars::GITHUB_OUTPUT).filter(|_| github_actions),
-            step_summary: file(env_vars::GITHUB_STEP_SUMMARY).filter(|_| github_actions),
+            outputs_file: file(env_vars::GITHUB_OUTPUT).filter(|_| github_actions),
+            summary_file: file(env_vars::GITHUB_STEP_SUMMARY).filter(|_| github_actions),
         }
     }
 
     /// Appends step outputs to `$GITHUB_OUTPUT` (multi-line values with a delimiter that does
     /// not occur in them). Does nothing outside GitHub Actions.
     pub fn github_outputs(&self, outputs: &[(&str, String)]) -> std::io::Result<()> {
-        let Some(path) = &self.github_output else { return Ok(()) };
+        let Some(path) = &self.outputs_file else { return Ok(()) };
         let exports: Vec<Export> =
             outputs.iter().map(|(name, value)| Export::new(*name, value.clone())).collect();
         let rendered = export::render(Shell::Github, &exports).map_err(|error| {
@@ -61,7 +61,7 @@ impl Output {
 
     /// Appends Markdown to the step summary. Does nothing outside GitHub Actions.
     pub fn step_summary(&self, markdown: &str) -> std::io::Result<()> {
-        match &self.step_summary {
+        match &self.summary_file {
             Some(path) => append(path, markdown),
             None => Ok(()),
         }

@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
+use crate::build::docker;
+use crate::env_vars::EnvMap;
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::{self, Mode, NamingError};
+use crate::process::{self, CommandError};
 use crate::reference::{Digest, ImageRef, RegistryHost, RepoAddress, Tag};
 use crate::registry::distribution::manifest::{self as media, ManifestContent};
 use crate::registry::distribution::{Client, DistributionError, ManifestRef};
@@ -31,19 +34,32 @@ pub enum PublishError {
     },
     #[error("Registry stored `{reference}` as `{actual}`, but the image is `{expected}`")]
     DigestChanged { reference: String, expected: Digest, actual: Digest },
+    #[error("`docker push` of `{reference}` failed")]
+    DockerPush {
+        reference: String,
+        #[source]
+        source: Box<CommandError>,
+    },
+    #[error("`docker push` of `{reference}` printed no digest")]
+    DockerDigest { reference: String },
 }
 
 impl Classify for PublishError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Push { source, .. } => source.exit_status(),
-            Self::Layout { .. } | Self::DigestChanged { .. } => ExitStatus::Failure,
+            Self::DockerPush { source, .. } => source.exit_status(),
+            Self::Layout { .. } | Self::DigestChanged { .. } | Self::DockerDigest { .. } => {
+                ExitStatus::Failure
+            }
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
             Self::Push { source, .. } => source.hint(),
+            Self::DockerPush { source, .. } => source.hint(),
+            Self::DockerDigest { .. } => Some("check the docker CLI's output above; dockhand expects `TAG: digest: sha256:… size: N`".into()),
             Self::Layout { .. } => Some("rebuild the image (`dockhand build`) and publish again".into()),
             Self::DigestChanged { .. } => {
                 Some("the registry rewrote the manifest (e.g. converted its format); push with an OCI-capable registry".into())
@@ -301,6 +317,44 @@ async fn upload_blob(
         log::debug!("{repository}: blob {digest} ({size} bytes) uploaded");
     }
     Ok(())
+}
+
+/// Pushes an image the docker daemon holds (`docker`/`buildx --load` builds) with the docker
+/// CLI: `docker tag` then `docker push` per target. The daemon skips layers the registry has,
+/// so extra tags cost a manifest upload each. Credentials come from `config`, never argv.
+pub fn push_with_docker(
+    config: Option<&PathBuf>,
+    image: &str,
+    local: &ImageRef,
+    targets: &[Target],
+    env: &EnvMap,
+) -> Result<Vec<Pushed>, PublishError> {
+    let run = |args: Vec<std::ffi::OsString>, reference: &ImageRef| {
+        env.iter()
+            .fold(process::Command::new("docker").args(args), |command, (name, value)| {
+                command.env(name, value)
+            })
+            .output()
+            .map_err(|source| PublishError::DockerPush {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            })
+    };
+    let mut pushed = Vec::with_capacity(targets.len());
+    for target in targets {
+        run(docker::tag_argv(config, local, &target.reference), &target.reference)?;
+        let output = run(docker::push_argv(config, &target.reference), &target.reference)?;
+        let digest = docker::pushed_digest(&output.stdout).ok_or_else(|| {
+            PublishError::DockerDigest { reference: target.reference.to_string() }
+        })?;
+        log::info!("pushed {}@{digest}", target.reference);
+        pushed.push(Pushed {
+            image: image.to_owned(),
+            reference: target.reference.to_string(),
+            digest,
+        });
+    }
+    Ok(pushed)
 }
 
 #[cfg(test)]

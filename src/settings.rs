@@ -7,13 +7,14 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::build::{self, Backend, BuildError, BuildSpec, Builder, buildah};
 use crate::ci::CiContext;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::{Mode, RequestedMode, UnknownMode};
 use crate::project::{self, ProjectError, ProjectFile};
-use crate::reference::{ReferenceError, RegistryHost, RepoAddress};
+use crate::reference::{ReferenceError, RegistryHost, RepoAddress, Tag};
 use crate::registry::{Capabilities, Implementation, UnknownImplementation, detect};
 use crate::tags::{TagRuleError, TagRules};
 
@@ -54,12 +55,15 @@ pub enum SettingsError {
     ImageName(String),
     #[error(transparent)]
     TagRule(#[from] TagRuleError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
 }
 
 impl Classify for SettingsError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Project(error) => error.exit_status(),
+            Self::Build(error) => error.exit_status(),
             _ => ExitStatus::Usage,
         }
     }
@@ -77,6 +81,7 @@ impl Classify for SettingsError {
                 "image names are lowercase letters and digits separated by `.`, `_`, `__`, `-` or `/`".into(),
             ),
             Self::TagRule(error) => error.hint(),
+            Self::Build(error) => error.hint(),
             Self::Repo { .. } => Some("an images repo looks like `ghcr.io/acme/app` or `localhost:5000/team`".into()),
             _ => None,
         }
@@ -238,6 +243,72 @@ impl ImagesSettings {
         };
         Ok(Self { repo, implementation, capabilities, mode, images, tag_rules })
     }
+}
+
+/// What building needs: the backend and one spec per image of the project.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    pub backend: Backend,
+    pub specs: Vec<BuildSpec>,
+    /// The tag of the local images (`localhost/dockhand/IMAGE:ID`): derived from the commit,
+    /// so `build` and a later `publish` in another process agree on it.
+    pub build_id: Tag,
+}
+
+impl BuildSettings {
+    /// `builder_flag` (`--builder`/`DOCKHAND_BUILDER`) wins over the file's `builder:`.
+    pub fn resolve(
+        global: &GlobalSettings,
+        builder_flag: Option<&str>,
+        ci: &CiContext,
+        env: &EnvMap,
+        now: jiff::Timestamp,
+    ) -> Result<Self, SettingsError> {
+        let builder: Builder =
+            builder_flag.or(global.project.builder.as_deref()).unwrap_or("buildah").parse()?;
+        let mut backend = Backend::with_defaults(builder, env);
+        let authfile = buildah::authfile_in(&global.docker_config);
+        if let Backend::Buildah(options) = &mut backend {
+            // base images are pulled with the job's credentials, and over plain HTTP from the
+            // registries named insecure
+            options.authfile = authfile.is_file().then_some(authfile);
+            options.tls_verify = global.insecure_registries.is_empty();
+        }
+        if global.project.images.is_empty() {
+            return Err(SettingsError::NoImages);
+        }
+        let source = source_url(env);
+        let mut specs = Vec::with_capacity(global.project.images.len());
+        for image in &global.project.images {
+            let context =
+                global.project_dir.join(image.context.as_deref().unwrap_or(Path::new(".")));
+            let mut spec =
+                BuildSpec::new(image.name.clone(), context, image.containerfile.as_deref())?;
+            spec.build_args.clone_from(&image.build_args);
+            spec.target.clone_from(&image.target);
+            spec.platforms.clone_from(&image.platforms);
+            spec.labels = build::image_labels(ci, now, source.as_deref(), &image.labels);
+            spec.check(builder, env)?;
+            specs.push(spec);
+        }
+        let build_id = ci
+            .sha
+            .as_deref()
+            .and_then(|sha| crate::naming::sanitize_tag(&sha.chars().take(12).collect::<String>()))
+            .unwrap_or_else(|| "dev".parse().expect("a valid tag"));
+        Ok(Self { backend, specs, build_id })
+    }
+}
+
+/// The repository's web address for `org.opencontainers.image.source`, from the CI.
+fn source_url(env: &EnvMap) -> Option<String> {
+    let get = |name: &str| env.get(name).filter(|value| !value.is_empty());
+    if let (Some(server), Some(repository)) =
+        (get(env_vars::GITHUB_SERVER_URL), get(env_vars::GITHUB_REPOSITORY))
+    {
+        return Some(format!("{}/{repository}", server.trim_end_matches('/')));
+    }
+    get(env_vars::CI_PROJECT_URL).cloned()
 }
 
 fn parse_repo(value: &str, origin: &'static str) -> Result<RepoAddress, SettingsError> {

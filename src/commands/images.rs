@@ -1,13 +1,293 @@
 //! `dockhand images`, `build`, `publish` and `run`: the references a build gets, and the
 //! phases that produce and push them.
 
-use super::{Failure, Process};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Failure, Process, block_on, registry_client};
+use crate::build::{self, Backend, Built, BuiltImage, LocalImage, buildah};
 use crate::ci::{self, CiContext, ProviderChoice};
-use crate::cli::{GlobalArgs, ImagesArgs};
+use crate::cli::{BuildArgs, GlobalArgs, ImagesArgs, PublishArgs, RunArgs};
+use crate::env_vars::{self, EnvMap};
 use crate::exit::ExitStatus;
+use crate::naming::{self, Mode};
 use crate::output::Output;
-use crate::publish::{self, Target};
-use crate::settings::{GlobalSettings, ImagesSettings};
+use crate::publish::{self, BlobLocations, Layout, Pushed, Target};
+use crate::reference::Tag;
+use crate::registry::distribution::{Client, DistributionError};
+use crate::settings::{BuildSettings, GlobalSettings, ImagesSettings};
+
+/// Everything the build and publish phases need, resolved and validated before any builder or
+/// registry is touched.
+struct Phases {
+    ci: CiContext,
+    settings: GlobalSettings,
+    build: BuildSettings,
+}
+
+impl Phases {
+    fn resolve(
+        global: &GlobalArgs,
+        builder: Option<&str>,
+        process: &Process<'_>,
+    ) -> Result<Self, Failure> {
+        let ci = ci::detect(ProviderChoice::Auto, process.env, process.workdir)?;
+        let settings = GlobalSettings::resolve(global, process.env, process.workdir, Some(&ci))?;
+        let build =
+            BuildSettings::resolve(&settings, builder, &ci, process.env, jiff::Timestamp::now())?;
+        Ok(Self { ci, settings, build })
+    }
+
+    /// Builds every image, in the order of the project file.
+    fn build(&self, env: &EnvMap) -> Result<Vec<BuiltImage>, Failure> {
+        let mut built = Vec::with_capacity(self.build.specs.len());
+        for spec in &self.build.specs {
+            let local = build::local_ref(&spec.image, &self.build.build_id)?;
+            let image = build::build(&self.build.backend, spec, &local, env)?;
+            log::info!("built `{}` as {local}", spec.image);
+            built.push(image);
+        }
+        Ok(built)
+    }
+
+    /// The images an earlier `dockhand build` left in the builder's store.
+    fn previously_built(&self) -> Result<Vec<BuiltImage>, Failure> {
+        self.build
+            .specs
+            .iter()
+            .map(|spec| {
+                let reference = build::local_ref(&spec.image, &self.build.build_id)?;
+                let built = match &self.build.backend {
+                    Backend::Buildah(_) => Built::Buildah(LocalImage {
+                        reference,
+                        manifest_list: spec.platforms.len() > 1,
+                    }),
+                    Backend::Docker(_) | Backend::Buildx(_) => Built::DockerStore(reference),
+                };
+                Ok(BuiltImage {
+                    image: spec.image.clone(),
+                    builder: self.build.backend.builder(),
+                    built,
+                })
+            })
+            .collect()
+    }
+
+    /// Pushes every built image under every tag the rules give.
+    fn publish(
+        &self,
+        images: &ImagesSettings,
+        built: &[BuiltImage],
+        env: &EnvMap,
+    ) -> Result<Vec<Pushed>, Failure> {
+        if images.capabilities.create_repository_before_push {
+            log::warn!(
+                "`{}` registries need each repository created before the first push; this version does not create them: create them first",
+                images.implementation
+            );
+        }
+        let client =
+            registry_client(&self.settings, env, Some(&self.ci), &[&images.repo.registry])?;
+        let scratch = tempfile::Builder::new()
+            .prefix("dockhand-publish-")
+            .tempdir_in(
+                env.get(env_vars::TMPDIR)
+                    .filter(|dir| !dir.is_empty())
+                    .map_or_else(std::env::temp_dir, Into::into),
+            )
+            .map_err(|source| super::ArgumentError::Write { path: std::env::temp_dir(), source })?;
+        let mut locations = BlobLocations::default();
+        let mut pushed = Vec::new();
+        for image in built {
+            let existing = if images.tag_rules.needs_existing_tags(&self.ci) {
+                block_on(existing_tags(&client, images, &image.image))?
+            } else {
+                Vec::new()
+            };
+            let rendered = images.tag_rules.render(&self.ci, jiff::Timestamp::now(), &existing)?;
+            let targets = publish::targets(
+                &images.repo,
+                images.mode,
+                &[image.image.as_str()],
+                &rendered.tags,
+            )?;
+            let results = match (&image.built, &self.build.backend) {
+                (Built::Buildah(local), Backend::Buildah(options)) => {
+                    let dir = scratch.path().join(image.image.replace('/', "_"));
+                    buildah::export_oci_layout(options, local, &dir, env)?;
+                    let layout = Layout::read(&image.image, &dir)?;
+                    block_on(publish::push_layout(&client, &layout, &targets, &mut locations))?
+                }
+                (Built::OciLayout(dir), _) => {
+                    let layout = Layout::read(&image.image, dir)?;
+                    block_on(publish::push_layout(&client, &layout, &targets, &mut locations))?
+                }
+                (Built::DockerStore(local), backend) => {
+                    let config = match backend {
+                        Backend::Docker(options) => options.config.as_ref(),
+                        Backend::Buildx(options) => options.config.as_ref(),
+                        Backend::Buildah(_) => None,
+                    };
+                    publish::push_with_docker(config, &image.image, local, &targets, env)?
+                }
+                (Built::Buildah(_) | Built::Pushed(_), _) => {
+                    unreachable!(
+                        "buildah images come from the buildah backend; dockhand never asks buildx to push"
+                    )
+                }
+            };
+            pushed.extend(results);
+        }
+        Ok(pushed)
+    }
+}
+
+/// The tags `image` already has in the images repo (without the monorepo prefix), to decide
+/// whether `latest` may move. A repository that does not exist yet has none.
+async fn existing_tags(
+    client: &Client,
+    images: &ImagesSettings,
+    image: &str,
+) -> Result<Vec<Tag>, DistributionError> {
+    let repository = match images.mode {
+        Mode::Multirepo => images.repo.join(image),
+        Mode::Monorepo => images.repo.clone(),
+    };
+    let tags = match client.list_tags(&repository).await {
+        Ok(tags) => tags,
+        Err(error) if error.is_not_found() => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    Ok(match images.mode {
+        Mode::Multirepo => tags,
+        Mode::Monorepo => tags
+            .iter()
+            .filter_map(|tag| {
+                let (owner, rest) = naming::image_of_tag(&[image], tag.as_str())?;
+                (owner == image).then(|| rest.parse().ok()).flatten()
+            })
+            .collect(),
+    })
+}
+
+/// `build`'s JSON: what was built, under which local name.
+#[derive(Debug, Serialize)]
+struct BuiltReport {
+    built: Vec<BuiltItem>,
+}
+
+#[derive(Debug, Serialize)]
+struct BuiltItem {
+    image: String,
+    builder: &'static str,
+    local: String,
+}
+
+pub(super) fn build(
+    args: &BuildArgs,
+    global: &GlobalArgs,
+    process: &Process<'_>,
+    output: &Output,
+) -> Result<ExitStatus, Failure> {
+    let phases = Phases::resolve(global, args.builder.as_deref(), process)?;
+    let built = phases.build(process.env)?;
+    let report = BuiltReport {
+        built: built
+            .iter()
+            .map(|image| BuiltItem {
+                image: image.image.clone(),
+                builder: image.builder.name(),
+                local: match &image.built {
+                    Built::Buildah(local) => local.reference.to_string(),
+                    Built::DockerStore(local) => local.to_string(),
+                    Built::OciLayout(dir) => dir.display().to_string(),
+                    Built::Pushed(references) => {
+                        references.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+                    }
+                },
+            })
+            .collect(),
+    };
+    output.result(&report, || {
+        report
+            .built
+            .iter()
+            .map(|item| format!("{}\t{}", item.image, item.local))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(ExitStatus::Success)
+}
+
+/// `publish`'s JSON (SPEC): `pushed`, each with `image`, `reference` and `digest`.
+#[derive(Debug, Serialize)]
+struct PublishReport {
+    pushed: Vec<Pushed>,
+}
+
+fn report_pushed(pushed: Vec<Pushed>, output: &Output) -> Result<(), Failure> {
+    let references: Vec<String> = pushed.iter().map(|p| p.reference.clone()).collect();
+    let digests: Vec<String> =
+        pushed.iter().map(|p| format!("{}@{}", p.reference, p.digest)).collect();
+    let report = PublishReport { pushed };
+    let json = serde_json::to_string(&report.pushed).expect("pushed references serialise");
+    let write = |result: std::io::Result<()>| {
+        result
+            .map_err(|source| super::ArgumentError::Write { path: "$GITHUB_OUTPUT".into(), source })
+    };
+    write(output.github_outputs(&[
+        ("references", references.join("\n")),
+        ("digests", digests.join("\n")),
+        ("pushed", json),
+    ]))?;
+    let mut summary =
+        String::from("### dockhand publish\n\n| image | reference | digest |\n|---|---|---|\n");
+    for item in &report.pushed {
+        writeln!(summary, "| {} | `{}` | `{}` |", item.image, item.reference, item.digest)
+            .expect("writing to a String cannot fail");
+    }
+    write(output.step_summary(&summary))?;
+    output.result(&report, || digests.join("\n"));
+    Ok(())
+}
+
+pub(super) fn publish(
+    args: &PublishArgs,
+    global: &GlobalArgs,
+    process: &Process<'_>,
+    output: &Output,
+) -> Result<ExitStatus, Failure> {
+    let phases = Phases::resolve(global, None, process)?;
+    let images = ImagesSettings::resolve(&phases.settings, &args.tags)?;
+    let built = phases.previously_built()?;
+    let pushed = phases.publish(&images, &built, process.env)?;
+    report_pushed(pushed, output)?;
+    Ok(ExitStatus::Success)
+}
+
+pub(super) fn run(
+    args: &RunArgs,
+    global: &GlobalArgs,
+    process: &Process<'_>,
+    output: &Output,
+) -> Result<ExitStatus, Failure> {
+    let phases = Phases::resolve(global, args.build.builder.as_deref(), process)?;
+    let images = ImagesSettings::resolve(&phases.settings, &args.publish.tags)?;
+    let built = {
+        let _section = output.section("dockhand_build", "dockhand: build");
+        phases.build(process.env)?
+    };
+    let pushed = {
+        let _section = output.section("dockhand_publish", "dockhand: publish");
+        phases.publish(&images, &built, process.env)?
+    };
+    report_pushed(pushed, output)?;
+    log::warn!(
+        "cleanup is not part of `run` in this version: run `dockhand cleanup` as its own step"
+    );
+    Ok(ExitStatus::Success)
+}
 
 /// `dockhand images`: the references, one per line (JSON: objects with `image`, `reference`,
 /// `repository`, `tag`). Contacts no registry, so `latest` is shown as the rules would give it

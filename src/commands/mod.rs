@@ -132,10 +132,10 @@ pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatu
             ci_env::login(&args, &settings, output)
         }
         Command::Images(args) => images::images(&args, &cli.global, process, output),
-        Command::Build(_) => Err(NotImplemented("build").into()),
-        Command::Publish(_) => Err(NotImplemented("publish").into()),
+        Command::Build(args) => images::build(&args, &cli.global, process, output),
+        Command::Publish(args) => images::publish(&args, &cli.global, process, output),
         Command::Cleanup(_) => Err(NotImplemented("cleanup").into()),
-        Command::Run(_) => Err(NotImplemented("run").into()),
+        Command::Run(args) => images::run(&args, &cli.global, process, output),
     }
 }
 
