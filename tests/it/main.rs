@@ -8,5 +8,6 @@ mod ci_env;
 mod distribution;
 mod help;
 mod login;
+mod publish;
 #[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]
 mod support;

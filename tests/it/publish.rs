@@ -1,0 +1,349 @@
+//! `dockhand build`, `publish`, `run` and `images` end to end: real buildah builds from small
+//! `FROM scratch` contexts, pushed by dockhand to a real registry, read back with skopeo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::binary::{Dockhand, Run, dockhand};
+use crate::support::peers::{skopeo_digest, skopeo_tags};
+use crate::support::registry::{PASSWORD, USER};
+use crate::support::{Auth, Deletes, Registry};
+
+const SHA: &str = "1ecfd275763eff1d6b4844ea3168962458c9f27a";
+
+/// A project with images `api` and `web` (distinct content), its own buildah storage, and
+/// the variables a generic runner would set.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(yaml_extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in [("api", "api content"), ("web", "web content")] {
+            let context = dir.path().join(name);
+            std::fs::create_dir(&context).unwrap();
+            std::fs::write(context.join("file.txt"), content).unwrap();
+            std::fs::write(
+                context.join("Containerfile"),
+                "FROM scratch\nCOPY file.txt /file.txt\n",
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            dir.path().join("dockhand.yaml"),
+            format!("images:\n  - name: api\n    context: api\n  - name: web\n    context: web\n{yaml_extra}"),
+        )
+        .unwrap();
+        let storage = dir.path().join("storage");
+        std::fs::write(
+            dir.path().join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}/root\"\nrunroot = \"{}/run\"\n",
+                storage.display(),
+                storage.display()
+            ),
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `dockhand ARGS` in the project, logged in to `registry` through the generic runner
+    /// variables, on branch `main` at commit `SHA`.
+    fn dockhand(&self, registry: &Registry, args: &[&str]) -> Dockhand {
+        dockhand(self.path(), args)
+            .env("CONTAINERS_STORAGE_CONF", &self.path().join("storage.conf").display().to_string())
+            .env("BUILDAH_ISOLATION", "chroot")
+            .env("STORAGE_DRIVER", "vfs")
+            .env("TMPDIR", &self.path().display().to_string())
+            .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+            .env("DOCKHAND_REGISTRY", &registry.host())
+            .env("DOCKHAND_REGISTRY_USERNAME", USER)
+            .env("DOCKHAND_REGISTRY_PASSWORD", PASSWORD)
+            .env("DOCKHAND_REPO", &format!("{}/acme/app", registry.host()))
+            .env("DOCKHAND_SHA", SHA)
+            .env("DOCKHAND_REF_NAME", "main")
+            .env("DOCKHAND_REF_TYPE", "branch")
+    }
+}
+
+fn pushed(run: &Run) -> Vec<(String, String, String)> {
+    let json: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    json["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            (
+                item["image"].as_str().unwrap().to_owned(),
+                item["reference"].as_str().unwrap().to_owned(),
+                item["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn run_builds_and_pushes_two_images_in_each_mode() {
+    for (auth, mode, api_path, web_path, tags) in [
+        (
+            Auth::Htpasswd,
+            "multirepo",
+            "acme/app/api",
+            "acme/app/web",
+            vec![SHA.to_owned(), "main".to_owned()],
+        ),
+        (Auth::Token, "monorepo", "acme/app", "acme/app", vec![]),
+        (
+            Auth::Anonymous,
+            "auto",
+            "acme/app/api",
+            "acme/app/web",
+            vec![SHA.to_owned(), "main".to_owned()],
+        ),
+    ] {
+        let registry = Registry::start(auth, Deletes::Enabled);
+        let project = Project::new("tags: [\"{sha}\", \"{branch}\", \"{semver}\"]\n");
+        let run =
+            project.dockhand(&registry, &["--repo-mode", mode, "run", "--output", "json"]).run();
+        run.assert_code(0).assert_not_printed(PASSWORD);
+        let pushed = pushed(&run);
+        assert_eq!(
+            pushed.len(),
+            4,
+            "{mode}: two images × two tags ({{semver}} has no value on a branch)"
+        );
+        // every pushed reference resolves, through skopeo, to the digest dockhand reported
+        for (image, reference, digest) in &pushed {
+            let path = reference.strip_prefix(&format!("{}/", registry.host())).unwrap();
+            assert_eq!(skopeo_digest(&registry, path).as_str(), digest, "{mode} {image}");
+        }
+        // both tags of an image share one digest; the two images differ
+        assert_eq!(pushed[0].2, pushed[1].2);
+        assert_ne!(pushed[0].2, pushed[2].2);
+        if mode == "monorepo" {
+            let want = [
+                format!("api-{SHA}"),
+                "api-main".to_owned(),
+                format!("web-{SHA}"),
+                "web-main".to_owned(),
+            ];
+            assert_eq!(skopeo_tags(&registry, api_path), want);
+        } else {
+            assert_eq!(skopeo_tags(&registry, api_path), tags);
+            assert_eq!(skopeo_tags(&registry, web_path), tags);
+        }
+    }
+}
+
+#[test]
+fn labels_from_the_ci_context_reach_the_registry() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = Project::new("");
+    project
+        .dockhand(&registry, &["run"])
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .run()
+        .assert_code(0);
+    let output = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--authfile"])
+        .arg(registry.auth_file())
+        .arg(format!("docker://{}/acme/app/api:main", registry.host()))
+        .output()
+        .unwrap();
+    let inspect: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(inspect["Labels"]["org.opencontainers.image.revision"], SHA);
+    assert_eq!(inspect["Labels"]["org.opencontainers.image.ref.name"], "main");
+}
+
+#[test]
+fn build_then_publish_in_separate_processes_with_a_credential_helper() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = Project::new("tags: [\"sha-{short_sha}\"]\n");
+    // a real credential helper on PATH: the docker config names it, the helper answers
+    let bin = project.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-dhtest");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nread server\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n"),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&helper).status().unwrap();
+    let config = project.path().join("docker-config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"dhtest"}}}}"#, registry.host()),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+
+    let with_helper = |args: &[&str]| {
+        project
+            .dockhand(&registry, args)
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", &config.display().to_string())
+            // no CI credentials: only the helper can authenticate
+            .env("DOCKHAND_REGISTRY_USERNAME", "")
+            .env("DOCKHAND_REGISTRY_PASSWORD", "")
+    };
+    let build = with_helper(&["build", "--output", "json"]).run();
+    build.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(&build.stdout).unwrap();
+    assert_eq!(report["built"][0]["local"], "localhost/dockhand/api:1ecfd275763e");
+    let publish = with_helper(&["publish", "--output", "json"]).run();
+    publish.assert_code(0).assert_not_printed(PASSWORD);
+    assert_eq!(skopeo_tags(&registry, "acme/app/api"), ["sha-1ecfd275"]);
+    assert_eq!(skopeo_tags(&registry, "acme/app/web"), ["sha-1ecfd275"]);
+}
+
+#[test]
+fn github_outputs_and_step_summary() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let project = Project::new("");
+    let outputs = project.path().join("github-output");
+    let summary = project.path().join("step-summary");
+    project
+        .dockhand(&registry, &["run"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_SHA", SHA)
+        .env("GITHUB_REF_NAME", "main")
+        .env("GITHUB_REF_TYPE", "branch")
+        .env("GITHUB_OUTPUT", &outputs.display().to_string())
+        .env("GITHUB_STEP_SUMMARY", &summary.display().to_string())
+        .run()
+        .assert_code(0);
+    let outputs = std::fs::read_to_string(outputs).unwrap();
+    assert!(
+        outputs.contains(&format!(
+            "references<<DOCKHAND_EOF\n{}/acme/app/api:{SHA}\n",
+            registry.host()
+        )),
+        "{outputs}"
+    );
+    assert!(outputs.contains("digests<<DOCKHAND_EOF\n"), "{outputs}");
+    let summary = std::fs::read_to_string(summary).unwrap();
+    assert!(summary.contains("| image | reference | digest |"), "{summary}");
+    assert_eq!(summary.matches("| api |").count(), 2, "{summary}");
+}
+
+#[test]
+fn images_prints_references_without_a_registry() {
+    let project = Project::new("tags: [\"{semver}\", \"v{major}\"]\n");
+    let run = dockhand(
+        project.path(),
+        &["images", "--repo", "ghcr.io/acme/app", "--repo-mode", "monorepo"],
+    )
+    .env("DOCKHAND_SHA", SHA)
+    .env("DOCKHAND_REF_NAME", "v1.2.3")
+    .env("DOCKHAND_REF_TYPE", "tag")
+    .run();
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
+        "ghcr.io/acme/app:api-1.2.3\nghcr.io/acme/app:api-v1\nghcr.io/acme/app:web-1.2.3\nghcr.io/acme/app:web-v1\n"
+    );
+}
+
+#[test]
+fn bad_input_is_reported_before_anything_is_pushed() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = Project::new("");
+    std::fs::write(
+        project.path().join("no-context.yaml"),
+        "images:\n  - name: api\n    context: missing\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("no-file.yaml"),
+        "images:\n  - name: api\n    context: api\n    containerfile: Other\n",
+    )
+    .unwrap();
+    std::fs::write(project.path().join("Bad.yaml"), "images:\n  - name: Api\n    context: api\n")
+        .unwrap();
+    let empty_path = project.path().join("empty-bin");
+    std::fs::create_dir(&empty_path).unwrap();
+    for (args, env, code, needle) in [
+        (&["--config", "no-context.yaml", "run"][..], None, 1, "missing"),
+        (&["--config", "no-file.yaml", "run"], None, 1, "Other"),
+        (&["--config", "Bad.yaml", "run"], None, 1, "Api"),
+        (&["run", "--tag", "///"], None, 1, "can never give a valid tag"),
+        (
+            &["run", "--tag", "{branch}"],
+            Some(("DOCKHAND_REF_NAME", "///".to_owned())),
+            1,
+            "no tag rule gives a tag",
+        ),
+        (&["run", "--tag", "{nope}"], None, 1, "nope"),
+        (&["run", "--builder", "kaniko"], None, 1, "kaniko"),
+        (&["run"], Some(("PATH", empty_path.display().to_string())), 1, "buildah"),
+        (
+            &["run"],
+            Some(("DOCKHAND_REGISTRY_PASSWORD", "wrong-Sentinel".to_owned())),
+            1,
+            "rejected",
+        ),
+    ] {
+        let mut command = project.dockhand(&registry, args);
+        if let Some((name, value)) = &env {
+            command = command.env(name, value);
+        }
+        let run = command.run();
+        run.assert_code(code).assert_not_printed(PASSWORD).assert_not_printed("wrong-Sentinel");
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+    let catalog = Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false", "--authfile"])
+        .arg(registry.auth_file())
+        .arg(format!("docker://{}/acme/app/api", registry.host()))
+        .output()
+        .unwrap();
+    assert!(!catalog.status.success(), "nothing may have been pushed");
+}
+
+#[test]
+fn docker_builder_runs_tag_and_push_through_the_cli() {
+    // No docker daemon here: a `docker` stand-in script records its argv and answers like the
+    // CLI, so this checks the exact command lines dockhand runs (never a credential in them).
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = Project::new("tags: [\"{branch}\"]\n");
+    let bin = project.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = project.path().join("docker-argv.log");
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> {log}\nif [ \"$1\" = push ]; then echo \"main: digest: sha256:{} size: 528\"; fi\n",
+        "a".repeat(64),
+        log = log.display()
+    );
+    std::fs::write(bin.join("docker"), script).unwrap();
+    Command::new("chmod").arg("+x").arg(bin.join("docker")).status().unwrap();
+    let path: PathBuf = bin.clone();
+    let run = project
+        .dockhand(&registry, &["run", "--builder", "docker", "--output", "json"])
+        .env("PATH", &format!("{}:{}", path.display(), std::env::var("PATH").unwrap()))
+        .run();
+    run.assert_code(0);
+    let argv = std::fs::read_to_string(&log).unwrap();
+    let host = registry.host();
+    let want = format!(
+        "build -f {dir}/api/Containerfile -t localhost/dockhand/api:1ecfd275763e",
+        dir = project.path().display()
+    );
+    assert!(argv.lines().next().unwrap().starts_with(&want), "{argv}");
+    assert!(
+        argv.contains(&format!(
+            "tag localhost/dockhand/api:1ecfd275763e {host}/acme/app/api:main\n"
+        )),
+        "{argv}"
+    );
+    assert!(argv.contains(&format!("push {host}/acme/app/api:main\n")), "{argv}");
+    assert!(!argv.contains(PASSWORD));
+    assert_eq!(pushed(&run)[0].2, format!("sha256:{}", "a".repeat(64)));
+}
