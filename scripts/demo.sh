@@ -7,9 +7,13 @@ cd "$(dirname "$0")/.."
 root=$PWD
 scripts/setup.sh
 
-echo "== building the static musl binary" >&2
-cargo build --release --target x86_64-unknown-linux-musl
-dockhand=$root/target/x86_64-unknown-linux-musl/release/dockhand
+if [ -n "${DOCKHAND_BIN:-}" ]; then
+  dockhand=$DOCKHAND_BIN   # a binary you built already
+else
+  echo "== building the static musl binary" >&2
+  cargo build --release --target x86_64-unknown-linux-musl
+  dockhand=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-musl/release/dockhand
+fi
 file "$dockhand" 2>/dev/null || true
 
 work=$(mktemp -d)
@@ -39,17 +43,36 @@ done
 registry=127.0.0.1:$port
 echo "registry: $registry" >&2
 
-echo "== dockhand ci-env generic" >&2
+# buildah keeps its images in the demo's own storage, daemonless and rootless-friendly
+cat > "$work/storage.conf" <<CONF
+[storage]
+driver = "vfs"
+graphroot = "$work/storage/root"
+runroot = "$work/storage/run"
+CONF
+export CONTAINERS_STORAGE_CONF=$work/storage.conf BUILDAH_ISOLATION=chroot STORAGE_DRIVER=vfs TMPDIR=$work
+
+echo "== dockhand ci-env generic: the job's own docker config" >&2
 export HOME=$work/home DOCKHAND_INSECURE_REGISTRIES=$registry
 export DOCKHAND_REGISTRY=$registry DOCKHAND_REGISTRY_USERNAME=demo DOCKHAND_REGISTRY_PASSWORD=demo-password
 export DOCKHAND_REPO=$registry/acme/demo
+export DOCKHAND_SHA=$(git rev-parse HEAD 2>/dev/null || echo 0123456789abcdef0123456789abcdef01234567)
+export DOCKHAND_REF_NAME=main DOCKHAND_REF_TYPE=branch
 eval "$("$dockhand" ci-env generic)"
 echo "DOCKER_CONFIG=$DOCKER_CONFIG" >&2
 ls -ld "$DOCKER_CONFIG" "$DOCKER_CONFIG/config.json" >&2
 
 echo "== dockhand registry detect" >&2
-"$dockhand" registry detect --output json
+"$dockhand" registry detect
 
-echo "== skopeo logs in with nothing but the job's DOCKER_CONFIG" >&2
-skopeo login --tls-verify=false --get-login "$registry" 2>/dev/null || \
-  skopeo list-tags --tls-verify=false "docker://$registry/acme/demo" 2>&1 | tail -1
+echo "== dockhand images (examples/two-images)" >&2
+cd "$root/examples/two-images"
+"$dockhand" images
+
+echo "== dockhand run: build → publish (→ cleanup)" >&2
+"$dockhand" run
+
+echo "== what skopeo (a peer client, using only the job's DOCKER_CONFIG) sees" >&2
+for image in api web; do
+  skopeo list-tags --tls-verify=false "docker://$registry/acme/demo/$image"
+done
