@@ -6,6 +6,7 @@ mod bad_input;
 mod build;
 mod ci_env;
 mod distribution;
+mod docs;
 mod help;
 mod login;
 mod publish;
