@@ -350,3 +350,20 @@ fn bad_ci_env_input() {
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
     }
 }
+
+#[test]
+fn secrets_stay_out_of_the_most_verbose_logs() {
+    let registry = Registry::start(Auth::Token, Deletes::Enabled);
+    let work = tempfile::tempdir().unwrap();
+    let tmp = work.path().display().to_string();
+    let mut vars = generic_env(&registry, &tmp, USER, PASSWORD);
+    vars.push(("RUST_LOG", "trace".to_owned()));
+    let run = run_generic(work.path(), &vars, &["-vv"]);
+    run.assert_code(0).assert_not_printed(PASSWORD);
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{USER}:{PASSWORD}"),
+    );
+    run.assert_not_printed(&basic);
+    assert!(run.stderr.contains("verified"), "{}", run.stderr);
+}
