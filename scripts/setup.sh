@@ -10,7 +10,8 @@ apt_packages=(
   buildah           # the default, daemonless builder
   apache2-utils     # htpasswd for the registry's basic-auth variant
   busybox-static    # a tiny base for builds with RUN steps
-  hyperfine         # benchmarks
+  hyperfine         # benchmarks (scripts/bench.sh)
+  jq file           # bench.sh reads hyperfine's JSON and checks the binary is static
   git ca-certificates curl
 )
 
