@@ -41,25 +41,31 @@ ms() { jq -r '.results[0] | [.median, .mean, .stddev, .min, .max] | map((. // 0)
 report() {
   local median mean stddev min max runs
   read -r median mean stddev min max < <(ms "$2")
-  runs=$(jq '.results[0].times | length' "$2")
-  printf '%-44s median %9.2f ms   mean %9.2f ± %.2f ms   min %9.2f   max %9.2f   (%s runs)\n' \
-    "$1" "$median" "$mean" "$stddev" "$min" "$max" "$runs"
+  read -r runs user system < <(jq -r '.results[0] | [(.times | length), (.user, .system | . * 1000 | round)] | @tsv' "$2")
+  printf '%-44s median %9.2f ms   mean %9.2f ± %.2f ms   min %9.2f   max %9.2f   (%s runs; client CPU user %s + sys %s ms)\n' \
+    "$1" "$median" "$mean" "$stddev" "$min" "$max" "$runs" "$user" "$system"
 }
 median_ms() { jq '(.results[0].median // 0) * 1000 * 100 | round / 100' "$1"; }
 access_lines() { grep -cE '"(GET|HEAD|PUT|POST|PATCH|DELETE) /v2/' "$work/registry.log" || true; }
-# LABEL COMMAND…: runs COMMAND once and prints the registry requests it made, by method and kind
+# CPU time the registry process has used, in ms (utime + stime from /proc)
+registry_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$(cat "$work/registry.pid")/stat"; }
+# LABEL COMMAND…: runs COMMAND once and prints the registry requests it made (by method, kind
+# and status) and the registry's CPU time meanwhile
 count_requests() {
-  local label=$1 before
+  local label=$1 before cpu
   shift
   before=$(access_lines)
+  cpu=$(registry_cpu_ms)
   "$@"
   sleep 0.3   # the registry writes an access line after the response: let the last ones land
+  cpu=$(( $(registry_cpu_ms) - cpu ))
   grep -E '"(GET|HEAD|PUT|POST|PATCH|DELETE) /v2/' "$work/registry.log" | tail -n "+$((before + 1))" |
     awk '{ method = substr($6, 2); path = $7; sub(/\?.*/, "", path)
            kind = path ~ /^\/v2\/?$/ ? "ping" : path ~ /\/manifests\// ? "manifest" : path ~ /\/blobs\/uploads/ ? "upload" : path ~ /\/blobs\// ? "blob" : path ~ /\/tags\/list/ ? "tags" : "other"
            print method, kind, $9 }' | sort | uniq -c |
     awk -v label="$label" '{ total += $1; line = line sprintf("  %s %s→%s ×%d", $2, $3, $4, $1) }
       END { printf "%-44s %5d requests:%s\n", label, total, line }'
+  echo "$(printf '%-44s' '')       registry CPU meanwhile: $cpu ms"
 }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
