@@ -20,7 +20,7 @@ use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::output::Output;
 use crate::project::ProjectFile;
-use crate::reference::{ReferenceError, RegistryHost};
+use crate::reference::{ReferenceError, RegistryHost, RepoAddress};
 use crate::registry::distribution::{Client, ClientOptions, Credential};
 use crate::settings::GlobalSettings;
 
@@ -151,29 +151,44 @@ fn block_on<F: Future>(future: F) -> F::Output {
 
 /// A distribution client honouring `--insecure-registry`, with no stored credentials.
 fn client(settings: &GlobalSettings) -> Result<Client, Failure> {
-    authenticated_client(settings, BTreeMap::new())
+    authenticated_client(settings, BTreeMap::new(), ClientOptions::default().concurrency)
 }
 
 fn authenticated_client(
     settings: &GlobalSettings,
     credentials: BTreeMap<RegistryHost, Credential>,
+    concurrency: usize,
 ) -> Result<Client, Failure> {
     Ok(Client::new(ClientOptions {
         insecure: settings.insecure_registries.clone(),
         credentials,
+        concurrency,
         ..ClientOptions::default()
     })?)
 }
 
 /// A client for `registries` with their credentials: from the docker config in use (as
-/// `ci-env` or `docker login` left it), else the CI job's own login, else anonymous.
+/// `ci-env` or `docker login` left it, plus `DOCKER_AUTH_CONFIG`), else the CI job's own
+/// login, else anonymous. Requests in flight are limited to what the strictest of the
+/// registries' implementations tolerates (`Capabilities::concurrency`).
 fn registry_client(
     settings: &GlobalSettings,
     env: &EnvMap,
     ci: Option<&CiContext>,
     registries: &[&RegistryHost],
 ) -> Result<Client, Failure> {
-    let config = DockerConfig::load(&settings.docker_config)?;
+    let mut config = DockerConfig::load(&settings.docker_config)?;
+    if let Some(json) = env.get(env_vars::DOCKER_AUTH_CONFIG).filter(|json| !json.is_empty()) {
+        config.get_or_insert_with(DockerConfig::new).merge_auth_config(json)?;
+    }
+    let concurrency = registries
+        .iter()
+        .map(|registry| {
+            let address = RepoAddress { registry: (*registry).clone(), path: String::new() };
+            settings.implementation_for(&address).capabilities(&address).concurrency
+        })
+        .min()
+        .unwrap_or(ClientOptions::default().concurrency);
     let path = env.get(env_vars::PATH).map(String::as_str);
     let mut credentials = BTreeMap::new();
     for registry in registries {
@@ -195,5 +210,5 @@ fn registry_client(
             None => log::debug!("no credentials for `{registry}`: anonymous"),
         }
     }
-    authenticated_client(settings, credentials)
+    authenticated_client(settings, credentials, concurrency)
 }
