@@ -347,3 +347,24 @@ fn docker_builder_runs_tag_and_push_through_the_cli() {
     assert!(!argv.contains(PASSWORD));
     assert_eq!(pushed(&run)[0].2, format!("sha256:{}", "a".repeat(64)));
 }
+
+#[test]
+fn docker_auth_config_alone_authenticates_the_push() {
+    let registry = Registry::start(Auth::Token, Deletes::Enabled);
+    let project = Project::new("tags: [\"{branch}\"]\n");
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{USER}:{PASSWORD}"),
+    );
+    let run = project
+        .dockhand(&registry, &["run"])
+        .env("DOCKHAND_REGISTRY_USERNAME", "")
+        .env("DOCKHAND_REGISTRY_PASSWORD", "")
+        .env(
+            "DOCKER_AUTH_CONFIG",
+            &format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.host()),
+        )
+        .run();
+    run.assert_code(0).assert_not_printed(PASSWORD).assert_not_printed(&auth);
+    assert_eq!(skopeo_tags(&registry, "acme/app/web"), ["main"]);
+}
