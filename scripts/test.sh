@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo test --all-targets "$@"
+# the library's unit tests, then the integration tests (one binary, tests/it)
+cargo test --lib --test it "$@"
