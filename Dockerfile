@@ -1,0 +1,109 @@
+# dockhand container images.
+#
+# Targets (pick one with `--target`; the default is the last stage, `release`):
+#   release   the minimal image: FROM scratch, the static musl binary, a CA bundle, /etc/passwd
+#             and /etc/group with the non-root user `dockhand` (65532). No shell: run it as
+#             `docker run IMAGE publish ...` or copy the binary out with `COPY --from=IMAGE`.
+#   builder   Debian with buildah configured for rootless, daemonless builds (vfs storage, chroot
+#             isolation), plus sh, git and jq: for runners that build images inside the job's
+#             container (GitLab's docker and kubernetes executors).
+#
+# Where the root filesystem comes from is chosen with the build argument ROOTFS:
+#   ROOTFS=compile (default)  compiles dockhand from this build context (real CI; needs the
+#                             rust and debian base images)
+#   ROOTFS=staged             takes a prebuilt static binary, CA bundle and passwd files that
+#                             scripts/image.sh staged into the build context; needs no base
+#                             image at all, so `release` builds on machines that cannot pull
+#
+#   docker build -t dockhand .                                        # compile + release
+#   docker build --target builder -t dockhand:builder .               # compile + builder
+#   scripts/image.sh                                                  # prebuilt binary + release
+
+ARG ROOTFS=compile
+ARG RUST_VERSION=1.95
+ARG DEBIAN_RELEASE=bookworm
+
+# --- compile: the static musl binary and the files the minimal image needs -----------------
+FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS compile
+# musl-gcc builds ring's C parts for the musl target (Debian's stable version is what we test)
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup target add x86_64-unknown-linux-musl
+WORKDIR /src
+COPY . .
+# .git is not in the build context: pass the revision `dockhand --version` prints
+ARG DOCKHAND_GIT_REVISION=""
+ENV DOCKHAND_GIT_REVISION=${DOCKHAND_GIT_REVISION}
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
+ && install -D -m 0755 target/x86_64-unknown-linux-musl/release/dockhand /rootfs/usr/local/bin/dockhand \
+ && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt \
+ && printf 'root:x:0:0:root:/root:/sbin/nologin\ndockhand:x:65532:65532:dockhand:/home/dockhand:/sbin/nologin\n' > /rootfs/etc/passwd \
+ && printf 'root:x:0:\ndockhand:x:65532:\n' > /rootfs/etc/group \
+ && install -d -m 1777 /rootfs/tmp \
+ && install -d -m 0700 /home/dockhand
+
+# --- staged: the same files, staged into the build context by scripts/image.sh -------------
+FROM scratch AS staged
+COPY rootfs/ /rootfs/
+COPY home/ /home/
+
+# --- rootfs: the stage ROOTFS names -----------------------------------------------------
+FROM ${ROOTFS} AS rootfs
+
+# --- builder: dockhand plus buildah, for builds inside the job's container -----------------
+FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim AS builder
+# Debian's stable buildah, as tested here; pinning versions would break on each point release
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends buildah uidmap ca-certificates git jq \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 65532 dockhand \
+ && useradd --uid 65532 --gid 65532 --create-home --shell /bin/sh dockhand \
+ && echo 'dockhand:100000:65536' > /etc/subuid \
+ && echo 'dockhand:100000:65536' > /etc/subgid \
+ && mkdir -p /home/dockhand/.config/containers \
+ && printf '[storage]\ndriver = "vfs"\n' > /home/dockhand/.config/containers/storage.conf \
+ && printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' > /etc/containers/storage.conf \
+ && chown -R dockhand:dockhand /home/dockhand/.config
+COPY --from=rootfs /rootfs/usr/local/bin/dockhand /usr/local/bin/dockhand
+# chroot isolation needs no runtime daemon and no extra privileges beyond user namespaces;
+# where those are blocked (Docker's default seccomp profile), run the container as root
+ENV BUILDAH_ISOLATION=chroot \
+    STORAGE_DRIVER=vfs \
+    DOCKHAND_BUILDER=buildah
+USER 65532:65532
+WORKDIR /home/dockhand
+ARG DOCKHAND_VERSION=""
+ARG DOCKHAND_REVISION=""
+ARG DOCKHAND_SOURCE=""
+LABEL org.opencontainers.image.title="dockhand (builder)" \
+      org.opencontainers.image.description="dockhand with buildah for rootless, daemonless image builds in CI" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.version="${DOCKHAND_VERSION}" \
+      org.opencontainers.image.revision="${DOCKHAND_REVISION}" \
+      org.opencontainers.image.source="${DOCKHAND_SOURCE}"
+# no ENTRYPOINT: CI runners start a shell in this image and run the job's script
+CMD ["dockhand", "--help"]
+
+# --- release: the minimal image (default target) -------------------------------------------
+FROM scratch AS release
+COPY --from=rootfs /rootfs/ /
+COPY --from=rootfs --chown=65532:65532 /home/ /home/
+ENV PATH=/usr/local/bin \
+    HOME=/home/dockhand \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+USER 65532:65532
+WORKDIR /home/dockhand
+ARG DOCKHAND_VERSION=""
+ARG DOCKHAND_REVISION=""
+ARG DOCKHAND_SOURCE=""
+LABEL org.opencontainers.image.title="dockhand" \
+      org.opencontainers.image.description="Ship container images from CI: isolated per-job docker config, registry detection, build, publish and safe cleanup" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.version="${DOCKHAND_VERSION}" \
+      org.opencontainers.image.revision="${DOCKHAND_REVISION}" \
+      org.opencontainers.image.source="${DOCKHAND_SOURCE}"
+ENTRYPOINT ["/usr/local/bin/dockhand"]
+CMD ["--help"]
