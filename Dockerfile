@@ -25,10 +25,11 @@ ARG DEBIAN_RELEASE=bookworm
 
 # --- compile: the static musl binary and the files the minimal image needs -----------------
 FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS compile
-# musl-gcc builds ring's C parts for the musl target (Debian's stable version is what we test)
+# musl-gcc builds ring's C parts for the musl target; `file` lets scripts/image.sh check that
+# the result is static. Debian's stable versions are what the project tests with.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends musl-tools \
+ && apt-get install -y --no-install-recommends musl-tools file \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
@@ -36,13 +37,9 @@ COPY . .
 # .git is not in the build context: pass the revision `dockhand --version` prints
 ARG DOCKHAND_GIT_REVISION=""
 ENV DOCKHAND_GIT_REVISION=${DOCKHAND_GIT_REVISION}
+# the image's files are laid out by the same script that stages them for ROOTFS=staged
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
- && install -D -m 0755 target/x86_64-unknown-linux-musl/release/dockhand /rootfs/usr/local/bin/dockhand \
- && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt \
- && printf 'root:x:0:0:root:/root:/sbin/nologin\ndockhand:x:65532:65532:dockhand:/home/dockhand:/sbin/nologin\n' > /rootfs/etc/passwd \
- && printf 'root:x:0:\ndockhand:x:65532:\n' > /rootfs/etc/group \
- && install -d -m 1777 /rootfs/tmp \
- && install -d -m 0700 /home/dockhand
+ && DOCKHAND_BINARY=target/x86_64-unknown-linux-musl/release/dockhand scripts/image.sh stage /
 
 # --- staged: the same files, staged into the build context by scripts/image.sh -------------
 FROM scratch AS staged
@@ -90,7 +87,7 @@ CMD ["dockhand", "--help"]
 # --- release: the minimal image (default target) -------------------------------------------
 FROM scratch AS release
 COPY --from=rootfs /rootfs/ /
-COPY --from=rootfs --chown=65532:65532 /home/ /home/
+COPY --from=rootfs --chown=65532:65532 /home/dockhand/ /home/dockhand/
 ENV PATH=/usr/local/bin \
     HOME=/home/dockhand \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt

