@@ -11,6 +11,14 @@ unset_empty() {
   done
 }
 
+# Exports dockhand's variable NAME from the action's input variable FROM, when the input is not
+# empty. A blank input leaves NAME as the workflow set it (or unset): mapping inputs straight
+# onto dockhand's names in `env:` would shadow a job-level value with the empty string.
+adopt() {
+  local name=$1 from=$2
+  if [ -n "${!from:-}" ]; then export "$name=${!from}"; fi
+}
+
 # Masks a value in the job's log, one line at a time (the runner masks single lines).
 mask() {
   local line

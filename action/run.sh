@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The action's third step: runs `dockhand COMMAND --output json` with the job's docker config,
+# The action's fourth step: runs `dockhand COMMAND --output json` with the job's docker config,
 # then writes the step outputs (delimiter syntax) and a step summary from the JSON document.
 # Every input arrives as an environment variable and becomes one argv element; nothing the
 # workflow passes is ever evaluated as shell code.
@@ -14,7 +14,11 @@ case "$command" in
   build | publish | cleanup | run | images) ;;
   *) fail "unknown command \`$command\`: expected ci-env, build, publish, cleanup, run, images or remove-config" ;;
 esac
-unset_empty GITHUB_TOKEN DOCKHAND_REPO DOCKHAND_CONFIG DOCKHAND_INSECURE_REGISTRIES DOCKHAND_BUILDER
+unset_empty GITHUB_TOKEN
+adopt DOCKHAND_REPO DOCKHAND_ACTION_REPO
+adopt DOCKHAND_CONFIG DOCKHAND_ACTION_CONFIG
+adopt DOCKHAND_INSECURE_REGISTRIES DOCKHAND_ACTION_INSECURE_REGISTRIES
+adopt DOCKHAND_BUILDER DOCKHAND_ACTION_BUILDER
 
 true_input() {
   case "${1:-}" in
@@ -56,12 +60,13 @@ if ! jq -e . "$result" > /dev/null 2>&1; then
 fi
 set_output json "$(cat "$result")"
 
-# pushed (publish, run) or listed (images) references, one per line
-references=$(jq -r '(if type == "array" then . else (.pushed // []) end)[] | .reference' "$result")
+# `images` prints a list; publish, cleanup and run print one object
+references=$(jq -r 'if type == "array" then .[].reference else (.pushed // [])[].reference end' "$result")
 # one `repository@digest` per pushed digest: the pinned form signing and deploys want
-digests=$(jq -r '[(.pushed // [])[] | select(.digest) | (.reference | sub(":[^:/]+$"; "")) + "@" + .digest] | unique[]' "$result")
-deleted=$(jq -r '(.deleted // []) | length' "$result")
-would_delete=$(jq -r '(.would_delete // []) | length' "$result")
+digests=$(jq -r 'if type == "array" then empty else
+  [(.pushed // [])[] | select(.digest) | (.reference | sub(":[^:/]+$"; "")) + "@" + .digest] | unique[] end' "$result")
+deleted=$(jq -r 'if type == "array" then 0 else (.deleted // []) | length end' "$result")
+would_delete=$(jq -r 'if type == "array" then 0 else (.would_delete // []) | length end' "$result")
 set_output references "$references"
 set_output digests "$digests"
 set_output deleted "$deleted"

@@ -9,6 +9,7 @@ mod distribution;
 mod docs;
 mod help;
 mod login;
+mod packaging;
 mod publish;
 #[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]
 mod support;

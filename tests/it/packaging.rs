@@ -1,0 +1,377 @@
+//! Packaging, exercised the way its users' runners use it.
+//!
+//! - The Dockerfile, the shell scripts, `action.yml` and `.gitlab-ci-template.yml` are checked
+//!   with their ecosystems' own linters and schemas (hadolint, shellcheck, check-jsonschema,
+//!   zizmor), installed by `scripts/setup.sh` into `.venv`.
+//! - The composite action runs step by step under `actions_runner`, an emulation of the
+//!   runner's protocol, against a real registry, installing the built executable from a
+//!   `file://` release mirror checked against a checksum file, as a release would be.
+//! - The GitLab template runs in gitlab-ci-local's shell executor (from `node_modules`).
+//!
+//! The image is built and checked by `scripts/test-packaging.sh`: it needs the release build.
+
+mod actions_runner;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::support::registry::{PASSWORD, USER};
+use crate::support::{Auth, Deletes, Registry};
+use actions_runner::{Job, parse_file_commands};
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool that `scripts/setup.sh` installs into the repository.
+fn tool(relative: &str) -> PathBuf {
+    let path = repo_root().join(relative);
+    assert!(path.exists(), "`{}` is missing: run scripts/setup.sh", path.display());
+    path
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"))
+}
+
+// --- lints and schemas ------------------------------------------------------------------
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    let output = run(Command::new(tool(".venv/bin/hadolint"))
+        .args(["--no-color", "Dockerfile"])
+        .current_dir(repo_root()));
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{}", text(&output));
+}
+
+#[test]
+fn dockerfile_ships_the_minimal_image_by_default() {
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("FROM "))
+        .map(|from| from.rsplit(" AS ").next().unwrap_or(from))
+        .collect();
+    assert_eq!(stages, ["compile", "staged", "rootfs", "builder", "release"]);
+    let release = &dockerfile[dockerfile.find("FROM scratch AS release").unwrap()..];
+    for line in [
+        "COPY --from=rootfs /rootfs/ /",
+        "USER 65532:65532",
+        "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+        "org.opencontainers.image.revision=",
+        r#"ENTRYPOINT ["/usr/local/bin/dockhand"]"#,
+    ] {
+        assert!(release.contains(line), "the release stage lacks `{line}`");
+    }
+}
+
+#[test]
+fn dockerignore_lets_in_only_what_cargo_build_needs() {
+    let ignore = std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap();
+    let rules: Vec<&str> =
+        ignore.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect();
+    assert_eq!(
+        rules,
+        ["*", "!Cargo.toml", "!Cargo.lock", "!build.rs", "!.cargo/", "!src/", "!scripts/image.sh"]
+    );
+}
+
+#[test]
+fn shell_scripts_pass_shellcheck() {
+    let mut scripts: Vec<PathBuf> = ["action", "scripts"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sh"))
+        .collect();
+    scripts.sort();
+    assert!(scripts.len() >= 8, "found only {scripts:?}");
+    let output = run(Command::new(tool(".venv/bin/shellcheck"))
+        .args(["--external-sources", "--format", "gcc"])
+        .args(&scripts)
+        .current_dir(repo_root()));
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+#[test]
+fn action_matches_the_github_actions_schema() {
+    let output = run(Command::new(tool(".venv/bin/check-jsonschema"))
+        .args(["--builtin-schema", "vendor.github-actions", "action.yml"])
+        .current_dir(repo_root()));
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok -- validation done"));
+}
+
+/// zizmor's findings for `file`, as JSON.
+fn zizmor(file: &Path) -> (Output, Vec<Value>) {
+    let output = run(Command::new(tool(".venv/bin/zizmor"))
+        .args(["--offline", "--no-progress", "--format", "json"])
+        .arg(file)
+        .current_dir(repo_root()));
+    let findings: Vec<Value> = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("zizmor printed no JSON list ({error}): {}", text(&output)));
+    (output, findings)
+}
+
+#[test]
+fn action_has_no_zizmor_findings() {
+    let (output, findings) = zizmor(&repo_root().join("action.yml"));
+    let idents: Vec<&Value> = findings.iter().map(|finding| &finding["ident"]).collect();
+    assert_eq!(idents, Vec::<&Value>::new(), "{}", text(&output));
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+/// The negative control: the same action with one input expanded into `run:` is flagged.
+#[test]
+fn zizmor_flags_an_input_expanded_into_a_run_line() {
+    let action = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
+    let injected = action.replacen(
+        r#"run: '"$GITHUB_ACTION_PATH/action/run.sh"'"#,
+        "run: dockhand publish --repo ${{ inputs.repo }}",
+        1,
+    );
+    assert_ne!(injected, action);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("action.yml"), injected).unwrap();
+    let (output, findings) = zizmor(&dir.path().join("action.yml"));
+    let injection = findings
+        .iter()
+        .find(|finding| finding["ident"] == "template-injection")
+        .unwrap_or_else(|| panic!("no template-injection finding: {}", text(&output)));
+    assert_eq!(injection["determinations"]["severity"], "High");
+    assert!(!output.status.success(), "zizmor exits non-zero on a finding");
+}
+
+#[test]
+fn gitlab_template_matches_the_gitlab_ci_schema() {
+    let output = run(Command::new(tool(".venv/bin/check-jsonschema"))
+        .args(["--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci"])
+        .arg(".gitlab-ci-template.yml")
+        .current_dir(repo_root()));
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok -- validation done"));
+}
+
+#[test]
+fn action_ships_the_crate_version_and_the_changelog_lists_it() {
+    let version = std::fs::read_to_string(repo_root().join("action/VERSION")).unwrap();
+    assert_eq!(version.trim(), env!("CARGO_PKG_VERSION"));
+    let changelog = std::fs::read_to_string(repo_root().join("CHANGELOG.md")).unwrap();
+    assert!(changelog.contains("## [Unreleased]"), "CHANGELOG.md has an Unreleased section");
+}
+
+// --- the action, step by step as the runner runs it ---------------------------------------
+
+const TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// Publishes `binary` as this action's release on a `file://` mirror under the job's root and
+/// records `checksum` for it in the job's copy of action/checksums.txt. Returns the mirror URL.
+fn release_mirror(job: &Job, binary: &Path, checksum: &str) -> String {
+    let version =
+        std::fs::read_to_string(job.action_path.join("action/VERSION")).unwrap().trim().to_owned();
+    let asset = format!("dockhand-{version}-{TARGET}");
+    let mirror = job.root().join("releases");
+    std::fs::create_dir_all(mirror.join(format!("v{version}"))).unwrap();
+    std::fs::copy(binary, mirror.join(format!("v{version}/{asset}"))).unwrap();
+    let checksums = job.action_path.join("action/checksums.txt");
+    let mut lines = std::fs::read_to_string(&checksums).unwrap();
+    writeln!(lines, "{checksum}  {asset}").unwrap();
+    std::fs::write(&checksums, lines).unwrap();
+    format!("file://{}", mirror.display())
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    Sha256::digest(&bytes).iter().fold(String::new(), |mut hex, byte| {
+        write!(hex, "{byte:02x}").unwrap();
+        hex
+    })
+}
+
+fn dockhand_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_dockhand"))
+}
+
+/// A job whose workspace holds a one-image dockhand.yaml, with the built executable released
+/// on a mirror. Returns the job and the mirror URL.
+fn images_job(token: &str) -> (Job, String) {
+    let job = Job::new(repo_root(), token);
+    std::fs::write(
+        job.workspace.join("dockhand.yaml"),
+        "images:\n  - name: api\n    context: .\ntags: [\"{short_sha}\", \"{branch}\"]\n",
+    )
+    .unwrap();
+    let mirror = release_mirror(&job, dockhand_binary(), &sha256_hex(dockhand_binary()));
+    (job, mirror)
+}
+
+#[test]
+fn action_installs_verified_logs_in_and_writes_outputs() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let host = registry.host();
+    let (mut job, mirror) = images_job("");
+    // a job-level variable must survive the action's blank `insecure-registries` input
+    job.set_env("DOCKHAND_INSECURE_REGISTRIES", &host);
+    let repo = format!("{host}/acme/app");
+    let run = job.run_action(&[
+        ("command", "images"),
+        ("repo", &repo),
+        ("registry", &host),
+        ("username", USER),
+        ("password", PASSWORD),
+        ("download-url", &mirror),
+    ]);
+    assert!(run.success, "{run:#?}");
+    let ids: Vec<&str> = run.steps.iter().map(|step| step.id.as_str()).collect();
+    assert_eq!(ids, ["install", "ci-env", "login", "command", "remove-config"]);
+
+    // install: the verified binary in the tool cache, on PATH for later steps
+    let version = env!("CARGO_PKG_VERSION");
+    let installed = job.tool_cache.join(format!("dockhand/{version}/{TARGET}/dockhand"));
+    assert_eq!(sha256_hex(&installed), sha256_hex(dockhand_binary()));
+    assert_eq!(run.outputs["version"], version);
+    assert!(run.step("install").stdout.contains(&format!("dockhand {version}")));
+
+    // ci-env: DOCKER_CONFIG exported through GITHUB_ENV, a fresh private dir under RUNNER_TEMP
+    let exported: Vec<(String, String)> = parse_file_commands(&run.step("ci-env").github_env);
+    let docker_config = exported.iter().find(|(name, _)| name == "DOCKER_CONFIG").map_or_else(
+        || panic!("no DOCKER_CONFIG in GITHUB_ENV: {exported:?}"),
+        |(_, value)| PathBuf::from(value),
+    );
+    assert!(docker_config.starts_with(&job.runner_temp), "{}", docker_config.display());
+    assert_eq!(job.exported("DOCKHAND_REPO"), Some(repo.as_str()));
+    assert_eq!(run.outputs["docker-config"], docker_config.display().to_string());
+    assert!(!job.home.join(".docker").exists(), "~/.docker is never written");
+
+    // login: a peer client finds the credentials with nothing but DOCKER_CONFIG
+    let login = run_peer_login(&docker_config, &host);
+    assert_eq!(login, USER);
+
+    // masks: the password and the docker `auth` value derived from it, before anything else
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let install_stdout = &run.step("install").stdout;
+    assert!(install_stdout.starts_with(&format!("::add-mask::{PASSWORD}\n")), "{install_stdout}");
+    assert!(run.step("login").stdout.contains(&format!("::add-mask::{auth}\n")));
+    let log = run.log();
+    let unmasked: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(PASSWORD) && !line.starts_with("::add-mask::"))
+        .collect();
+    assert_eq!(unmasked, Vec::<&str>::new(), "the password appears outside a mask command");
+
+    // outputs: every value in the delimiter syntax, the references one per line
+    let raw = &run.step("command").github_output;
+    assert!(raw.starts_with("docker-config<<dockhand_"), "{raw}");
+    for name in ["json", "references", "digests", "deleted", "would-delete"] {
+        assert!(raw.contains(&format!("\n{name}<<dockhand_")), "{name} missing in {raw}");
+    }
+    assert_eq!(run.outputs["references"], format!("{repo}/api:01234567\n{repo}/api:main"), "{raw}");
+    assert_eq!(run.outputs["digests"], "");
+    assert_eq!(run.outputs["deleted"], "0");
+    let json: Value = serde_json::from_str(&run.outputs["json"]).unwrap();
+    assert_eq!(json[1]["reference"], format!("{repo}/api:main"));
+
+    // logs grouped, and a summary table
+    let stdout = &run.step("command").stdout;
+    assert!(stdout.contains("::group::dockhand images\n") && stdout.contains("::endgroup::\n"));
+    let summary = &run.step("command").summary;
+    assert!(summary.contains("### dockhand images"), "{summary}");
+    assert!(summary.contains(&format!("| api | {repo}/api:main |")), "{summary}");
+}
+
+/// `skopeo login --get-login` with only `DOCKER_CONFIG` to find credentials: the user name.
+fn run_peer_login(docker_config: &Path, host: &str) -> String {
+    let output = run(Command::new("skopeo")
+        .args(["login", "--get-login", "--tls-verify=false", host])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", docker_config.join("no-home"))
+        .env("DOCKER_CONFIG", docker_config));
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn action_remove_config_removes_only_the_job_config() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let host = registry.host();
+    let (mut job, mirror) = images_job("");
+    // the runner's own docker config, which must survive
+    let runner_docker = job.home.join(".docker");
+    std::fs::create_dir_all(&runner_docker).unwrap();
+    let runner_config = r#"{"auths":{"registry.example.com":{"auth":"cnVubmVyOnNlY3JldA=="}}}"#;
+    std::fs::write(runner_docker.join("config.json"), runner_config).unwrap();
+
+    let repo = format!("{host}/acme/app");
+    let first = job.run_action(&[
+        ("command", "ci-env"),
+        ("repo", &repo),
+        ("insecure-registries", &host),
+        ("download-url", &mirror),
+    ]);
+    assert!(first.success, "{first:#?}");
+    let job_config = PathBuf::from(job.exported("DOCKER_CONFIG").expect("DOCKER_CONFIG exported"));
+    let copied = std::fs::read_to_string(job_config.join("config.json")).unwrap();
+    assert!(copied.contains("registry.example.com"), "the runner's logins are carried over");
+    assert_eq!(first.outputs["references"], "", "ci-env runs no command");
+
+    let second = job.run_action(&[("command", "remove-config"), ("download-url", &mirror)]);
+    assert!(second.success, "{second:#?}");
+    assert!(!job_config.exists(), "the job's config dir is removed");
+    assert!(second.step("remove-config").stdout.contains("removed the job docker config"));
+    assert_eq!(std::fs::read_to_string(runner_docker.join("config.json")).unwrap(), runner_config);
+
+    // a DOCKER_CONFIG dockhand did not create is left alone, with a warning
+    let (mut other, mirror) = images_job("");
+    std::fs::create_dir_all(other.home.join(".docker")).unwrap();
+    std::fs::write(other.home.join(".docker/config.json"), runner_config).unwrap();
+    other.set_env("DOCKER_CONFIG", &other.home.join(".docker").display().to_string());
+    let third = other.run_action(&[("command", "remove-config"), ("download-url", &mirror)]);
+    assert!(third.success, "{third:#?}");
+    assert!(third.step("remove-config").stdout.contains("::warning title=dockhand::not removing"));
+    let kept = std::fs::read_to_string(other.home.join(".docker/config.json")).unwrap();
+    assert_eq!(kept, runner_config);
+}
+
+#[test]
+fn action_refuses_a_binary_whose_checksum_differs() {
+    let mut job = Job::new(repo_root(), "");
+    let mirror = release_mirror(&job, dockhand_binary(), &"0".repeat(64));
+    let run = job.run_action(&[("command", "images"), ("download-url", &mirror)]);
+    assert!(!run.success);
+    let install = run.step("install");
+    assert!(install.stdout.contains("::error title=dockhand::checksum mismatch"), "{install:#?}");
+    assert_eq!(run.steps.len(), 1, "no step runs after a failed install");
+    let installed =
+        job.tool_cache.join(format!("dockhand/{}/{TARGET}/dockhand", env!("CARGO_PKG_VERSION")));
+    assert!(!installed.exists(), "nothing is installed");
+    assert_eq!(install.github_env, "");
+}
+
+#[test]
+fn action_without_a_release_for_its_version_says_so() {
+    let mut job = Job::new(repo_root(), "");
+    let run = job.run_action(&[("command", "images"), ("version", "9.9.9")]);
+    assert!(!run.success);
+    assert!(
+        run.step("install")
+            .stdout
+            .contains("no checksum for `dockhand-9.9.9-x86_64-unknown-linux-musl`"),
+        "{run:#?}"
+    );
+}
