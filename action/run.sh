@@ -48,17 +48,22 @@ while IFS= read -r arg; do args+=("$arg"); done < <(lines "${DOCKHAND_ACTION_ARG
 
 result=$(mktemp "${RUNNER_TEMP:-/tmp}/dockhand-result.XXXXXX")
 trap 'rm -f "$result"' EXIT
-echo "::group::dockhand $command"
+# dockhand writes step outputs and a summary itself where it knows them; the action adds only
+# what it did not write (see `wrote` below)
+outputs_before=$(wc -c < "$GITHUB_OUTPUT")
+summary_before=$(wc -c < "${GITHUB_STEP_SUMMARY:-/dev/null}")
+# not folded in a group: this is the step's main log (dockhand folds its long parts itself)
 status=0
 dockhand "${args[@]}" > "$result" || status=$?
-echo "::endgroup::"
+written=$(tail -c "+$((outputs_before + 1))" "$GITHUB_OUTPUT" | grep -oE '^[A-Za-z_][A-Za-z0-9_-]*(<<|=)' | tr -d '<=' || true)
+wrote() { grep -qx "$1" <<<"$written"; }
 
-[ -z "${DOCKER_CONFIG:-}" ] || set_output docker-config "$DOCKER_CONFIG"
+wrote docker-config || [ -z "${DOCKER_CONFIG:-}" ] || set_output docker-config "$DOCKER_CONFIG"
 if ! jq -e . "$result" > /dev/null 2>&1; then
   [ "$status" -ne 0 ] || fail "\`dockhand $command\` printed no JSON document"
   exit "$status"
 fi
-set_output json "$(cat "$result")"
+wrote json || set_output json "$(cat "$result")"
 
 # `images` prints a list; publish, cleanup and run print one object
 references=$(jq -r 'if type == "array" then .[].reference else (.pushed // [])[].reference end' "$result")
@@ -67,12 +72,13 @@ digests=$(jq -r 'if type == "array" then empty else
   [(.pushed // [])[] | select(.digest) | (.reference | sub(":[^:/]+$"; "")) + "@" + .digest] | unique[] end' "$result")
 deleted=$(jq -r 'if type == "array" then 0 else (.deleted // []) | length end' "$result")
 would_delete=$(jq -r 'if type == "array" then 0 else (.would_delete // []) | length end' "$result")
-set_output references "$references"
-set_output digests "$digests"
-set_output deleted "$deleted"
-set_output would-delete "$would_delete"
+wrote references || set_output references "$references"
+wrote digests || set_output digests "$digests"
+wrote deleted || set_output deleted "$deleted"
+wrote would-delete || set_output would-delete "$would_delete"
 
-if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
+summary_after=$(wc -c < "${GITHUB_STEP_SUMMARY:-/dev/null}")
+if [ -n "${GITHUB_STEP_SUMMARY:-}" ] && [ "$summary_after" -eq "$summary_before" ]; then
   jq -r --arg command "$command" '
     def cell: tostring | gsub("\\|"; "\\|") | gsub("\n"; " ");
     def rows($items; $keys): $items[:100][] | "| " + ([$keys[] as $k | (.[$k] // "") | cell] | join(" | ")) + " |";

@@ -179,20 +179,30 @@ fn action_ships_the_crate_version_and_the_changelog_lists_it() {
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// Publishes `binary` as this action's release on a `file://` mirror under the job's root and
-/// records `checksum` for it in the job's copy of action/checksums.txt. Returns the mirror URL.
-fn release_mirror(job: &Job, binary: &Path, checksum: &str) -> String {
+/// Publishes the built executable as this action's release on a `file://` mirror under the
+/// job's root and records a checksum for it in the job's copy of action/checksums.txt: the
+/// copy's own, or `wrong_checksum`. Returns the mirror URL. The checksum is taken from the copy,
+/// never from the original, which a concurrent build in the shared target dir may replace.
+fn release_mirror(job: &Job, wrong_checksum: Option<&str>) -> String {
     let version =
         std::fs::read_to_string(job.action_path.join("action/VERSION")).unwrap().trim().to_owned();
     let asset = format!("dockhand-{version}-{TARGET}");
     let mirror = job.root().join("releases");
-    std::fs::create_dir_all(mirror.join(format!("v{version}"))).unwrap();
-    std::fs::copy(binary, mirror.join(format!("v{version}/{asset}"))).unwrap();
+    let copy = mirror.join(format!("v{version}/{asset}"));
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_dockhand"), &copy).unwrap();
+    let checksum = wrong_checksum.map_or_else(|| sha256_hex(&copy), str::to_owned);
     let checksums = job.action_path.join("action/checksums.txt");
     let mut lines = std::fs::read_to_string(&checksums).unwrap();
     writeln!(lines, "{checksum}  {asset}").unwrap();
     std::fs::write(&checksums, lines).unwrap();
     format!("file://{}", mirror.display())
+}
+
+/// The release the mirror of `job` serves.
+fn released_binary(job: &Job) -> PathBuf {
+    let version = env!("CARGO_PKG_VERSION");
+    job.root().join(format!("releases/v{version}/dockhand-{version}-{TARGET}"))
 }
 
 fn sha256_hex(path: &Path) -> String {
@@ -201,10 +211,6 @@ fn sha256_hex(path: &Path) -> String {
         write!(hex, "{byte:02x}").unwrap();
         hex
     })
-}
-
-fn dockhand_binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_dockhand"))
 }
 
 /// A job whose workspace holds a one-image dockhand.yaml, with the built executable released
@@ -216,7 +222,7 @@ fn images_job(token: &str) -> (Job, String) {
         "images:\n  - name: api\n    context: .\ntags: [\"{short_sha}\", \"{branch}\"]\n",
     )
     .unwrap();
-    let mirror = release_mirror(&job, dockhand_binary(), &sha256_hex(dockhand_binary()));
+    let mirror = release_mirror(&job, None);
     (job, mirror)
 }
 
@@ -243,7 +249,7 @@ fn action_installs_verified_logs_in_and_writes_outputs() {
     // install: the verified binary in the tool cache, on PATH for later steps
     let version = env!("CARGO_PKG_VERSION");
     let installed = job.tool_cache.join(format!("dockhand/{version}/{TARGET}/dockhand"));
-    assert_eq!(sha256_hex(&installed), sha256_hex(dockhand_binary()));
+    assert_eq!(sha256_hex(&installed), sha256_hex(&released_binary(&job)));
     assert_eq!(run.outputs["version"], version);
     assert!(run.step("install").stdout.contains(&format!("dockhand {version}")));
 
@@ -286,9 +292,14 @@ fn action_installs_verified_logs_in_and_writes_outputs() {
     let json: Value = serde_json::from_str(&run.outputs["json"]).unwrap();
     assert_eq!(json[1]["reference"], format!("{repo}/api:main"));
 
-    // logs grouped, and a summary table
-    let stdout = &run.step("command").stdout;
-    assert!(stdout.contains("::group::dockhand images\n") && stdout.contains("::endgroup::\n"));
+    // the setup steps' logs folded in groups, and a summary table
+    for (step, group) in
+        [("ci-env", "dockhand ci-env"), ("login", &format!("dockhand login {host}"))]
+    {
+        let stdout = &run.step(step).stdout;
+        assert!(stdout.contains(&format!("::group::{group}\n")), "{stdout}");
+        assert!(stdout.contains("::endgroup::\n"), "{stdout}");
+    }
     let summary = &run.step("command").summary;
     assert!(summary.contains("### dockhand images"), "{summary}");
     assert!(summary.contains(&format!("| api | {repo}/api:main |")), "{summary}");
@@ -351,7 +362,7 @@ fn action_remove_config_removes_only_the_job_config() {
 #[test]
 fn action_refuses_a_binary_whose_checksum_differs() {
     let mut job = Job::new(repo_root(), "");
-    let mirror = release_mirror(&job, dockhand_binary(), &"0".repeat(64));
+    let mirror = release_mirror(&job, Some(&"0".repeat(64)));
     let run = job.run_action(&[("command", "images"), ("download-url", &mirror)]);
     assert!(!run.success);
     let install = run.step("install");
