@@ -386,3 +386,157 @@ fn action_without_a_release_for_its_version_says_so() {
         "{run:#?}"
     );
 }
+
+// --- the GitLab template, run by gitlab-ci-local's shell executor ---------------------------
+
+/// A git checkout (gitlab-ci-local reads the project from git) that includes the template.
+struct GitlabProject {
+    dir: tempfile::TempDir,
+}
+
+impl GitlabProject {
+    fn new(gitlab_ci: &str, variables: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        for sub in ["repo", "bin", "tmp", "home"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        // a snapshot of the executable: the shared target dir may be rebuilt meanwhile
+        std::fs::copy(env!("CARGO_BIN_EXE_dockhand"), dir.path().join("bin/dockhand")).unwrap();
+        std::fs::copy(
+            repo_root().join(".gitlab-ci-template.yml"),
+            repo.join(".gitlab-ci-template.yml"),
+        )
+        .unwrap();
+        std::fs::write(repo.join(".gitlab-ci.yml"), gitlab_ci).unwrap();
+        std::fs::write(
+            repo.join("dockhand.yaml"),
+            "images:\n  - name: api\n    context: .\ntags: [\"{branch}\"]\n",
+        )
+        .unwrap();
+        let mut yaml = String::new();
+        for (name, value) in variables {
+            writeln!(yaml, "{name}: {}", serde_json::Value::from(*value)).unwrap();
+        }
+        std::fs::write(repo.join(".gitlab-ci-local-variables.yml"), yaml).unwrap();
+        std::fs::write(
+            repo.join(".gitignore"),
+            ".gitlab-ci-local/\n.gitlab-ci-local-variables.yml\n",
+        )
+        .unwrap();
+        let git = |args: &[&str]| {
+            let output = run(Command::new("git")
+                .args(["-c", "user.name=ci", "-c", "user.email=ci@example.com"])
+                .args(args)
+                .current_dir(&repo));
+            assert!(output.status.success(), "git {args:?}: {}", text(&output));
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["remote", "add", "origin", "https://gitlab.example.com/acme/app.git"]);
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "init"]);
+        Self { dir }
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
+    /// Runs `gitlab-ci-local ARGS` with the snapshot of dockhand first on PATH.
+    fn gitlab_ci_local(&self, args: &[&str]) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        run(Command::new(tool("node_modules/.bin/gitlab-ci-local"))
+            .args(args)
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", self.dir.path().join("home"))
+            .env("TMPDIR", self.tmp())
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path().join("repo")))
+    }
+}
+
+/// The job's registry variables, as GitLab would set them for a project on `registry`.
+fn gitlab_variables(registry: &Registry) -> Vec<(&'static str, String)> {
+    let host = registry.host();
+    vec![
+        ("CI_REGISTRY", host.clone()),
+        ("CI_REGISTRY_IMAGE", format!("{host}/acme/app")),
+        ("CI_REGISTRY_USER", USER.to_owned()),
+        ("CI_REGISTRY_PASSWORD", PASSWORD.to_owned()),
+        ("DOCKHAND_INSECURE_REGISTRIES", host),
+    ]
+}
+
+/// The predefined variables the tests set, as a real GitLab would.
+const PREDEFINED: &str = "--ignore-predefined-vars=CI_REGISTRY,CI_REGISTRY_IMAGE,CI_REGISTRY_USER,\
+                          CI_REGISTRY_PASSWORD,GITLAB_CI,CI_PIPELINE_SOURCE";
+
+#[test]
+fn gitlab_template_logs_in_with_the_job_token_and_removes_the_config() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let variables = gitlab_variables(&registry);
+    let mut pairs: Vec<(&str, &str)> =
+        variables.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    pairs.push(("GITLAB_CI", "true"));
+    let project = GitlabProject::new(
+        "include:\n  - local: .gitlab-ci-template.yml\n\
+         images:\n  extends: .dockhand-base\n  script:\n\
+         \x20   - dockhand images\n\
+         \x20   - 'echo \"peer login: $(skopeo login --get-login --tls-verify=false \"$CI_REGISTRY\")\"'\n\
+         \x20   - 'echo \"job config: $DOCKER_CONFIG\"'\n",
+        &pairs,
+    );
+    let output = project.gitlab_ci_local(&["--force-shell-executor", PREDEFINED, "images"]);
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("PASS  images"), "{log}");
+    let host = registry.host();
+    assert!(log.contains(&format!("{host}/acme/app/api:main")), "{log}");
+    // a peer client finds the job's login through DOCKER_CONFIG alone
+    assert!(log.contains(&format!("peer login: {USER}")), "{log}");
+    // the collapsible section reached the log as a section
+    assert!(log.contains("dockhand_ci_env took"), "{log}");
+    // the job's config was under TMPDIR and after_script removed it
+    let config = log
+        .lines()
+        .find_map(|line| line.split("job config: /").nth(1))
+        .map(|rest| PathBuf::from(format!("/{}", rest.trim())))
+        .unwrap_or_else(|| panic!("no job config line: {log}"));
+    assert!(config.starts_with(project.tmp()), "{}", config.display());
+    assert!(log.contains("dockhand: removed the job docker config"), "{log}");
+    let left: Vec<_> = std::fs::read_dir(project.tmp())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().starts_with("dockhand-"))
+        .collect();
+    assert_eq!(left, Vec::<std::ffi::OsString>::new(), "a job config dir was left in TMPDIR");
+    assert!(!log.contains(PASSWORD), "the password was printed: {log}");
+}
+
+#[test]
+fn gitlab_template_runs_cleanup_in_scheduled_pipelines_only() {
+    let project = GitlabProject::new(
+        "include:\n  - local: .gitlab-ci-template.yml\n\
+         build:\n  extends: .dockhand-build\n\
+         registry-cleanup:\n  extends: .dockhand-cleanup\n",
+        &[],
+    );
+    let jobs = |source: &str| {
+        let variable = format!("CI_PIPELINE_SOURCE={source}");
+        let output = project.gitlab_ci_local(&["--list-csv", "--variable", &variable, PREDEFINED]);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .skip_while(|line| !line.starts_with("name;"))
+            .skip(1)
+            .map(|line| line.split(';').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(jobs("push"), ["build"]);
+    assert_eq!(jobs("schedule"), ["build", "registry-cleanup"]);
+}
