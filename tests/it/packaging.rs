@@ -540,3 +540,54 @@ fn gitlab_template_runs_cleanup_in_scheduled_pipelines_only() {
     assert_eq!(jobs("push"), ["build"]);
     assert_eq!(jobs("schedule"), ["build", "registry-cleanup"]);
 }
+
+// --- the documentation's examples ---------------------------------------------------------
+
+/// The ```yaml blocks of docs/packaging.md that are whole files: workflows (`name:`) and
+/// GitLab pipelines (`include:`), written into `dir` as `.github/workflows/N.yml` or `N.gitlab-ci.yml`.
+fn docs_examples(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let docs = std::fs::read_to_string(repo_root().join("docs/packaging.md")).unwrap();
+    let (mut workflows, mut pipelines) = (Vec::new(), Vec::new());
+    std::fs::create_dir_all(dir.join(".github/workflows")).unwrap();
+    for (index, block) in docs.split("```yaml\n").skip(1).enumerate() {
+        let block = block.split("```").next().unwrap();
+        let path = if block.starts_with("name:") {
+            let path = dir.join(format!(".github/workflows/{index}.yml"));
+            workflows.push(path.clone());
+            path
+        } else if block.starts_with("include:") {
+            let path = dir.join(format!("{index}.gitlab-ci.yml"));
+            pipelines.push(path.clone());
+            path
+        } else {
+            continue;
+        };
+        std::fs::write(path, block).unwrap();
+    }
+    (workflows, pipelines)
+}
+
+#[test]
+fn docs_examples_are_valid_workflows_and_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (workflows, pipelines) = docs_examples(dir.path());
+    assert_eq!((workflows.len(), pipelines.len()), (2, 1), "the examples moved");
+    let schema = |name: &str, transform: Option<&str>, files: &[PathBuf]| {
+        let mut command = Command::new(tool(".venv/bin/check-jsonschema"));
+        command.args(["--builtin-schema", name]);
+        if let Some(transform) = transform {
+            command.args(["--data-transform", transform]);
+        }
+        let output = run(command.args(files));
+        assert!(output.status.success(), "{name}: {}", text(&output));
+    };
+    schema("vendor.github-workflows", None, &workflows);
+    schema("vendor.gitlab-ci", Some("gitlab-ci"), &pipelines);
+
+    // the examples use `@v1` on purpose (semver usage); zizmor asks for commit pins, and
+    // nothing else
+    let (output, findings) = zizmor(&dir.path().join(".github/workflows"));
+    let others: Vec<&Value> =
+        findings.iter().filter(|finding| finding["ident"] != "unpinned-uses").collect();
+    assert_eq!(others, Vec::<&Value>::new(), "{}", text(&output));
+}
