@@ -502,11 +502,10 @@ fn gitlab_template_logs_in_with_the_job_token_and_removes_the_config() {
     // the collapsible section reached the log as a section
     assert!(log.contains("dockhand_ci_env took"), "{log}");
     // the job's config was under TMPDIR and after_script removed it
-    let config = log
-        .lines()
-        .find_map(|line| line.split("job config: /").nth(1))
-        .map(|rest| PathBuf::from(format!("/{}", rest.trim())))
-        .unwrap_or_else(|| panic!("no job config line: {log}"));
+    let config = log.lines().find_map(|line| line.split("job config: /").nth(1)).map_or_else(
+        || panic!("no job config line: {log}"),
+        |rest| PathBuf::from(format!("/{}", rest.trim())),
+    );
     assert!(config.starts_with(project.tmp()), "{}", config.display());
     assert!(log.contains("dockhand: removed the job docker config"), "{log}");
     let left: Vec<_> = std::fs::read_dir(project.tmp())
