@@ -67,9 +67,8 @@ wrote json || set_output json "$(cat "$result")"
 
 # `images` prints a list; publish, cleanup and run print one object
 references=$(jq -r 'if type == "array" then .[].reference else (.pushed // [])[].reference end' "$result")
-# one `repository@digest` per pushed digest: the pinned form signing and deploys want
-digests=$(jq -r 'if type == "array" then empty else
-  [(.pushed // [])[] | select(.digest) | (.reference | sub(":[^:/]+$"; "")) + "@" + .digest] | unique[] end' "$result")
+# one `reference@digest` per pushed reference, as dockhand itself writes them
+digests=$(jq -r 'if type == "array" then empty else (.pushed // [])[] | select(.digest) | .reference + "@" + .digest end' "$result")
 deleted=$(jq -r 'if type == "array" then 0 else (.deleted // []) | length end' "$result")
 would_delete=$(jq -r 'if type == "array" then 0 else (.would_delete // []) | length end' "$result")
 wrote references || set_output references "$references"

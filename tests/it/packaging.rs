@@ -91,16 +91,17 @@ fn dockerignore_lets_in_only_what_cargo_build_needs() {
     );
 }
 
+/// The packaging's own scripts (the other scripts are not this module's to gate).
 #[test]
-fn shell_scripts_pass_shellcheck() {
-    let mut scripts: Vec<PathBuf> = ["action", "scripts"]
-        .iter()
-        .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).unwrap())
+fn packaging_scripts_pass_shellcheck() {
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(repo_root().join("action"))
+        .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "sh"))
         .collect();
     scripts.sort();
-    assert!(scripts.len() >= 8, "found only {scripts:?}");
+    assert_eq!(scripts.len(), 6, "found {scripts:?}");
+    scripts.extend(["scripts/image.sh", "scripts/test-packaging.sh"].map(|p| repo_root().join(p)));
     let output = run(Command::new(tool(".venv/bin/shellcheck"))
         .args(["--external-sources", "--format", "gcc"])
         .args(&scripts)
@@ -315,6 +316,86 @@ fn run_peer_login(docker_config: &Path, host: &str) -> String {
         .env("DOCKER_CONFIG", docker_config));
     assert!(output.status.success(), "{}", text(&output));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A `FROM scratch` image context `name` in `dir`, and buildah storage of the test's own,
+/// as variables for the job (the runner's defaults would be the system store).
+fn scratch_context(dir: &Path, name: &str) -> Vec<(&'static str, String)> {
+    let context = dir.join(name);
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(context.join("file.txt"), format!("{name} content")).unwrap();
+    std::fs::write(context.join("Containerfile"), "FROM scratch\nCOPY file.txt /file.txt\n")
+        .unwrap();
+    let storage = dir.join(".buildah");
+    let conf = dir.join(".buildah.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
+            storage.display()
+        ),
+    )
+    .unwrap();
+    vec![
+        ("CONTAINERS_STORAGE_CONF", conf.display().to_string()),
+        ("BUILDAH_ISOLATION", "chroot".to_owned()),
+        ("STORAGE_DRIVER", "vfs".to_owned()),
+    ]
+}
+
+#[test]
+fn action_run_publishes_and_reports_what_it_pushed() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let host = registry.host();
+    let (mut job, mirror) = images_job("");
+    for (name, value) in scratch_context(&job.workspace, "api") {
+        job.set_env(name, &value);
+    }
+    std::fs::write(
+        job.workspace.join("dockhand.yaml"),
+        "images:\n  - name: api\n    context: api\ntags: [\"{short_sha}\", \"{branch}\"]\n",
+    )
+    .unwrap();
+    let repo = format!("{host}/acme/app");
+    let run = job.run_action(&[
+        ("command", "run"),
+        ("repo", &repo),
+        ("registry", &host),
+        ("username", USER),
+        ("password", PASSWORD),
+        ("insecure-registries", &host),
+        ("download-url", &mirror),
+    ]);
+    assert!(run.success, "{run:#?}");
+
+    // what a peer client finds in the registry is what the outputs say
+    let tags = crate::support::peers::skopeo_tags(&registry, "acme/app/api");
+    let mut sorted = tags.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["01234567", "main"]);
+    let digest = crate::support::peers::skopeo_digest(&registry, "acme/app/api:main");
+    assert_eq!(run.outputs["references"], format!("{repo}/api:01234567\n{repo}/api:main"));
+    assert_eq!(
+        run.outputs["digests"],
+        format!("{repo}/api:01234567@{digest}\n{repo}/api:main@{digest}")
+    );
+    let json: Value = serde_json::from_str(&run.outputs["json"]).unwrap();
+    assert_eq!(json["pushed"][1]["digest"], digest.to_string());
+
+    // dockhand wrote the outputs and the summary it knows; the action added only the rest,
+    // so every output name appears once
+    let names: Vec<String> = parse_file_commands(&run.step("command").github_output)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(names.len(), unique.len(), "an output was written twice: {names:?}");
+    let summary = &run.step("command").summary;
+    assert_eq!(summary.matches("### dockhand").count(), 1, "{summary}");
+    assert!(summary.contains(&format!("`{repo}/api:main`")), "{summary}");
+    assert!(!run.log().lines().any(|l| l.contains(PASSWORD) && !l.starts_with("::add-mask::")));
 }
 
 #[test]
@@ -589,4 +670,57 @@ fn docs_examples_are_valid_workflows_and_pipelines() {
     let others: Vec<&Value> =
         findings.iter().filter(|finding| finding["ident"] != "unpinned-uses").collect();
     assert_eq!(others, Vec::<&Value>::new(), "{}", text(&output));
+}
+
+#[test]
+fn gitlab_template_publishes_and_hands_the_references_to_later_jobs() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let variables = gitlab_variables(&registry);
+    let project = GitlabProject::new(
+        "include:\n  - local: .gitlab-ci-template.yml\n\
+         stages: [build, deploy]\n\
+         images:\n  stage: build\n  extends: .dockhand-publish\n\
+         deploy:\n  stage: deploy\n  needs: [images]\n  script:\n\
+         \x20   - 'echo \"deploying: $DOCKHAND_PUSHED_DIGESTS\"'\n",
+        &[],
+    );
+    let repo_dir = project.dir.path().join("repo");
+    let mut pairs: Vec<(&str, String)> = variables.clone();
+    for (name, value) in scratch_context(&repo_dir, "api") {
+        pairs.push((name, value));
+    }
+    pairs.push(("GITLAB_CI", "true".to_owned()));
+    let mut yaml = String::new();
+    for (name, value) in &pairs {
+        writeln!(yaml, "{name}: {}", serde_json::Value::from(value.as_str())).unwrap();
+    }
+    std::fs::write(repo_dir.join(".gitlab-ci-local-variables.yml"), yaml).unwrap();
+    std::fs::write(
+        repo_dir.join("dockhand.yaml"),
+        "images:\n  - name: api\n    context: api\ntags: [\"{branch}\"]\n",
+    )
+    .unwrap();
+
+    let output =
+        project.gitlab_ci_local(&["--force-shell-executor", PREDEFINED, "--needs", "deploy"]);
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    let host = registry.host();
+    let digest = crate::support::peers::skopeo_digest(&registry, "acme/app/api:main");
+    assert!(log.contains(&format!("deploying: {host}/acme/app/api:main@{digest}")), "{log}");
+    // the report carries references and digests only: no secret, no path
+    let report = std::fs::read_to_string(
+        repo_dir.join(".gitlab-ci-local/artifacts/images/.gitlab-ci-reports/dotenv/dockhand.env"),
+    )
+    .or_else(|_| {
+        std::fs::read_to_string(repo_dir.join(".gitlab-ci-local/builds/images/dockhand.env"))
+    })
+    .unwrap_or_else(|error| panic!("no dotenv report ({error}): {log}"));
+    let names: Vec<&str> = report.lines().filter_map(|line| line.split('=').next()).collect();
+    assert_eq!(names, ["DOCKHAND_PUSHED_REFERENCES", "DOCKHAND_PUSHED_DIGESTS"], "{report}");
+    let tmp = project.tmp().display().to_string();
+    for secret_or_path in [PASSWORD, "DOCKER_CONFIG", tmp.as_str()] {
+        assert!(!report.contains(secret_or_path), "`{secret_or_path}` in the report: {report}");
+    }
+    assert!(!log.contains(PASSWORD), "the password was printed: {log}");
 }
