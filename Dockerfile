@@ -51,7 +51,8 @@ FROM ${ROOTFS} AS rootfs
 
 # --- builder: dockhand plus buildah, for builds inside the job's container -----------------
 FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim AS builder
-# Debian's stable buildah, as tested here; pinning versions would break on each point release
+# Debian's stable buildah, as tested here; pinning versions would break on each point release.
+# `FROM debian:12` resolves on Docker Hub, as with docker (registries.conf.d/dockhand.conf).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends buildah uidmap ca-certificates git jq \
@@ -60,16 +61,16 @@ RUN apt-get update \
  && useradd --uid 65532 --gid 65532 --create-home --shell /bin/sh dockhand \
  && echo 'dockhand:100000:65536' > /etc/subuid \
  && echo 'dockhand:100000:65536' > /etc/subgid \
- && mkdir -p /home/dockhand/.config/containers \
+ && mkdir -p /home/dockhand/.config/containers /etc/containers/registries.conf.d \
  && printf '[storage]\ndriver = "vfs"\n' > /home/dockhand/.config/containers/storage.conf \
  && printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' > /etc/containers/storage.conf \
+ && printf 'unqualified-search-registries = ["docker.io"]\n' > /etc/containers/registries.conf.d/dockhand.conf \
  && chown -R dockhand:dockhand /home/dockhand/.config
 COPY --from=rootfs /rootfs/usr/local/bin/dockhand /usr/local/bin/dockhand
 # chroot isolation needs no runtime daemon and no extra privileges beyond user namespaces;
 # where those are blocked (Docker's default seccomp profile), run the container as root
 ENV BUILDAH_ISOLATION=chroot \
-    STORAGE_DRIVER=vfs \
-    DOCKHAND_BUILDER=buildah
+    STORAGE_DRIVER=vfs
 USER 65532:65532
 WORKDIR /home/dockhand
 ARG DOCKHAND_VERSION=""

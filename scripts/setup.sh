@@ -13,6 +13,7 @@ apt_packages=(
   hyperfine         # benchmarks (scripts/bench.sh)
   jq file           # bench.sh reads hyperfine's JSON and checks the binary is static; packaging tests
   rsync             # gitlab-ci-local's shell executor (packaging tests)
+  debootstrap       # a stand-in for the builder image's Debian base (scripts/test-packaging.sh --builder)
   git ca-certificates curl
 )
 

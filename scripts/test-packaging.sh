@@ -7,8 +7,13 @@
 # docker config under /tmp). buildah keeps its storage in a temp dir (vfs), removed at the end.
 #
 # The Dockerfile's `compile` and `builder` stages need base images from Docker Hub, which these
-# machines cannot pull: hadolint checks them (tests/it/packaging.rs), this script does not.
+# machines cannot pull: hadolint checks them (tests/it/packaging.rs). With --builder, this script
+# also builds the `builder` target on a stand-in for debian:bookworm-slim made with debootstrap
+# from Debian's package mirror (slow, needs that mirror and `apt-get install debootstrap`) and
+# checks what it holds; building images inside it needs a real container runtime, not tested.
 set -euo pipefail
+with_builder=false
+[ "${1:-}" != --builder ] || with_builder=true
 cd "$(dirname "$0")/.."
 repo=$PWD
 
@@ -86,6 +91,32 @@ check "the job config belongs to the image's user, mode 0700" \
   test "$(stat -c '%u %a' "$root$job_dir" 2>/dev/null)" = "65532 700"
 check "ci-env exported the repo from the environment" grep -qx "export DOCKHAND_REPO='registry.example.com/acme/app'" <<<"$exports"
 b umount "$container" >/dev/null
+
+if [ "$with_builder" = true ]; then
+  command -v debootstrap >/dev/null || { echo "test-packaging: apt-get install debootstrap" >&2; exit 1; }
+  echo "test-packaging: debootstrap a stand-in for debian:bookworm-slim" >&2
+  nice debootstrap --variant=minbase bookworm "$work/debian" http://deb.debian.org/debian > "$work/debootstrap.log"
+  base=$(b from scratch)
+  b copy "$base" "$work/debian" / >/dev/null
+  b config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$base"
+  b commit --quiet "$base" docker.io/library/debian:bookworm-slim >/dev/null
+  b rm "$base" >/dev/null
+  staged=$work/staged
+  mkdir "$staged"
+  scripts/image.sh stage "$staged"
+  check "the builder target builds" b bud --quiet --pull=never --isolation chroot --layers=false \
+    --file Dockerfile --target builder --build-arg ROOTFS=staged --tag localhost/dockhand:builder "$staged"
+  builder=$(b from --quiet localhost/dockhand:builder)
+  # shellcheck disable=SC2016 # expanded by the image's shell
+  facts=$(b run --isolation chroot "$builder" -- sh -c \
+    'id -u; dockhand --version; buildah --version; echo "$BUILDAH_ISOLATION $STORAGE_DRIVER"; cat /etc/subuid')
+  b rm "$builder" >/dev/null
+  check "the builder image runs as 65532" test "$(sed -n 1p <<<"$facts")" = 65532
+  check "the builder image has dockhand and buildah" \
+    test "$(sed -n 2p <<<"$facts")" = "$("$DOCKHAND_BINARY" --version)" -a -n "$(sed -n '3s/^buildah version //p' <<<"$facts")"
+  check "buildah is set for chroot isolation, vfs, and subordinate ids" \
+    test "$(sed -n '4,5p' <<<"$facts" | tr '\n' ' ')" = "chroot vfs dockhand:100000:65536 "
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
