@@ -187,7 +187,7 @@ EOF
 
 count_requests "requests of dockhand publish, $tags tags" bash "$work/dockhand-retag.sh" dcount "$tags"
 count_requests "requests of skopeo copy loop, $tags tags" bash "$work/skopeo-retag.sh" scount "$tags"
-count_requests "requests of dockhand publish, 1 tag" bash "$work/dockhand-retag.sh" done 1
+count_requests "requests of dockhand publish, 1 tag" bash "$work/dockhand-retag.sh" "done" 1
 count_requests "requests of skopeo copy, 1 tag" skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
   "docker://$registry/app/img:src" "docker://$registry/app/img:sone"
 

@@ -56,9 +56,11 @@ echo "== dockhand ci-env generic: the job's own docker config" >&2
 export HOME=$work/home DOCKHAND_INSECURE_REGISTRIES=$registry
 export DOCKHAND_REGISTRY=$registry DOCKHAND_REGISTRY_USERNAME=demo DOCKHAND_REGISTRY_PASSWORD=demo-password
 export DOCKHAND_REPO=$registry/acme/demo
-export DOCKHAND_SHA=$(git rev-parse HEAD 2>/dev/null || echo 0123456789abcdef0123456789abcdef01234567)
+DOCKHAND_SHA=$(git rev-parse HEAD 2>/dev/null || echo 0123456789abcdef0123456789abcdef01234567)
+export DOCKHAND_SHA
 export DOCKHAND_REF_NAME=main DOCKHAND_REF_TYPE=branch
-eval "$("$dockhand" ci-env generic)"
+exports=$("$dockhand" ci-env generic)
+eval "$exports"
 echo "DOCKER_CONFIG=$DOCKER_CONFIG" >&2
 ls -ld "$DOCKER_CONFIG" "$DOCKER_CONFIG/config.json" >&2
 

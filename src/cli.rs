@@ -141,7 +141,8 @@ first.
   GitLab CI       $CI_REGISTRY as $CI_REGISTRY_USER/$CI_REGISTRY_PASSWORD (or gitlab-ci-token/$CI_JOB_TOKEN)
   generic         $DOCKHAND_REGISTRY as $DOCKHAND_REGISTRY_USERNAME/$DOCKHAND_REGISTRY_PASSWORD
 
-Typical use:  eval \"$(dockhand ci-env)\"   or   dockhand ci-env --shell github";
+Typical use:  exports=$(dockhand ci-env) && eval \"$exports\"   or   dockhand ci-env --shell github
+(`eval \"$(dockhand ci-env)\"` would hide a failure: eval succeeds on empty input)";
 
 #[derive(Debug, Args)]
 pub struct CiEnvArgs {

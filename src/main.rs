@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use dockhand::cli::Cli;
 use dockhand::commands::{self, Process};
 use dockhand::env_vars::{self, EnvMap};
@@ -17,7 +17,10 @@ fn main() -> ExitCode {
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
         .collect();
 
-    let cli = match Cli::try_parse() {
+    let parsed = ignore_empty_env(Cli::command(), &env)
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
@@ -46,4 +49,20 @@ fn main() -> ExitCode {
             ExitCode::from(failure.exit_status().code())
         }
     }
+}
+
+/// CI systems often define variables as empty strings; an empty `DOCKHAND_*` variable means
+/// "not set" rather than an invalid value, so its flag stops reading it.
+fn ignore_empty_env(command: clap::Command, env: &EnvMap) -> clap::Command {
+    let empty = |arg: &clap::Arg| {
+        arg.get_env()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| env.get(name).is_some_and(String::is_empty))
+    };
+    let names: Vec<String> =
+        command.get_subcommands().map(|sub| sub.get_name().to_owned()).collect();
+    let command = command.mut_args(|arg| if empty(&arg) { arg.env(None) } else { arg });
+    names.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, |sub| ignore_empty_env(sub, env))
+    })
 }

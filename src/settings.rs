@@ -137,7 +137,15 @@ impl GlobalSettings {
                 parse_implementation(flag, "--repo-implementation / DOCKHAND_REPO_IMPLEMENTATION")?
             }
             (None, Some(file)) => parse_implementation(file, "`implementation:` in dockhand.yaml")?,
-            (None, None) => ci.and_then(|ci| ci.implementation),
+            // what the CI knows holds for its own registry only: a GitHub job pushing to Docker
+            // Hub is not using GitHub Packages
+            (None, None) => ci.and_then(|ci| {
+                let same_registry = repo
+                    .as_ref()
+                    .zip(ci.repo.as_ref())
+                    .is_some_and(|(repo, ci_repo)| repo.registry == ci_repo.registry);
+                ci.implementation.filter(|_| same_registry)
+            }),
         };
 
         let mode = match (&args.repo_mode, &project.mode) {

@@ -73,3 +73,20 @@ fn detect_prints_exactly_the_spec_keys() {
     run.assert_code(0);
     insta::assert_snapshot!(run.stdout);
 }
+
+#[test]
+fn empty_variables_mean_unset() {
+    // CI systems often define variables as empty strings
+    let dir = tempfile::tempdir().unwrap();
+    let run = dockhand(dir.path(), &["registry", "detect", "ghcr.io/acme/app", "--output", "json"])
+        .env("DOCKHAND_OUTPUT", "")
+        .env("DOCKHAND_REPO_IMPLEMENTATION", "")
+        .env("DOCKHAND_REPO_MODE", "")
+        .env("DOCKHAND_CONFIG", "")
+        .run();
+    run.assert_code(0);
+    assert!(run.stdout.contains("\"implementation\": \"github\""), "{}", run.stdout);
+    let run = dockhand(dir.path(), &["registry", "detect"]).env("DOCKHAND_REPO", "").run();
+    run.assert_code(1);
+    assert!(run.stderr.starts_with("error: No images repo is configured"), "{}", run.stderr);
+}
