@@ -38,6 +38,7 @@ fn manifest(
         subject,
         created: Some(created),
         created_source: TimeSource::ImageConfigCreated,
+        tombstone: false,
     }
 }
 
@@ -94,6 +95,7 @@ fn synthetic(tags: usize, now: Timestamp) -> Inventory {
             complete: true,
             tags: entries,
             manifests,
+            foreign_tags: BTreeMap::new(),
         }],
     }
 }

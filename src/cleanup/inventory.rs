@@ -1,15 +1,26 @@
-//! What a cleanup plans from: per repository, its tags, the digests they resolve to, and the
-//! manifests behind them (index children, referrer subjects, ages).
+//! What a cleanup plans from, and reading it from a registry: per repository, its tags, the
+//! digests they resolve to, and the manifests behind them (index children, referrers, ages).
 //!
-//! Owns the inventory's types. Reading them from a registry is not here yet; whoever fills an
-//! [`Inventory`] must set [`RepositoryInventory::complete`] to `false` when any read failed, so
-//! the planner deletes nothing in that repository. Decides nothing about what to delete.
+//! Owns the inventory's types and [`read`], which fills one [`RepositoryInventory`] through the
+//! distribution client: the tag list, a `HEAD` per tag for its digest, a `GET` only for each
+//! distinct digest (an index's children, a manifest's config and `subject`), the image config
+//! for `created`, and referrers — from the `sha256-<hex>` tag schema that is already in the tag
+//! list, and from the referrers API only when a probe shows the registry has one. Requests run
+//! concurrently, at most `concurrency` at once. Any failed read marks the repository incomplete
+//! (`complete: false`) and is kept in [`RepositoryRead::problems`], so the planner deletes nothing
+//! there and the command can say why. Decides nothing about what to delete.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use jiff::Timestamp;
 
+use crate::naming;
 use crate::reference::{Digest, RepoAddress, Tag};
+use crate::registry::distribution::manifest::{self, ImageConfig, Manifest, ManifestHead};
+use crate::registry::distribution::{
+    Client, DistributionError, ManifestRef, Referrers, ReferrersSource, TOMBSTONE_ANNOTATION,
+};
 
 /// Every repository in scope of one cleanup.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +42,10 @@ pub struct RepositoryInventory {
     /// counts as an incomplete inventory), each index child and referrer found, and untagged
     /// manifests the registry lists (those are here without any tag pointing to them).
     pub manifests: BTreeMap<Digest, ManifestEntry>,
+    /// Tags of the repository that this cleanup does not decide (in monorepo mode, tags of no
+    /// image of the project), with their digests. They are never deleted nor listed in a plan,
+    /// and everything they reach stays. Their digests must be in `manifests` like any tag's.
+    pub foreign_tags: BTreeMap<Tag, Digest>,
 }
 
 /// One tag and what it resolves to.
@@ -64,6 +79,10 @@ pub struct ManifestEntry {
     pub created: Option<Timestamp>,
     /// Where `created` came from.
     pub created_source: TimeSource,
+    /// `true` if and only if this is a throw-away manifest dockhand pushed to delete a single
+    /// tag (annotation `dev.dockhand.tombstone`): a tag still on it is left over from an
+    /// interrupted cleanup.
+    pub tombstone: bool,
 }
 
 impl ManifestEntry {
@@ -94,6 +113,398 @@ impl TimeSource {
             Self::TagPushed => "pushed",
             Self::ImageConfigCreated => "image config created",
             Self::Unknown => "age unknown",
+        }
+    }
+}
+
+/// The media type of a Docker image config.
+const DOCKER_IMAGE_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// Which tags of a repository a cleanup decides, and the image each belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Multirepo: the repository holds one image, and every tag in it is that image's.
+    Image(String),
+    /// Monorepo: the repository holds these images, each tag stored as `IMAGE-TAG`. A tag of no
+    /// image is foreign; a referrers-schema tag (`sha256-<hex>[.sig]`) belongs to the image of
+    /// the tags on its subject, and is foreign when no tag in scope is on its subject.
+    Shared(Vec<String>),
+}
+
+/// One repository's inventory and what went wrong reading it.
+#[derive(Debug)]
+pub struct RepositoryRead {
+    pub inventory: RepositoryInventory,
+    /// Every read that failed; non-empty if and only if `inventory.complete` is `false`.
+    pub problems: Vec<DistributionError>,
+    /// `true` if and only if the registry does not know the repository (404 on its tag list):
+    /// it is empty, not incomplete.
+    pub missing: bool,
+}
+
+/// Reads the inventory of `repository`: its tags in `scope`, their digests and every manifest
+/// they reach, with at most `concurrency` requests in flight. Never fails as a whole: a failed
+/// read marks the repository incomplete and is returned in [`RepositoryRead::problems`].
+pub async fn read(
+    client: &Client,
+    repository: &RepoAddress,
+    scope: &Scope,
+    concurrency: usize,
+) -> RepositoryRead {
+    let empty = |complete: bool| RepositoryInventory {
+        address: repository.clone(),
+        complete,
+        tags: Vec::new(),
+        manifests: BTreeMap::new(),
+        foreign_tags: BTreeMap::new(),
+    };
+    let tags = match client.list_tags(repository).await {
+        Ok(tags) => tags,
+        Err(error) if error.is_not_found() => {
+            return RepositoryRead { inventory: empty(true), problems: Vec::new(), missing: true };
+        }
+        Err(error) => {
+            return RepositoryRead {
+                inventory: empty(false),
+                problems: vec![error],
+                missing: false,
+            };
+        }
+    };
+    let mut reader = Reader::new(client, repository);
+    if !tags.is_empty() {
+        reader.pending.push_back(Job::ProbeReferrers);
+    }
+    reader.pending.extend(tags.into_iter().map(Job::Head));
+    reader.run(concurrency.max(1)).await;
+    reader.finish(scope)
+}
+
+/// One request of the inventory.
+enum Job {
+    /// Resolve a tag to its digest.
+    Head(Tag),
+    /// Read a manifest (children, config, subject).
+    Manifest(Digest),
+    /// Read an image config for `created`.
+    Config(Digest),
+    /// List the referrers of a manifest through the referrers API.
+    Referrers(Digest),
+    /// Find out once whether the registry has a referrers API.
+    ProbeReferrers,
+}
+
+/// A finished request.
+enum Done {
+    Head(Tag, Result<Option<ManifestHead>, DistributionError>),
+    Manifest(Digest, Result<Box<Manifest>, DistributionError>),
+    Config(Digest, Result<ImageConfig, DistributionError>),
+    Referrers(Result<Referrers, DistributionError>),
+    ProbeReferrers(Result<Referrers, DistributionError>),
+}
+
+async fn perform(client: &Client, repository: &RepoAddress, job: Job) -> Done {
+    match job {
+        Job::Head(tag) => {
+            let result = client.head_manifest(repository, &ManifestRef::Tag(tag.clone())).await;
+            Done::Head(tag, result)
+        }
+        Job::Manifest(digest) => {
+            let result =
+                client.get_manifest(repository, &ManifestRef::Digest(digest.clone())).await;
+            Done::Manifest(digest, result.map(Box::new))
+        }
+        Job::Config(digest) => {
+            let result = client.get_image_config(repository, &digest).await;
+            Done::Config(digest, result)
+        }
+        Job::Referrers(digest) => Done::Referrers(client.referrers(repository, &digest).await),
+        Job::ProbeReferrers => {
+            // a digest nothing can have: a registry with the API answers an empty list, one
+            // without it 404 (and the client then looks for the tag schema's index: absent)
+            let mut seed = Timestamp::now().as_nanosecond().to_le_bytes().to_vec();
+            seed.extend(std::iter::repeat_with(|| fastrand::u8(..)).take(32));
+            let probe = Digest::sha256_of(&seed);
+            Done::ProbeReferrers(client.referrers(repository, &probe).await)
+        }
+    }
+}
+
+/// Whether the registry answers the referrers API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReferrersApi {
+    Unknown,
+    Supported,
+    Unsupported,
+}
+
+/// The state of one repository's inventory while requests are in flight.
+struct Reader<'a> {
+    client: &'a Client,
+    repository: &'a RepoAddress,
+    pending: VecDeque<Job>,
+    /// Each tag that still exists, and its digest.
+    resolved: BTreeMap<Tag, Digest>,
+    /// Every digest asked for, and (once read) what it is; `None` while unread or when the
+    /// registry does not have it.
+    manifests: HashMap<Digest, Option<ManifestEntry>>,
+    /// Each config blob asked for, and the manifests waiting for its `created`.
+    configs: HashMap<Digest, Vec<Digest>>,
+    /// Manifests read so far, in order, for the referrers API once it is known to exist.
+    read: Vec<Digest>,
+    referrers_api: ReferrersApi,
+    problems: Vec<DistributionError>,
+    /// Manifests the registry answered 404 for, with that answer.
+    missing: HashMap<Digest, DistributionError>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(client: &'a Client, repository: &'a RepoAddress) -> Self {
+        Self {
+            client,
+            repository,
+            pending: VecDeque::new(),
+            resolved: BTreeMap::new(),
+            manifests: HashMap::new(),
+            configs: HashMap::new(),
+            read: Vec::new(),
+            referrers_api: ReferrersApi::Unknown,
+            problems: Vec::new(),
+            missing: HashMap::new(),
+        }
+    }
+
+    /// Runs every job, and the jobs their answers create, with at most `limit` in flight.
+    async fn run(&mut self, limit: usize) {
+        let (client, repository) = (self.client, self.repository);
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < limit {
+                let Some(job) = self.pending.pop_front() else { break };
+                in_flight.push(perform(client, repository, job));
+            }
+            let Some(done) = in_flight.next().await else { break };
+            self.absorb(done);
+        }
+    }
+
+    /// Queues a manifest read unless the digest was asked for already.
+    fn want_manifest(&mut self, digest: &Digest) {
+        if !self.manifests.contains_key(digest) {
+            self.manifests.insert(digest.clone(), None);
+            self.pending.push_back(Job::Manifest(digest.clone()));
+        }
+    }
+
+    fn absorb(&mut self, done: Done) {
+        match done {
+            Done::Head(tag, Ok(Some(head))) => {
+                self.want_manifest(&head.digest);
+                self.resolved.insert(tag, head.digest);
+            }
+            // deleted since the tag list was read: nothing left to decide
+            Done::Head(tag, Ok(None)) => {
+                log::debug!("`{}:{tag}` disappeared while reading", self.repository);
+            }
+            Done::Manifest(digest, Ok(manifest)) => self.absorb_manifest(digest, &manifest),
+            // an index child or referrer the registry lost: the manifests pointing at it are
+            // broken already; a tag's own manifest missing counts as a failure in `finish`
+            Done::Manifest(digest, Err(error)) if error.is_not_found() => {
+                log::debug!("`{}@{digest}` is not in the registry", self.repository);
+                self.missing.insert(digest, error);
+            }
+            Done::Config(config, Ok(image_config)) => {
+                for digest in self.configs.get(&config).into_iter().flatten() {
+                    if let Some(Some(entry)) = self.manifests.get_mut(digest) {
+                        entry.created = image_config.created;
+                        if image_config.created.is_some() {
+                            entry.created_source = TimeSource::ImageConfigCreated;
+                        }
+                    }
+                }
+            }
+            // a missing config leaves the age unknown, which keeps the image
+            Done::Config(_, Err(error)) if error.is_not_found() => {}
+            Done::Referrers(Ok(referrers)) => {
+                for descriptor in referrers.descriptors {
+                    self.want_manifest(&descriptor.digest);
+                }
+            }
+            Done::ProbeReferrers(Ok(probe)) => {
+                if probe.source == ReferrersSource::Api {
+                    self.referrers_api = ReferrersApi::Supported;
+                    let read = self.read.clone();
+                    self.pending.extend(read.into_iter().map(Job::Referrers));
+                } else {
+                    self.referrers_api = ReferrersApi::Unsupported;
+                }
+            }
+            Done::Head(_, Err(error))
+            | Done::Manifest(_, Err(error))
+            | Done::Config(_, Err(error))
+            | Done::Referrers(Err(error))
+            | Done::ProbeReferrers(Err(error)) => self.problems.push(error),
+        }
+    }
+
+    fn absorb_manifest(&mut self, digest: Digest, manifest: &Manifest) {
+        let content = &manifest.content;
+        let is_index = manifest::is_index_type(&manifest.media_type);
+        let tombstone = content.annotations.contains_key(TOMBSTONE_ANNOTATION);
+        let entry = ManifestEntry {
+            media_type: manifest.media_type.clone(),
+            children: if is_index {
+                content.manifests.iter().map(|child| child.digest.clone()).collect()
+            } else {
+                Vec::new()
+            },
+            subject: content.subject.as_ref().map(|subject| subject.digest.clone()),
+            created: None,
+            created_source: TimeSource::Unknown,
+            tombstone,
+        };
+        for child in &entry.children {
+            self.want_manifest(child);
+        }
+        let config = content.config.as_ref().filter(|config| {
+            !is_index
+                && !tombstone
+                && [manifest::OCI_IMAGE_CONFIG, DOCKER_IMAGE_CONFIG]
+                    .contains(&config.media_type.as_str())
+        });
+        if let Some(config) = config {
+            let waiting = self.configs.entry(config.digest.clone()).or_default();
+            if waiting.is_empty() {
+                self.pending.push_back(Job::Config(config.digest.clone()));
+            }
+            waiting.push(digest.clone());
+        }
+        if self.referrers_api == ReferrersApi::Supported {
+            self.pending.push_back(Job::Referrers(digest.clone()));
+        }
+        self.read.push(digest.clone());
+        self.manifests.insert(digest, Some(entry));
+    }
+
+    /// The inventory: tags sorted into scope, manifests with the ages of indexes filled in.
+    fn finish(mut self, scope: &Scope) -> RepositoryRead {
+        let mut manifests: BTreeMap<Digest, ManifestEntry> = self
+            .manifests
+            .into_iter()
+            .filter_map(|(digest, entry)| Some((digest, entry?)))
+            .collect();
+        fill_index_ages(&mut manifests);
+        // a tag whose manifest vanished between HEAD and GET was changed meanwhile: fail closed
+        let lost: BTreeSet<&Digest> =
+            self.resolved.values().filter(|digest| !manifests.contains_key(*digest)).collect();
+        for digest in lost {
+            if let Some(error) = self.missing.remove(digest) {
+                self.problems.push(error);
+            }
+        }
+        let (tags, foreign_tags) = assign_images(&self.resolved, scope);
+        if !foreign_tags.is_empty() {
+            log::info!(
+                "`{}`: {} tags belong to no image of the project and are left alone",
+                self.repository,
+                foreign_tags.len()
+            );
+        }
+        let complete = self.problems.is_empty();
+        RepositoryRead {
+            inventory: RepositoryInventory {
+                address: self.repository.clone(),
+                complete,
+                tags,
+                manifests,
+                foreign_tags,
+            },
+            problems: self.problems,
+            missing: false,
+        }
+    }
+}
+
+/// Gives each index without a `created` of its own the newest `created` among its children
+/// (transitively), so a multi-arch image is as old as its newest platform image.
+fn fill_index_ages(manifests: &mut BTreeMap<Digest, ManifestEntry>) {
+    let indexes: Vec<Digest> = manifests
+        .iter()
+        .filter(|(_, entry)| !entry.children.is_empty() && entry.created.is_none())
+        .map(|(digest, _)| digest.clone())
+        .collect();
+    for digest in indexes {
+        let mut visiting = BTreeSet::new();
+        let created = newest_below(manifests, &digest, &mut visiting);
+        if let Some(entry) = manifests.get_mut(&digest)
+            && created.is_some()
+        {
+            entry.created = created;
+            entry.created_source = TimeSource::ImageConfigCreated;
+        }
+    }
+}
+
+fn newest_below(
+    manifests: &BTreeMap<Digest, ManifestEntry>,
+    digest: &Digest,
+    visiting: &mut BTreeSet<Digest>,
+) -> Option<Timestamp> {
+    if !visiting.insert(digest.clone()) {
+        return None;
+    }
+    let entry = manifests.get(digest)?;
+    if entry.children.is_empty() {
+        return entry.created_at().map(|(at, _)| at);
+    }
+    entry.children.iter().filter_map(|child| newest_below(manifests, child, visiting)).max()
+}
+
+/// Sorts resolved tags into the tags this cleanup decides (with their image) and foreign ones.
+fn assign_images(
+    resolved: &BTreeMap<Tag, Digest>,
+    scope: &Scope,
+) -> (Vec<TagEntry>, BTreeMap<Tag, Digest>) {
+    let entry = |tag: &Tag, image: &str, image_tag: &str, digest: &Digest| TagEntry {
+        tag: tag.clone(),
+        image: image.to_owned(),
+        image_tag: image_tag.to_owned(),
+        digest: digest.clone(),
+        pushed: None,
+    };
+    match scope {
+        Scope::Image(image) => (
+            resolved.iter().map(|(tag, digest)| entry(tag, image, tag.as_str(), digest)).collect(),
+            BTreeMap::new(),
+        ),
+        Scope::Shared(images) => {
+            let names: Vec<&str> = images.iter().map(String::as_str).collect();
+            let mut tags = Vec::new();
+            let mut unclaimed = Vec::new();
+            for (tag, digest) in resolved {
+                match naming::image_of_tag(&names, tag.as_str()) {
+                    Some((image, image_tag)) => tags.push(entry(tag, image, image_tag, digest)),
+                    None => unclaimed.push((tag, digest)),
+                }
+            }
+            let mut image_of_digest: BTreeMap<&Digest, &str> = BTreeMap::new();
+            for tag in &tags {
+                image_of_digest.entry(&tag.digest).or_insert(tag.image.as_str());
+            }
+            let mut claimed = Vec::new();
+            let mut foreign = BTreeMap::new();
+            for (tag, digest) in unclaimed {
+                let image = crate::cleanup::plan::referrers_subject(tag)
+                    .and_then(|subject| image_of_digest.get(&subject).copied());
+                match image {
+                    Some(image) => claimed.push(entry(tag, image, tag.as_str(), digest)),
+                    None => {
+                        foreign.insert(tag.clone(), digest.clone());
+                    }
+                }
+            }
+            tags.extend(claimed);
+            (tags, foreign)
         }
     }
 }

@@ -1,14 +1,329 @@
-//! Cleanup: deciding which tags and manifests of the images repo to delete, and explaining each
-//! decision.
+//! Cleanup: deciding which tags and manifests of the images repo to delete, explaining each
+//! decision, and applying it.
 //!
-//! The phase is a pipeline of verbs: an [`inventory::Inventory`] (tags → digests → index
-//! children and referrers, marked incomplete when any read failed) and a validated
-//! [`policy::Policy`] go into the pure [`plan::plan`], which keeps or deletes every tag in scope
-//! exactly once with a reason naming the rule. `--dry-run` stops after the plan; the executor
-//! applies it. This module must never delete what a kept tag needs (its digest, index children,
-//! referrers), never remove one tag by deleting another's digest, and never delete anything in a
+//! The phase is a pipeline of verbs: [`inventory::read`] fills an [`Inventory`] (tags →
+//! digests → index children and referrers, marked incomplete when any read failed), the pure
+//! [`plan::plan`] keeps or deletes every tag in scope exactly once with a reason naming the
+//! rule, `--dry-run` stops there, and [`execute::Executor`] applies the plan. This module owns
+//! [`CleanupSettings`] and [`run`], the one function both `dockhand cleanup` and `dockhand run`
+//! call. It must never delete what a kept tag needs (its digest, index children, referrers),
+//! never remove one tag by deleting another's digest, and never delete anything in a
 //! repository whose inventory is incomplete.
 
+pub mod execute;
 pub mod inventory;
 pub mod plan;
+pub mod plan_file;
 pub mod policy;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use jiff::Timestamp;
+
+use crate::cli::CleanupArgs;
+use crate::exit::{Classify, ExitStatus};
+use crate::naming::{Mode, NamingError};
+use crate::output::Output;
+use crate::reference::RepoAddress;
+use crate::registry::distribution::{Client, DistributionError};
+use crate::registry::{Capabilities, Implementation};
+use crate::settings::{GlobalSettings, ImagesSettings, SettingsError};
+use execute::{ApplyOptions, ExecuteError, Executor, Outcome};
+use inventory::{Inventory, Scope};
+use plan_file::{PlanFileError, SavedPlan};
+use policy::{Policy, PolicyError};
+use report::Document;
+
+/// Why a cleanup could not run at all (per-item failures are reported, not returned).
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Naming(#[from] NamingError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+    #[error(transparent)]
+    PlanFile(#[from] PlanFileError),
+    #[error("Cannot write the plan file `{}`", path.display())]
+    PlanWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Cannot write the GitHub step outputs or step summary")]
+    GithubFiles(#[source] std::io::Error),
+}
+
+impl Classify for CleanupError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Settings(error) => error.exit_status(),
+            Self::Policy(error) => error.exit_status(),
+            Self::Naming(error) => error.exit_status(),
+            Self::Execute(error) => error.exit_status(),
+            Self::PlanFile(error) => error.exit_status(),
+            Self::PlanWrite { .. } | Self::GithubFiles(_) => ExitStatus::Failure,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Settings(error) => error.hint(),
+            Self::Policy(error) => error.hint(),
+            Self::Naming(error) => error.hint(),
+            Self::Execute(error) => error.hint(),
+            Self::PlanFile(error) => error.hint(),
+            Self::PlanWrite { .. } | Self::GithubFiles(_) => None,
+        }
+    }
+}
+
+/// Everything a cleanup needs, resolved and validated before any registry is contacted.
+#[derive(Debug, Clone)]
+pub struct CleanupSettings {
+    pub repo: RepoAddress,
+    pub implementation: Implementation,
+    pub capabilities: Capabilities,
+    pub mode: Mode,
+    /// The project's image names: the cleanup's scope.
+    pub images: Vec<String>,
+    pub policy: Policy,
+    pub dry_run: bool,
+    pub keep_going: bool,
+    /// Where to save the plan (JSON), resolved against the working directory.
+    pub plan_out: Option<PathBuf>,
+    /// A saved plan to re-validate and apply instead of applying the fresh plan.
+    pub apply_plan: Option<PathBuf>,
+}
+
+impl CleanupSettings {
+    /// Resolves the cleanup flags against the global settings and the project file; paths are
+    /// relative to `workdir`.
+    pub fn resolve(
+        args: &CleanupArgs,
+        global: &GlobalSettings,
+        workdir: &Path,
+    ) -> Result<Self, CleanupError> {
+        let images = ImagesSettings::resolve(global, &[])?;
+        let policy = Policy::resolve(global.project.cleanup.as_ref(), &args.policy_flags())?;
+        if images.mode == Mode::Monorepo && images.repo.path.is_empty() {
+            return Err(NamingError::MonorepoWithoutRepository(images.repo.to_string()).into());
+        }
+        Ok(Self {
+            repo: images.repo,
+            implementation: images.implementation,
+            capabilities: images.capabilities,
+            mode: images.mode,
+            images: images.images.into_iter().map(|image| image.name).collect(),
+            policy,
+            dry_run: args.dry_run,
+            keep_going: args.keep_going,
+            plan_out: args.plan_out.as_ref().map(|path| workdir.join(path)),
+            apply_plan: args.apply_plan.as_ref().map(|path| workdir.join(path)),
+        })
+    }
+
+    /// The repositories in scope and how the tags of each are sorted into images: one
+    /// repository per image in multirepo mode, the images repo itself in monorepo mode.
+    pub fn scopes(&self) -> Vec<(RepoAddress, Scope)> {
+        match self.mode {
+            Mode::Multirepo => self
+                .images
+                .iter()
+                .map(|image| (self.repo.join(image), Scope::Image(image.clone())))
+                .collect(),
+            Mode::Monorepo => vec![(self.repo.clone(), Scope::Shared(self.images.clone()))],
+        }
+    }
+}
+
+/// Runs a cleanup: reads the inventory of every repository in scope, plans at `now`, prints
+/// and saves the plan, and (unless a dry run) applies it. Returns the exit status the SPEC
+/// gives the outcome: 2 when an inventory was incomplete, a deletion failed or a kept tag no
+/// longer resolves; 3 when a budget left work for the next run; else 0. Those outcomes are
+/// reported through `output` as they are found; an `Err` means nothing was deleted.
+pub async fn run(
+    settings: &CleanupSettings,
+    client: &Client,
+    output: &Output,
+    now: Timestamp,
+) -> Result<ExitStatus, CleanupError> {
+    let started = Instant::now();
+    let deadline = settings.policy.max_duration.map(|duration| started + duration);
+    let executor = Executor::new(client, settings.implementation, &settings.capabilities)?;
+    let saved = settings.apply_plan.as_deref().map(SavedPlan::load).transpose()?;
+    let section = output.section("dockhand_cleanup", "dockhand cleanup");
+    let (inventory, problems) = read_inventory(settings, client).await;
+    let mut plan = plan::plan(&inventory, &settings.policy, now);
+    if let Some(saved) = &saved {
+        plan = plan_file::restrict(plan, saved);
+    }
+    log::info!(
+        "plan: {} kept, {} to delete{}",
+        plan.kept.len(),
+        plan.deleted.len(),
+        if plan.budget_reached {
+            " (max_deletes reached: the rest waits for the next run)"
+        } else {
+            ""
+        }
+    );
+    if let Some(path) = &settings.plan_out {
+        let json = serde_json::to_string_pretty(&Document::dry_run(&plan))
+            .expect("a plan always serialises");
+        std::fs::write(path, json + "\n")
+            .map_err(|source| CleanupError::PlanWrite { path: path.clone(), source })?;
+        log::info!("plan saved to `{}`", path.display());
+    }
+    let applied = if settings.dry_run {
+        None
+    } else {
+        let options = ApplyOptions { keep_going: settings.keep_going, deadline };
+        Some(executor.apply(&plan, &inventory, options).await?)
+    };
+    drop(section);
+
+    let document = match &applied {
+        Some(report) => Document::applied(&plan, &report.outcomes),
+        None => Document::dry_run(&plan),
+    };
+    output.result(&document, || document.text());
+    let mut counts = vec![
+        ("kept", document.kept.len().to_string()),
+        ("deleted", document.deleted.as_ref().map_or(0, Vec::len).to_string()),
+    ];
+    if let Some(would_delete) = &document.would_delete {
+        counts.push(("would_delete", would_delete.len().to_string()));
+    }
+    output.github_outputs(&counts).map_err(CleanupError::GithubFiles)?;
+    output.step_summary(&document.markdown()).map_err(CleanupError::GithubFiles)?;
+
+    for (repository, errors) in &problems {
+        let causes: Vec<String> = errors.iter().map(|error| report::error_chain(error)).collect();
+        output.error(
+            &format!("The inventory of `{repository}` is incomplete, so nothing in it was deleted"),
+            &causes,
+            Some(
+                "rerun the cleanup; if reads keep failing, check the registry and the credentials' pull access",
+            ),
+        );
+    }
+    let status = if problems.is_empty() { ExitStatus::Success } else { ExitStatus::Failure };
+    match applied {
+        None => Ok(status),
+        Some(report) => {
+            let status = report_outcomes(&report, output, status, plan.budget_reached);
+            log::info!(
+                "cleanup: {} kept, {} deleted, {} failed in {:.1} s",
+                document.kept.len(),
+                document.deletions().len(),
+                document.failed.len(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(status)
+        }
+    }
+}
+
+/// Reads every repository in scope concurrently; returns the inventory and, per incomplete
+/// repository, the reads that failed.
+async fn read_inventory(
+    settings: &CleanupSettings,
+    client: &Client,
+) -> (Inventory, Vec<(RepoAddress, Vec<DistributionError>)>) {
+    let concurrency = settings.capabilities.concurrency;
+    let scopes = settings.scopes();
+    let reads = join_all(
+        scopes
+            .iter()
+            .map(|(repository, scope)| inventory::read(client, repository, scope, concurrency)),
+    )
+    .await;
+    let mut problems = Vec::new();
+    let mut inventory = Inventory::default();
+    for read in reads {
+        let repository = &read.inventory;
+        if read.missing {
+            log::info!("`{}`: does not exist yet, nothing to clean", repository.address);
+        } else if repository.complete {
+            log::info!(
+                "`{}`: {} tags, {} manifests read",
+                repository.address,
+                repository.tags.len(),
+                repository.manifests.len()
+            );
+        } else {
+            log::warn!(
+                "`{}`: inventory incomplete ({} reads failed); nothing in it will be deleted",
+                repository.address,
+                read.problems.len()
+            );
+            problems.push((repository.address.clone(), read.problems));
+        }
+        inventory.repositories.push(read.inventory);
+    }
+    (inventory, problems)
+}
+
+/// Reports failed items (the first [`REPORTED_FAILURES`]) and broken kept items, and returns the
+/// exit status: 2 on any failure (or an earlier `status` of 2), else 3 when work is left for the
+/// next run, else `status`.
+fn report_outcomes(
+    report: &execute::Report,
+    output: &Output,
+    status: ExitStatus,
+    budget_reached: bool,
+) -> ExitStatus {
+    let mut failed = 0;
+    let mut left = 0;
+    for outcome in &report.outcomes {
+        match outcome {
+            Outcome::Failed(error) => {
+                failed += 1;
+                if failed <= REPORTED_FAILURES {
+                    output.error(
+                        &error.to_string(),
+                        &error_causes(error.as_ref()),
+                        error.hint().as_deref(),
+                    );
+                }
+            }
+            Outcome::Skipped(_) => left += 1,
+            Outcome::Deleted | Outcome::AlreadyGone | Outcome::Moved(_) => {}
+        }
+    }
+    if failed > REPORTED_FAILURES {
+        log::error!("{} more deletions failed (the result lists each)", failed - REPORTED_FAILURES);
+    }
+    for broken in &report.broken {
+        output.error(&broken.to_string(), &error_causes(broken), None);
+    }
+    if failed > 0 || !report.broken.is_empty() || status == ExitStatus::Failure {
+        ExitStatus::Failure
+    } else if left > 0 || budget_reached {
+        log::warn!("partial cleanup: work is left for the next run; rerun to continue");
+        ExitStatus::Unfinished
+    } else {
+        status
+    }
+}
+
+/// Failed deletions reported one by one on stderr; the result lists them all.
+const REPORTED_FAILURES: usize = 20;
+
+/// The causes of `error`, one per line.
+fn error_causes(error: &dyn std::error::Error) -> Vec<String> {
+    let mut causes = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    causes
+}

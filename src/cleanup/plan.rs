@@ -8,14 +8,16 @@
 //! never deleted.
 //!
 //! How a plan is made, per repository:
-//! 1. Each tag is decided by the rules, first match wins: `keep_tags`, release protection,
+//! 1. Each tag is decided by the rules, first match wins: a tag left on one of dockhand's
+//!    throw-away manifests (an interrupted cleanup) is deleted; then `keep_tags`, release protection,
 //!    `keep_within`, `keep_last` (distinct digests per image name, newest first), unknown age;
 //!    a tag no rule keeps is deleted. Tags in the referrers tag schema (`sha256-<hex>[.sig]`)
 //!    are not counted by `keep_last`; they are decided by their subject instead (step 3).
 //! 2. With `delete_untagged`, each untagged manifest is kept when young or of unknown age and
 //!    otherwise deleted, unless step 3 finds something staying needs it. Without it untagged
 //!    manifests are out of scope (not listed) and simply stay.
-//! 3. Settling: everything that stays is a root; its index children and referrers are reachable,
+//! 3. Settling: everything that stays is a root (and so is every tag outside the cleanup's
+//!    scope, which a plan never lists); its index children and referrers are reachable,
 //!    transitively. Reachable untagged manifests and referrers tags of reachable digests are kept.
 //! 4. `max_deletes` keeps the newest surplus deletions (reason "budget reached, rerun to
 //!    continue") and the plan settles again, since what now stays may need more.
@@ -177,6 +179,8 @@ struct Reach<'a> {
 #[derive(Debug, Clone, Copy)]
 enum Root<'a> {
     Tag(&'a Tag),
+    /// A tag outside the cleanup's scope.
+    Foreign(&'a Tag),
     Manifest(&'a Digest),
 }
 
@@ -225,7 +229,12 @@ struct RepositoryPlan<'a> {
 
 impl<'a> RepositoryPlan<'a> {
     fn new(inventory: &'a RepositoryInventory, policy: &'a Policy, now: Timestamp) -> Self {
-        let tagged: HashSet<&Digest> = inventory.tags.iter().map(|entry| &entry.digest).collect();
+        let tagged: HashSet<&Digest> = inventory
+            .tags
+            .iter()
+            .map(|entry| &entry.digest)
+            .chain(inventory.foreign_tags.values())
+            .collect();
         let mut tags_by_name: Vec<usize> = (0..inventory.tags.len()).collect();
         tags_by_name.sort_by(|a, b| inventory.tags[*a].tag.cmp(&inventory.tags[*b].tag));
         let consistent = tags_by_name
@@ -328,6 +337,11 @@ impl<'a> RepositoryPlan<'a> {
     ) -> Decision {
         let policy = self.policy;
         let entry = &self.inventory.tags[index];
+        if self.inventory.manifests.get(&entry.digest).is_some_and(|manifest| manifest.tombstone) {
+            return Decision::delete(
+                "deleted: a throw-away manifest an interrupted cleanup left on this tag".to_owned(),
+            );
+        }
         let names = [entry.tag.as_str(), entry.image_tag.as_str()];
         if let Some(keep) = policy.keep_tag_match(&names) {
             return Decision::keep(format!("kept: matches keep_tags `{}`", keep.pattern()));
@@ -422,6 +436,14 @@ impl<'a> RepositoryPlan<'a> {
                     Reach { root: Root::Tag(&entry.tag), via: Via::Root },
                 );
             }
+        }
+        for (tag, digest) in &inventory.foreign_tags {
+            visit(
+                &mut reach,
+                &mut queue,
+                digest,
+                Reach { root: Root::Foreign(tag), via: Via::Root },
+            );
         }
         for (index, digest) in self.untagged.iter().enumerate() {
             if self.untagged_decisions[index].keep {
@@ -653,7 +675,7 @@ fn apply_budget(repositories: &mut [RepositoryPlan<'_>], policy: &Policy) -> boo
 
 /// The subject digest a tag in the referrers tag schema names: `sha256-<hex>` (OCI 1.1
 /// fallback) or with a suffix such as cosign's `.sig`, `.att`, `.sbom`.
-fn referrers_subject(tag: &Tag) -> Option<Digest> {
+pub fn referrers_subject(tag: &Tag) -> Option<Digest> {
     let name = tag.as_str();
     let name = name.split_once('.').map_or(name, |(head, _)| head);
     let (algorithm, hex) = name.split_once('-')?;
@@ -676,6 +698,7 @@ fn visit<'a>(
 fn reachable_reason(how: Reach<'_>) -> String {
     let root = match how.root {
         Root::Tag(tag) => format!("tag `{tag}`"),
+        Root::Foreign(tag) => format!("tag `{tag}` (outside the cleanup's scope)"),
         Root::Manifest(digest) => format!("manifest `{digest}`"),
     };
     let via = match how.via {
@@ -750,6 +773,7 @@ mod tests {
             } else {
                 TimeSource::Unknown
             },
+            tombstone: false,
         }
     }
 
@@ -792,6 +816,7 @@ mod tests {
             complete: true,
             tags,
             manifests: manifests.into_iter().map(|(n, entry)| (digest(n), entry)).collect(),
+            foreign_tags: BTreeMap::new(),
         }
     }
 
@@ -874,6 +899,72 @@ mod tests {
             ])
         );
         assert_eq!(plan.exit_status(), ExitStatus::Success);
+    }
+
+    #[test]
+    fn tags_outside_the_scope_keep_what_they_reach() {
+        let mut repository = repository(
+            "shared",
+            vec![monorepo_tag("api", "old", 1), monorepo_tag("api", "older", 3)],
+            vec![
+                (1, image(10 * DAY)),
+                (2, index(&[3, 5], 10 * DAY)),
+                (3, image(10 * DAY)),
+                (5, image(10 * DAY)),
+                (6, image(10 * DAY)),
+            ],
+        );
+        // `web-x` (no image of the project) shares `api-old`'s digest; `other` is an index
+        repository.foreign_tags = [("web-x", 1), ("other", 2)]
+            .into_iter()
+            .map(|(name, n)| (name.parse().unwrap(), digest(n)))
+            .collect();
+        let policy = Policy { delete_untagged: true, ..bare() };
+        let plan = plan(&one(repository), &policy, now());
+        // neither tag's digest may go: `web-x` is on one, `other` reaches the other
+        assert_eq!(
+            deleted(&plan),
+            triples(&[
+                ("api-old", DeleteMethod::TagOnly, "deleted: no keep rule is configured"),
+                ("api-older", DeleteMethod::TagOnly, "deleted: no keep rule is configured"),
+                (
+                    "#6",
+                    DeleteMethod::Digest,
+                    "deleted: untagged and unreachable from anything kept"
+                ),
+            ])
+        );
+        assert_eq!(
+            kept(&plan),
+            pairs(&[(
+                "#5",
+                "kept: reachable from kept tag `other` (outside the cleanup's scope) as an index child"
+            )])
+        );
+    }
+
+    #[test]
+    fn a_tag_left_on_a_throw_away_manifest_is_deleted_whatever_the_rules() {
+        let tombstone =
+            ManifestEntry { tombstone: true, ..manifest(OCI_MANIFEST, &[], None, None) };
+        let inventory = one(repository(
+            "app",
+            vec![tag("latest", "app", 1), tag("build-1", "app", 2)],
+            vec![(1, tombstone), (2, image(MINUTE))],
+        ));
+        let policy = Policy {
+            keep_tags: keep_tags(&["latest"]),
+            ..Policy::resolve(None, &PolicyFlags::default()).unwrap()
+        };
+        let plan = plan(&inventory, &policy, now());
+        assert_eq!(
+            deleted(&plan),
+            triples(&[(
+                "latest",
+                DeleteMethod::Digest,
+                "deleted: a throw-away manifest an interrupted cleanup left on this tag"
+            )])
+        );
     }
 
     #[test]
@@ -1416,6 +1507,7 @@ mod tests {
                     subject: subject.and_then(below),
                     created: minutes.map(ago),
                     created_source,
+                    tombstone: false,
                 },
             );
         }
@@ -1449,6 +1541,7 @@ mod tests {
             complete,
             tags: entries_tags,
             manifests: entries,
+            foreign_tags: BTreeMap::new(),
         }
     }
 

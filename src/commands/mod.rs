@@ -6,6 +6,7 @@
 //! rendering in `output`.
 
 mod ci_env;
+mod cleanup;
 mod images;
 mod registry;
 
@@ -134,7 +135,7 @@ pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatu
         Command::Images(args) => images::images(&args, &cli.global, process, output),
         Command::Build(args) => images::build(&args, &cli.global, process, output),
         Command::Publish(args) => images::publish(&args, &cli.global, process, output),
-        Command::Cleanup(_) => Err(NotImplemented("cleanup").into()),
+        Command::Cleanup(args) => cleanup::cleanup(&args, &cli.global, process, output),
         Command::Run(args) => images::run(&args, &cli.global, process, output),
     }
 }

@@ -27,7 +27,9 @@ pub use auth::Credential;
 use auth::{BearerChallenge, Challenge, Scope, Token, TokenCache, TokenKey};
 pub use error::{Account, Code, DistributionError, ErrorEnvelope, Operation};
 pub use manifest::{Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
-pub use operations::{BlobTransfer, DeleteSupport, Referrers, ReferrersSource};
+pub use operations::{
+    BlobTransfer, DeleteSupport, Referrers, ReferrersSource, TOMBSTONE_ANNOTATION,
+};
 pub use retry::RetryPolicy;
 pub use urls::ManifestRef;
 
