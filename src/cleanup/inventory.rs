@@ -2,11 +2,12 @@
 //! digests they resolve to, and the manifests behind them (index children, referrers, ages).
 //!
 //! Owns the inventory's types and [`read`], which fills one [`RepositoryInventory`] through the
-//! distribution client: the tag list, a `HEAD` per tag for its digest, a `GET` only for each
-//! distinct digest (an index's children, a manifest's config and `subject`), the image config
-//! for `created`, and referrers — from the `sha256-<hex>` tag schema that is already in the tag
-//! list, and from the referrers API only when a probe shows the registry has one. Requests run
-//! concurrently, at most `concurrency` at once. Any failed read marks the repository incomplete
+//! distribution client: the tag list; each tag's digest and manifest, by one `GET` per tag, or
+//! (where a GET counts as a pull, [`Resolve::Head`]) a `HEAD` per tag and one `GET` per
+//! distinct digest; index children; the image config for `created`; and referrers — from the
+//! `sha256-<hex>` tag schema that is already in the tag list, and from the referrers API only
+//! when a probe shows the registry has one. Requests run concurrently, at most
+//! [`ReadOptions::concurrency`] at once. Any failed read marks the repository incomplete
 //! (`complete: false`) and is kept in [`RepositoryRead::problems`], so the planner deletes nothing
 //! there and the command can say why. Decides nothing about what to delete.
 
@@ -17,6 +18,7 @@ use jiff::Timestamp;
 
 use crate::naming;
 use crate::reference::{Digest, RepoAddress, Tag};
+use crate::registry::Implementation;
 use crate::registry::distribution::manifest::{self, ImageConfig, Manifest, ManifestHead};
 use crate::registry::distribution::{
     Client, DistributionError, ManifestRef, Referrers, ReferrersSource, TOMBSTONE_ANNOTATION,
@@ -142,14 +144,46 @@ pub struct RepositoryRead {
     pub missing: bool,
 }
 
+/// How tags are resolved to digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolve {
+    /// `GET` each tag's manifest: digest and content in one request. For registries where a
+    /// manifest GET costs nothing more than a `HEAD`.
+    Get,
+    /// `HEAD` each tag, then `GET` each distinct digest once: for registries that count a
+    /// manifest GET as a pull (Docker Hub) or a download (GHCR), or record it (Harbor's pull
+    /// time).
+    Head,
+}
+
+impl Resolve {
+    /// The cheaper way that does not count as pulling images on `implementation`.
+    pub fn for_implementation(implementation: Implementation) -> Self {
+        match implementation {
+            Implementation::DockerHub | Implementation::Github | Implementation::Harbor => {
+                Self::Head
+            }
+            _ => Self::Get,
+        }
+    }
+}
+
+/// How an inventory is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    pub resolve: Resolve,
+}
+
 /// Reads the inventory of `repository`: its tags in `scope`, their digests and every manifest
-/// they reach, with at most `concurrency` requests in flight. Never fails as a whole: a failed
-/// read marks the repository incomplete and is returned in [`RepositoryRead::problems`].
+/// they reach. Never fails as a whole: a failed read marks the repository incomplete and is
+/// returned in [`RepositoryRead::problems`].
 pub async fn read(
     client: &Client,
     repository: &RepoAddress,
     scope: &Scope,
-    concurrency: usize,
+    options: ReadOptions,
 ) -> RepositoryRead {
     let empty = |complete: bool| RepositoryInventory {
         address: repository.clone(),
@@ -175,8 +209,12 @@ pub async fn read(
     if !tags.is_empty() {
         reader.pending.push_back(Job::ProbeReferrers);
     }
-    reader.pending.extend(tags.into_iter().map(Job::Head));
-    reader.run(concurrency.max(1)).await;
+    let job = match options.resolve {
+        Resolve::Get => Job::Get,
+        Resolve::Head => Job::Head,
+    };
+    reader.pending.extend(tags.into_iter().map(job));
+    reader.run(options.concurrency.max(1)).await;
     reader.finish(scope)
 }
 
@@ -184,6 +222,8 @@ pub async fn read(
 enum Job {
     /// Resolve a tag to its digest.
     Head(Tag),
+    /// Resolve a tag to its digest and read its manifest.
+    Get(Tag),
     /// Read a manifest (children, config, subject).
     Manifest(Digest),
     /// Read an image config for `created`.
@@ -197,6 +237,7 @@ enum Job {
 /// A finished request.
 enum Done {
     Head(Tag, Result<Option<ManifestHead>, DistributionError>),
+    Get(Tag, Result<Box<Manifest>, DistributionError>),
     Manifest(Digest, Result<Box<Manifest>, DistributionError>),
     Config(Digest, Result<ImageConfig, DistributionError>),
     Referrers(Result<Referrers, DistributionError>),
@@ -208,6 +249,10 @@ async fn perform(client: &Client, repository: &RepoAddress, job: Job) -> Done {
         Job::Head(tag) => {
             let result = client.head_manifest(repository, &ManifestRef::Tag(tag.clone())).await;
             Done::Head(tag, result)
+        }
+        Job::Get(tag) => {
+            let result = client.get_manifest(repository, &ManifestRef::Tag(tag.clone())).await;
+            Done::Get(tag, result.map(Box::new))
         }
         Job::Manifest(digest) => {
             let result =
@@ -302,8 +347,17 @@ impl<'a> Reader<'a> {
                 self.want_manifest(&head.digest);
                 self.resolved.insert(tag, head.digest);
             }
+            Done::Get(tag, Ok(manifest)) => {
+                let digest = manifest.digest.clone();
+                self.manifests.entry(digest.clone()).or_insert(None);
+                self.absorb_manifest(digest.clone(), &manifest);
+                self.resolved.insert(tag, digest);
+            }
             // deleted since the tag list was read: nothing left to decide
             Done::Head(tag, Ok(None)) => {
+                log::debug!("`{}:{tag}` disappeared while reading", self.repository);
+            }
+            Done::Get(tag, Err(error)) if error.is_not_found() => {
                 log::debug!("`{}:{tag}` disappeared while reading", self.repository);
             }
             Done::Manifest(digest, Ok(manifest)) => self.absorb_manifest(digest, &manifest),
@@ -340,6 +394,7 @@ impl<'a> Reader<'a> {
                 }
             }
             Done::Head(_, Err(error))
+            | Done::Get(_, Err(error))
             | Done::Manifest(_, Err(error))
             | Done::Config(_, Err(error))
             | Done::Referrers(Err(error))
@@ -348,6 +403,10 @@ impl<'a> Reader<'a> {
     }
 
     fn absorb_manifest(&mut self, digest: Digest, manifest: &Manifest) {
+        if matches!(self.manifests.get(&digest), Some(Some(_))) {
+            // read twice (sibling tags, or a tag that is also an index child)
+            return;
+        }
         let content = &manifest.content;
         let is_index = manifest::is_index_type(&manifest.media_type);
         let tombstone = content.annotations.contains_key(TOMBSTONE_ANNOTATION);

@@ -32,7 +32,7 @@ use crate::registry::distribution::{Client, DistributionError};
 use crate::registry::{Capabilities, Implementation};
 use crate::settings::{GlobalSettings, ImagesSettings, SettingsError};
 use execute::{ApplyOptions, ExecuteError, Executor, Outcome};
-use inventory::{Inventory, Scope};
+use inventory::{Inventory, ReadOptions, Resolve, Scope};
 use plan_file::{PlanFileError, SavedPlan};
 use policy::{Policy, PolicyError};
 use report::Document;
@@ -237,12 +237,15 @@ async fn read_inventory(
     settings: &CleanupSettings,
     client: &Client,
 ) -> (Inventory, Vec<(RepoAddress, Vec<DistributionError>)>) {
-    let concurrency = settings.capabilities.concurrency;
+    let options = ReadOptions {
+        concurrency: settings.capabilities.concurrency,
+        resolve: Resolve::for_implementation(settings.implementation),
+    };
     let scopes = settings.scopes();
     let reads = join_all(
         scopes
             .iter()
-            .map(|(repository, scope)| inventory::read(client, repository, scope, concurrency)),
+            .map(|(repository, scope)| inventory::read(client, repository, scope, options)),
     )
     .await;
     let mut problems = Vec::new();

@@ -5,6 +5,7 @@
 mod bad_input;
 mod build;
 mod ci_env;
+mod cleanup;
 mod distribution;
 mod docs;
 mod help;

@@ -50,6 +50,8 @@ struct Behaviour {
     null_tags: bool,
     /// Answer the next requests with these, in order, before forwarding anything.
     faults: VecDeque<Fault>,
+    /// Answer every request whose `METHOD target` contains the text with the fault.
+    matching: Vec<(String, Fault)>,
     log: Vec<String>,
 }
 
@@ -102,6 +104,12 @@ impl Proxy {
     /// Answers the next request with `fault` (faults queue up in order).
     pub fn inject(&self, fault: Fault) {
         self.behaviour.lock().unwrap().faults.push_back(fault);
+    }
+
+    /// Answers every request whose `METHOD target` contains `pattern` with `fault` (e.g.
+    /// `"last="` for the second page of a paged tag list), from now on.
+    pub fn inject_matching(&self, pattern: &str, fault: Fault) {
+        self.behaviour.lock().unwrap().matching.push((pattern.to_owned(), fault));
     }
 
     /// `METHOD target` of every request so far.
@@ -239,8 +247,15 @@ fn handle(
     let request = read_request(&stream)?;
     let (fault, page_size, null_tags) = {
         let mut behaviour = behaviour.lock().unwrap();
-        behaviour.log.push(format!("{} {}", request.method, request.target));
-        (behaviour.faults.pop_front(), behaviour.page_size, behaviour.null_tags)
+        let line = format!("{} {}", request.method, request.target);
+        let matched = behaviour
+            .matching
+            .iter()
+            .find(|(pattern, _)| line.contains(pattern.as_str()))
+            .map(|(_, fault)| fault.clone());
+        behaviour.log.push(line);
+        let fault = matched.or_else(|| behaviour.faults.pop_front());
+        (fault, behaviour.page_size, behaviour.null_tags)
     };
     if let Some(fault) = fault {
         let mut headers = vec!["Content-Type: application/json".to_owned()];
@@ -250,7 +265,12 @@ fn handle(
         if let Some(challenge) = &fault.www_authenticate {
             headers.push(format!("WWW-Authenticate: {challenge}"));
         }
-        let code = if fault.status == 401 { "UNAUTHORIZED" } else { "TOOMANYREQUESTS" };
+        let code = match fault.status {
+            401 => "UNAUTHORIZED",
+            405 => "UNSUPPORTED",
+            429 | 503 => "TOOMANYREQUESTS",
+            _ => "UNKNOWN",
+        };
         let body =
             format!(r#"{{"errors":[{{"code":"{code}","message":"injected by the test proxy"}}]}}"#)
                 .into_bytes();

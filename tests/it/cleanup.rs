@@ -1,0 +1,626 @@
+//! `dockhand cleanup` against a real `docker-registry` (deletes enabled unless said otherwise),
+//! with skopeo as the independent judge of what is left, and the fault proxy counting and
+//! breaking requests. Images are seeded through dockhand's own client: small distinct OCI
+//! manifests, each with a unique config blob whose `created` sets its age.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::Engine as _;
+use dockhand::cleanup::execute::{ApplyOptions, Executor, Outcome, Skip};
+use dockhand::cleanup::inventory::{self, Inventory, ReadOptions, Resolve, Scope};
+use dockhand::cleanup::plan;
+use dockhand::cleanup::policy::{Policy, PolicyFlags};
+use dockhand::reference::{Digest, RepoAddress};
+use dockhand::registry::Implementation;
+use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use dockhand::registry::distribution::{Client, ManifestRef};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+
+use crate::support::binary::{Run, dockhand};
+use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
+use crate::support::proxy::{Fault, LinkStyle, Proxy};
+use crate::support::{Auth, Deletes, Registry, registry};
+
+const DAY: i64 = 24 * 60;
+
+fn client(registry: &Registry) -> Client {
+    let mut options = registry.client_options();
+    options.credentials = BTreeMap::from([(registry.registry_host(), registry.credential())]);
+    Client::new(options).expect("client")
+}
+
+/// `created` `minutes` ago, as an image config writes it.
+fn minutes_ago(minutes: i64) -> String {
+    (Timestamp::now() - SignedDuration::from_mins(minutes)).to_string()
+}
+
+/// Pushes a small OCI image (no layers, a unique config saying `created`) under `tag`, or
+/// untagged (by digest) when `tag` is `None`. Returns its digest.
+async fn push_image(
+    client: &Client,
+    repository: &RepoAddress,
+    tag: Option<&str>,
+    created: &str,
+) -> Digest {
+    let config = serde_json::json!({
+        "created": created,
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": {"seed": format!("{}-{}", tag.unwrap_or("untagged"), fastrand::u64(..))}},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    })
+    .to_string();
+    let config_digest = client.upload_blob(repository, config.as_bytes()).await.expect("config");
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": [],
+    })
+    .to_string();
+    put(client, repository, tag, OCI_MANIFEST, body.as_bytes()).await
+}
+
+async fn put(
+    client: &Client,
+    repository: &RepoAddress,
+    tag: Option<&str>,
+    media_type: &str,
+    body: &[u8],
+) -> Digest {
+    let reference = match tag {
+        Some(tag) => ManifestRef::Tag(tag.parse().expect("tag")),
+        None => ManifestRef::Digest(Digest::sha256_of(body)),
+    };
+    client.put_manifest(repository, &reference, media_type, body).await.expect("put manifest")
+}
+
+/// Points `tag` at the existing manifest `digest`.
+async fn tag_existing(client: &Client, repository: &RepoAddress, tag: &str, digest: &Digest) {
+    let manifest = client
+        .get_manifest(repository, &ManifestRef::Digest(digest.clone()))
+        .await
+        .expect("get manifest");
+    put(client, repository, Some(tag), &manifest.media_type, &manifest.bytes).await;
+}
+
+/// Pushes an OCI index of `children` under `tag`.
+async fn push_index(
+    client: &Client,
+    repository: &RepoAddress,
+    tag: &str,
+    children: &[Digest],
+) -> Digest {
+    let manifests: Vec<Value> = children
+        .iter()
+        .enumerate()
+        .map(|(position, child)| {
+            let architecture = if position == 0 { "amd64" } else { "arm64" };
+            serde_json::json!({
+                "mediaType": OCI_MANIFEST,
+                "digest": child,
+                "size": 1,
+                "platform": {"architecture": architecture, "os": "linux"},
+            })
+        })
+        .collect();
+    let body =
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+            .to_string();
+    put(client, repository, Some(tag), OCI_INDEX, body.as_bytes()).await
+}
+
+/// A project directory with `dockhand.yaml` naming `images`.
+fn project(images: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("project dir");
+    let list: Vec<String> = images.iter().map(|image| format!("  - name: {image}")).collect();
+    std::fs::write(dir.path().join("dockhand.yaml"), format!("images:\n{}\n", list.join("\n")))
+        .expect("write dockhand.yaml");
+    dir
+}
+
+/// `dockhand cleanup ARGS` on the images repo `host/acme`, talking plain HTTP to `host`.
+fn cleanup(dir: &Path, host: &str, flags: &[&str]) -> Run {
+    let mut argv = vec!["cleanup"];
+    argv.extend_from_slice(flags);
+    dockhand(dir, &argv)
+        .env("DOCKHAND_REPO", &format!("{host}/acme"))
+        .env("DOCKHAND_INSECURE_REGISTRIES", host)
+        .run()
+}
+
+fn json(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|error| panic!("{error}: {}", run.stdout))
+}
+
+/// The `tag` of every item under `key`, sorted (`-` for untagged items).
+fn tags_of(document: &Value, key: &str) -> Vec<String> {
+    let mut tags: Vec<String> = document[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{key}` in {document}"))
+        .iter()
+        .map(|item| item["tag"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    tags.sort();
+    tags
+}
+
+fn keys(value: &Value) -> Vec<&str> {
+    value.as_object().expect("an object").keys().map(String::as_str).collect()
+}
+
+/// Every PUT or DELETE the proxy saw.
+fn writes(proxy: &Proxy) -> Vec<String> {
+    proxy
+        .log()
+        .into_iter()
+        .filter(|line| {
+            line.starts_with("PUT ") || line.starts_with("DELETE ") || line.starts_with("POST ")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sibling_tags_on_one_digest_the_kept_one_survives() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let old = push_image(&client, &api, Some("latest"), &minutes_ago(10 * DAY)).await;
+    tag_existing(&client, &api, "build-1", &old).await;
+    let older = push_image(&client, &api, Some("build-2"), &minutes_ago(11 * DAY)).await;
+    let young = push_image(&client, &api, Some("build-3"), &minutes_ago(30)).await;
+
+    let dir = project(&["api"]);
+    let config_dir = dir.path().join("docker");
+    std::fs::create_dir(&config_dir).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        registry::USER,
+        registry::PASSWORD
+    ));
+    std::fs::write(
+        config_dir.join("config.json"),
+        serde_json::json!({"auths": {registry.host(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let mut argv = vec!["cleanup", "--output", "json", "--keep-tag", "latest"];
+    argv.extend(["--keep-within", "2h", "--keep-last", "0"]);
+    let run = dockhand(dir.path(), &argv)
+        .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
+        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+        .env("DOCKER_CONFIG", &config_dir.display().to_string())
+        .run();
+    run.assert_code(0).assert_not_printed(registry::PASSWORD);
+
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-3", "latest"]);
+    assert_eq!(skopeo_digest(&registry, "acme/api:latest"), old);
+    assert_eq!(skopeo_digest(&registry, "acme/api:build-3"), young);
+    assert!(!skopeo_resolves(&registry, &format!("acme/api@{older}")));
+
+    let document = json(&run);
+    assert_eq!(keys(&document), ["deleted", "kept"]);
+    assert_eq!(tags_of(&document, "deleted"), ["build-1", "build-2"]);
+    assert_eq!(tags_of(&document, "kept"), ["build-3", "latest"]);
+    let item = &document["kept"].as_array().unwrap()[0];
+    assert_eq!(keys(item), ["digest", "image", "reason", "repository", "tag"]);
+    assert_eq!(item["repository"], format!("{}/acme/api", registry.host()));
+    assert_eq!(item["image"], "api");
+    let reasons: Vec<&str> = document["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"kept: matches keep_tags `latest`"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn untagged_children_of_a_kept_index_stay() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let old = minutes_ago(20 * DAY);
+    let kept_children =
+        [push_image(&client, &api, None, &old).await, push_image(&client, &api, None, &old).await];
+    let kept_index = push_index(&client, &api, "multi", &kept_children).await;
+    let gone_children =
+        [push_image(&client, &api, None, &old).await, push_image(&client, &api, None, &old).await];
+    let gone_index = push_index(&client, &api, "old-multi", &gone_children).await;
+    // an untagged image nothing refers to: the distribution API cannot list it, so it stays
+    let stray = push_image(&client, &api, None, &old).await;
+
+    let proxy = Proxy::start(registry.port());
+    let dir = project(&["api"]);
+    let mut argv = vec!["--output", "json", "--keep-tag", "multi", "--keep-last", "0"];
+    argv.extend(["--keep-within", "0s", "--delete-untagged"]);
+    let run = cleanup(dir.path(), &proxy.host(), &argv);
+    run.assert_code(0);
+    // the index goes before its children, so an interrupted run never leaves it half-resolvable
+    let deletes: Vec<String> =
+        writes(&proxy).into_iter().filter(|line| line.starts_with("DELETE")).collect();
+    let position = |digest: &Digest| {
+        deletes.iter().position(|line| line.ends_with(digest.as_str())).expect("deleted")
+    };
+    for child in &gone_children {
+        assert!(position(&gone_index) < position(child), "{deletes:?}");
+    }
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["multi"]);
+    assert_eq!(skopeo_digest(&registry, "acme/api:multi"), kept_index);
+    for child in &kept_children {
+        assert!(skopeo_resolves(&registry, &format!("acme/api@{child}")), "{child} must stay");
+    }
+    for digest in gone_children.iter().chain([&gone_index]) {
+        assert!(!skopeo_resolves(&registry, &format!("acme/api@{digest}")), "{digest} must go");
+    }
+    assert!(skopeo_resolves(&registry, &format!("acme/api@{stray}")));
+    let document = json(&run);
+    assert_eq!(tags_of(&document, "deleted"), ["-", "-", "old-multi"]);
+    let child_reasons: Vec<&str> = document["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["tag"].is_null())
+        .map(|item| item["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        child_reasons, ["kept: reachable from kept tag `multi` as an index child"; 2],
+        "{document}"
+    );
+}
+
+#[tokio::test]
+async fn a_signature_of_a_kept_image_stays_and_one_of_a_deleted_image_goes() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let kept = push_image(&client, &api, Some("stable"), &minutes_ago(10 * DAY)).await;
+    let dropped = push_image(&client, &api, Some("build-1"), &minutes_ago(10 * DAY)).await;
+    // cosign writes signatures with the zero time as `created`
+    let kept_signature = format!("sha256-{}.sig", kept.hex());
+    let dropped_signature = format!("sha256-{}.sig", dropped.hex());
+    push_image(&client, &api, Some(&kept_signature), "0001-01-01T00:00:00Z").await;
+    push_image(&client, &api, Some(&dropped_signature), "0001-01-01T00:00:00Z").await;
+
+    let dir = project(&["api"]);
+    let run = cleanup(
+        dir.path(),
+        &registry.host(),
+        &["--output", "json", "--keep-tag", "stable", "--keep-last", "0", "--keep-within", "0s"],
+    );
+    run.assert_code(0);
+    let mut want = vec![kept_signature.clone(), "stable".to_owned()];
+    want.sort();
+    assert_eq!(skopeo_tags(&registry, "acme/api"), want);
+    assert!(!skopeo_resolves(&registry, &format!("acme/api@{dropped}")));
+    let document = json(&run);
+    let mut deleted = vec!["build-1".to_owned(), dropped_signature];
+    deleted.sort();
+    assert_eq!(tags_of(&document, "deleted"), deleted);
+}
+
+#[tokio::test]
+async fn monorepo_cleans_each_image_and_leaves_foreign_tags_alone() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let app = registry.repository("acme");
+    let api_old = push_image(&client, &app, Some("api-1"), &minutes_ago(3 * DAY)).await;
+    let api_new = push_image(&client, &app, Some("api-2"), &minutes_ago(2 * DAY)).await;
+    let web_old = push_image(&client, &app, Some("web-1"), &minutes_ago(3 * DAY)).await;
+    push_image(&client, &app, Some("web-2"), &minutes_ago(2 * DAY)).await;
+    // a tag of no image of the project, on the digest of a tag that goes
+    tag_existing(&client, &app, "tools-1", &api_old).await;
+
+    let dir = project(&["api", "web"]);
+    let run = dockhand(
+        dir.path(),
+        &["cleanup", "--output", "json", "--keep-last", "1", "--keep-within", "0s"],
+    )
+    .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
+    .env("DOCKHAND_REPO_MODE", "monorepo")
+    .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+    .run();
+    run.assert_code(0);
+    assert_eq!(skopeo_tags(&registry, "acme"), ["api-2", "tools-1", "web-2"]);
+    assert_eq!(skopeo_digest(&registry, "acme:tools-1"), api_old);
+    assert_eq!(skopeo_digest(&registry, "acme:api-2"), api_new);
+    assert!(!skopeo_resolves(&registry, &format!("acme@{web_old}")));
+    assert!(run.stderr.contains("1 tags belong to no image of the project"), "{}", run.stderr);
+
+    let document = json(&run);
+    assert_eq!(tags_of(&document, "deleted"), ["api-1", "web-1"]);
+    assert_eq!(tags_of(&document, "kept"), ["api-2", "web-2"]);
+    let images: Vec<&str> = document["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(images, ["api", "web"]);
+}
+
+#[tokio::test]
+async fn a_tag_repointed_between_plan_and_apply_is_left_alone() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let old = minutes_ago(10 * DAY);
+    push_image(&client, &api, Some("build-1"), &old).await;
+    let second = push_image(&client, &api, Some("build-2"), &old).await;
+    push_image(&client, &api, Some("stable"), &old).await;
+
+    let dir = project(&["api"]);
+    let policy = ["--keep-tag", "stable", "--keep-last", "0", "--keep-within", "0s"];
+    let mut argv = vec!["--dry-run", "--plan-out", "plan.json"];
+    argv.extend(policy);
+    cleanup(dir.path(), &registry.host(), &argv).assert_code(0);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1", "build-2", "stable"]);
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("plan.json")).unwrap())
+            .unwrap();
+    assert_eq!(tags_of(&saved, "would_delete"), ["build-1", "build-2"]);
+
+    // a push re-points build-1 (to an image just as old, which a fresh plan would delete)
+    let repushed = push_image(&client, &api, Some("build-1"), &old).await;
+    let mut argv = vec!["--output", "json", "--apply-plan", "plan.json"];
+    argv.extend(policy);
+    let run = cleanup(dir.path(), &registry.host(), &argv);
+    run.assert_code(0);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1", "stable"]);
+    assert_eq!(skopeo_digest(&registry, "acme/api:build-1"), repushed);
+    assert!(!skopeo_resolves(&registry, &format!("acme/api@{second}")));
+    let document = json(&run);
+    assert_eq!(tags_of(&document, "deleted"), ["build-2"]);
+    let build_1 = document["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["tag"] == "build-1")
+        .expect("build-1 is kept");
+    let file = dir.path().join("plan.json");
+    assert_eq!(build_1["reason"], format!("kept: not in the applied plan `{}`", file.display()));
+}
+
+#[tokio::test]
+async fn a_listing_that_fails_half_way_deletes_nothing() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    for tag in ["a", "b", "c", "d", "e"] {
+        push_image(&client, &api, Some(tag), &minutes_ago(10 * DAY)).await;
+    }
+    proxy.page_tags(2, LinkStyle::Relative);
+    proxy.inject_matching("last=d", Fault::status(500, None));
+    let dir = project(&["api"]);
+    let run = cleanup(
+        dir.path(),
+        &proxy.host(),
+        &["--output", "json", "--keep-last", "0", "--keep-within", "0s"],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&format!("The inventory of `{}/acme/api` is incomplete", proxy.host())),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(writes(&proxy), Vec::<String>::new());
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["a", "b", "c", "d", "e"]);
+    let document = json(&run);
+    assert_eq!(tags_of(&document, "deleted"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_failed_manifest_read_keeps_its_repository_and_cleans_the_others() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let client = client(&registry);
+    for path in ["acme/api", "acme/web"] {
+        let repository = registry.repository(path);
+        for tag in ["a", "b"] {
+            push_image(&client, &repository, Some(tag), &minutes_ago(10 * DAY)).await;
+        }
+    }
+    proxy.inject_matching("GET /v2/acme/api/manifests/b", Fault::status(500, None));
+    let dir = project(&["api", "web"]);
+    let run = cleanup(dir.path(), &proxy.host(), &["--keep-last", "0", "--keep-within", "0s"]);
+    run.assert_code(2);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["a", "b"]);
+    assert_eq!(skopeo_tags(&registry, "acme/web"), Vec::<String>::new());
+    assert!(writes(&proxy).iter().all(|line| !line.contains("/acme/api/")), "{:?}", writes(&proxy));
+    assert!(run.stdout.contains("kept: inventory incomplete"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn deletes_disabled_is_a_clear_error_and_nothing_is_pushed() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Disabled);
+    let proxy = Proxy::start(registry.port());
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let old = push_image(&client, &api, Some("latest"), &minutes_ago(10 * DAY)).await;
+    tag_existing(&client, &api, "build-1", &old).await;
+    push_image(&client, &api, Some("build-2"), &minutes_ago(10 * DAY)).await;
+
+    let dir = project(&["api"]);
+    let run = cleanup(
+        dir.path(),
+        &proxy.host(),
+        &["--keep-tag", "latest", "--keep-last", "0", "--keep-within", "0s"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!("error: Registry `{}` has deletes disabled", proxy.host())),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: enable deletes"), "{}", run.stderr);
+    // the probe is the only write, and it deleted nothing (a random digest)
+    let writes = writes(&proxy);
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(writes[0].starts_with("DELETE /v2/acme/api/manifests/sha256:"), "{writes:?}");
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1", "build-2", "latest"]);
+    assert_eq!(skopeo_digest(&registry, "acme/api:build-1"), old);
+}
+
+#[tokio::test]
+async fn a_rerun_finishes_what_a_budget_left_and_removes_a_leftover_throw_away_manifest() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    for (tag, days) in [("a", 14), ("b", 13), ("c", 12), ("d", 11), ("keep", 10)] {
+        push_image(&client, &api, Some(tag), &minutes_ago(days * DAY)).await;
+    }
+    // an interrupted earlier cleanup left `e` on a throw-away manifest
+    client.push_empty_manifest(&api, &"e".parse().unwrap()).await.expect("tombstone");
+
+    let dir = project(&["api"]);
+    let policy =
+        ["--output", "json", "--keep-tag", "keep", "--keep-last", "0", "--keep-within", "0s"];
+    let mut argv = policy.to_vec();
+    argv.extend(["--max-deletes", "3"]);
+    let first = cleanup(dir.path(), &registry.host(), &argv);
+    first.assert_code(3);
+    assert!(first.stderr.contains("rerun to continue"), "{}", first.stderr);
+    assert_eq!(skopeo_tags(&registry, "acme/api").len(), 3);
+    let document = json(&first);
+    assert_eq!(document["deleted"].as_array().unwrap().len(), 3);
+
+    let second = cleanup(dir.path(), &registry.host(), &argv);
+    second.assert_code(0);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["keep"]);
+    let all: Vec<String> = tags_of(&json(&first), "deleted")
+        .into_iter()
+        .chain(tags_of(&json(&second), "deleted"))
+        .collect();
+    let mut all = all;
+    all.sort();
+    assert_eq!(all, ["a", "b", "c", "d", "e"]);
+
+    let third = cleanup(dir.path(), &registry.host(), &policy);
+    third.assert_code(0);
+    assert_eq!(tags_of(&json(&third), "deleted"), Vec::<String>::new());
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["keep"]);
+}
+
+#[tokio::test]
+async fn a_dry_run_deletes_nothing() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let old = push_image(&client, &api, Some("latest"), &minutes_ago(10 * DAY)).await;
+    tag_existing(&client, &api, "build-1", &old).await;
+    push_image(&client, &api, Some("build-2"), &minutes_ago(10 * DAY)).await;
+    let dir = project(&["api"]);
+    let run = cleanup(
+        dir.path(),
+        &proxy.host(),
+        &[
+            "--dry-run",
+            "--output",
+            "json",
+            "--keep-tag",
+            "latest",
+            "--keep-last",
+            "0",
+            "--keep-within",
+            "0s",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(writes(&proxy), Vec::<String>::new());
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1", "build-2", "latest"]);
+    let document = json(&run);
+    assert_eq!(keys(&document), ["kept", "would_delete"]);
+    assert_eq!(tags_of(&document, "would_delete"), ["build-1", "build-2"]);
+    assert_eq!(tags_of(&document, "kept"), ["latest"]);
+    for item in document["would_delete"].as_array().unwrap() {
+        assert_eq!(keys(item), ["digest", "image", "reason", "repository", "tag"]);
+        assert!(item["reason"].as_str().unwrap().starts_with("deleted: "), "{item}");
+    }
+
+    // the text form lists every tag with its reason
+    let text = cleanup(
+        dir.path(),
+        &proxy.host(),
+        &["--dry-run", "--keep-tag", "latest", "--keep-last", "0", "--keep-within", "0s"],
+    );
+    text.assert_code(0);
+    assert!(text.stdout.contains("latest   sha256:"), "{}", text.stdout);
+    assert!(text.stdout.ends_with("1 kept, 2 to delete (dry run)\n"), "{}", text.stdout);
+    assert_eq!(writes(&proxy), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn native_api_registries_are_refused_before_any_request() {
+    let dir = project(&["api"]);
+    let run =
+        dockhand(dir.path(), &["cleanup", "--dry-run"]).env("DOCKHAND_REPO", "ghcr.io/acme").run();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("error: Deleting tags on `github` registries needs their native API, which this version of dockhand does not support"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Through the library: what happens between the plan and the deletes is noticed.
+#[tokio::test]
+async fn changes_after_the_plan_are_skipped_not_deleted() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let old = minutes_ago(10 * DAY);
+    let first = push_image(&client, &api, Some("build-1"), &old).await;
+    push_image(&client, &api, Some("build-2"), &old).await;
+    let third = push_image(&client, &api, Some("build-3"), &old).await;
+    let options = ReadOptions { concurrency: 4, resolve: Resolve::Head };
+    let read = inventory::read(&client, &api, &Scope::Image("api".to_owned()), options).await;
+    assert!(read.inventory.complete, "{:?}", read.problems);
+    let inventory = Inventory { repositories: vec![read.inventory] };
+    let flags = PolicyFlags {
+        keep_last: Some(0),
+        keep_within: Some("0s".to_owned()),
+        ..PolicyFlags::default()
+    };
+    let policy = Policy::resolve(None, &flags).unwrap();
+    let planned = plan::plan(&inventory, &policy, Timestamp::now());
+    assert_eq!(planned.deleted.len(), 3);
+
+    // meanwhile: build-2 is re-pointed, and a new tag lands on build-3's digest
+    let moved_to = push_image(&client, &api, Some("build-2"), &old).await;
+    tag_existing(&client, &api, "hotfix", &third).await;
+
+    let implementation = Implementation::Default;
+    let capabilities = implementation.capabilities(&api);
+    let executor = Executor::new(&client, implementation, &capabilities).unwrap();
+    let options = ApplyOptions { keep_going: false, deadline: None };
+    let report = executor.apply(&planned, &inventory, options).await.unwrap();
+    let outcomes: BTreeMap<String, String> = planned
+        .deleted
+        .iter()
+        .zip(&report.outcomes)
+        .map(|(deletion, outcome)| {
+            let described = match outcome {
+                Outcome::Deleted => "deleted".to_owned(),
+                Outcome::Moved(now) => format!("moved to {now}"),
+                Outcome::Skipped(Skip::NewTag(tag)) => format!("needed by {tag}"),
+                other => format!("{other:?}"),
+            };
+            (deletion.item.tag.as_ref().unwrap().to_string(), described)
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        BTreeMap::from([
+            ("build-1".to_owned(), "deleted".to_owned()),
+            ("build-2".to_owned(), format!("moved to {moved_to}")),
+            ("build-3".to_owned(), "needed by hotfix".to_owned()),
+        ])
+    );
+    assert!(report.broken.is_empty(), "{:?}", report.broken);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-2", "build-3", "hotfix"]);
+    assert!(!skopeo_resolves(&registry, &format!("acme/api@{first}")));
+    assert_eq!(skopeo_digest(&registry, "acme/api:hotfix"), third);
+}
