@@ -24,7 +24,8 @@ async fn push(
     created: Timestamp,
 ) -> Result<(), DistributionError> {
     let config = serde_json::json!({
-        "created": created.to_string(),
+        // whole seconds in UTC, so that shell loops may sort the times as text
+        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         "architecture": "amd64",
         "os": "linux",
         "config": {"Labels": {"seed": format!("{repository}-{number}")}},

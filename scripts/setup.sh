@@ -14,6 +14,7 @@ apt_packages=(
   jq file           # bench.sh reads hyperfine's JSON and checks the binary is static; packaging tests
   rsync             # gitlab-ci-local's shell executor (packaging tests)
   debootstrap       # a stand-in for the builder image's Debian base (scripts/test-packaging.sh --builder)
+  time              # GNU time: peak RSS in scripts/bench-cleanup.sh (which also uses jq)
   git ca-certificates curl
 )
 
