@@ -158,7 +158,8 @@ pub async fn run(
     let deadline = settings.policy.max_duration.map(|duration| started + duration);
     let executor = Executor::new(client, settings.implementation, &settings.capabilities)?;
     let saved = settings.apply_plan.as_deref().map(SavedPlan::load).transpose()?;
-    let section = output.section("dockhand_cleanup", "dockhand cleanup");
+    let section =
+        output.section("dockhand_cleanup_progress", "dockhand cleanup: inventory and deletions");
     let (inventory, problems) = read_inventory(settings, client).await;
     let mut plan = plan::plan(&inventory, &settings.policy, now);
     if let Some(saved) = &saved {

@@ -121,13 +121,20 @@ fn project(images: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-/// `dockhand cleanup ARGS` on the images repo `host/acme`, talking plain HTTP to `host`.
+/// `dockhand cleanup FLAGS` on the images repo `host/acme`, talking plain HTTP to `host`.
 fn cleanup(dir: &Path, host: &str, flags: &[&str]) -> Run {
+    cleanup_with(dir, host, flags, &[])
+}
+
+/// [`cleanup`] with more variables (e.g. a CI's).
+fn cleanup_with(dir: &Path, host: &str, flags: &[&str], vars: &[(&str, &str)]) -> Run {
     let mut argv = vec!["cleanup"];
     argv.extend_from_slice(flags);
     dockhand(dir, &argv)
         .env("DOCKHAND_REPO", &format!("{host}/acme"))
+        .env("DOCKHAND_REPO_IMPLEMENTATION", "default")
         .env("DOCKHAND_INSECURE_REGISTRIES", host)
+        .envs(vars.iter().copied())
         .run()
 }
 
@@ -623,4 +630,131 @@ async fn changes_after_the_plan_are_skipped_not_deleted() {
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-2", "build-3", "hotfix"]);
     assert!(!skopeo_resolves(&registry, &format!("acme/api@{first}")));
     assert_eq!(skopeo_digest(&registry, "acme/api:hotfix"), third);
+}
+
+#[tokio::test]
+async fn ci_runs_get_step_outputs_a_summary_and_a_collapsible_log() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    push_image(&client, &api, Some("build-1"), &minutes_ago(10 * DAY)).await;
+    push_image(&client, &api, Some("latest"), &minutes_ago(10 * DAY)).await;
+    let dir = project(&["api"]);
+    let outputs = dir.path().join("github-output");
+    let summary = dir.path().join("step-summary");
+    let flags = ["--keep-tag", "latest", "--keep-last", "0", "--keep-within", "0s"];
+    let github = cleanup_with(
+        dir.path(),
+        &registry.host(),
+        &flags,
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_OUTPUT", &outputs.display().to_string()),
+            ("GITHUB_STEP_SUMMARY", &summary.display().to_string()),
+        ],
+    );
+    github.assert_code(0);
+    assert!(
+        github.stderr.contains("::group::dockhand cleanup: inventory and deletions\n"),
+        "{}",
+        github.stderr
+    );
+    assert!(github.stderr.contains("::endgroup::"), "{}", github.stderr);
+    assert_eq!(std::fs::read_to_string(&outputs).unwrap(), "kept=1\ndeleted=1\n");
+    let markdown = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        markdown.contains(&format!("| `{}/acme/api` | 1 | 1 | 0 |", registry.host())),
+        "{markdown}"
+    );
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["latest"]);
+
+    let gitlab = cleanup_with(dir.path(), &registry.host(), &flags, &[("GITLAB_CI", "true")]);
+    gitlab.assert_code(0);
+    assert!(gitlab.stderr.contains("section_start:"), "{}", gitlab.stderr);
+    // a name of its own: the GitLab template wraps the whole command in `dockhand_cleanup`
+    assert!(gitlab.stderr.contains(
+        ":dockhand_cleanup_progress[collapsed=true]\r\x1b[0Kdockhand cleanup: inventory and deletions"
+    ));
+    assert!(gitlab.stderr.contains("section_end:"), "{}", gitlab.stderr);
+}
+
+#[tokio::test]
+async fn keep_going_reports_every_failure_and_deletes_the_rest() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let mut digests = BTreeMap::new();
+    for tag in ["a", "b", "c", "d"] {
+        digests.insert(tag, push_image(&client, &api, Some(tag), &minutes_ago(10 * DAY)).await);
+    }
+    proxy.inject_matching(
+        &format!("DELETE /v2/acme/api/manifests/{}", digests["b"]),
+        Fault::status(500, None),
+    );
+    let dir = project(&["api"]);
+    let policy = ["--output", "json", "--keep-last", "0", "--keep-within", "0s"];
+    let mut argv = policy.to_vec();
+    argv.push("--keep-going");
+    let run = cleanup(dir.path(), &proxy.host(), &argv);
+    run.assert_code(2);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["b"]);
+    let document = json(&run);
+    assert_eq!(keys(&document), ["deleted", "failed", "kept"]);
+    assert_eq!(tags_of(&document, "deleted"), ["a", "c", "d"]);
+    assert_eq!(tags_of(&document, "failed"), ["b"]);
+    let error = document["failed"][0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("Deleting `{}/acme/api@{}` failed", proxy.host(), digests["b"])),
+        "{error}"
+    );
+    assert!(run.stderr.contains("error: Deleting `"), "{}", run.stderr);
+
+    // without --keep-going the first failure stops what has not started yet
+    for tag in ["e", "f", "g", "h", "i", "j"] {
+        push_image(&client, &api, Some(tag), &minutes_ago(10 * DAY)).await;
+    }
+    let run = cleanup(dir.path(), &proxy.host(), &policy);
+    run.assert_code(2);
+    let document = json(&run);
+    assert_eq!(tags_of(&document, "failed"), ["b"]);
+    let mut left = tags_of(&document, "kept");
+    for item in document["kept"].as_array().unwrap() {
+        assert_eq!(item["reason"], "kept: not attempted after an earlier failure", "{item}");
+    }
+    left.push("b".to_owned());
+    left.sort();
+    assert_eq!(skopeo_tags(&registry, "acme/api"), left);
+    assert_eq!(tags_of(&document, "deleted").len() + left.len(), 7);
+}
+
+#[tokio::test]
+async fn a_passed_deadline_deletes_nothing_and_leaves_the_rest_for_a_rerun() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let old = push_image(&client, &api, Some("old"), &minutes_ago(10 * DAY)).await;
+    tag_existing(&client, &api, "sibling", &old).await;
+    push_image(&client, &api, Some("keep"), &minutes_ago(10)).await;
+    let options = ReadOptions { concurrency: 4, resolve: Resolve::Get };
+    let read = inventory::read(&client, &api, &Scope::Image("api".to_owned()), options).await;
+    let inventory = Inventory { repositories: vec![read.inventory] };
+    let flags = PolicyFlags { keep_last: Some(1), ..PolicyFlags::default() };
+    let policy = Policy::resolve(None, &flags).unwrap();
+    let planned = plan::plan(&inventory, &policy, Timestamp::now());
+    assert_eq!(planned.deleted.len(), 2, "{planned:?}");
+    let implementation = Implementation::Default;
+    let executor =
+        Executor::new(&client, implementation, &implementation.capabilities(&api)).unwrap();
+    let deadline = Some(std::time::Instant::now());
+    let report = executor
+        .apply(&planned, &inventory, ApplyOptions { keep_going: false, deadline })
+        .await
+        .unwrap();
+    assert!(
+        report.outcomes.iter().all(|outcome| matches!(outcome, Outcome::Skipped(Skip::Deadline))),
+        "{:?}",
+        report.outcomes
+    );
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["keep", "old", "sibling"]);
 }
