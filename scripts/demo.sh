@@ -56,8 +56,7 @@ echo "== dockhand ci-env generic: the job's own docker config" >&2
 export HOME=$work/home DOCKHAND_INSECURE_REGISTRIES=$registry
 export DOCKHAND_REGISTRY=$registry DOCKHAND_REGISTRY_USERNAME=demo DOCKHAND_REGISTRY_PASSWORD=demo-password
 export DOCKHAND_REPO=$registry/acme/demo
-DOCKHAND_SHA=$(git rev-parse HEAD 2>/dev/null || echo 0123456789abcdef0123456789abcdef01234567)
-export DOCKHAND_SHA
+export DOCKHAND_SHA=0000000000000000000000000000000000000001   # the demo's "commits"
 export DOCKHAND_REF_NAME=main DOCKHAND_REF_TYPE=branch
 exports=$("$dockhand" ci-env generic)
 eval "$exports"
@@ -71,8 +70,18 @@ echo "== dockhand images (examples/two-images)" >&2
 cd "$root/examples/two-images"
 "$dockhand" images
 
-echo "== dockhand run: build → publish (→ cleanup)" >&2
-"$dockhand" run
+echo "== dockhand run on three commits: build → publish → cleanup (keep_last: 3)" >&2
+for commit in 1 2 3; do
+  DOCKHAND_SHA=$(printf '%040d' "$commit") "$dockhand" run
+done
+
+echo "== a fourth commit: run with --dry-run shows the plan without deleting" >&2
+export DOCKHAND_SHA
+DOCKHAND_SHA=$(printf '%040d' 4)
+"$dockhand" run --dry-run
+
+echo "== dockhand cleanup applies it" >&2
+"$dockhand" cleanup
 
 echo "== what skopeo (a peer client, using only the job's DOCKER_CONFIG) sees" >&2
 for image in api web; do

@@ -154,6 +154,21 @@ pub async fn run(
     output: &Output,
     now: Timestamp,
 ) -> Result<ExitStatus, CleanupError> {
+    run_reporting(settings, client, output, now, |document| {
+        output.result(document, || document.text());
+    })
+    .await
+}
+
+/// [`run`], handing the result document to `present` instead of printing it, so that `dockhand
+/// run` can put it beside what it published in one JSON document.
+pub async fn run_reporting(
+    settings: &CleanupSettings,
+    client: &Client,
+    output: &Output,
+    now: Timestamp,
+    present: impl FnOnce(&Document),
+) -> Result<ExitStatus, CleanupError> {
     let started = Instant::now();
     let deadline = settings.policy.max_duration.map(|duration| started + duration);
     let executor = Executor::new(client, settings.implementation, &settings.capabilities)?;
@@ -194,7 +209,7 @@ pub async fn run(
         Some(report) => Document::applied(&plan, &report.outcomes),
         None => Document::dry_run(&plan),
     };
-    output.result(&document, || document.text());
+    present(&document);
     let mut counts = vec![
         ("kept", document.kept.len().to_string()),
         ("deleted", document.deleted.as_ref().map_or(0, Vec::len).to_string()),

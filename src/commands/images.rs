@@ -8,6 +8,8 @@ use serde::Serialize;
 use super::{Failure, Process, block_on, registry_client};
 use crate::build::{self, Backend, Built, BuiltImage, LocalImage, buildah};
 use crate::ci::{self, CiContext, ProviderChoice};
+use crate::cleanup::report::Document;
+use crate::cleanup::{self, CleanupSettings};
 use crate::cli::{BuildArgs, GlobalArgs, ImagesArgs, PublishArgs, RunArgs};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::ExitStatus;
@@ -226,12 +228,12 @@ struct PublishReport {
     pushed: Vec<Pushed>,
 }
 
-fn report_pushed(pushed: Vec<Pushed>, output: &Output) -> Result<(), Failure> {
+/// Writes the GitHub step outputs and summary of a publish, and returns the report.
+fn record_pushed(pushed: Vec<Pushed>, output: &Output) -> Result<PublishReport, Failure> {
     let references: Vec<String> = pushed.iter().map(|p| p.reference.clone()).collect();
     let digests: Vec<String> =
         pushed.iter().map(|p| format!("{}@{}", p.reference, p.digest)).collect();
-    let report = PublishReport { pushed };
-    let json = serde_json::to_string(&report.pushed).expect("pushed references serialise");
+    let json = serde_json::to_string(&pushed).expect("pushed references serialise");
     let write = |result: std::io::Result<()>| {
         result
             .map_err(|source| super::ArgumentError::Write { path: "$GITHUB_OUTPUT".into(), source })
@@ -243,13 +245,23 @@ fn report_pushed(pushed: Vec<Pushed>, output: &Output) -> Result<(), Failure> {
     ]))?;
     let mut summary =
         String::from("### dockhand publish\n\n| image | reference | digest |\n|---|---|---|\n");
-    for item in &report.pushed {
+    for item in &pushed {
         writeln!(summary, "| {} | `{}` | `{}` |", item.image, item.reference, item.digest)
             .expect("writing to a String cannot fail");
     }
     write(output.step_summary(&summary))?;
-    output.result(&report, || digests.join("\n"));
-    Ok(())
+    Ok(PublishReport { pushed })
+}
+
+impl PublishReport {
+    /// `reference@digest`, one per line.
+    fn text(&self) -> String {
+        self.pushed
+            .iter()
+            .map(|p| format!("{}@{}", p.reference, p.digest))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 pub(super) fn publish(
@@ -262,7 +274,8 @@ pub(super) fn publish(
     let images = ImagesSettings::resolve(&phases.settings, &args.tags)?;
     let built = phases.previously_built()?;
     let pushed = phases.publish(&images, &built, process.env)?;
-    report_pushed(pushed, output)?;
+    let report = record_pushed(pushed, output)?;
+    output.result(&report, || report.text());
     Ok(ExitStatus::Success)
 }
 
@@ -272,23 +285,39 @@ pub(super) fn run(
     process: &Process<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
+    // every phase's settings are checked before the first one starts
     let phases = Phases::resolve(global, args.build.builder.as_deref(), process)?;
     let images = ImagesSettings::resolve(&phases.settings, &args.publish.tags)?;
+    let cleanup = CleanupSettings::resolve(&args.cleanup, &phases.settings, process.workdir)?;
     let built = {
         let _section = output.section("dockhand_build", "dockhand: build");
         phases.build(process.env)?
     };
-    let pushed = {
+    let published = {
         let _section = output.section("dockhand_publish", "dockhand: publish");
-        phases.publish(&images, &built, process.env)?
+        let pushed = phases.publish(&images, &built, process.env)?;
+        record_pushed(pushed, output)?
     };
-    report_pushed(pushed, output)?;
-    log::warn!(
-        "cleanup is not part of `run` in this version: run `dockhand cleanup` as its own step"
-    );
-    Ok(ExitStatus::Success)
+    let client = registry_client(
+        &phases.settings,
+        process.env,
+        Some(&phases.ci),
+        &[&cleanup.repo.registry],
+    )?;
+    let present = |document: &Document| {
+        let mut combined = serde_json::to_value(document).expect("a cleanup report serialises");
+        combined["pushed"] =
+            serde_json::to_value(&published.pushed).expect("pushed references serialise");
+        output.result(&combined, || format!("{}\n\n{}", published.text(), document.text()));
+    };
+    Ok(block_on(cleanup::run_reporting(
+        &cleanup,
+        &client,
+        output,
+        jiff::Timestamp::now(),
+        present,
+    ))?)
 }
-
 /// `dockhand images`: the references, one per line (JSON: objects with `image`, `reference`,
 /// `repository`, `tag`). Contacts no registry, so `latest` is shown as the rules would give it
 /// with no newer release known.

@@ -393,7 +393,9 @@ fn action_run_publishes_and_reports_what_it_pushed() {
     unique.dedup();
     assert_eq!(names.len(), unique.len(), "an output was written twice: {names:?}");
     let summary = &run.step("command").summary;
-    assert_eq!(summary.matches("### dockhand").count(), 1, "{summary}");
+    // `run` reports its two phases that write a summary: publish and cleanup, once each
+    assert_eq!(summary.matches("### dockhand publish").count(), 1, "{summary}");
+    assert_eq!(summary.matches("### dockhand cleanup").count(), 1, "{summary}");
     assert!(summary.contains(&format!("`{repo}/api:main`")), "{summary}");
     assert!(!run.log().lines().any(|l| l.contains(PASSWORD) && !l.starts_with("::add-mask::")));
 }
