@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Failure, Process, block_on, registry_client};
+use super::{Failure, Process, block_on, job_settings, registry_client};
 use crate::build::{self, Backend, Built, BuiltImage, LocalImage, buildah};
-use crate::ci::{self, CiContext, ProviderChoice};
+use crate::ci::CiContext;
 use crate::cleanup::report::Document;
 use crate::cleanup::{self, CleanupSettings};
 use crate::cli::{BuildArgs, GlobalArgs, ImagesArgs, PublishArgs, RunArgs};
@@ -34,8 +34,7 @@ impl Phases {
         builder: Option<&str>,
         process: &Process<'_>,
     ) -> Result<Self, Failure> {
-        let ci = ci::detect(ProviderChoice::Auto, process.env, process.workdir)?;
-        let settings = GlobalSettings::resolve(global, process.env, process.workdir, Some(&ci))?;
+        let (ci, settings) = job_settings(global, process)?;
         let build =
             BuildSettings::resolve(&settings, builder, &ci, process.env, jiff::Timestamp::now())?;
         Ok(Self { ci, settings, build })
@@ -318,6 +317,7 @@ pub(super) fn run(
         present,
     ))?)
 }
+
 /// `dockhand images`: the references, one per line (JSON: objects with `image`, `reference`,
 /// `repository`, `tag`). Contacts no registry, so `latest` is shown as the rules would give it
 /// with no newer release known.
@@ -327,8 +327,7 @@ pub(super) fn images(
     process: &Process<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
-    let ci = ci::detect(ProviderChoice::Auto, process.env, process.workdir)?;
-    let settings = GlobalSettings::resolve(global, process.env, process.workdir, Some(&ci))?;
+    let (ci, settings) = job_settings(global, process)?;
     let images = ImagesSettings::resolve(&settings, &args.tags)?;
     let targets = plan_targets(&images, &ci, &[])?;
     output.result(&targets, || {

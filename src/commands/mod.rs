@@ -15,7 +15,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use crate::ci::CiContext;
-use crate::cli::{Cli, Command, RegistryCommand};
+use crate::cli::{Cli, Command, GlobalArgs, RegistryCommand};
 use crate::docker_config::DockerConfig;
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
@@ -138,6 +138,17 @@ pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatu
         Command::Cleanup(args) => cleanup::cleanup(&args, &cli.global, process, output),
         Command::Run(args) => images::run(&args, &cli.global, process, output),
     }
+}
+
+/// The CI context (detected) and the global settings resolved with it: what every command that
+/// builds, names or deletes images starts from.
+fn job_settings(
+    global: &GlobalArgs,
+    process: &Process<'_>,
+) -> Result<(CiContext, GlobalSettings), Failure> {
+    let ci = crate::ci::detect(crate::ci::ProviderChoice::Auto, process.env, process.workdir)?;
+    let settings = GlobalSettings::resolve(global, process.env, process.workdir, Some(&ci))?;
+    Ok((ci, settings))
 }
 
 /// Runs one async command to completion on a single-threaded runtime: registry calls are I/O
