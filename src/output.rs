@@ -75,7 +75,8 @@ impl Output {
             eprintln!("\x1b[0Ksection_start:{now}:{name}[collapsed=true]\r\x1b[0K{title}");
         } else if self.github_actions {
             eprintln!("::group::{title}");
-        } else {
+        } else if log::log_enabled!(log::Level::Info) {
+            // a plain heading is a log line: `-q` silences it
             eprintln!("== {title}");
         }
         Section {

@@ -17,6 +17,7 @@ use crate::naming::{self, Mode};
 use crate::output::Output;
 use crate::publish::{self, BlobLocations, Layout, Pushed, Target};
 use crate::reference::Tag;
+use crate::registry::TagDelete;
 use crate::registry::distribution::{Client, DistributionError};
 use crate::settings::{BuildSettings, GlobalSettings, ImagesSettings};
 
@@ -297,6 +298,18 @@ pub(super) fn run(
         let pushed = phases.publish(&images, &built, process.env)?;
         record_pushed(pushed, output)?
     };
+    if cleanup.capabilities.tag_delete != TagDelete::Distribution {
+        // `run` was asked to ship images: a registry whose deletes this version cannot do is
+        // no reason to fail a publish that succeeded (`dockhand cleanup` still says why)
+        let reason = format!(
+            "cleanup skipped: deleting tags on `{}` needs its native API, which this version does not support",
+            cleanup.implementation
+        );
+        log::warn!("{reason}");
+        let document = serde_json::json!({"pushed": &published.pushed, "cleanup_skipped": reason});
+        output.result(&document, || published.text());
+        return Ok(ExitStatus::Success);
+    }
     let client = registry_client(
         &phases.settings,
         process.env,

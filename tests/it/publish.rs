@@ -368,3 +368,28 @@ fn docker_auth_config_alone_authenticates_the_push() {
     run.assert_code(0).assert_not_printed(PASSWORD).assert_not_printed(&auth);
     assert_eq!(skopeo_tags(&registry, "acme/app/web"), ["main"]);
 }
+
+#[test]
+fn run_on_a_native_api_registry_publishes_and_skips_cleanup() {
+    // `--repo-implementation github` on a local registry: pushing goes through the registry
+    // API like on ghcr.io, and cleanup, which needs GitHub's REST API, is skipped with a reason
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = Project::new("tags: [\"{branch}\"]\n");
+    let run = project
+        .dockhand(&registry, &["--repo-implementation", "github", "run", "--output", "json"])
+        .run();
+    run.assert_code(0);
+    let document: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(document["pushed"].as_array().map(Vec::len), Some(2));
+    assert!(
+        document["cleanup_skipped"].as_str().unwrap().contains("`github` needs its native API"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("cleanup skipped"), "{}", run.stderr);
+    assert_eq!(skopeo_tags(&registry, "acme/app/api"), ["main"]);
+    // asked for explicitly, cleanup says no
+    let cleanup =
+        project.dockhand(&registry, &["--repo-implementation", "github", "cleanup"]).run();
+    cleanup.assert_code(1);
+}
