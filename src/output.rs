@@ -9,7 +9,8 @@
     reason = "this module is the one place that prints"
 )]
 
-use std::io::Write;
+use std::cell::Cell;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -65,6 +66,15 @@ impl Output {
             Some(path) => append(path, markdown),
             None => Ok(()),
         }
+    }
+
+    /// A progress counter for `total` items.
+    pub fn progress(&self, label: &str, total: usize) -> Progress {
+        let draw = std::io::stderr().is_terminal()
+            && !self.github_actions
+            && !self.gitlab_ci
+            && log::log_enabled!(log::Level::Info);
+        Progress { label: label.to_owned(), total, done: Cell::new(0), draw }
     }
 
     /// Opens a collapsible log section in GitLab CI (a plain heading elsewhere) and returns
@@ -131,6 +141,35 @@ impl Output {
     }
 }
 
+/// A one-line counter on stderr (`deleting: 12/40`), redrawn in place. Drawn only when
+/// stderr is a terminal outside CI and info logs are on: CI logs get the plain lines instead.
+#[derive(Debug)]
+pub struct Progress {
+    label: String,
+    total: usize,
+    done: Cell<usize>,
+    draw: bool,
+}
+
+impl Progress {
+    /// One more item finished.
+    pub fn tick(&self) {
+        let done = self.done.get() + 1;
+        self.done.set(done);
+        if self.draw {
+            eprint!("\r{}: {done}/{}", self.label, self.total);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.draw && self.done.get() > 0 {
+            eprintln!();
+        }
+    }
+}
+
 /// An open log section; closed when dropped.
 #[derive(Debug)]
 pub struct Section {
@@ -173,7 +212,9 @@ pub fn init_logging(rust_log: Option<&str>, verbose: u8, quiet: u8) {
     if let Some(filter) = rust_log {
         builder.parse_filters(filter);
     }
-    builder.format(|buf, record| {
+    // on a terminal a log line first clears the line, where a progress counter may stand
+    let clear = if std::io::stderr().is_terminal() { "\x1b[2K\r" } else { "" };
+    builder.format(move |buf, record| {
         let prefix = match record.level() {
             log::Level::Error => "error: ",
             log::Level::Warn => "warning: ",
@@ -181,7 +222,7 @@ pub fn init_logging(rust_log: Option<&str>, verbose: u8, quiet: u8) {
             log::Level::Debug => "debug: ",
             log::Level::Trace => "trace: ",
         };
-        writeln!(buf, "{prefix}{}", record.args())
+        writeln!(buf, "{clear}{prefix}{}", record.args())
     });
     builder.target(env_logger::Target::Stderr);
     let _ = builder.try_init();

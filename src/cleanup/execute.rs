@@ -36,6 +36,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use crate::cleanup::inventory::{Inventory, RepositoryInventory};
 use crate::cleanup::plan::{DeleteMethod, Deletion, Plan};
 use crate::exit::{Classify, ExitStatus};
+use crate::output::Progress;
 use crate::reference::{Digest, ImageRef, RepoAddress, Tag};
 use crate::registry::distribution::{
     Client, DeleteSupport, DistributionError, ManifestRef, manifest,
@@ -228,11 +229,13 @@ pub struct Report {
 
 /// How to apply a plan.
 #[derive(Debug, Clone, Copy)]
-pub struct ApplyOptions {
+pub struct ApplyOptions<'p> {
     /// Go on after a failed item (and report every failure) instead of stopping.
     pub keep_going: bool,
     /// No new deletion starts after this instant (`max_duration`).
     pub deadline: Option<Instant>,
+    /// Told about every finished deletion.
+    pub progress: Option<&'p Progress>,
 }
 
 /// Applies plans through the distribution client, at most `concurrency` requests at once per
@@ -265,7 +268,7 @@ impl<'a> Executor<'a> {
         &self,
         plan: &Plan,
         inventory: &Inventory,
-        options: ApplyOptions,
+        options: ApplyOptions<'_>,
     ) -> Result<Report, ExecuteError> {
         let mut repositories: Vec<&RepoAddress> = Vec::new();
         for deletion in &plan.deleted {
@@ -443,7 +446,7 @@ struct Run<'r> {
     repository: &'r RepoAddress,
     inventory: Option<&'r RepositoryInventory>,
     deleted: &'r [Deletion],
-    options: ApplyOptions,
+    options: ApplyOptions<'r>,
     /// Set after a failure without `--keep-going`: no new deletion starts in any repository.
     stop: &'r Cell<bool>,
 }
@@ -470,6 +473,9 @@ impl Run<'_> {
     }
 
     fn record(&self, outcome: &Outcome) {
+        if let Some(progress) = self.options.progress {
+            progress.tick();
+        }
         if matches!(outcome, Outcome::Failed(_)) && !self.options.keep_going {
             self.stop.set(true);
         }

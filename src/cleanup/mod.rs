@@ -200,7 +200,9 @@ pub async fn run_reporting(
     let applied = if settings.dry_run {
         None
     } else {
-        let options = ApplyOptions { keep_going: settings.keep_going, deadline };
+        let progress = output.progress("deleting", plan.deleted.len());
+        let options =
+            ApplyOptions { keep_going: settings.keep_going, deadline, progress: Some(&progress) };
         Some(executor.apply(&plan, &inventory, options).await?)
     };
     drop(section);

@@ -602,7 +602,7 @@ async fn changes_after_the_plan_are_skipped_not_deleted() {
     let implementation = Implementation::Default;
     let capabilities = implementation.capabilities(&api);
     let executor = Executor::new(&client, implementation, &capabilities).unwrap();
-    let options = ApplyOptions { keep_going: false, deadline: None };
+    let options = ApplyOptions { keep_going: false, deadline: None, progress: None };
     let report = executor.apply(&planned, &inventory, options).await.unwrap();
     let outcomes: BTreeMap<String, String> = planned
         .deleted
@@ -748,7 +748,7 @@ async fn a_passed_deadline_deletes_nothing_and_leaves_the_rest_for_a_rerun() {
         Executor::new(&client, implementation, &implementation.capabilities(&api)).unwrap();
     let deadline = Some(std::time::Instant::now());
     let report = executor
-        .apply(&planned, &inventory, ApplyOptions { keep_going: false, deadline })
+        .apply(&planned, &inventory, ApplyOptions { keep_going: false, deadline, progress: None })
         .await
         .unwrap();
     assert!(
