@@ -758,3 +758,42 @@ async fn a_passed_deadline_deletes_nothing_and_leaves_the_rest_for_a_rerun() {
     );
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["keep", "old", "sibling"]);
 }
+
+/// On a terminal the deletions are counted on one redrawn line; in a pipe (CI logs) they are not.
+#[tokio::test]
+async fn a_terminal_gets_a_progress_counter_and_a_pipe_does_not() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    for build in 1..=3 {
+        push_image(&client, &api, Some(&format!("build-{build}")), &minutes_ago(10 * DAY)).await;
+    }
+    let dir = project(&["api"]);
+    let host = registry.host();
+    let flags = ["--keep-last", "0", "--keep-within", "0s", "--keep-tag", "build-3"];
+
+    // in a pipe: plain lines only
+    let piped = cleanup(dir.path(), &host, &flags);
+    piped.assert_code(0);
+    assert!(!piped.stderr.contains("\rdeleting:"), "{}", piped.stderr);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-3"]);
+
+    // `script` runs the command on a real pseudo-terminal and copies what it shows
+    push_image(&client, &api, Some("build-4"), &minutes_ago(10 * DAY)).await;
+    let command = format!(
+        "env -i PATH=\"$PATH\" HOME={home} DOCKHAND_REPO={host}/acme DOCKHAND_REPO_IMPLEMENTATION=default \
+         DOCKHAND_INSECURE_REGISTRIES={host} {bin} cleanup {flags}",
+        home = dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_dockhand"),
+        flags = flags.join(" "),
+    );
+    let shown = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .output()
+        .expect("script runs");
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen}");
+    assert!(screen.contains("\rdeleting: 1/1"), "{screen:?}");
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-3"]);
+}
