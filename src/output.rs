@@ -209,6 +209,9 @@ pub fn init_logging(rust_log: Option<&str>, verbose: u8, quiet: u8) {
     for noisy in ["reqwest", "hyper", "hyper_util", "rustls", "h2"] {
         builder.filter_module(noisy, log::LevelFilter::Warn.min(level));
     }
+    // it logs every refused certificate as an error; the failure reaches the user once, in
+    // dockhand's own error report
+    builder.filter_module("rustls_platform_verifier", log::LevelFilter::Off);
     if let Some(filter) = rust_log {
         builder.parse_filters(filter);
     }

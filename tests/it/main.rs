@@ -14,3 +14,4 @@ mod packaging;
 mod publish;
 #[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]
 mod support;
+mod tls;

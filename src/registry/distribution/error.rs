@@ -246,6 +246,15 @@ pub enum DistributionError {
         source: reqwest::Error,
     },
 
+    /// TLS refused the connection: the registry's certificate is not trusted or not valid.
+    #[error("Registry `{registry}` failed the TLS check (`{operation}`)")]
+    Tls {
+        registry: RegistryHost,
+        operation: Operation,
+        #[source]
+        source: reqwest::Error,
+    },
+
     /// The registry answered with a status the operation does not expect (after retries, for
     /// retryable statuses).
     #[error("`{operation}` failed with HTTP {status} ({envelope})")]
@@ -355,6 +364,9 @@ impl Classify for DistributionError {
             )),
             Self::Denied { registry, account, .. } => Some(format!(
                 "grant {account} the permission this operation needs on `{registry}` (pull, push or delete)"
+            )),
+            Self::Tls { registry, .. } => Some(format!(
+                "if `{registry}` uses a certificate from a private CA, point SSL_CERT_FILE at that CA's certificate; a registry that speaks plain HTTP needs `--insecure-registry {registry}`"
             )),
             Self::Unreachable { registry, .. } => Some(format!(
                 "check that `{registry}` is the right host and port and is up; a registry that speaks plain HTTP needs `--insecure-registry {registry}`"

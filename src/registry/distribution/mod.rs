@@ -155,6 +155,24 @@ impl Exchange {
     }
 }
 
+/// `true` if and only if the failure is TLS refusing the connection (an untrusted or invalid
+/// certificate, a failed handshake): something retrying cannot change.
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        // rustls reaches reqwest inside (nested) `io::Error`s, whose `source()` skips the error
+        // they wrap: step into that one instead
+        source = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    false
+}
+
 /// The challenge the client answers: Bearer if offered (it carries scopes), else Basic.
 fn preferred(challenges: Vec<Challenge>) -> Option<Challenge> {
     let mut basic = None;
@@ -517,6 +535,14 @@ impl Client {
                         return Ok(exchange);
                     }
                     (retry_after, format!("HTTP {status}"))
+                }
+                Err(source) if is_tls_failure(&source) => {
+                    // a certificate that is not trusted now will not be trusted in a second
+                    return Err(DistributionError::Tls {
+                        registry: registry.clone(),
+                        operation: operation.clone(),
+                        source,
+                    });
                 }
                 Err(source) => {
                     let repeatable =

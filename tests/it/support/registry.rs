@@ -51,6 +51,21 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(auth: Auth, deletes: Deletes) -> Self {
+        Self::start_with(auth, deletes, false)
+    }
+
+    /// A registry serving HTTPS with a certificate for `127.0.0.1` issued by a test CA, whose
+    /// certificate is at [`Registry::ca_file`].
+    pub fn start_tls(auth: Auth, deletes: Deletes) -> Self {
+        Self::start_with(auth, deletes, true)
+    }
+
+    /// The test CA's certificate (PEM) of a [`Registry::start_tls`] registry.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir().join("ca.pem")
+    }
+
+    fn start_with(auth: Auth, deletes: Deletes, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         let data = root.join("data");
@@ -91,8 +106,9 @@ impl Registry {
             Deletes::Enabled => "  delete:\n    enabled: true\n",
             Deletes::Disabled => "",
         };
+        let tls_section = if tls { write_tls_files(root) } else { String::new() };
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{delete}http:\n  addr: 127.0.0.1:0\n  secret: test-not-secret\n{auth_section}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{delete}http:\n  addr: 127.0.0.1:0\n  secret: test-not-secret\n{tls_section}{auth_section}",
             data.display()
         );
         let config_path = root.join("config.yml");
@@ -212,4 +228,28 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes a test CA (`ca.pem`) and a server certificate for `127.0.0.1`/`localhost` signed by
+/// it (`server.pem`, `server.key`) into `root`; returns the registry's `http.tls` section.
+fn write_tls_files(root: &Path) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "dockhand test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+    let server_key = KeyPair::generate().expect("server key");
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+    server_params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let server = server_params.signed_by(&server_key, &ca).expect("server certificate");
+    std::fs::write(root.join("ca.pem"), ca.pem()).expect("write CA");
+    std::fs::write(root.join("server.pem"), server.pem()).expect("write server certificate");
+    std::fs::write(root.join("server.key"), server_key.serialize_pem()).expect("write server key");
+    format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        root.join("server.pem").display(),
+        root.join("server.key").display()
+    )
 }
