@@ -393,3 +393,25 @@ fn run_on_a_native_api_registry_publishes_and_skips_cleanup() {
         project.dockhand(&registry, &["--repo-implementation", "github", "cleanup"]).run();
     cleanup.assert_code(1);
 }
+
+#[test]
+fn a_registry_refusing_the_push_is_a_clear_error() {
+    use crate::support::token_issuer::{PULL_ONLY_PASSWORD, PULL_ONLY_USER};
+    // the credentials are valid (the login check passes) but only allow pulling
+    let registry = Registry::start(Auth::Token, Deletes::Enabled);
+    let project = Project::new("tags: [\"{branch}\"]\n");
+    let run = project
+        .dockhand(&registry, &["run"])
+        .env("DOCKHAND_REGISTRY_USERNAME", PULL_ONLY_USER)
+        .env("DOCKHAND_REGISTRY_PASSWORD", PULL_ONLY_PASSWORD)
+        .run();
+    run.assert_code(1).assert_not_printed(PULL_ONLY_PASSWORD);
+    assert!(
+        run.stderr.contains(&format!("error: Failed to push `{}/acme/app/", registry.host())),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("was denied to user `readonly`"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: grant user `readonly` the permission"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}

@@ -26,6 +26,9 @@ pub const FULL_PASSWORD: &str = "cipass-Sentinel-7f3a";
 /// A user granted at most `pull` and `push`.
 pub const PULL_PUSH_USER: &str = "pushonly";
 pub const PULL_PUSH_PASSWORD: &str = "pushonly-Sentinel-91c2";
+/// A user that may only pull: a push is refused (HTTP 401 `insufficient_scope` → denied).
+pub const PULL_ONLY_USER: &str = "readonly";
+pub const PULL_ONLY_PASSWORD: &str = "readonly-Sentinel-3b8d";
 /// An identity (refresh) token that stands for the full user.
 pub const REFRESH_TOKEN: &str = "refresh-Sentinel-5d0e";
 
@@ -181,6 +184,7 @@ fn serve(
                 match decoded.split_once(':') {
                     Some((FULL_USER, FULL_PASSWORD)) => FULL_USER.to_owned(),
                     Some((PULL_PUSH_USER, PULL_PUSH_PASSWORD)) => PULL_PUSH_USER.to_owned(),
+                    Some((PULL_ONLY_USER, PULL_ONLY_PASSWORD)) => PULL_ONLY_USER.to_owned(),
                     _ => {
                         return respond(
                             &mut stream,
@@ -213,6 +217,7 @@ fn granted(account: &str, requested: &str) -> Vec<String> {
     let allowed: &[&str] = match account {
         FULL_USER | "refresh" => &["pull", "push", "delete", "*"],
         PULL_PUSH_USER => &["pull", "push"],
+        PULL_ONLY_USER => &["pull"],
         _ => &[],
     };
     requested.split(',').filter(|action| allowed.contains(action)).map(str::to_owned).collect()
