@@ -367,11 +367,7 @@ fn find_helper(name: &str, path_env: Option<&str>) -> Option<PathBuf> {
     if name.is_empty() || name.contains('/') {
         return None;
     }
-    let file = format!("docker-credential-{name}");
-    std::env::split_paths(path_env?).map(|dir| dir.join(&file)).find(|candidate| {
-        fs::metadata(candidate)
-            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-    })
+    crate::process::find_program(&format!("docker-credential-{name}"), path_env)
 }
 
 /// What `docker-credential-<name> get` prints.

@@ -199,6 +199,16 @@ fn quote_output(stderr: &str, stdout: &str) -> String {
     format!(": {}", tail.join("\n"))
 }
 
+/// The executable file `program` in one of the directories of `path_env` (a `PATH` value),
+/// the way a shell would find it.
+pub fn find_program(program: &str, path_env: Option<&str>) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path_env?).map(|dir| dir.join(program)).find(|candidate| {
+        std::fs::metadata(candidate)
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Command, CommandError};

@@ -274,6 +274,14 @@ impl BuildSettings {
     ) -> Result<Self, SettingsError> {
         let builder: Builder =
             builder_flag.or(global.project.builder.as_deref()).unwrap_or("buildah").parse()?;
+        if crate::process::find_program(
+            builder.program(),
+            env.get(env_vars::PATH).map(String::as_str),
+        )
+        .is_none()
+        {
+            return Err(BuildError::NotInstalled { builder }.into());
+        }
         let mut backend = Backend::with_defaults(builder, env);
         let authfile = buildah::authfile_in(&global.docker_config);
         if let Backend::Buildah(options) = &mut backend {

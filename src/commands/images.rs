@@ -288,6 +288,8 @@ pub(super) fn run(
     // every phase's settings are checked before the first one starts
     let phases = Phases::resolve(global, args.build.builder.as_deref(), process)?;
     let images = ImagesSettings::resolve(&phases.settings, &args.publish.tags)?;
+    // a build for which no rule gives a tag fails here, before anything is built
+    images.tag_rules.render(&phases.ci, jiff::Timestamp::now(), &[])?;
     let cleanup = CleanupSettings::resolve(&args.cleanup, &phases.settings, process.workdir)?;
     let built = {
         let _section = output.section("dockhand_build", "dockhand: build");

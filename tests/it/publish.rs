@@ -297,6 +297,10 @@ fn bad_input_is_reported_before_anything_is_pushed() {
         let run = command.run();
         run.assert_code(code).assert_not_printed(PASSWORD).assert_not_printed("wrong-Sentinel");
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+        if needle != "rejected" {
+            // input errors are found before anything is built
+            assert!(!run.stderr.contains("building `"), "{args:?}: {}", run.stderr);
+        }
         assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
     }
     let catalog = Command::new("skopeo")
