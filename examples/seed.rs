@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use dockhand::reference::RepoAddress;
 use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_MANIFEST};
-use dockhand::registry::distribution::{Client, ClientOptions, DistributionError, ManifestRef};
+use dockhand::registry::distribution::{
+    BlobSource, Client, ClientOptions, DistributionError, ManifestRef,
+};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use jiff::{SignedDuration, Timestamp};
 
@@ -32,7 +34,8 @@ async fn push(
         "rootfs": {"type": "layers", "diff_ids": []},
     })
     .to_string();
-    let config_digest = client.upload_blob(repository, config.as_bytes()).await?;
+    let config_digest =
+        client.upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes())).await?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

@@ -4,7 +4,9 @@
 //! OCI image layout ([`push_layout`]): each blob is uploaded once per repository (or mounted
 //! from a repository of the same registry that already has it), child manifests of an index go
 //! by digest, and every tag is one manifest PUT of the same bytes, so all tags of an image
-//! share one digest. Must never delete anything.
+//! share one digest. Manifests are read into memory (they are small and their bytes are
+//! sent); config and layer blobs are streamed from their files and checked against their
+//! digests on the way, never read whole. Must never delete anything.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use crate::naming::{self, Mode, NamingError};
 use crate::process::{self, CommandError};
 use crate::reference::{Digest, ImageRef, RegistryHost, RepoAddress, Tag};
 use crate::registry::distribution::manifest::{self as media, ManifestContent};
-use crate::registry::distribution::{Client, DistributionError, ManifestRef};
+use crate::registry::distribution::{BlobSource, Client, DistributionError, ManifestRef};
 
 /// Why an image could not be published.
 #[derive(Debug, thiserror::Error)]
@@ -198,10 +200,17 @@ impl Layout {
     }
 }
 
-/// The content of blob `digest` in the layout, checked against the digest.
-fn read_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, String> {
+/// Where the layout in `dir` keeps blob `digest`: `blobs/<algorithm>/<hex>`.
+fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     let (algorithm, hex) = digest.as_str().split_once(':').unwrap_or(("sha256", digest.hex()));
-    let bytes = std::fs::read(dir.join("blobs").join(algorithm).join(hex))
+    dir.join("blobs").join(algorithm).join(hex)
+}
+
+/// The content of blob `digest` in the layout, checked against the digest: for manifests,
+/// which are small and whose bytes are needed.
+fn read_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, String> {
+    let (algorithm, _) = digest.as_str().split_once(':').unwrap_or(("sha256", digest.hex()));
+    let bytes = std::fs::read(blob_path(dir, digest))
         .map_err(|e| format!("cannot read blob `{digest}` ({e})"))?;
     if algorithm == "sha256" && Digest::sha256_of(&bytes) != *digest {
         return Err(format!("blob `{digest}` does not match its digest"));
@@ -287,7 +296,9 @@ pub async fn push_layout(
 }
 
 /// Makes one blob present in the repository of `reference`: nothing if it is there, a mount
-/// from `from` if a repository of the same registry has it, else an upload from the layout.
+/// from `from` if a repository of the same registry has it, else an upload streamed from the
+/// layout's file (opened only when the registry did not mount). A file that is not the blob
+/// its digest names is a layout error.
 async fn upload_blob(
     client: &Client,
     layout: &Layout,
@@ -297,23 +308,30 @@ async fn upload_blob(
     from: Option<&RepoAddress>,
 ) -> Result<(), PublishError> {
     let repository = &reference.repository;
-    let fail =
-        |source| PublishError::Push { reference: reference.to_string(), source: Box::new(source) };
+    let fail = |source| match source {
+        DistributionError::DigestMismatch { actual, .. } => PublishError::Layout {
+            image: layout.image.clone(),
+            dir: layout.dir.clone(),
+            problem: format!("blob `{digest}` does not match its digest (it hashes to `{actual}`)"),
+        },
+        DistributionError::BlobRead { source, .. } => PublishError::Layout {
+            image: layout.image.clone(),
+            dir: layout.dir.clone(),
+            problem: format!("cannot read blob `{digest}` ({source})"),
+        },
+        source => PublishError::Push { reference: reference.to_string(), source: Box::new(source) },
+    };
     if client.blob_exists(repository, digest).await.map_err(fail)? {
         log::debug!("{repository}: blob {digest} already there");
         return Ok(());
     }
-    let content = read_blob(&layout.dir, digest).map_err(|problem| PublishError::Layout {
-        image: layout.image.clone(),
-        dir: layout.dir.clone(),
-        problem,
-    })?;
+    let blob =
+        BlobSource::File { path: blob_path(&layout.dir, digest), size, digest: digest.clone() };
     if let Some(from) = from {
-        let how =
-            client.mount_or_upload_blob(repository, from, digest, &content).await.map_err(fail)?;
+        let how = client.mount_or_upload_blob(repository, from, &blob).await.map_err(fail)?;
         log::debug!("{repository}: blob {digest} ({size} bytes) {how:?} from {from}");
     } else {
-        client.upload_blob(repository, &content).await.map_err(fail)?;
+        client.upload_blob(repository, &blob).await.map_err(fail)?;
         log::debug!("{repository}: blob {digest} ({size} bytes) uploaded");
     }
     Ok(())

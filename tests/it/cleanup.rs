@@ -14,7 +14,7 @@ use dockhand::cleanup::policy::{Policy, PolicyFlags};
 use dockhand::reference::{Digest, RepoAddress};
 use dockhand::registry::Implementation;
 use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST};
-use dockhand::registry::distribution::{Client, ManifestRef};
+use dockhand::registry::distribution::{BlobSource, Client, ManifestRef};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
@@ -52,7 +52,10 @@ async fn push_image(
         "rootfs": {"type": "layers", "diff_ids": []},
     })
     .to_string();
-    let config_digest = client.upload_blob(repository, config.as_bytes()).await.expect("config");
+    let config_digest = client
+        .upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes()))
+        .await
+        .expect("config");
     let body = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

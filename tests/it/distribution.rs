@@ -8,7 +8,7 @@ use dockhand::registry::distribution::manifest::{
     self, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
 use dockhand::registry::distribution::{
-    Account, BlobTransfer, Client, ClientOptions, Code, Credential, DeleteSupport,
+    Account, BlobSource, BlobTransfer, Client, ClientOptions, Code, Credential, DeleteSupport,
     DistributionError, ManifestRef, ReferrersSource, RetryPolicy,
 };
 use dockhand::secret::Secret;
@@ -45,7 +45,10 @@ async fn push_image(
     tag_name: &str,
     content: &str,
 ) -> Digest {
-    let layer = client.upload_blob(repository, content.as_bytes()).await.expect("upload layer");
+    let layer = client
+        .upload_blob(repository, &BlobSource::Bytes(content.as_bytes().to_vec()))
+        .await
+        .expect("upload layer");
     let config = serde_json::json!({
         "created": "2026-11-01T10:00:00Z",
         "architecture": "amd64",
@@ -53,8 +56,10 @@ async fn push_image(
         "rootfs": {"type": "layers", "diff_ids": [layer]},
     })
     .to_string();
-    let config_digest =
-        client.upload_blob(repository, config.as_bytes()).await.expect("upload config");
+    let config_digest = client
+        .upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes()))
+        .await
+        .expect("upload config");
     let body = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -508,36 +513,97 @@ async fn resolves_images_pushed_by_buildah() {
     );
 }
 
+/// Writes `content` to a file in `dir` and describes it as a blob with `digest`.
+fn file_blob(dir: &std::path::Path, name: &str, content: &[u8], digest: &Digest) -> BlobSource {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    BlobSource::File { path, size: content.len() as u64, digest: digest.clone() }
+}
+
 #[tokio::test]
 async fn blobs_are_mounted_across_repositories_or_uploaded() {
     let registry = Registry::start(Auth::Token, Deletes::Enabled);
     let client = client_as(&registry, registry.credential());
+    let files = tempfile::tempdir().unwrap();
     let source = registry.repository("dh/source");
     let content = b"a blob to share";
-    let digest = client.upload_blob(&source, content).await.unwrap();
+    let digest = client.upload_blob(&source, &BlobSource::Bytes(content.to_vec())).await.unwrap();
     assert_eq!(digest, Digest::sha256_of(content));
 
+    // a mount never opens the file: this one does not even exist
     let target = registry.repository("dh/target");
+    let nowhere = BlobSource::File {
+        path: files.path().join("not-there"),
+        size: content.len() as u64,
+        digest: digest.clone(),
+    };
     assert_eq!(
-        client.mount_or_upload_blob(&target, &source, &digest, content).await.unwrap(),
+        client.mount_or_upload_blob(&target, &source, &nowhere).await.unwrap(),
         BlobTransfer::Mounted
     );
     assert!(client.blob_exists(&target, &digest).await.unwrap());
 
-    // the source does not have it: the registry opens an upload instead, and the client fills it
+    // the source does not have it: the registry opens an upload instead, and the client
+    // streams the file into it
     let elsewhere = registry.repository("dh/elsewhere");
     let empty = registry.repository("dh/empty");
+    let file = file_blob(files.path(), "blob", content, &digest);
     assert_eq!(
-        client.mount_or_upload_blob(&elsewhere, &empty, &digest, content).await.unwrap(),
+        client.mount_or_upload_blob(&elsewhere, &empty, &file).await.unwrap(),
         BlobTransfer::Uploaded
     );
     assert_eq!(client.get_blob(&elsewhere, &digest).await.unwrap(), content);
 
-    let error = client
-        .mount_or_upload_blob(&elsewhere, &source, &digest, b"other bytes")
-        .await
-        .unwrap_err();
+    // a file that is not the blob it claims to be is refused, and the registry keeps nothing
+    let claimed = Digest::sha256_of(b"the real content");
+    let wrong = file_blob(files.path(), "wrong", b"other bytes of that size", &claimed);
+    let error = client.mount_or_upload_blob(&elsewhere, &empty, &wrong).await.unwrap_err();
     assert!(matches!(error, DistributionError::DigestMismatch { .. }), "{error:?}");
+    assert!(!client.blob_exists(&elsewhere, &claimed).await.unwrap());
+}
+
+#[tokio::test]
+async fn file_blobs_are_streamed_and_checked_against_their_digest() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let client = client_as(&registry, registry.credential());
+    let repository = registry.repository("dh/files");
+    let files = tempfile::tempdir().unwrap();
+    // several chunks of the streamed body, the last one partial
+    let mut content = vec![0; 3 * dockhand::registry::distribution::blob::CHUNK_SIZE + 17];
+    fastrand::Rng::with_seed(11).fill(&mut content);
+    let digest = Digest::sha256_of(&content);
+    let blob = file_blob(files.path(), "layer", &content, &digest);
+    assert_eq!(client.upload_blob(&repository, &blob).await.unwrap(), digest);
+    assert_eq!(client.get_blob(&repository, &digest).await.unwrap(), content);
+
+    let claimed = Digest::sha256_of(b"not this");
+    let mut changed = content.clone();
+    changed[content.len() - 1] ^= 1;
+    let wrong = file_blob(files.path(), "changed", &changed, &claimed);
+    let error = client.upload_blob(&repository, &wrong).await.unwrap_err();
+    match &error {
+        DistributionError::DigestMismatch { expected, actual, .. } => {
+            assert_eq!(expected, claimed.as_str());
+            assert_eq!(actual, Digest::sha256_of(&changed).as_str());
+        }
+        other => panic!("expected DigestMismatch, got {other:?}"),
+    }
+    assert!(!client.blob_exists(&repository, &claimed).await.unwrap());
+    assert!(!client.blob_exists(&repository, &Digest::sha256_of(&changed)).await.unwrap());
+
+    let missing = BlobSource::File {
+        path: files.path().join("missing"),
+        size: 3,
+        digest: Digest::sha256_of(b"abc"),
+    };
+    let error = client.upload_blob(&repository, &missing).await.unwrap_err();
+    match &error {
+        DistributionError::BlobRead { path, source } => {
+            assert_eq!(path, &files.path().join("missing"));
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected BlobRead, got {other:?}"),
+    }
 }
 
 /// distribution 2.8 has no referrers API (404): the client falls back to the tag schema.
@@ -663,7 +729,8 @@ async fn rate_limits_are_waited_out_and_retries_are_bounded() {
     // a 503 to a POST (not idempotent) is not repeated
     proxy.inject(Fault::status(503, None));
     let before = proxy.log().len();
-    let error = client.upload_blob(&repository, b"x").await.unwrap_err();
+    let error =
+        client.upload_blob(&repository, &BlobSource::Bytes(b"x".to_vec())).await.unwrap_err();
     assert_eq!(error.status().map(|status| status.as_u16()), Some(503), "{error:?}");
     assert_eq!(proxy.log().len() - before, 1);
 }
@@ -698,4 +765,40 @@ async fn insufficient_scope_widens_the_token_once() {
             ],
         ]
     );
+}
+
+/// An upload session is single-use: a `PUT` that failed with 503 is not sent again to the
+/// same session; the client opens a new session and streams the file again from its start,
+/// as often as the retry policy allows (two retries in the test options).
+#[tokio::test]
+async fn a_failed_upload_starts_a_new_session() {
+    let (_registry, proxy, client, repository) = behind_proxy();
+    let files = tempfile::tempdir().unwrap();
+    let content = b"layer bytes, sent twice".to_vec();
+    let digest = Digest::sha256_of(&content);
+    let blob = file_blob(files.path(), "layer", &content, &digest);
+    let uploads = |from: usize| -> Vec<String> {
+        proxy.log()[from..]
+            .iter()
+            .filter(|line| line.contains("/blobs/uploads/"))
+            .map(|line| line.split('/').next().unwrap_or_default().trim().to_owned())
+            .collect()
+    };
+    let put = "PUT /v2/dh/app/blobs/uploads/";
+
+    proxy.inject_matching_times(put, Fault::status(503, None), 1);
+    let before = proxy.log().len();
+    assert_eq!(client.upload_blob(&repository, &blob).await.unwrap(), digest);
+    assert_eq!(uploads(before), ["POST", "PUT", "POST", "PUT"]);
+    assert_eq!(client.get_blob(&repository, &digest).await.unwrap(), content);
+
+    let other = b"another layer".to_vec();
+    let other_digest = Digest::sha256_of(&other);
+    let blob = file_blob(files.path(), "other", &other, &other_digest);
+    proxy.inject_matching_times(put, Fault::status(503, None), 3);
+    let before = proxy.log().len();
+    let error = client.upload_blob(&repository, &blob).await.unwrap_err();
+    assert_eq!(error.status().map(|status| status.as_u16()), Some(503), "{error:?}");
+    assert_eq!(uploads(before), ["POST", "PUT", "POST", "PUT", "POST", "PUT"]);
+    assert!(!client.blob_exists(&repository, &other_digest).await.unwrap());
 }

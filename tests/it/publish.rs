@@ -1,11 +1,15 @@
 //! `dockhand build`, `publish`, `run` and `images` end to end: real buildah builds from small
 //! `FROM scratch` contexts, pushed by dockhand to a real registry, read back with skopeo.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use dockhand::reference::Digest;
+use dockhand::registry::distribution::Client;
+
 use crate::support::binary::{Dockhand, Run, dockhand};
-use crate::support::peers::{skopeo_digest, skopeo_tags};
+use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
 use crate::support::registry::{PASSWORD, USER};
 use crate::support::{Auth, Deletes, Registry};
 
@@ -418,4 +422,210 @@ fn a_registry_refusing_the_push_is_a_clear_error() {
     assert!(run.stderr.contains("was denied to user `readonly`"), "{}", run.stderr);
     assert!(run.stderr.contains("hint: grant user `readonly` the permission"), "{}", run.stderr);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+/// Writes an OCI image layout with one layer of `layer_size` pseudo-random bytes into `dir`
+/// and returns the digests of the manifest and of the layer.
+fn write_layout_with_big_layer(dir: &Path, layer_size: usize) -> (String, String) {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let blobs = dir.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let write_blob = |bytes: &[u8]| {
+        let hex = format!("{:x}", sha2::Sha256::digest(bytes));
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    // written in pieces, as a builder would: the test itself never holds the whole layer either
+    let partial = blobs.join("layer.partial");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&partial).unwrap());
+    let mut hasher = sha2::Sha256::new();
+    let mut rng = fastrand::Rng::with_seed(0x00d0_c4a4);
+    let mut chunk = vec![0; 1 << 20];
+    for _ in 0..layer_size / chunk.len() {
+        rng.fill(&mut chunk);
+        hasher.update(&chunk);
+        file.write_all(&chunk).unwrap();
+    }
+    file.flush().unwrap();
+    drop(file);
+    let layer_hex = format!("{:x}", hasher.finalize());
+    std::fs::rename(&partial, blobs.join(&layer_hex)).unwrap();
+    let layer = format!("sha256:{layer_hex}");
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+    })
+    .to_string();
+    let config_digest = write_blob(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
+    })
+    .to_string();
+    let manifest_digest = write_blob(manifest.as_bytes());
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest.len()}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    (manifest_digest, layer)
+}
+
+/// A project with one image, `big`, whose "build" is the OCI layout the test wrote (one layer
+/// of `layer_size` pseudo-random bytes): a `buildah` stand-in on `PATH` hands it over when
+/// publish asks for `buildah push … oci:DIR`, by copying it with `cp`.
+struct LayoutProject {
+    dir: tempfile::TempDir,
+    layout: PathBuf,
+    manifest_digest: String,
+    layer_digest: String,
+}
+
+impl LayoutProject {
+    fn new(layer_size: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let layout = root.join("layout");
+        let (manifest_digest, layer_digest) = write_layout_with_big_layer(&layout, layer_size);
+        let context = root.join("big");
+        std::fs::create_dir(&context).unwrap();
+        std::fs::write(context.join("Containerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(
+            root.join("dockhand.yaml"),
+            "images:\n  - name: big\n    context: big\ntags: [\"{branch}\"]\n",
+        )
+        .unwrap();
+        let bin = root.join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(
+            bin.join("buildah"),
+            format!(
+                "#!/bin/sh\n# stand-in for `buildah push --digestfile FILE IMAGE oci:DIR`\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in\n    --digestfile) digestfile=$2; shift ;;\n    oci:*) dir=${{1#oci:}} ;;\n  esac\n  shift\ndone\nmkdir -p \"$dir\" && cp -R {layout}/. \"$dir\"/ && printf '%s' {manifest_digest} > \"$digestfile\"\n",
+                layout = layout.display()
+            ),
+        )
+        .unwrap();
+        Command::new("chmod").arg("+x").arg(bin.join("buildah")).status().unwrap();
+        Self { dir, layout, manifest_digest, layer_digest }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The layer's file in the test's layout.
+    fn layer_file(&self) -> PathBuf {
+        self.layout.join("blobs/sha256").join(self.layer_digest.strip_prefix("sha256:").unwrap())
+    }
+
+    /// `dockhand --repo-mode multirepo publish --output json`, logged in to `registry`, on
+    /// branch `main`.
+    fn publish(&self, registry: &Registry) -> Dockhand {
+        let root = self.path();
+        dockhand(root, &["--repo-mode", "multirepo", "publish", "--output", "json"])
+            .env(
+                "PATH",
+                &format!("{}:{}", root.join("bin").display(), std::env::var("PATH").unwrap()),
+            )
+            .env("TMPDIR", &root.display().to_string())
+            .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+            .env("DOCKHAND_REGISTRY", &registry.host())
+            .env("DOCKHAND_REGISTRY_USERNAME", USER)
+            .env("DOCKHAND_REGISTRY_PASSWORD", PASSWORD)
+            .env("DOCKHAND_REPO", &format!("{}/acme/app", registry.host()))
+            .env("DOCKHAND_SHA", SHA)
+            .env("DOCKHAND_REF_NAME", "main")
+            .env("DOCKHAND_REF_TYPE", "branch")
+    }
+}
+
+/// A layer far larger than dockhand's own footprint goes to the registry streamed from the
+/// layout: the registry (read back by skopeo, which checks every blob's digest) holds the
+/// exact bytes, and dockhand's peak RSS stays below half the layer's size (reading the layer
+/// into memory would need at least all of it).
+///
+/// The layout comes from the test, through a `buildah` stand-in: the peak GNU time reports
+/// covers dockhand's children too, and a real buildah would measure buildah, not dockhand.
+#[test]
+#[expect(clippy::print_stderr, reason = "the measured peak shows in `--nocapture` runs")]
+fn a_large_layer_is_streamed_not_held_in_memory() {
+    const LAYER_SIZE: usize = 64 << 20;
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = LayoutProject::new(LAYER_SIZE);
+    let (run, peak_kib) = project.publish(&registry).run_measured(project.path());
+    run.assert_code(0).assert_not_printed(PASSWORD);
+    assert_eq!(
+        pushed(&run),
+        [(
+            "big".to_owned(),
+            format!("{}/acme/app/big:main", registry.host()),
+            project.manifest_digest.clone()
+        )]
+    );
+    assert_eq!(skopeo_digest(&registry, "acme/app/big:main").as_str(), project.manifest_digest);
+
+    let copy = project.path().join("copy");
+    let status = Command::new("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false", "--src-authfile"])
+        .arg(registry.auth_file())
+        .arg(format!("docker://{}/acme/app/big:main", registry.host()))
+        .arg(format!("dir:{}", copy.display()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "skopeo copies the image back, verifying every blob");
+    let layer_hex = project.layer_digest.strip_prefix("sha256:").unwrap();
+    let copied = std::fs::read(copy.join(layer_hex)).unwrap();
+    assert_eq!(copied.len(), LAYER_SIZE);
+    assert_eq!(Digest::sha256_of(&copied).as_str(), project.layer_digest);
+
+    eprintln!(
+        "peak RSS of `dockhand publish` with a {} MiB layer: {peak_kib} KiB",
+        LAYER_SIZE >> 20
+    );
+    assert!(
+        peak_kib * 1024 < (LAYER_SIZE / 2) as u64,
+        "dockhand's peak RSS was {peak_kib} KiB for a {} MiB layer",
+        LAYER_SIZE >> 20
+    );
+}
+
+/// A layer file that changed after the build is caught while it streams: publish fails with
+/// a layout error naming the blob, the registry keeps neither the blob nor a tag.
+#[test]
+fn a_layer_that_does_not_match_its_digest_is_a_layout_error() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = LayoutProject::new(1 << 20);
+    let mut bytes = std::fs::read(project.layer_file()).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(project.layer_file(), &bytes).unwrap();
+    let run = project.publish(&registry).run();
+    run.assert_code(2).assert_not_printed(PASSWORD);
+    assert!(
+        run.stderr.contains(&format!("blob `{}` does not match its digest", project.layer_digest)),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("has no usable OCI layout"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let mut options = registry.client_options();
+    options.credentials = BTreeMap::from([(registry.registry_host(), registry.credential())]);
+    let client = Client::new(options).unwrap();
+    let layer: Digest = project.layer_digest.parse().unwrap();
+    let exists = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(client.blob_exists(&registry.repository("acme/app/big"), &layer))
+        .unwrap();
+    assert!(!exists, "the registry committed the wrong layer");
+    assert!(!skopeo_resolves(&registry, "acme/app/big:main"));
 }

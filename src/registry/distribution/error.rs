@@ -296,9 +296,19 @@ pub enum DistributionError {
     #[error("`{operation}` returned an unusable response: {problem}")]
     UnexpectedResponse { operation: Operation, problem: String },
 
-    /// Content did not hash to the digest it was asked for by.
-    #[error("`{operation}` returned content with digest `{actual}`, expected `{expected}`")]
+    /// Content did not hash to the digest it was asked for by (read from a registry), or is
+    /// to be uploaded under (read from a file).
+    #[error("`{operation}`: the content has digest `{actual}`, expected `{expected}`")]
     DigestMismatch { operation: Operation, expected: String, actual: String },
+
+    /// A blob to upload could not be read from its file (missing, unreadable, or shorter than
+    /// its size).
+    #[error("Cannot read the blob file `{}`", path.display())]
+    BlobRead {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// Following `Link` headers revisited a page.
     #[error("`{operation}` pagination loops: page `{page}` was already read")]

@@ -8,6 +8,7 @@
 //! into an error or a log line.
 
 pub mod auth;
+pub mod blob;
 pub mod error;
 pub mod manifest;
 mod operations;
@@ -25,6 +26,8 @@ use url::Url;
 
 pub use auth::Credential;
 use auth::{BearerChallenge, Challenge, Scope, Token, TokenCache, TokenKey};
+pub use blob::BlobSource;
+use blob::FileBody;
 pub use error::{Account, Code, DistributionError, ErrorEnvelope, Operation};
 pub use manifest::{Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
 pub use operations::{
@@ -49,7 +52,8 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// Longest wait for a TCP (and TLS) connection.
     pub connect_timeout: Duration,
-    /// Longest wait for one whole request, body included.
+    /// Longest wait for one whole request, body included. A blob streamed from a file gets
+    /// one more second per MiB ([`blob::upload_timeout`]), so large layers are not cut off.
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
     /// Requests in flight at once, across every registry this client talks to.
@@ -92,13 +96,21 @@ struct Inner {
     token_fetch: tokio::sync::Mutex<()>,
 }
 
+/// What a request sends.
+#[derive(Clone)]
+enum Payload {
+    Bytes(Vec<u8>),
+    /// Streamed from a file, afresh for each try.
+    File(FileBody),
+}
+
 /// A request, kept so it can be sent again.
 #[derive(Clone)]
 struct Outgoing {
     method: Method,
     url: Url,
     headers: HeaderMap,
-    body: Option<Vec<u8>>,
+    body: Option<Payload>,
     /// Safe to repeat after a broken connection or a 502/503/504 (429 is always repeatable).
     idempotent: bool,
     body_limit: usize,
@@ -336,8 +348,9 @@ impl Client {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/x-www-form-urlencoded"),
                 );
-                outgoing.body =
-                    Some(auth::refresh_token_form(service, scopes, refresh_token).into_bytes());
+                outgoing.body = Some(Payload::Bytes(
+                    auth::refresh_token_form(service, scopes, refresh_token).into_bytes(),
+                ));
                 // exchanging a refresh token has no side effect: repeat it like a GET
                 outgoing.idempotent = true;
                 outgoing
@@ -575,7 +588,8 @@ impl Client {
         }
     }
 
-    /// One try of `outgoing`, body read in full (up to its limit).
+    /// One try of `outgoing`, the answer's body read in full (up to its limit). A file
+    /// payload is sent with its `Content-Length` and a timeout that grows with its size.
     async fn attempt(&self, outgoing: &Outgoing) -> Result<Attempt, reqwest::Error> {
         let _permit = self.inner.permits.acquire().await;
         let mut request = self
@@ -583,8 +597,15 @@ impl Client {
             .http
             .request(outgoing.method.clone(), outgoing.url.clone())
             .headers(outgoing.headers.clone());
-        if let Some(body) = &outgoing.body {
-            request = request.body(body.clone());
+        match &outgoing.body {
+            None => {}
+            Some(Payload::Bytes(bytes)) => request = request.body(bytes.clone()),
+            Some(Payload::File(file)) => {
+                request = request
+                    .header(header::CONTENT_LENGTH, file.size())
+                    .timeout(blob::upload_timeout(self.inner.options.request_timeout, file.size()))
+                    .body(file.body());
+            }
         }
         let mut response = request.send().await?;
         let status = response.status();

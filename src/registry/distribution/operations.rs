@@ -12,10 +12,11 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::auth::{Access, Scope};
+use super::blob::{BlobSource, FileBody, FileProblem};
 use super::error::{Code, DistributionError, Operation};
 use super::manifest::{self, Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
 use super::urls::{self, ManifestRef};
-use super::{Client, Exchange, Outgoing};
+use super::{Client, Exchange, Outgoing, Payload, retry};
 use crate::reference::{Digest, RepoAddress, Tag};
 
 /// Tags asked for per page (`n`); registries may send fewer, or ignore it.
@@ -78,6 +79,19 @@ fn digest_like(expected: &Digest, bytes: &[u8]) -> String {
         format!("sha512:{:x}", sha2::Sha512::digest(bytes))
     } else {
         Digest::sha256_of(bytes).to_string()
+    }
+}
+
+/// `true` if and only if a blob upload that failed with `error` may start over in a new
+/// session: the connection broke, or a gateway or the registry was overloaded (502/503/504).
+/// A 429 is not here: the client already waited it out, as often as the policy allows.
+fn restartable(error: &DistributionError) -> bool {
+    match error {
+        DistributionError::Unreachable { .. } => true,
+        DistributionError::Registry { status, .. } => {
+            retry::retryable_status(*status) && *status != StatusCode::TOO_MANY_REQUESTS
+        }
+        _ => false,
     }
 }
 
@@ -337,7 +351,7 @@ impl Client {
         let url = urls::manifest(&self.repository_url(repository), repository, reference);
         let mut outgoing =
             Outgoing::new(Method::PUT, url).header(header::CONTENT_TYPE, content_type);
-        outgoing.body = Some(bytes.to_vec());
+        outgoing.body = Some(Payload::Bytes(bytes.to_vec()));
         let scopes = [Scope::repository(&repository.path, Access::Push)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if !exchange.status.is_success() {
@@ -422,14 +436,36 @@ impl Client {
         })
     }
 
-    /// Uploads `content` in one piece (`POST` an upload, then `PUT` it with its digest) and
-    /// returns the digest.
+    /// Uploads `blob` in one piece (`POST` an upload session, then `PUT` the content with its
+    /// digest) and returns the digest. A [`BlobSource::File`] is streamed from disk with its
+    /// `Content-Length`, hashed on the way, and cut off before its last chunk when it is not
+    /// the blob it claims to be: [`DistributionError::DigestMismatch`] (or
+    /// [`DistributionError::BlobRead`] when the file cannot be read or is short), and the
+    /// registry never commits it.
+    ///
+    /// Retries: a failed `POST` is not repeated (it is not idempotent). An upload session is
+    /// single-use, so a `PUT` is never sent again to the same session after a broken
+    /// connection or a 502/503/504; instead a new session is started and the content sent
+    /// again from the start (a file from a fresh handle), at most
+    /// [`RetryPolicy::max_retries`](super::RetryPolicy::max_retries) times. A 429 is answered
+    /// before the upload is taken, so the client repeats that `PUT` like any request. Content
+    /// that is not the blob is never retried.
     pub async fn upload_blob(
         &self,
         repository: &RepoAddress,
-        content: &[u8],
+        blob: &BlobSource,
     ) -> Result<Digest, DistributionError> {
-        let digest = Digest::sha256_of(content);
+        let digest = blob.digest();
+        let session = self.start_upload(repository).await?;
+        self.upload_through(repository, blob, &digest, session).await?;
+        Ok(digest)
+    }
+
+    /// `POST …/blobs/uploads/`: a new upload session, with the URL it was asked at.
+    async fn start_upload(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<(url::Url, Exchange), DistributionError> {
         let operation = Self::operation(&Method::POST, format!("{repository} blob upload"));
         let url = urls::uploads(&self.repository_url(repository), repository);
         let scopes = [Scope::repository(&repository.path, Access::Push)];
@@ -444,18 +480,47 @@ impl Client {
         if exchange.status != StatusCode::ACCEPTED {
             return Err(self.refused(repository, operation, &exchange));
         }
-        self.finish_upload(repository, &url, &exchange, &digest, content).await?;
-        Ok(digest)
+        Ok((url, exchange))
     }
 
-    /// `PUT`s `content` to the upload session an answer to `POST …/uploads/` opened.
+    /// Sends `blob` through `session`, and through new sessions while the `PUT` fails
+    /// transiently and the retry policy allows (see [`Client::upload_blob`]).
+    async fn upload_through(
+        &self,
+        repository: &RepoAddress,
+        blob: &BlobSource,
+        digest: &Digest,
+        mut session: (url::Url, Exchange),
+    ) -> Result<(), DistributionError> {
+        let policy = self.inner.options.retry;
+        let mut retry = 0;
+        loop {
+            let (url, started) = &session;
+            match self.finish_upload(repository, url, started, digest, blob).await {
+                Err(error) if retry < policy.max_retries && restartable(&error) => {
+                    let (delay, _) = policy.delay(retry, None);
+                    retry += 1;
+                    log::warn!(
+                        "{error}; uploading blob {digest} to {repository} again in a new session (retry {retry} of {}) in {} ms",
+                        policy.max_retries,
+                        delay.as_millis()
+                    );
+                    tokio::time::sleep(delay).await;
+                    session = self.start_upload(repository).await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// `PUT`s `blob` to the upload session an answer to `POST …/uploads/` opened, once.
     async fn finish_upload(
         &self,
         repository: &RepoAddress,
         request_url: &url::Url,
         started: &Exchange,
         digest: &Digest,
-        content: &[u8],
+        blob: &BlobSource,
     ) -> Result<(), DistributionError> {
         let operation = Self::operation(&Method::PUT, format!("{repository} blob {digest}"));
         let location = started
@@ -467,38 +532,56 @@ impl Client {
             })?;
         let mut outgoing = Outgoing::new(Method::PUT, urls::with_digest(&location, digest))
             .header(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        outgoing.body = Some(content.to_vec());
+        let file = match blob {
+            BlobSource::Bytes(bytes) => {
+                outgoing.body = Some(Payload::Bytes(bytes.clone()));
+                None
+            }
+            BlobSource::File { path, size, .. } => {
+                let file = FileBody::new(path, *size, digest);
+                outgoing.body = Some(Payload::File(file.clone()));
+                Some((path, file))
+            }
+        };
         // a session URL is single-use: repeating the PUT could only fail differently
         outgoing.idempotent = false;
         let scopes = [Scope::repository(&repository.path, Access::Push)];
-        let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
+        let result = self.execute(&repository.registry, &operation, &outgoing, &scopes).await;
+        if let Some((path, file)) = file
+            && let Some(problem) = file.take_problem()
+        {
+            return Err(match problem {
+                FileProblem::Read(source) => {
+                    DistributionError::BlobRead { path: path.clone(), source }
+                }
+                FileProblem::Mismatch { actual } => DistributionError::DigestMismatch {
+                    operation,
+                    expected: digest.to_string(),
+                    actual,
+                },
+            });
+        }
+        let exchange = result?;
         if !exchange.status.is_success() {
             return Err(self.refused(repository, operation, &exchange));
         }
         Ok(())
     }
 
-    /// Makes blob `digest` of repository `from` available in `to` (same registry) by a
-    /// cross-repository mount; when the registry does not mount (202, e.g. it cannot read
-    /// `from`), uploads `content`, which must hash to `digest`.
+    /// Makes `blob` (already in repository `from` of the same registry) available in `to` by
+    /// a cross-repository mount. When the registry does not mount (202, e.g. it cannot read
+    /// `from`), uploads it through the session that answer opened, as [`Client::upload_blob`]
+    /// does; a file is opened only then.
     pub async fn mount_or_upload_blob(
         &self,
         to: &RepoAddress,
         from: &RepoAddress,
-        digest: &Digest,
-        content: &[u8],
+        blob: &BlobSource,
     ) -> Result<BlobTransfer, DistributionError> {
+        let digest = blob.digest();
         let operation =
             Self::operation(&Method::POST, format!("{to} blob mount {digest} from {}", from.path));
-        let actual = digest_like(digest, content);
-        if actual != digest.as_str() {
-            return Err(DistributionError::DigestMismatch {
-                operation,
-                expected: digest.to_string(),
-                actual,
-            });
-        }
-        let url = urls::mount(&self.repository_url(to), to, digest, from);
+        let url = urls::mount(&self.repository_url(to), to, &digest, from);
         let scopes = [
             Scope::repository(&to.path, Access::Push),
             Scope::repository(&from.path, Access::Pull),
@@ -509,7 +592,7 @@ impl Client {
         match exchange.status {
             StatusCode::CREATED => Ok(BlobTransfer::Mounted),
             StatusCode::ACCEPTED => {
-                self.finish_upload(to, &url, &exchange, digest, content).await?;
+                self.upload_through(to, blob, &digest, (url, exchange)).await?;
                 Ok(BlobTransfer::Uploaded)
             }
             _ => Err(self.refused(to, operation, &exchange)),
@@ -673,7 +756,8 @@ impl Client {
             "rootfs": { "type": "layers", "diff_ids": [] },
         })
         .to_string();
-        let config_digest = self.upload_blob(repository, config.as_bytes()).await?;
+        let config_digest =
+            self.upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes())).await?;
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": manifest::OCI_MANIFEST,

@@ -72,7 +72,31 @@ impl Dockhand {
 
     /// Runs it to completion.
     pub fn run(self) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dockhand"))
+        let command = Command::new(env!("CARGO_BIN_EXE_dockhand"));
+        self.run_with(command)
+    }
+
+    /// Runs it to completion under GNU time (`time -v`, installed by `scripts/setup.sh`) and
+    /// returns the peak resident set size in KiB: the largest of dockhand's and of any child
+    /// it waited for (the kernel reports the maximum over the process tree).
+    pub fn run_measured(self, scratch: &Path) -> (Run, u64) {
+        let report = scratch.join("time-report.txt");
+        let mut command = Command::new("time");
+        command.arg("-v").arg("-o").arg(&report).arg(env!("CARGO_BIN_EXE_dockhand"));
+        let run = self.run_with(command);
+        let text = std::fs::read_to_string(&report).unwrap_or_else(|error| {
+            panic!("GNU time wrote no report ({error}); run scripts/setup.sh")
+        });
+        let peak = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Maximum resident set size (kbytes):"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak RSS in GNU time's report:\n{text}"));
+        (run, peak)
+    }
+
+    fn run_with(self, mut command: Command) -> Run {
+        let mut child = command
             .args(&self.args)
             .env_clear()
             .envs(&self.env)

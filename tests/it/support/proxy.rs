@@ -50,8 +50,9 @@ struct Behaviour {
     null_tags: bool,
     /// Answer the next requests with these, in order, before forwarding anything.
     faults: VecDeque<Fault>,
-    /// Answer every request whose `METHOD target` contains the text with the fault.
-    matching: Vec<(String, Fault)>,
+    /// Answer every request whose `METHOD target` contains the text with the fault, as many
+    /// times as the count says (`None`: always).
+    matching: Vec<(String, Fault, Option<usize>)>,
     log: Vec<String>,
 }
 
@@ -109,7 +110,13 @@ impl Proxy {
     /// Answers every request whose `METHOD target` contains `pattern` with `fault` (e.g.
     /// `"last="` for the second page of a paged tag list), from now on.
     pub fn inject_matching(&self, pattern: &str, fault: Fault) {
-        self.behaviour.lock().unwrap().matching.push((pattern.to_owned(), fault));
+        self.behaviour.lock().unwrap().matching.push((pattern.to_owned(), fault, None));
+    }
+
+    /// Answers the next `times` requests whose `METHOD target` contains `pattern` with `fault`
+    /// (e.g. `"PUT /v2/dh/app/blobs/uploads/"` for the body of a blob upload).
+    pub fn inject_matching_times(&self, pattern: &str, fault: Fault, times: usize) {
+        self.behaviour.lock().unwrap().matching.push((pattern.to_owned(), fault, Some(times)));
     }
 
     /// `METHOD target` of every request so far.
@@ -250,9 +257,14 @@ fn handle(
         let line = format!("{} {}", request.method, request.target);
         let matched = behaviour
             .matching
-            .iter()
-            .find(|(pattern, _)| line.contains(pattern.as_str()))
-            .map(|(_, fault)| fault.clone());
+            .iter_mut()
+            .find(|(pattern, _, times)| line.contains(pattern.as_str()) && *times != Some(0))
+            .map(|(_, fault, times)| {
+                if let Some(times) = times {
+                    *times -= 1;
+                }
+                fault.clone()
+            });
         behaviour.log.push(line);
         let fault = matched.or_else(|| behaviour.faults.pop_front());
         (fault, behaviour.page_size, behaviour.null_tags)
