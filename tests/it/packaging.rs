@@ -398,6 +398,31 @@ fn action_run_publishes_and_reports_what_it_pushed() {
     assert_eq!(summary.matches("### dockhand cleanup").count(), 1, "{summary}");
     assert!(summary.contains(&format!("`{repo}/api:main`")), "{summary}");
     assert!(!run.log().lines().any(|l| l.contains(PASSWORD) && !l.starts_with("::add-mask::")));
+
+    // `command: cleanup` with keep rules that keep nothing: a dry run plans both tags and
+    // deletes none, then the real run deletes them
+    let mut cleanup = |dry_run: &str| {
+        job.run_action(&[
+            ("command", "cleanup"),
+            ("repo", &repo),
+            ("registry", &host),
+            ("username", USER),
+            ("password", PASSWORD),
+            ("insecure-registries", &host),
+            ("download-url", &mirror),
+            ("dry-run", dry_run),
+            ("keep-last", "0"),
+            ("keep-within", "0s"),
+        ])
+    };
+    let planned = cleanup("true");
+    assert!(planned.success, "{planned:#?}");
+    assert_eq!(planned.outputs["would-delete"], "2");
+    assert_eq!(crate::support::peers::skopeo_tags(&registry, "acme/app/api").len(), 2);
+    let applied = cleanup("false");
+    assert!(applied.success, "{applied:#?}");
+    assert_eq!(applied.outputs["deleted"], "2");
+    assert!(!crate::support::peers::skopeo_resolves(&registry, "acme/app/api:main"));
 }
 
 #[test]
