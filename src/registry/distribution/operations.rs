@@ -628,15 +628,25 @@ impl Client {
         repository: &RepoAddress,
         digest: &Digest,
     ) -> Result<(), DistributionError> {
-        let reference = ManifestRef::Digest(digest.clone());
+        let (operation, exchange) =
+            self.send_delete(repository, &ManifestRef::Digest(digest.clone())).await?;
+        self.delete_outcome(repository, operation, &exchange)
+    }
+
+    /// `DELETE …/manifests/<reference>` with the `delete` scope: the request both deletes share.
+    async fn send_delete(
+        &self,
+        repository: &RepoAddress,
+        reference: &ManifestRef,
+    ) -> Result<(Operation, Exchange), DistributionError> {
         let operation =
-            Self::operation(&Method::DELETE, urls::display_reference(repository, &reference));
-        let url = urls::manifest(&self.repository_url(repository), repository, &reference);
+            Self::operation(&Method::DELETE, urls::display_reference(repository, reference));
+        let url = urls::manifest(&self.repository_url(repository), repository, reference);
         let scopes = [Scope::repository(&repository.path, Access::Delete)];
         let exchange = self
             .execute(&repository.registry, &operation, &Outgoing::new(Method::DELETE, url), &scopes)
             .await?;
-        self.delete_outcome(repository, operation, &exchange)
+        Ok((operation, exchange))
     }
 
     /// Deletes only the tag (OCI distribution spec 1.1 `DELETE …/manifests/<tag>`). Fails with
@@ -649,14 +659,8 @@ impl Client {
         repository: &RepoAddress,
         tag: &Tag,
     ) -> Result<(), DistributionError> {
-        let reference = ManifestRef::Tag(tag.clone());
-        let operation =
-            Self::operation(&Method::DELETE, urls::display_reference(repository, &reference));
-        let url = urls::manifest(&self.repository_url(repository), repository, &reference);
-        let scopes = [Scope::repository(&repository.path, Access::Delete)];
-        let exchange = self
-            .execute(&repository.registry, &operation, &Outgoing::new(Method::DELETE, url), &scopes)
-            .await?;
+        let (operation, exchange) =
+            self.send_delete(repository, &ManifestRef::Tag(tag.clone())).await?;
         if exchange.status.is_success() {
             return Ok(());
         }
