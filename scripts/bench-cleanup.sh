@@ -37,9 +37,10 @@ echo "bench: building release binaries (once)" >&2
 nice -n 10 cargo build --release --quiet --examples --bin dockhand
 
 work="$(mktemp -d)"
-registry_pid=""
+# shellcheck source=scripts/lib/registry.sh
+. scripts/lib/registry.sh
 finish() {
-  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
+  stop_registry
   rm -rf "$work"
 }
 trap finish EXIT
@@ -49,30 +50,12 @@ cp "$target/release/dockhand" "$target/release/examples/seed" "$target/release/e
   "$target/release/examples/plan_10k" "$work/bin/"
 bin="$work/bin"
 
-# start_registry ROUND: a fresh docker-registry with its own storage, so that no round inherits
+# round_registry ROUND: a fresh docker-registry with its own storage, so that no round inherits
 # another's leftovers; sets $host and $log
-start_registry() {
-  local dir="$work/registry-$1" port=""
-  mkdir -p "$dir/data"
-  printf '%s\n' "version: 0.1" "log: {level: info, accesslog: {disabled: true}}" \
-    "storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}" \
-    "http: {addr: \"127.0.0.1:0\", secret: bench-not-secret}" > "$dir/config.yml"
-  log="$dir/registry.log"
-  docker-registry serve "$dir/config.yml" > "$log" 2>&1 &
-  registry_pid=$!
-  for _ in $(seq 100); do
-    port="$(grep -o 'listening on 127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/.*://' || true)"
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "bench: the registry did not start" >&2; cat "$log" >&2; exit 1; }
-  host="127.0.0.1:$port"
-}
-
-stop_registry() {
-  kill "$registry_pid" 2>/dev/null || true
-  wait "$registry_pid" 2>/dev/null || true
-  registry_pid=""
+round_registry() {
+  start_registry "$work/registry-$1" off || exit 1
+  host=$REGISTRY_HOST
+  log=$REGISTRY_LOG
 }
 
 # requests_since LINE: the requests the registry logged after line LINE, by method
@@ -147,7 +130,7 @@ timed() {
 
 declare -a dockhand_times=() bare_times=() skopeo_times=() dockhand_rss=() skopeo_ratios=() bare_ratios=()
 for round in $(seq "$rounds"); do
-  start_registry "$round"
+  round_registry "$round"
   dockhand_times+=("$(timed dockhand "d$round")")
   dockhand_rss+=("$(cat "$work/rss")")
   bare_times+=("$(timed bare "b$round")")

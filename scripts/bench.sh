@@ -29,11 +29,13 @@ nice -n 10 cargo build --release --target x86_64-unknown-linux-musl >&2
 dockhand=$target_dir/x86_64-unknown-linux-musl/release/dockhand
 
 work=$(mktemp -d)
-cleanup() {
-  [ -f "$work/registry.pid" ] && kill "$(cat "$work/registry.pid")" 2>/dev/null || true
+# shellcheck source=scripts/lib/registry.sh
+. scripts/lib/registry.sh
+finish() {
+  stop_registry
   rm -rf "$work"
 }
-trap cleanup EXIT
+trap finish EXIT
 
 # ---------------------------------------------------------------- helpers
 ms() { jq -r '.results[0] | [.median, .mean, .stddev, .min, .max] | map((. // 0) * 1000 * 100 | round / 100) | @tsv' "$1"; }
@@ -46,9 +48,9 @@ report() {
     "$1" "$median" "$mean" "$stddev" "$min" "$max" "$runs" "$user" "$system"
 }
 median_ms() { jq '(.results[0].median // 0) * 1000 * 100 | round / 100' "$1"; }
-access_lines() { grep -cE '"(GET|HEAD|PUT|POST|PATCH|DELETE) /v2/' "$work/registry.log" || true; }
+access_lines() { grep -cE '"(GET|HEAD|PUT|POST|PATCH|DELETE) /v2/' "$REGISTRY_LOG" || true; }
 # CPU time the registry process has used, in ms (utime + stime from /proc)
-registry_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$(cat "$work/registry.pid")/stat"; }
+registry_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$REGISTRY_PID/stat"; }
 # LABEL COMMAND…: runs COMMAND once and prints the registry requests it made (by method, kind
 # and status) and the registry's CPU time meanwhile
 count_requests() {
@@ -59,7 +61,7 @@ count_requests() {
   "$@"
   sleep 0.3   # the registry writes an access line after the response: let the last ones land
   cpu=$(( $(registry_cpu_ms) - cpu ))
-  grep -E '"(GET|HEAD|PUT|POST|PATCH|DELETE) /v2/' "$work/registry.log" | tail -n "+$((before + 1))" |
+  grep -E '"(GET|HEAD|PUT|POST|PATCH|DELETE) /v2/' "$REGISTRY_LOG" | tail -n "+$((before + 1))" |
     awk '{ method = substr($6, 2); path = $7; sub(/\?.*/, "", path)
            kind = path ~ /^\/v2\/?$/ ? "ping" : path ~ /\/manifests\// ? "manifest" : path ~ /\/blobs\/uploads/ ? "upload" : path ~ /\/blobs\// ? "blob" : path ~ /\/tags\/list/ ? "tags" : "other"
            print method, kind, $9 }' | sort | uniq -c |
@@ -98,23 +100,8 @@ esac
 # ---------------------------------------------------------------- registry
 echo "== starting docker-registry on 127.0.0.1 (htpasswd auth, access log on)" >&2
 password=bench-$RANDOM$RANDOM
-htpasswd -Bbn bench "$password" > "$work/htpasswd"
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: {level: info, accesslog: {disabled: false}}
-storage: {filesystem: {rootdirectory: $work/data}, delete: {enabled: true}}
-http: {addr: "127.0.0.1:0", secret: bench-not-secret}
-auth: {htpasswd: {realm: dockhand-bench, path: $work/htpasswd}}
-YAML
-docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
-echo $! > "$work/registry.pid"
-for _ in $(seq 50); do
-  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$work/registry.log" | head -1 | sed 's/.*://') || true
-  [ -n "${port:-}" ] && break
-  sleep 0.1
-done
-[ -n "${port:-}" ] || { cat "$work/registry.log" >&2; echo "the registry did not start" >&2; exit 1; }
-registry=127.0.0.1:$port
+start_registry "$work/registry" on bench "$password"
+registry=$REGISTRY_HOST
 
 # a generic runner's job: its own HOME (no ~/.docker to copy), TMPDIR, buildah storage
 mkdir -p "$work/home" "$work/tmp" "$work/project/img"

@@ -17,30 +17,17 @@ fi
 file "$dockhand" 2>/dev/null || true
 
 work=$(mktemp -d)
-cleanup() {
-  [ -f "$work/registry.pid" ] && kill "$(cat "$work/registry.pid")" 2>/dev/null || true
+# shellcheck source=scripts/lib/registry.sh
+. "$root/scripts/lib/registry.sh"
+finish() {
+  stop_registry
   rm -rf "$work"
 }
-trap cleanup EXIT
+trap finish EXIT
 
 echo "== starting docker-registry on 127.0.0.1 (basic auth, deletes enabled)" >&2
-htpasswd -Bbn demo demo-password > "$work/htpasswd"
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: {level: info, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $work/data}, delete: {enabled: true}}
-http: {addr: "127.0.0.1:0", secret: demo-not-secret}
-auth: {htpasswd: {realm: dockhand-demo, path: $work/htpasswd}}
-YAML
-docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
-echo $! > "$work/registry.pid"
-for _ in $(seq 50); do
-  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$work/registry.log" | head -1 | sed 's/.*://') || true
-  [ -n "${port:-}" ] && break
-  sleep 0.1
-done
-[ -n "${port:-}" ] || { cat "$work/registry.log" >&2; echo "the registry did not start" >&2; exit 1; }
-registry=127.0.0.1:$port
+start_registry "$work/registry" off demo demo-password
+registry=$REGISTRY_HOST
 echo "registry: $registry" >&2
 
 # buildah keeps its images in the demo's own storage, daemonless and rootless-friendly
