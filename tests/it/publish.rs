@@ -59,20 +59,26 @@ impl Project {
     /// `dockhand ARGS` in the project, logged in to `registry` through the generic runner
     /// variables, on branch `main` at commit `SHA`.
     fn dockhand(&self, registry: &Registry, args: &[&str]) -> Dockhand {
-        dockhand(self.path(), args)
+        generic_runner(dockhand(self.path(), args), registry, self.path())
             .env("CONTAINERS_STORAGE_CONF", &self.path().join("storage.conf").display().to_string())
             .env("BUILDAH_ISOLATION", "chroot")
             .env("STORAGE_DRIVER", "vfs")
-            .env("TMPDIR", &self.path().display().to_string())
-            .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
-            .env("DOCKHAND_REGISTRY", &registry.host())
-            .env("DOCKHAND_REGISTRY_USERNAME", USER)
-            .env("DOCKHAND_REGISTRY_PASSWORD", PASSWORD)
-            .env("DOCKHAND_REPO", &format!("{}/acme/app", registry.host()))
-            .env("DOCKHAND_SHA", SHA)
-            .env("DOCKHAND_REF_NAME", "main")
-            .env("DOCKHAND_REF_TYPE", "branch")
     }
+}
+
+/// The variables of a generic runner's job: temp dir `tmp`, logged in to `registry`, images repo
+/// `REGISTRY/acme/app`, on branch `main` at commit `SHA`.
+fn generic_runner(command: Dockhand, registry: &Registry, tmp: &Path) -> Dockhand {
+    command
+        .env("TMPDIR", &tmp.display().to_string())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+        .env("DOCKHAND_REGISTRY", &registry.host())
+        .env("DOCKHAND_REGISTRY_USERNAME", USER)
+        .env("DOCKHAND_REGISTRY_PASSWORD", PASSWORD)
+        .env("DOCKHAND_REPO", &format!("{}/acme/app", registry.host()))
+        .env("DOCKHAND_SHA", SHA)
+        .env("DOCKHAND_REF_NAME", "main")
+        .env("DOCKHAND_REF_TYPE", "branch")
 }
 
 fn pushed(run: &Run) -> Vec<(String, String, String)> {
@@ -531,20 +537,11 @@ impl LayoutProject {
     /// branch `main`.
     fn publish(&self, registry: &Registry) -> Dockhand {
         let root = self.path();
-        dockhand(root, &["--repo-mode", "multirepo", "publish", "--output", "json"])
-            .env(
-                "PATH",
-                &format!("{}:{}", root.join("bin").display(), std::env::var("PATH").unwrap()),
-            )
-            .env("TMPDIR", &root.display().to_string())
-            .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
-            .env("DOCKHAND_REGISTRY", &registry.host())
-            .env("DOCKHAND_REGISTRY_USERNAME", USER)
-            .env("DOCKHAND_REGISTRY_PASSWORD", PASSWORD)
-            .env("DOCKHAND_REPO", &format!("{}/acme/app", registry.host()))
-            .env("DOCKHAND_SHA", SHA)
-            .env("DOCKHAND_REF_NAME", "main")
-            .env("DOCKHAND_REF_TYPE", "branch")
+        let command = dockhand(root, &["--repo-mode", "multirepo", "publish", "--output", "json"]);
+        generic_runner(command, registry, root).env(
+            "PATH",
+            &format!("{}:{}", root.join("bin").display(), std::env::var("PATH").unwrap()),
+        )
     }
 }
 

@@ -10,3 +10,15 @@ pub mod registry;
 pub mod token_issuer;
 
 pub use registry::{Auth, Deletes, Registry};
+
+/// The strings of a JSON array (a tags list), sorted; `null` or a missing key is empty.
+pub fn sorted_strings(array: &serde_json::Value) -> Vec<String> {
+    let mut strings: Vec<String> = array
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.as_str().map(str::to_owned))
+        .collect();
+    strings.sort();
+    strings
+}

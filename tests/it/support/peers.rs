@@ -32,14 +32,7 @@ fn skopeo(registry: &Registry, args: &[&str]) -> Vec<u8> {
 pub fn skopeo_tags(registry: &Registry, path: &str) -> Vec<String> {
     let out = skopeo(registry, &["list-tags", &format!("docker://{}/{path}", registry.host())]);
     let listed: serde_json::Value = serde_json::from_slice(&out).expect("list-tags JSON");
-    let mut tags: Vec<String> = listed["Tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|tag| tag.as_str().map(str::to_owned))
-        .collect();
-    tags.sort();
-    tags
+    super::sorted_strings(&listed["Tags"])
 }
 
 /// The digest of the raw manifest skopeo reads for `path:tag` (or `path@digest`).

@@ -307,13 +307,7 @@ fn handle(
         return write_response(&mut stream, &response);
     }
     let (size, style) = page_size.expect("paging is on");
-    let mut tags: Vec<String> = listed["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|tag| tag.as_str().map(str::to_owned))
-        .collect();
-    tags.sort();
+    let tags = super::sorted_strings(&listed["tags"]);
     let last =
         url.query_pairs().find(|(name, _)| name == "last").map(|(_, value)| value.into_owned());
     let after: Vec<String> =
