@@ -22,7 +22,7 @@
 //! stays at the edges. Errors are typed per module and classified into the SPEC's exit codes
 //! by [`exit::Classify`].
 
-pub mod build;
+pub mod builder;
 pub mod ci;
 pub mod cleanup;
 pub mod cli;

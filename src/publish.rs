@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
-use crate::build::docker;
+use crate::builder::docker;
 use crate::env_vars::EnvMap;
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::{self, Mode, NamingError};

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::build::{self, Backend, BuildError, BuildSpec, Builder, buildah};
+use crate::builder::{self, Backend, BuildError, BuildSpec, Builder, buildah};
 use crate::ci::CiContext;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::env_vars::{self, EnvMap};
@@ -303,7 +303,7 @@ impl BuildSettings {
             spec.build_args.clone_from(&image.build_args);
             spec.target.clone_from(&image.target);
             spec.platforms.clone_from(&image.platforms);
-            spec.labels = build::image_labels(ci, now, source.as_deref(), &image.labels);
+            spec.labels = builder::image_labels(ci, now, source.as_deref(), &image.labels);
             spec.check(builder, env)?;
             specs.push(spec);
         }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{Failure, Process, block_on, job_settings, registry_client};
-use crate::build::{self, Backend, Built, BuiltImage, LocalImage, buildah};
+use crate::builder::{self, Backend, Built, BuiltImage, LocalImage, buildah};
 use crate::ci::CiContext;
 use crate::cleanup::report::Document;
 use crate::cleanup::{self, CleanupSettings};
@@ -45,8 +45,8 @@ impl Phases {
     fn build(&self, env: &EnvMap) -> Result<Vec<BuiltImage>, Failure> {
         let mut built = Vec::with_capacity(self.build.specs.len());
         for spec in &self.build.specs {
-            let local = build::local_ref(&spec.image, &self.build.build_id)?;
-            let image = build::build(&self.build.backend, spec, &local, env)?;
+            let local = builder::local_ref(&spec.image, &self.build.build_id)?;
+            let image = builder::build(&self.build.backend, spec, &local, env)?;
             log::info!("built `{}` as {local}", spec.image);
             built.push(image);
         }
@@ -59,7 +59,7 @@ impl Phases {
             .specs
             .iter()
             .map(|spec| {
-                let reference = build::local_ref(&spec.image, &self.build.build_id)?;
+                let reference = builder::local_ref(&spec.image, &self.build.build_id)?;
                 let built = match &self.build.backend {
                     Backend::Buildah(_) => Built::Buildah(LocalImage {
                         reference,

@@ -2,14 +2,14 @@
 //! test's temp dir, so nothing touches the system store), the push command publish runs
 //! against the real registry, and the docker CLI's absence paths.
 //! The docker and buildx builds themselves need a daemon, which this machine has not: their
-//! argv is covered by the unit tests in `src/build/docker.rs`.
+//! argv is covered by the unit tests in `src/builder/docker.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dockhand::build::buildah::{self, BuildahOptions, PushDestination, PushOptions};
-use dockhand::build::{
+use dockhand::builder::buildah::{self, BuildahOptions, PushDestination, PushOptions};
+use dockhand::builder::{
     self, Backend, BuildError, BuildSecret, BuildSpec, Builder, Built, LocalImage, SecretSource,
 };
 use dockhand::ci::{CiContext, Provider, RefType};
@@ -89,7 +89,7 @@ impl Storage {
 }
 
 fn local(image: &str) -> ImageRef {
-    build::local_ref(image, &"t1".parse().unwrap()).unwrap()
+    builder::local_ref(image, &"t1".parse().unwrap()).unwrap()
 }
 
 fn read_json(path: &Path) -> Value {
@@ -120,14 +120,14 @@ fn buildah_builds_and_exports_an_oci_layout_with_the_labels() {
     let now = "2024-06-01T12:00:00Z".parse().unwrap();
     let user = BTreeMap::from([("team".to_owned(), "platform".to_owned())]);
     let spec = BuildSpec {
-        labels: build::image_labels(&ctx, now, Some("https://github.com/acme/app"), &user),
+        labels: builder::image_labels(&ctx, now, Some("https://github.com/acme/app"), &user),
         build_args: BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]),
         ..BuildSpec::new("api", &context, None).unwrap()
     };
     assert_eq!(spec.containerfile, context.join("Containerfile"));
 
     let backend = Backend::Buildah(storage.options());
-    let built = build::build(&backend, &spec, &local("api"), &storage.env()).unwrap();
+    let built = builder::build(&backend, &spec, &local("api"), &storage.env()).unwrap();
     let image = LocalImage { reference: local("api"), manifest_list: false };
     assert_eq!(built.built, Built::Buildah(image.clone()));
     assert_eq!(built.builder, Builder::Buildah);
@@ -170,11 +170,11 @@ fn several_platforms_build_a_manifest_list_exported_as_an_index() {
     };
     assert_eq!(spec.containerfile, context.join("Dockerfile"));
     let backend = Backend::Buildah(storage.options());
-    let built = build::build(&backend, &spec, &local("multi"), &storage.env()).unwrap();
+    let built = builder::build(&backend, &spec, &local("multi"), &storage.env()).unwrap();
     let image = LocalImage { reference: local("multi"), manifest_list: true };
     assert_eq!(built.built, Built::Buildah(image.clone()));
     // a rebuild under the same name starts a fresh list instead of adding two more images
-    build::build(&backend, &spec, &local("multi"), &storage.env()).unwrap();
+    builder::build(&backend, &spec, &local("multi"), &storage.env()).unwrap();
 
     let layout = storage.path().join("layout");
     let digest =
@@ -231,7 +231,7 @@ fn build_secrets_reach_run_steps_by_env_and_by_file() {
     };
     let mut env = storage.env();
     env.insert("DH_TEST_TOKEN".into(), "sentinel-from-env".into());
-    build::build(&Backend::Buildah(storage.options()), &spec, &local("secret"), &env).unwrap();
+    builder::build(&Backend::Buildah(storage.options()), &spec, &local("secret"), &env).unwrap();
 
     let container = storage.buildah(&["from", "localhost/dockhand/secret:t1"]);
     let seen =
@@ -252,7 +252,7 @@ fn a_failing_build_is_exit_2_with_the_tool_stderr() {
     };
     let mut env = storage.env();
     env.insert("DH_TEST_TOKEN".into(), "sentinel-s3cret".into());
-    let error = build::build(&Backend::Buildah(storage.options()), &spec, &local("broken"), &env)
+    let error = builder::build(&Backend::Buildah(storage.options()), &spec, &local("broken"), &env)
         .unwrap_err();
     assert_eq!(error.exit_status(), ExitStatus::Failure);
     let printed = format!("{error} {error:?} {}", std::error::Error::source(&error).unwrap());
@@ -284,7 +284,7 @@ fn a_missing_containerfile_or_context_is_a_usage_error() {
     let spec = BuildSpec::new("api", &context, None).unwrap();
     std::fs::remove_file(context.join("Containerfile")).unwrap();
     let error =
-        build::build(&Backend::Buildah(storage.options()), &spec, &local("api"), &storage.env())
+        builder::build(&Backend::Buildah(storage.options()), &spec, &local("api"), &storage.env())
             .unwrap_err();
     assert!(
         matches!(&error, BuildError::ContainerfileMissing(path) if *path == context.join("Containerfile"))
@@ -293,7 +293,7 @@ fn a_missing_containerfile_or_context_is_a_usage_error() {
 
     let gone = BuildSpec { context: storage.path().join("gone"), ..spec };
     let error =
-        build::build(&Backend::Buildah(storage.options()), &gone, &local("api"), &storage.env())
+        builder::build(&Backend::Buildah(storage.options()), &gone, &local("api"), &storage.env())
             .unwrap_err();
     assert!(
         matches!(&error, BuildError::ContextMissing(path) if *path == storage.path().join("gone"))
@@ -311,7 +311,7 @@ fn a_builder_missing_from_path_is_not_installed() {
     env.insert("PATH".into(), empty_bin.display().to_string());
     for builder in [Builder::Buildah, Builder::Docker, Builder::Buildx] {
         let backend = Backend::with_defaults(builder, &env);
-        let error = build::build(&backend, &spec, &local("api"), &env).unwrap_err();
+        let error = builder::build(&backend, &spec, &local("api"), &env).unwrap_err();
         assert!(
             matches!(&error, BuildError::NotInstalled { builder: b } if *b == builder),
             "{error:?}"
@@ -339,7 +339,7 @@ fn buildx_without_its_plugin_is_not_installed() {
     let mut env = storage.env();
     env.insert("DOCKER_CONFIG".into(), storage.path().join("docker").display().to_string());
     let backend = Backend::with_defaults(Builder::Buildx, &env);
-    let error = build::build(&backend, &spec, &local("api"), &env).unwrap_err();
+    let error = builder::build(&backend, &spec, &local("api"), &env).unwrap_err();
     assert!(matches!(error, BuildError::NotInstalled { builder: Builder::Buildx }), "{error:?}");
 }
 
@@ -355,7 +355,7 @@ fn a_buildah_image_pushes_with_push_argv() {
     let spec = BuildSpec::new("api", &context, None).unwrap();
     let options = storage.options();
     let built =
-        build::build(&Backend::Buildah(options.clone()), &spec, &local("api"), &storage.env())
+        builder::build(&Backend::Buildah(options.clone()), &spec, &local("api"), &storage.env())
             .unwrap();
     let Built::Buildah(image) = built.built else { panic!("{built:?}") };
 

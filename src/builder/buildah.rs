@@ -259,7 +259,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::build::{BuildSecret, SecretSource};
+    use crate::builder::{BuildSecret, SecretSource};
 
     fn spec() -> BuildSpec {
         BuildSpec {
