@@ -18,6 +18,7 @@ use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::reference::{ReferenceError, RegistryHost, RepoAddress};
 use crate::registry::Implementation;
+use crate::registry::distribution::Credential;
 use crate::secret::Secret;
 
 /// Which CI system the job runs on.
@@ -99,6 +100,13 @@ pub struct Credentials {
     pub registry: RegistryHost,
     pub username: String,
     pub password: Secret,
+}
+
+impl Credentials {
+    /// The login as the registry client sends it.
+    pub fn credential(&self) -> Credential {
+        Credential::Basic { username: self.username.clone(), password: self.password.clone() }
+    }
 }
 
 /// Everything a CI job tells dockhand about itself. Every field is optional except the

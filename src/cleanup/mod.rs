@@ -28,8 +28,7 @@ use crate::exit::{Classify, ExitStatus};
 use crate::naming::{Mode, NamingError};
 use crate::output::Output;
 use crate::reference::RepoAddress;
-use crate::registry::distribution::{Client, DistributionError};
-use crate::registry::{Capabilities, Implementation};
+use crate::registry::{Capabilities, DeleteRefusal, Implementation, Registry, RegistryError};
 use crate::settings::{GlobalSettings, ImagesSettings, SettingsError};
 use execute::{ApplyOptions, ExecuteError, Executor, Outcome};
 use inventory::{Inventory, ReadOptions, Resolve, Scope};
@@ -46,6 +45,8 @@ pub enum CleanupError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Naming(#[from] NamingError),
+    #[error(transparent)]
+    Refused(#[from] DeleteRefusal),
     #[error(transparent)]
     Execute(#[from] ExecuteError),
     #[error(transparent)]
@@ -66,6 +67,7 @@ impl Classify for CleanupError {
             Self::Settings(error) => error.exit_status(),
             Self::Policy(error) => error.exit_status(),
             Self::Naming(error) => error.exit_status(),
+            Self::Refused(error) => error.exit_status(),
             Self::Execute(error) => error.exit_status(),
             Self::PlanFile(error) => error.exit_status(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => ExitStatus::Failure,
@@ -77,6 +79,7 @@ impl Classify for CleanupError {
             Self::Settings(error) => error.hint(),
             Self::Policy(error) => error.hint(),
             Self::Naming(error) => error.hint(),
+            Self::Refused(error) => error.hint(),
             Self::Execute(error) => error.hint(),
             Self::PlanFile(error) => error.hint(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => None,
@@ -150,11 +153,11 @@ impl CleanupSettings {
 /// reported through `output` as they are found; an `Err` means nothing was deleted.
 pub async fn run(
     settings: &CleanupSettings,
-    client: &Client,
+    registry: &Registry,
     output: &Output,
     now: Timestamp,
 ) -> Result<ExitStatus, CleanupError> {
-    run_reporting(settings, client, output, now, |document| {
+    run_reporting(settings, registry, output, now, |document| {
         output.result(document, || document.text());
     })
     .await
@@ -164,18 +167,21 @@ pub async fn run(
 /// run` can put it beside what it published in one JSON document.
 pub async fn run_reporting(
     settings: &CleanupSettings,
-    client: &Client,
+    registry: &Registry,
     output: &Output,
     now: Timestamp,
     present: impl FnOnce(&Document),
 ) -> Result<ExitStatus, CleanupError> {
     let started = Instant::now();
     let deadline = settings.policy.max_duration.map(|duration| started + duration);
-    let executor = Executor::new(client, settings.implementation, &settings.capabilities)?;
+    if let Some(refusal) = registry.delete_refusal() {
+        return Err(refusal.into());
+    }
+    let executor = Executor::new(registry);
     let saved = settings.apply_plan.as_deref().map(SavedPlan::load).transpose()?;
     let section =
         output.section("dockhand_cleanup_progress", "dockhand cleanup: inventory and deletions");
-    let (inventory, problems) = read_inventory(settings, client).await;
+    let (inventory, problems) = read_inventory(settings, registry).await;
     let mut plan = plan::plan(&inventory, &settings.policy, now);
     if let Some(saved) = &saved {
         plan = plan_file::restrict(plan, saved);
@@ -253,17 +259,17 @@ pub async fn run_reporting(
 /// repository, the reads that failed.
 async fn read_inventory(
     settings: &CleanupSettings,
-    client: &Client,
-) -> (Inventory, Vec<(RepoAddress, Vec<DistributionError>)>) {
+    registry: &Registry,
+) -> (Inventory, Vec<(RepoAddress, Vec<RegistryError>)>) {
     let options = ReadOptions {
         concurrency: settings.capabilities.concurrency,
-        resolve: Resolve::for_implementation(settings.implementation),
+        resolve: Resolve::for_capabilities(&settings.capabilities),
     };
     let scopes = settings.scopes();
     let reads = join_all(
         scopes
             .iter()
-            .map(|(repository, scope)| inventory::read(client, repository, scope, options)),
+            .map(|(repository, scope)| inventory::read(registry, repository, scope, options)),
     )
     .await;
     let mut problems = Vec::new();

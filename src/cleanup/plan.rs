@@ -37,7 +37,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::cleanup::inventory::{Inventory, RepositoryInventory, TagEntry, TimeSource};
 use crate::cleanup::policy::{Policy, format_approximately, format_duration, looks_like_release};
 use crate::exit::ExitStatus;
-use crate::reference::{Digest, RepoAddress, Tag};
+use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
 
 /// The reason of everything in a repository whose inventory is incomplete.
 pub const INCOMPLETE: &str = "kept: inventory incomplete";
@@ -671,15 +671,6 @@ fn apply_budget(repositories: &mut [RepositoryPlan<'_>], policy: &Policy) -> boo
         ));
     }
     true
-}
-
-/// The subject digest a tag in the referrers tag schema names: `sha256-<hex>` (OCI 1.1
-/// fallback) or with a suffix such as cosign's `.sig`, `.att`, `.sbom`.
-pub fn referrers_subject(tag: &Tag) -> Option<Digest> {
-    let name = tag.as_str();
-    let name = name.split_once('.').map_or(name, |(head, _)| head);
-    let (algorithm, hex) = name.split_once('-')?;
-    format!("{algorithm}:{hex}").parse().ok()
 }
 
 /// Marks `digest` reachable the first time it is found, and queues it for expansion.

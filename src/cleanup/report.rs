@@ -229,7 +229,8 @@ mod tests {
             source: DistributionError::UnexpectedResponse {
                 operation: Operation { method: reqwest::Method::DELETE, target: "x".to_owned() },
                 problem: "bad".to_owned(),
-            },
+            }
+            .into(),
         };
         let outcomes = [
             Outcome::Deleted,

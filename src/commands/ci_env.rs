@@ -13,7 +13,6 @@ use crate::env_vars::{self, EnvMap};
 use crate::exit::ExitStatus;
 use crate::output::Output;
 use crate::reference::RegistryHost;
-use crate::registry::distribution::Credential;
 use crate::secret::Secret;
 use crate::settings::GlobalSettings;
 
@@ -23,10 +22,7 @@ const STALE_JOB_DIR_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Checks `credentials` against their registry's `/v2/`.
 fn verify(settings: &GlobalSettings, credentials: &Credentials) -> Result<(), Failure> {
     let client = client(settings)?;
-    let credential = Credential::Basic {
-        username: credentials.username.clone(),
-        password: credentials.password.clone(),
-    };
+    let credential = credentials.credential();
     block_on(client.verify_credentials(&credentials.registry, &credential))?;
     log::info!("credentials of `{}` for `{}` verified", credentials.username, credentials.registry);
     Ok(())

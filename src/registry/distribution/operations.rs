@@ -722,16 +722,7 @@ impl Client {
         if exchange.status != StatusCode::NOT_FOUND {
             return Err(self.refused(repository, operation, &exchange));
         }
-        let tag: Tag =
-            format!("{}-{}", digest.as_str().split(':').next().unwrap_or("sha256"), digest.hex())
-                .parse()
-                .map_err(|error: crate::reference::ReferenceError| {
-                    DistributionError::UnexpectedResponse {
-                        operation: operation.clone(),
-                        problem: error.to_string(),
-                    }
-                })?;
-        match self.get_manifest(repository, &ManifestRef::Tag(tag)).await {
+        match self.get_manifest(repository, &ManifestRef::Tag(digest.referrers_tag())).await {
             Ok(index) => Ok(Referrers {
                 descriptors: index.content.manifests,
                 source: ReferrersSource::TagSchema,

@@ -1,5 +1,5 @@
 //! Other clients as oracles and seeders: skopeo reads back what dockhand wrote, buildah builds
-//! and pushes real images (`notes/testing.md` §3 and §4).
+//! and pushes real images (`docs/testing.md` §6).
 //!
 //! buildah keeps its storage under the test's temp dir (`--root`, `--runroot`, vfs driver),
 //! never in the system store. Credentials go through an auth file, never argv.
