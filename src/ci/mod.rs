@@ -96,13 +96,13 @@ impl FromStr for RefType {
 
 /// Registry credentials the job brings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub struct JobLogin {
     pub registry: RegistryHost,
     pub username: String,
     pub password: Secret,
 }
 
-impl Credentials {
+impl JobLogin {
     /// The login as the registry client sends it.
     pub fn credential(&self) -> Credential {
         Credential::Basic { username: self.username.clone(), password: self.password.clone() }
@@ -115,7 +115,7 @@ impl Credentials {
 pub struct CiContext {
     pub provider: Provider,
     /// The job's registry login, if the CI provides one.
-    pub credentials: Option<Credentials>,
+    pub credentials: Option<JobLogin>,
     /// The images repo the CI suggests (`ghcr.io/owner/repo`, `$CI_REGISTRY_IMAGE`).
     pub repo: Option<RepoAddress>,
     /// The implementation the CI knows for certain (GitLab's own registry).

@@ -24,7 +24,7 @@ use futures_util::future::join_all;
 use jiff::Timestamp;
 
 use crate::cli::CleanupArgs;
-use crate::exit::{Classify, ExitStatus};
+use crate::exit::{Classify, ExitStatus, causes};
 use crate::naming::{Mode, NamingError};
 use crate::output::Output;
 use crate::reference::RepoAddress;
@@ -316,7 +316,7 @@ fn report_outcomes(
                 if failed <= REPORTED_FAILURES {
                     output.error(
                         &error.to_string(),
-                        &error_causes(error.as_ref()),
+                        &causes(error.as_ref()),
                         error.hint().as_deref(),
                     );
                 }
@@ -329,7 +329,7 @@ fn report_outcomes(
         log::error!("{} more deletions failed (the result lists each)", failed - REPORTED_FAILURES);
     }
     for broken in &report.broken {
-        output.error(&broken.to_string(), &error_causes(broken), None);
+        output.error(&broken.to_string(), &causes(broken), None);
     }
     if failed > 0 || !report.broken.is_empty() || status == ExitStatus::Failure {
         ExitStatus::Failure
@@ -343,14 +343,3 @@ fn report_outcomes(
 
 /// Failed deletions reported one by one on stderr; the result lists them all.
 const REPORTED_FAILURES: usize = 20;
-
-/// The causes of `error`, one per line.
-fn error_causes(error: &dyn std::error::Error) -> Vec<String> {
-    let mut causes = Vec::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        causes.push(cause.to_string());
-        source = cause.source();
-    }
-    causes
-}

@@ -36,7 +36,6 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::cleanup::inventory::{Inventory, RepositoryInventory, TagEntry, TimeSource};
 use crate::cleanup::policy::{Policy, format_approximately, format_duration, looks_like_release};
-use crate::exit::ExitStatus;
 use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
 
 /// The reason of everything in a repository whose inventory is incomplete.
@@ -54,20 +53,6 @@ pub struct Plan {
     pub budget_reached: bool,
     /// Repositories whose inventory was incomplete: nothing in them is deleted.
     pub incomplete: Vec<RepoAddress>,
-}
-
-impl Plan {
-    /// `Failure` (2) when any inventory was incomplete, else `Unfinished` (3) when the budget was
-    /// reached, else `Success`.
-    pub fn exit_status(&self) -> ExitStatus {
-        if !self.incomplete.is_empty() {
-            ExitStatus::Failure
-        } else if self.budget_reached {
-            ExitStatus::Unfinished
-        } else {
-            ExitStatus::Success
-        }
-    }
 }
 
 /// One kept or deleted tag or untagged manifest, serialised with the SPEC's keys.
@@ -889,7 +874,7 @@ mod tests {
                 ),
             ])
         );
-        assert_eq!(plan.exit_status(), ExitStatus::Success);
+        assert!(plan.incomplete.is_empty() && !plan.budget_reached);
     }
 
     #[test]
@@ -1203,7 +1188,6 @@ mod tests {
         let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
         let plan = plan(&inventory, &policy, now());
         assert_eq!(plan.incomplete, [failed.address.clone(), contradictory.address.clone()]);
-        assert_eq!(plan.exit_status(), ExitStatus::Failure);
         let address = |item: &PlanItem| item.repository.path.clone();
         assert_eq!(
             plan.deleted
@@ -1257,7 +1241,6 @@ mod tests {
             ])
         );
         assert!(plan.budget_reached);
-        assert_eq!(plan.exit_status(), ExitStatus::Unfinished);
 
         let enough = super::plan(&inventory, &Policy { max_deletes: Some(5), ..policy }, now());
         assert!(!enough.budget_reached);
@@ -1674,7 +1657,6 @@ mod tests {
                 prop_assert!(deleted.is_empty());
                 prop_assert!(kept.iter().all(|item| item.reason == INCOMPLETE));
                 prop_assert!(plan.incomplete.contains(address));
-                prop_assert_ne!(plan.exit_status(), ExitStatus::Success);
                 continue;
             }
             prop_assert!(!plan.incomplete.contains(address));

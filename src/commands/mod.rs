@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use crate::ci::{CiContext, Credentials};
+use crate::ci::{CiContext, JobLogin};
 use crate::cli::{Cli, Command, GlobalArgs, RegistryCommand};
 use crate::docker_config::DockerConfig;
 use crate::env_vars::{self, EnvMap};
@@ -46,24 +46,7 @@ impl Failure {
 
     /// Reports the error through `output`: message, causes, hint.
     pub fn report(&self, output: &Output) {
-        let mut causes = Vec::new();
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            causes.push(cause.to_string());
-            source = cause.source();
-        }
-        output.error(&self.0.to_string(), &causes, self.0.hint().as_deref());
-    }
-}
-
-/// A command that later work implements; it fails with exit 2 and says so.
-#[derive(Debug, thiserror::Error)]
-#[error("`dockhand {0}` is not implemented yet")]
-pub struct NotImplemented(&'static str);
-
-impl Classify for NotImplemented {
-    fn exit_status(&self) -> ExitStatus {
-        ExitStatus::Failure
+        output.error(&self.0.to_string(), &crate::exit::causes(&*self.0), self.0.hint().as_deref());
     }
 }
 
@@ -210,7 +193,7 @@ fn connect(
         ci?.credentials
             .as_ref()
             .filter(|login| &login.registry == registry)
-            .map(Credentials::credential)
+            .map(JobLogin::credential)
     };
     let mut credentials = BTreeMap::new();
     match from_config.or_else(from_ci) {

@@ -11,7 +11,7 @@ use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::auth::{Access, Scope};
+use super::auth::{Access, TokenScope};
 use super::blob::{BlobSource, FileBody, FileProblem};
 use super::error::{Code, DistributionError, Operation};
 use super::manifest::{self, Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
@@ -136,7 +136,7 @@ impl Client {
         }
     }
 
-    fn repository_url(&self, repository: &RepoAddress) -> url::Url {
+    fn registry_url(&self, repository: &RepoAddress) -> url::Url {
         self.base(&repository.registry)
     }
 
@@ -146,8 +146,8 @@ impl Client {
     /// (404, `NAME_UNKNOWN`) for an unknown repository.
     pub async fn list_tags(&self, repository: &RepoAddress) -> Result<Vec<Tag>, DistributionError> {
         let operation = Self::operation(&Method::GET, format!("{repository} tags"));
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
-        let mut url = urls::tags(&self.repository_url(repository), repository, Some(TAG_PAGE_SIZE));
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
+        let mut url = urls::tags(&self.registry_url(repository), repository, Some(TAG_PAGE_SIZE));
         let mut seen_pages = HashSet::from([url.to_string()]);
         let mut seen_last = HashSet::new();
         let mut names = Vec::new();
@@ -223,10 +223,10 @@ impl Client {
     ) -> Result<Option<ManifestHead>, DistributionError> {
         let operation =
             Self::operation(&Method::HEAD, urls::display_reference(repository, reference));
-        let url = urls::manifest(&self.repository_url(repository), repository, reference);
+        let url = urls::manifest(&self.registry_url(repository), repository, reference);
         let outgoing = Outgoing::new(Method::HEAD, url)
             .header(header::ACCEPT, header_value(manifest::MANIFEST_ACCEPT));
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if exchange.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -271,11 +271,11 @@ impl Client {
     ) -> Result<Manifest, DistributionError> {
         let operation =
             Self::operation(&Method::GET, urls::display_reference(repository, reference));
-        let url = urls::manifest(&self.repository_url(repository), repository, reference);
+        let url = urls::manifest(&self.registry_url(repository), repository, reference);
         let mut outgoing = Outgoing::new(Method::GET, url)
             .header(header::ACCEPT, header_value(manifest::MANIFEST_ACCEPT));
         outgoing.body_limit = MANIFEST_LIMIT;
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if !exchange.status.is_success() {
             return Err(self.refused(repository, operation, &exchange));
@@ -348,11 +348,11 @@ impl Client {
                 problem: format!("`{media_type}` is not a valid media type"),
             }
         })?;
-        let url = urls::manifest(&self.repository_url(repository), repository, reference);
+        let url = urls::manifest(&self.registry_url(repository), repository, reference);
         let mut outgoing =
             Outgoing::new(Method::PUT, url).header(header::CONTENT_TYPE, content_type);
         outgoing.body = Some(Payload::Bytes(bytes.to_vec()));
-        let scopes = [Scope::repository(&repository.path, Access::Push)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Push)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if !exchange.status.is_success() {
             return Err(self.refused(repository, operation, &exchange));
@@ -378,8 +378,8 @@ impl Client {
         digest: &Digest,
     ) -> Result<bool, DistributionError> {
         let operation = Self::operation(&Method::HEAD, format!("{repository} blob {digest}"));
-        let url = urls::blob(&self.repository_url(repository), repository, digest);
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let url = urls::blob(&self.registry_url(repository), repository, digest);
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self
             .execute(&repository.registry, &operation, &Outgoing::new(Method::HEAD, url), &scopes)
             .await?;
@@ -398,10 +398,10 @@ impl Client {
         digest: &Digest,
     ) -> Result<Vec<u8>, DistributionError> {
         let operation = Self::operation(&Method::GET, format!("{repository} blob {digest}"));
-        let url = urls::blob(&self.repository_url(repository), repository, digest);
+        let url = urls::blob(&self.registry_url(repository), repository, digest);
         let mut outgoing = Outgoing::new(Method::GET, url);
         outgoing.body_limit = BLOB_LIMIT;
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if !exchange.status.is_success() {
             return Err(self.refused(repository, operation, &exchange));
@@ -467,8 +467,8 @@ impl Client {
         repository: &RepoAddress,
     ) -> Result<(url::Url, Exchange), DistributionError> {
         let operation = Self::operation(&Method::POST, format!("{repository} blob upload"));
-        let url = urls::uploads(&self.repository_url(repository), repository);
-        let scopes = [Scope::repository(&repository.path, Access::Push)];
+        let url = urls::uploads(&self.registry_url(repository), repository);
+        let scopes = [TokenScope::repository(&repository.path, Access::Push)];
         let exchange = self
             .execute(
                 &repository.registry,
@@ -545,7 +545,7 @@ impl Client {
         };
         // a session URL is single-use: repeating the PUT could only fail differently
         outgoing.idempotent = false;
-        let scopes = [Scope::repository(&repository.path, Access::Push)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Push)];
         let result = self.execute(&repository.registry, &operation, &outgoing, &scopes).await;
         if let Some((path, file)) = file
             && let Some(problem) = file.take_problem()
@@ -581,10 +581,10 @@ impl Client {
         let digest = blob.digest();
         let operation =
             Self::operation(&Method::POST, format!("{to} blob mount {digest} from {}", from.path));
-        let url = urls::mount(&self.repository_url(to), to, &digest, from);
+        let url = urls::mount(&self.registry_url(to), to, &digest, from);
         let scopes = [
-            Scope::repository(&to.path, Access::Push),
-            Scope::repository(&from.path, Access::Pull),
+            TokenScope::repository(&to.path, Access::Push),
+            TokenScope::repository(&from.path, Access::Pull),
         ];
         let exchange = self
             .execute(&to.registry, &operation, &Outgoing::new(Method::POST, url.clone()), &scopes)
@@ -641,8 +641,8 @@ impl Client {
     ) -> Result<(Operation, Exchange), DistributionError> {
         let operation =
             Self::operation(&Method::DELETE, urls::display_reference(repository, reference));
-        let url = urls::manifest(&self.repository_url(repository), repository, reference);
-        let scopes = [Scope::repository(&repository.path, Access::Delete)];
+        let url = urls::manifest(&self.registry_url(repository), repository, reference);
+        let scopes = [TokenScope::repository(&repository.path, Access::Delete)];
         let exchange = self
             .execute(&repository.registry, &operation, &Outgoing::new(Method::DELETE, url), &scopes)
             .await?;
@@ -704,11 +704,11 @@ impl Client {
     ) -> Result<Referrers, DistributionError> {
         let operation =
             Self::operation(&Method::GET, format!("{repository} referrers of {digest}"));
-        let url = urls::referrers(&self.repository_url(repository), repository, digest);
+        let url = urls::referrers(&self.registry_url(repository), repository, digest);
         let mut outgoing = Outgoing::new(Method::GET, url)
             .header(header::ACCEPT, header_value(manifest::OCI_INDEX));
         outgoing.body_limit = MANIFEST_LIMIT;
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if exchange.status.is_success() {
             let index = ManifestContent::parse(&exchange.body).map_err(|error| {
