@@ -29,10 +29,10 @@ use auth::{BearerChallenge, Challenge, Token, TokenCache, TokenKey, TokenScope};
 pub use blob::BlobSource;
 use blob::FileBody;
 pub use error::{Account, Code, DistributionError, ErrorEnvelope, Operation};
-pub use manifest::{Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
-pub use operations::{
-    BlobTransfer, DeleteSupport, Referrers, ReferrersSource, TOMBSTONE_ANNOTATION,
+pub use manifest::{
+    Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead, TOMBSTONE_ANNOTATION,
 };
+pub use operations::{BlobTransfer, DeleteSupport, Referrers, ReferrersSource};
 pub use retry::RetryPolicy;
 pub use urls::ManifestRef;
 

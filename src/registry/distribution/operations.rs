@@ -29,8 +29,6 @@ const MANIFEST_LIMIT: usize = 4 << 20;
 const BLOB_LIMIT: usize = 64 << 20;
 /// Largest tags page accepted.
 const TAGS_PAGE_LIMIT: usize = 32 << 20;
-/// The annotation marking dockhand's throw-away manifests.
-pub const TOMBSTONE_ANNOTATION: &str = "dev.dockhand.tombstone";
 
 /// Whether a registry deletes manifests, as the harmless probe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -734,37 +732,22 @@ impl Client {
         }
     }
 
-    /// Points `tag` at a new, unique, empty manifest (a fresh config blob and an OCI image
-    /// manifest with `layers: []`) and returns its digest. Deleting that digest then removes
-    /// `tag` and nothing else: the way to delete one tag where the registry has no tag delete.
+    /// Points `tag` at a new, unique throw-away manifest and returns its digest. Deleting that
+    /// digest then removes `tag` and nothing else: the way to delete one tag where the registry
+    /// has no tag delete. The manifest is an OCI 1.1 artifact (`artifactType`
+    /// [`manifest::TOMBSTONE_ARTIFACT`], the empty descriptor as config and as its one layer),
+    /// which the image-spec schema accepts, made unique by its annotations (the tag and a
+    /// nonce).
     pub async fn push_empty_manifest(
         &self,
         repository: &RepoAddress,
         tag: &Tag,
     ) -> Result<Digest, DistributionError> {
+        let empty = BlobSource::Bytes(manifest::EMPTY_JSON.to_vec());
+        let empty_digest = self.upload_blob(repository, &empty).await?;
         let nonce =
             format!("{}-{:016x}", jiff::Timestamp::now().as_nanosecond(), fastrand::u64(..));
-        let config = serde_json::json!({
-            "architecture": "unknown",
-            "os": "unknown",
-            "config": { "Labels": { TOMBSTONE_ANNOTATION: nonce } },
-            "rootfs": { "type": "layers", "diff_ids": [] },
-        })
-        .to_string();
-        let config_digest =
-            self.upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes())).await?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": manifest::OCI_MANIFEST,
-            "config": {
-                "mediaType": manifest::OCI_IMAGE_CONFIG,
-                "digest": config_digest,
-                "size": config.len(),
-            },
-            "layers": [],
-            "annotations": { TOMBSTONE_ANNOTATION: tag.as_str() },
-        })
-        .to_string();
+        let manifest = manifest::tombstone(&empty_digest, tag, &nonce);
         self.put_manifest(
             repository,
             &ManifestRef::Tag(tag.clone()),
