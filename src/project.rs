@@ -109,8 +109,7 @@ impl ProjectFile {
         }
         serde_saphyr::from_str(text).map_err(|error| ProjectError::Invalid {
             path: path.to_owned(),
-            // the snippet names its source `<input>`: name the real file instead
-            message: error.to_string().replace("<input>", &path.display().to_string()),
+            message: parser_message(&error.to_string(), path),
         })
     }
 
@@ -126,6 +125,19 @@ impl ProjectFile {
         let schema = schemars::schema_for!(ProjectFile);
         serde_json::to_string_pretty(&schema).expect("a schema always serialises")
     }
+}
+
+/// The parser's message as part of dockhand's own error: the snippet names its source
+/// `<input>`, so the real file is named instead, and the parser's own `error: ` header is
+/// dropped, so that one failure prints one line starting with `error:` (log parsers and
+/// GitHub's `::error::` annotations count them). Position and caret snippet stay.
+fn parser_message(raw: &str, path: &Path) -> String {
+    let named = raw.replace("<input>", &path.display().to_string());
+    named
+        .lines()
+        .map(|line| line.strip_prefix("error: ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -170,6 +182,8 @@ mod tests {
             panic!("invalid YAML must be rejected");
         };
         assert!(message.contains("line"), "{message}");
+        assert!(!message.lines().any(|line| line.starts_with("error:")), "{message}");
+        assert!(message.contains("dockhand.yaml:2:11"), "{message}");
     }
 
     #[test]
