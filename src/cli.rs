@@ -119,6 +119,7 @@ pub enum Command {
     Publish(PublishArgs),
 
     /// Delete what the retention policy no longer keeps (plan with --dry-run)
+    #[command(after_help = CLEANUP_AFTER_HELP)]
     Cleanup(CleanupArgs),
 
     /// Build, publish and clean up in one process, stopping at the first failed phase
@@ -127,6 +128,17 @@ pub enum Command {
     /// Print the JSON Schema of dockhand.yaml
     Schema,
 }
+
+const CLEANUP_AFTER_HELP: &str = "\
+Scope: with a project file listing `images:`, those images in the images repo (in monorepo \
+mode only their `IMAGE-` tags); without one (or for a nameless image), the repository --repo / \
+DOCKHAND_REPO names, all its tags. \
+Without --keep-last or --keep-within (here or in the file), the newest 10 images and everything \
+younger than 2h are kept; release tags (v1.2.3) are kept unless --delete-releases.
+
+--delete-tag TAG deletes exactly the tags named and keeps every other, whatever the policy: \
+a named tag whose digest another tag still needs goes alone, and a named tag that does not \
+exist is reported, not an error.";
 
 const CI_ENV_ABOUT: &str = "\
 Write an isolated docker config for this CI job and print the variables that export it.
@@ -259,6 +271,11 @@ pub struct CleanupArgs {
     /// Apply a plan saved with --plan-out, after checking each tag still points where it did
     #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
     pub apply_plan: Option<PathBuf>,
+
+    /// Delete exactly this tag (repeatable) and keep every other, whatever the policy; a
+    /// missing tag is reported, not an error
+    #[arg(long = "delete-tag", value_name = "TAG")]
+    pub delete_tags: Vec<String>,
 }
 
 impl CleanupArgs {
@@ -272,6 +289,7 @@ impl CleanupArgs {
             delete_releases: self.delete_releases,
             max_deletes: self.max_deletes,
             max_duration: self.max_duration.clone(),
+            delete_tags: self.delete_tags.clone(),
         }
     }
 }

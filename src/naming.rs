@@ -87,6 +87,10 @@ pub enum NamingError {
     MonorepoTag { image: String, tag: String },
     #[error("monorepo mode needs a repository in the images repo, not only the registry `{0}`")]
     MonorepoWithoutRepository(String),
+    #[error(
+        "a nameless image lands in the images repo itself, which needs a repository, not only the registry `{0}`"
+    )]
+    NamelessWithoutRepository(String),
 }
 
 impl Classify for NamingError {
@@ -100,6 +104,9 @@ impl Classify for NamingError {
             Self::MonorepoTag { .. } => "shorten the tag rule or the image name, or use --repo-mode multirepo".into(),
             Self::MonorepoWithoutRepository(_) => {
                 "add a repository to the images repo (e.g. `localhost:5000/app`) or use --repo-mode multirepo".into()
+            }
+            Self::NamelessWithoutRepository(_) => {
+                "add a repository to the images repo (e.g. `localhost:5000/app`) or give the image a `name:` in dockhand.yaml".into()
             }
         })
     }
@@ -134,6 +141,23 @@ pub fn image_ref(
             Ok(ImageRef::tagged(repo.clone(), combined))
         }
     }
+}
+
+/// Where a nameless image goes: the images repo itself, `REPO:TAG`, in either mode. That is
+/// multirepo naming of the image called like the repo's last path component below the repo's
+/// parent (`ghcr.io/acme/app` → base `ghcr.io/acme`, image `app`), so this returns that base
+/// and name, and [`image_ref`] with [`Mode::Multirepo`] and its inverse [`image_of_repository`]
+/// name the image and find its tags unchanged: every tag of the repository is the image's.
+pub fn nameless_placement(repo: &RepoAddress) -> Result<(RepoAddress, String), NamingError> {
+    let Some((parent, last)) = (match repo.path.rsplit_once('/') {
+        Some((parent, last)) => Some((parent, last)),
+        None if repo.path.is_empty() => None,
+        None => Some(("", repo.path.as_str())),
+    }) else {
+        return Err(NamingError::NamelessWithoutRepository(repo.to_string()));
+    };
+    let base = RepoAddress { registry: repo.registry.clone(), path: parent.to_owned() };
+    Ok((base, last.to_owned()))
 }
 
 /// The inverse of [`image_ref`] for multirepo: the image a repository belongs to, if it lies
@@ -237,6 +261,22 @@ mod tests {
         assert_eq!(
             image_ref(&repo("localhost:5000/app"), Mode::Monorepo, "api", &tag(&long)),
             Err(NamingError::MonorepoTag { image: "api".into(), tag: long })
+        );
+    }
+
+    #[test]
+    fn a_nameless_image_lands_in_the_repo_itself() {
+        for address in ["ghcr.io/acme/app", "localhost:5000/app", "docker.io/a/b/c"] {
+            let images_repo = repo(address);
+            let (base, image) = nameless_placement(&images_repo).unwrap();
+            let got = image_ref(&base, Mode::Multirepo, &image, &tag("v1")).unwrap();
+            assert_eq!(got.to_string(), format!("{address}:v1"));
+            assert_eq!(got.repository, images_repo);
+            assert_eq!(image_of_repository(&base, &images_repo), Some(image.as_str()));
+        }
+        assert_eq!(
+            nameless_placement(&repo("localhost:5000")),
+            Err(NamingError::NamelessWithoutRepository("localhost:5000".into()))
         );
     }
 

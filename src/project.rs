@@ -33,7 +33,8 @@ pub struct ProjectFile {
     pub mode: Option<String>,
     /// Builder backend: `buildah` (default), `docker` or `buildx`.
     pub builder: Option<String>,
-    /// The images this project builds.
+    /// The images this project builds. Without any, the project is one nameless image built
+    /// from the file's directory (`Containerfile`, else `Dockerfile`).
     #[serde(default)]
     pub images: Vec<ImageSection>,
     /// Tag rules rendered from the CI context, e.g. `["{sha}", "{branch}", "{semver}"]`.
@@ -48,8 +49,11 @@ pub struct ProjectFile {
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSection {
-    /// Image name used by the naming modes (`REPO/NAME:TAG` or `REPO:NAME-TAG`).
-    pub name: String,
+    /// Image name used by the naming modes (`REPO/NAME:TAG` or `REPO:NAME-TAG`). Without it
+    /// (or with `name: ~`) the image is nameless: it lands in the images repo itself,
+    /// `REPO:TAG`, in either mode, and must be the project's only image.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Build context, relative to the project file [default: the file's directory].
     #[serde(default)]
     pub context: Option<PathBuf>,
@@ -68,6 +72,22 @@ pub struct ImageSection {
     /// Extra image labels; they override the OCI labels taken from the CI context.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+impl ImageSection {
+    /// The image the project is when its file lists none, or when it has no file: nameless,
+    /// built from the project directory with its `Containerfile`, else `Dockerfile`.
+    pub fn implicit() -> Self {
+        Self {
+            name: None,
+            context: None,
+            containerfile: None,
+            build_args: BTreeMap::new(),
+            target: None,
+            platforms: Vec::new(),
+            labels: BTreeMap::new(),
+        }
+    }
 }
 
 /// A project file that cannot be used.
@@ -109,8 +129,7 @@ impl ProjectFile {
         }
         serde_saphyr::from_str(text).map_err(|error| ProjectError::Invalid {
             path: path.to_owned(),
-            // the snippet names its source `<input>`: name the real file instead
-            message: error.to_string().replace("<input>", &path.display().to_string()),
+            message: parser_message(&error.to_string(), path),
         })
     }
 
@@ -128,6 +147,19 @@ impl ProjectFile {
     }
 }
 
+/// The parser's message as part of dockhand's own error: the snippet names its source
+/// `<input>`, so the real file is named instead, and the parser's own `error: ` header is
+/// dropped, so that one failure prints one line starting with `error:` (log parsers and
+/// GitHub's `::error::` annotations count them). Position and caret snippet stay.
+fn parser_message(raw: &str, path: &Path) -> String {
+    let named = raw.replace("<input>", &path.display().to_string());
+    named
+        .lines()
+        .map(|line| line.strip_prefix("error: ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,10 +175,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(file.repo.as_deref(), Some("localhost:5000/acme/app"));
-        assert_eq!(file.images[0].name, "api");
+        assert_eq!(file.images[0].name.as_deref(), Some("api"));
         assert_eq!(file.images[0].context.as_deref(), Some(Path::new("services/api")));
         assert_eq!(file.images[0].build_args["V"], "1");
         assert_eq!(file.tags, ["{sha}", "{branch}"]);
+    }
+
+    #[test]
+    fn an_image_may_be_nameless() {
+        for text in ["images:\n  - context: .\n", "images:\n  - name: ~\n", "images: [{}]\n"] {
+            let file = parse(text).unwrap();
+            assert_eq!(file.images.len(), 1, "{text}");
+            assert_eq!(file.images[0].name, None, "{text}");
+        }
+        let schema: serde_json::Value = serde_json::from_str(&ProjectFile::json_schema()).unwrap();
+        let image = &schema["$defs"]["ImageSection"];
+        let required = image["required"].as_array().map_or(&[][..], Vec::as_slice);
+        assert!(!required.iter().any(|key| key == "name"), "{image}");
     }
 
     #[test]
@@ -170,6 +215,8 @@ mod tests {
             panic!("invalid YAML must be rejected");
         };
         assert!(message.contains("line"), "{message}");
+        assert!(!message.lines().any(|line| line.starts_with("error:")), "{message}");
+        assert!(message.contains("dockhand.yaml:2:11"), "{message}");
     }
 
     #[test]

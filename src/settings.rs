@@ -47,12 +47,20 @@ pub enum SettingsError {
     MissingRepo,
     #[error("Cannot find the home directory for the default docker config `~/.docker`")]
     NoHome,
-    #[error("The project file defines no images")]
-    NoImages,
+    #[error("No image to build: {}", nothing_to_build(.dir, .project_file.as_deref()))]
+    NothingToBuild { dir: PathBuf, project_file: Option<PathBuf> },
+    #[error(
+        "A nameless image (one without `name:`) must be the project's only image; the project has {}: {}",
+        .0.len(),
+        .0.join(", ")
+    )]
+    NamelessNotAlone(Vec<String>),
     #[error("Image name `{0}` is used twice in the project file")]
     DuplicateImage(String),
     #[error("Image name `{0}` is not valid")]
     ImageName(String),
+    #[error(transparent)]
+    Naming(crate::naming::NamingError),
     #[error(transparent)]
     TagRule(#[from] TagRuleError),
     #[error(transparent)]
@@ -76,11 +84,18 @@ impl Classify for SettingsError {
                     .into(),
             ),
             Self::NoHome => Some("pass --docker-config DIR or set DOCKER_CONFIG".into()),
-            Self::NoImages => Some("add an `images:` list to dockhand.yaml, e.g. `images: [{name: app, context: .}]`".into()),
+            Self::NothingToBuild { .. } => Some(
+                "add a Containerfile or Dockerfile here, or write dockhand.yaml, e.g. `images: [{name: app, context: ., containerfile: Dockerfile}]` (`dockhand schema` prints every key)"
+                    .into(),
+            ),
+            Self::NamelessNotAlone(_) => Some(
+                "give every image a `name:` in dockhand.yaml, or keep only the nameless one".into(),
+            ),
             Self::ImageName(_) => Some(
                 "image names are lowercase letters and digits separated by `.`, `_`, `__`, `-` or `/`".into(),
             ),
             Self::TagRule(error) => error.hint(),
+            Self::Naming(error) => error.hint(),
             Self::Build(error) => error.hint(),
             Self::Repo { .. } => Some("an images repo looks like `ghcr.io/acme/app` or `localhost:5000/team`".into()),
             _ => None,
@@ -94,6 +109,9 @@ pub struct GlobalSettings {
     /// The directory relative paths of the project are resolved against.
     pub project_dir: PathBuf,
     pub project: ProjectFile,
+    /// The project file read, or `None` when there is none (the project is then one nameless
+    /// image, and a cleanup's scope is the whole images repo).
+    pub project_file: Option<PathBuf>,
     /// The images repo, if one is configured anywhere.
     pub repo: Option<RepoAddress>,
     /// `None` means `auto`: detect from the address.
@@ -115,15 +133,17 @@ impl GlobalSettings {
         workdir: &Path,
         ci: Option<&CiContext>,
     ) -> Result<Self, SettingsError> {
-        let (project, project_dir) = if let Some(path) = &args.config {
+        let (project, project_dir, project_file) = if let Some(path) = &args.config {
             let path = workdir.join(path);
             let dir = path.parent().map_or_else(|| workdir.to_owned(), Path::to_owned);
-            (ProjectFile::load(&path)?, dir)
+            (ProjectFile::load(&path)?, dir, Some(path))
         } else {
             let path = workdir.join(project::DEFAULT_FILE);
-            let project =
-                if path.is_file() { ProjectFile::load(&path)? } else { ProjectFile::default() };
-            (project, workdir.to_owned())
+            if path.is_file() {
+                (ProjectFile::load(&path)?, workdir.to_owned(), Some(path))
+            } else {
+                (ProjectFile::default(), workdir.to_owned(), None)
+            }
         };
 
         let repo = match (&args.repo, &project.repo) {
@@ -180,6 +200,7 @@ impl GlobalSettings {
         Ok(Self {
             project_dir,
             project,
+            project_file,
             repo,
             implementation,
             mode,
@@ -205,6 +226,70 @@ impl GlobalSettings {
     pub fn mode_for(&self, capabilities: &Capabilities) -> Mode {
         self.mode.resolve(capabilities.default_mode)
     }
+
+    /// The project's images: the file's `images:`, or, when there is no file or it lists none,
+    /// one nameless image built from the project directory. A nameless image must be the only
+    /// one; names must be valid and unique. With `to_build`, an implicit image needs a
+    /// `Containerfile` or `Dockerfile` in the project directory.
+    pub fn images(&self, to_build: bool) -> Result<Vec<project::ImageSection>, SettingsError> {
+        if self.project.images.is_empty() {
+            if to_build && builder::locate_containerfile(&self.project_dir, None).is_err() {
+                return Err(SettingsError::NothingToBuild {
+                    dir: self.project_dir.clone(),
+                    project_file: self.project_file.clone(),
+                });
+            }
+            return Ok(vec![project::ImageSection::implicit()]);
+        }
+        let images = self.project.images.clone();
+        if images.len() > 1 && images.iter().any(|image| image.name.is_none()) {
+            return Err(SettingsError::NamelessNotAlone(
+                images
+                    .iter()
+                    .map(|image| match &image.name {
+                        Some(name) => format!("`{name}`"),
+                        None => format!(
+                            "a nameless image (context `{}`)",
+                            image.context.as_deref().unwrap_or(Path::new(".")).display()
+                        ),
+                    })
+                    .collect(),
+            ));
+        }
+        for (index, image) in images.iter().enumerate() {
+            let Some(name) = &image.name else { continue };
+            if !crate::naming::valid_image_name(name) {
+                return Err(SettingsError::ImageName(name.clone()));
+            }
+            if images[..index].iter().any(|other| other.name.as_ref() == Some(name)) {
+                return Err(SettingsError::DuplicateImage(name.clone()));
+            }
+        }
+        Ok(images)
+    }
+
+    /// The name a nameless image goes by in dockhand's own output and its local build
+    /// (`localhost/dockhand/NAME:ID`): the last path component of the images repo, the name
+    /// that [`crate::naming::nameless_placement`] gives it; `image` when no repo is configured.
+    fn nameless_name(&self) -> String {
+        self.repo
+            .as_ref()
+            .and_then(|repo| crate::naming::nameless_placement(repo).ok())
+            .map_or_else(|| "image".to_owned(), |(_, name)| name)
+    }
+}
+
+/// What was looked for, for [`SettingsError::NothingToBuild`].
+fn nothing_to_build(dir: &Path, project_file: Option<&Path>) -> String {
+    let containerfiles = builder::DEFAULT_CONTAINERFILES.join(" or ");
+    match project_file {
+        Some(file) => format!(
+            "`{}` lists no `images:`, and `{}` has no {containerfiles}",
+            file.display(),
+            dir.display()
+        ),
+        None => format!("`{}` has no {}, {containerfiles}", dir.display(), project::DEFAULT_FILE),
+    }
 }
 
 /// Rules used when neither `--tag` nor `tags:` gives any: the commit, the branch, and the
@@ -214,34 +299,66 @@ pub const DEFAULT_TAG_RULES: [&str; 3] = ["{sha}", "{branch}", "{semver}"];
 /// What naming images needs: where they go, under which names, with which tag rules.
 #[derive(Debug, Clone)]
 pub struct ImagesSettings {
+    /// The base the images are named in: the images repo, or for a nameless image its parent,
+    /// named in multirepo mode so that the image lands in the images repo itself
+    /// ([`crate::naming::nameless_placement`]).
     pub repo: RepoAddress,
     pub implementation: Implementation,
     pub capabilities: Capabilities,
+    /// The naming mode in force ([`Mode::Multirepo`] for a nameless image, see `repo`).
     pub mode: Mode,
     /// The project's images, names validated and unique.
-    pub images: Vec<project::ImageSection>,
+    pub images: Vec<NamedImage>,
     pub tag_rules: TagRules,
 }
 
+/// One image of the project with the name naming and dockhand's output use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedImage {
+    /// The image's name, or for a nameless image the images repo's last path component.
+    pub name: String,
+    /// `true` if and only if the project file gives the image no name.
+    pub nameless: bool,
+}
+
 impl ImagesSettings {
-    /// `tag_flags` (`--tag`) replace the file's `tags:`.
+    /// `tag_flags` (`--tag`) replace the file's `tags:`. An image that is not in the project
+    /// file needs a `Containerfile` or `Dockerfile` to build.
     pub fn resolve(global: &GlobalSettings, tag_flags: &[String]) -> Result<Self, SettingsError> {
-        let repo = global.require_repo()?.clone();
-        let implementation = global.implementation_for(&repo);
-        let capabilities = implementation.capabilities(&repo);
-        let mode = global.mode_for(&capabilities);
-        let images = global.project.images.clone();
-        if images.is_empty() {
-            return Err(SettingsError::NoImages);
-        }
-        for (index, image) in images.iter().enumerate() {
-            if !crate::naming::valid_image_name(&image.name) {
-                return Err(SettingsError::ImageName(image.name.clone()));
-            }
-            if images[..index].iter().any(|other| other.name == image.name) {
-                return Err(SettingsError::DuplicateImage(image.name.clone()));
-            }
-        }
+        Self::resolve_for(global, tag_flags, true)
+    }
+
+    /// The images a cleanup looks at: as [`Self::resolve`], but nothing needs to be buildable,
+    /// so with no project file the scope is the images repo itself.
+    pub fn for_cleanup(global: &GlobalSettings) -> Result<Self, SettingsError> {
+        Self::resolve_for(global, &[], false)
+    }
+
+    fn resolve_for(
+        global: &GlobalSettings,
+        tag_flags: &[String],
+        to_build: bool,
+    ) -> Result<Self, SettingsError> {
+        let images_repo = global.require_repo()?.clone();
+        let implementation = global.implementation_for(&images_repo);
+        let capabilities = implementation.capabilities(&images_repo);
+        let sections = global.images(to_build)?;
+        let (repo, mode, images) = if let [only] = &sections[..]
+            && only.name.is_none()
+        {
+            let (base, name) =
+                crate::naming::nameless_placement(&images_repo).map_err(SettingsError::Naming)?;
+            (base, Mode::Multirepo, vec![NamedImage { name, nameless: true }])
+        } else {
+            let images = sections
+                .into_iter()
+                .map(|image| NamedImage {
+                    name: image.name.expect("only a lone image may be nameless"),
+                    nameless: false,
+                })
+                .collect();
+            (images_repo, global.mode_for(&capabilities), images)
+        };
         let tag_rules = if !tag_flags.is_empty() {
             TagRules::parse(tag_flags)?
         } else if !global.project.tags.is_empty() {
@@ -290,16 +407,14 @@ impl BuildSettings {
             options.authfile = authfile.is_file().then_some(authfile);
             options.tls_verify = global.insecure_registries.is_empty();
         }
-        if global.project.images.is_empty() {
-            return Err(SettingsError::NoImages);
-        }
+        let images = global.images(true)?;
         let source = source_url(env);
-        let mut specs = Vec::with_capacity(global.project.images.len());
-        for image in &global.project.images {
+        let mut specs = Vec::with_capacity(images.len());
+        for image in &images {
             let context =
                 global.project_dir.join(image.context.as_deref().unwrap_or(Path::new(".")));
-            let mut spec =
-                BuildSpec::new(image.name.clone(), context, image.containerfile.as_deref())?;
+            let name = image.name.clone().unwrap_or_else(|| global.nameless_name());
+            let mut spec = BuildSpec::new(name, context, image.containerfile.as_deref())?;
             spec.build_args.clone_from(&image.build_args);
             spec.target.clone_from(&image.target);
             spec.platforms.clone_from(&image.platforms);

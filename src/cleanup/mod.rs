@@ -94,7 +94,9 @@ pub struct CleanupSettings {
     pub implementation: Implementation,
     pub capabilities: Capabilities,
     pub mode: Mode,
-    /// The project's image names: the cleanup's scope.
+    /// The project's image names: the cleanup's scope. Without a project file, or for a nameless
+    /// image, the one name is the images repo's last path component, `repo` its parent and
+    /// `mode` multirepo, so the scope is the images repo itself, all its tags.
     pub images: Vec<String>,
     pub policy: Policy,
     pub dry_run: bool,
@@ -113,7 +115,7 @@ impl CleanupSettings {
         global: &GlobalSettings,
         workdir: &Path,
     ) -> Result<Self, CleanupError> {
-        let images = ImagesSettings::resolve(global, &[])?;
+        let images = ImagesSettings::for_cleanup(global)?;
         let policy = Policy::resolve(global.project.cleanup.as_ref(), &args.policy_flags())?;
         if images.mode == Mode::Monorepo && images.repo.path.is_empty() {
             return Err(NamingError::MonorepoWithoutRepository(images.repo.to_string()).into());
@@ -185,6 +187,9 @@ pub async fn run_reporting(
     let mut plan = plan::plan(&inventory, &settings.policy, now);
     if let Some(saved) = &saved {
         plan = plan_file::restrict(plan, saved);
+    }
+    for tag in &plan.not_found {
+        log::warn!("`{tag}` named by --delete-tag is no tag in scope: nothing to delete for it");
     }
     log::info!(
         "plan: {} kept, {} to delete{}",

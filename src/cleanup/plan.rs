@@ -13,6 +13,9 @@
 //!    `keep_within`, `keep_last` (distinct digests per image name, newest first), unknown age;
 //!    a tag no rule keeps is deleted. Tags in the referrers tag schema (`sha256-<hex>[.sig]`)
 //!    are not counted by `keep_last`; they are decided by their subject instead (step 3).
+//!    A targeted policy (`--delete-tag`) replaces all of step 1: a tag it names is deleted,
+//!    every other tag is kept, and untagged manifests stay; steps 3 to 5 apply unchanged, so a
+//!    named tag whose digest another tag (or anything staying) needs goes alone, by tag.
 //! 2. With `delete_untagged`, each untagged manifest is kept when young or of unknown age and
 //!    otherwise deleted, unless step 3 finds something staying needs it. Without it untagged
 //!    manifests are out of scope (not listed) and simply stay.
@@ -53,6 +56,8 @@ pub struct Plan {
     pub budget_reached: bool,
     /// Repositories whose inventory was incomplete: nothing in them is deleted.
     pub incomplete: Vec<RepoAddress>,
+    /// Tags named by `--delete-tag` that are no tag in scope (reported, not an error).
+    pub not_found: Vec<Tag>,
 }
 
 /// One kept or deleted tag or untagged manifest, serialised with the SPEC's keys.
@@ -112,8 +117,25 @@ pub fn plan(inventory: &Inventory, policy: &Policy, now: Timestamp) -> Plan {
             repository.settle();
         }
     }
-    let mut plan =
-        Plan { kept: Vec::new(), deleted: Vec::new(), budget_reached, incomplete: Vec::new() };
+    let not_found = policy
+        .delete_tags
+        .iter()
+        .filter(|named| {
+            !inventory
+                .repositories
+                .iter()
+                .flat_map(|repository| &repository.tags)
+                .any(|entry| entry.tag == **named || entry.image_tag == named.as_str())
+        })
+        .cloned()
+        .collect();
+    let mut plan = Plan {
+        kept: Vec::new(),
+        deleted: Vec::new(),
+        budget_reached,
+        incomplete: Vec::new(),
+        not_found,
+    };
     for repository in &repositories {
         repository.emit(&mut plan);
     }
@@ -322,12 +344,20 @@ impl<'a> RepositoryPlan<'a> {
     ) -> Decision {
         let policy = self.policy;
         let entry = &self.inventory.tags[index];
+        let names = [entry.tag.as_str(), entry.image_tag.as_str()];
+        if !policy.delete_tags.is_empty() {
+            return match policy.delete_tag_match(&names) {
+                Some(target) => {
+                    Decision::delete(format!("deleted: named by --delete-tag `{target}`"))
+                }
+                None => Decision::keep("kept: not named by --delete-tag".to_owned()),
+            };
+        }
         if self.inventory.manifests.get(&entry.digest).is_some_and(|manifest| manifest.tombstone) {
             return Decision::delete(
                 "deleted: a throw-away manifest an interrupted cleanup left on this tag".to_owned(),
             );
         }
-        let names = [entry.tag.as_str(), entry.image_tag.as_str()];
         if let Some(keep) = policy.keep_tag_match(&names) {
             return Decision::keep(format!("kept: matches keep_tags `{}`", keep.pattern()));
         }
@@ -810,6 +840,7 @@ mod tests {
             delete_releases: false,
             max_deletes: None,
             max_duration: None,
+            delete_tags: Vec::new(),
         }
     }
 
@@ -838,6 +869,109 @@ mod tests {
 
     fn triples(items: &[(&str, DeleteMethod, &str)]) -> Vec<(String, DeleteMethod, String)> {
         items.iter().map(|(a, m, b)| ((*a).to_owned(), *m, (*b).to_owned())).collect()
+    }
+
+    fn targeted(tags: &[&str]) -> Policy {
+        // every retention rule on, to show that a targeted delete ignores them
+        Policy {
+            keep_last: Some(1),
+            keep_within: Some(Duration::from_secs(3600)),
+            keep_tags: keep_tags(&["keep-.*"]),
+            delete_tags: tags.iter().map(|tag| tag.parse().unwrap()).collect(),
+            ..bare()
+        }
+    }
+
+    #[test]
+    fn a_targeted_delete_deletes_exactly_the_named_tags() {
+        let inventory = one(repository(
+            "app",
+            vec![
+                tag("pr-1", "app", 1),
+                tag("twin", "app", 2),
+                tag("pr-2", "app", 2),
+                tag("v1.0.0", "app", 3),
+                tag("keep-me", "app", 4),
+                tag("old", "app", 5),
+            ],
+            vec![
+                (1, image(MINUTE)),
+                (2, image(10 * DAY)),
+                (3, image(20 * DAY)),
+                (4, image(30 * DAY)),
+                (5, image(40 * DAY)),
+                (9, image(50 * DAY)),
+            ],
+        ));
+        let plan =
+            plan(&inventory, &targeted(&["pr-1", "pr-2", "v1.0.0", "keep-me", "gone"]), now());
+        assert_eq!(
+            deleted(&plan),
+            triples(&[
+                ("keep-me", DeleteMethod::Digest, "deleted: named by --delete-tag `keep-me`"),
+                ("v1.0.0", DeleteMethod::Digest, "deleted: named by --delete-tag `v1.0.0`"),
+                // its twin stays, so only the tag goes
+                ("pr-2", DeleteMethod::TagOnly, "deleted: named by --delete-tag `pr-2`"),
+                ("pr-1", DeleteMethod::Digest, "deleted: named by --delete-tag `pr-1`"),
+            ])
+        );
+        assert_eq!(
+            kept(&plan),
+            pairs(&[
+                ("old", "kept: not named by --delete-tag"),
+                ("twin", "kept: not named by --delete-tag"),
+            ])
+        );
+        let not_found: Vec<&str> = plan.not_found.iter().map(Tag::as_str).collect();
+        assert_eq!(not_found, ["gone"]);
+        assert_eq!(plan.exit_status(), ExitStatus::Success);
+    }
+
+    #[test]
+    fn a_targeted_delete_keeps_what_a_kept_tag_needs() {
+        // `child` is a platform image of the kept `latest` index, and `sha256-…` a referrers tag
+        let inventory = one(repository(
+            "app",
+            vec![
+                tag("latest", "app", 1),
+                tag("child", "app", 2),
+                tag(&format!("sha256-{}", digest(1).hex()), "app", 3),
+            ],
+            vec![(1, index(&[2], DAY)), (2, image(DAY)), (3, referrer(1, DAY))],
+        ));
+        let signature = format!("sha256-{}", digest(1).hex());
+        let plan = plan(&inventory, &targeted(&["child", &signature]), now());
+        assert_eq!(
+            deleted(&plan),
+            triples(&[("child", DeleteMethod::TagOnly, "deleted: named by --delete-tag `child`")])
+        );
+        let kept = kept(&plan);
+        assert!(
+            kept.contains(&("latest".to_owned(), "kept: not named by --delete-tag".to_owned()))
+        );
+        assert!(
+            kept.iter().any(|(tag, reason)| *tag == signature && reason.contains("which is kept")),
+            "{kept:?}"
+        );
+        assert!(plan.not_found.is_empty());
+    }
+
+    #[test]
+    fn a_targeted_delete_matches_the_published_tag_in_monorepo_mode() {
+        let inventory = one(repository(
+            "app",
+            vec![
+                monorepo_tag("api", "pr-7", 1),
+                monorepo_tag("web", "pr-7", 2),
+                monorepo_tag("api", "main", 3),
+            ],
+            vec![(1, image(DAY)), (2, image(DAY)), (3, image(DAY))],
+        ));
+        let plan = plan(&inventory, &targeted(&["pr-7"]), now());
+        let names: Vec<String> = plan.deleted.iter().map(|d| item_label(&d.item)).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&"api-pr-7".to_owned()) && names.contains(&"web-pr-7".to_owned()));
+        assert_eq!(kept(&plan), pairs(&[("api-main", "kept: not named by --delete-tag")]));
     }
 
     #[test]
@@ -1567,6 +1701,7 @@ mod tests {
                     delete_releases,
                     max_deletes,
                     max_duration: None,
+                    delete_tags: Vec::new(),
                 },
             )
     }

@@ -124,6 +124,7 @@ pub fn restrict(fresh: Plan, saved: &SavedPlan) -> Plan {
         deleted: Vec::new(),
         budget_reached: fresh.budget_reached,
         incomplete: fresh.incomplete,
+        not_found: fresh.not_found,
     };
     let mut partial: HashSet<(RepoAddress, Digest)> = HashSet::new();
     for deletion in &fresh.deleted {
@@ -202,6 +203,7 @@ mod tests {
             ],
             budget_reached: false,
             incomplete: vec![],
+            not_found: vec![],
         };
         // `d` moved from digest 4 (it is not in the fresh plan); `e` was saved on digest 4, now 5
         let restricted = restrict(

@@ -15,6 +15,10 @@
 //! default). Whatever else is configured, a tag that looks like a release
 //! (`v?MAJOR.MINOR.PATCH`, no pre-release) is kept unless `delete_releases: true` (or
 //! `--delete-releases`) lets the other rules decide it.
+//!
+//! `--delete-tag TAG` (repeatable) makes the policy targeted: exactly the named tags are
+//! deleted and every other tag is kept, whatever the retention rules say (they, and
+//! `delete_untagged`, are not applied); the planner's safety rules still hold.
 
 use std::fmt::{self, Write as _};
 use std::time::Duration;
@@ -22,6 +26,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::exit::{Classify, ExitStatus};
+use crate::reference::Tag;
 
 /// Images of each image name kept when neither `keep_last` nor `keep_within` is configured.
 pub const DEFAULT_KEEP_LAST: usize = 10;
@@ -68,6 +73,8 @@ pub struct PolicyFlags {
     pub delete_releases: bool,
     pub max_deletes: Option<usize>,
     pub max_duration: Option<String>,
+    /// `--delete-tag`: delete exactly these tags (targeted mode).
+    pub delete_tags: Vec<String>,
 }
 
 /// A validated, resolved retention policy.
@@ -87,6 +94,10 @@ pub struct Policy {
     pub max_deletes: Option<usize>,
     /// Stop deleting after this long (applied by the executor, not the planner).
     pub max_duration: Option<Duration>,
+    /// Targeted mode (`--delete-tag`) when not empty: delete exactly these tags (matched
+    /// against the tag as stored and as the image was published under it) and keep every
+    /// other; the retention rules above then decide nothing, and untagged manifests stay.
+    pub delete_tags: Vec<Tag>,
 }
 
 /// One `keep_tags` pattern: the text the user wrote and its anchored compiled form
@@ -181,6 +192,8 @@ pub enum PolicyError {
     },
     #[error("`{setting}` must be more than zero")]
     Zero { setting: SettingName },
+    #[error("`{0}` given to --delete-tag is not a valid tag")]
+    DeleteTag(String),
 }
 
 impl Classify for PolicyError {
@@ -197,6 +210,9 @@ impl Classify for PolicyError {
                 "keep_tags are regular expressions matched against the whole tag, e.g. `latest` or `v\\d+\\..*`".to_owned()
             }
             Self::Zero { setting } => format!("remove `{setting}` to run without that limit"),
+            Self::DeleteTag(_) => {
+                "a tag is at most 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`; dockhand's `{branch}` rule turns `feature/x` into `feature-x`".to_owned()
+            }
         })
     }
 }
@@ -376,15 +392,30 @@ impl Policy {
             }
             other => other.map(|(duration, _)| duration),
         };
+        let mut delete_tags: Vec<Tag> = flags
+            .delete_tags
+            .iter()
+            .map(|tag| tag.parse().map_err(|_| PolicyError::DeleteTag(tag.clone())))
+            .collect::<Result<_, _>>()?;
+        delete_tags.sort();
+        delete_tags.dedup();
+        let targeted = !delete_tags.is_empty();
         Ok(Self {
             keep_last,
             keep_within,
             keep_tags,
-            delete_untagged: flags.delete_untagged || file.delete_untagged.unwrap_or(false),
+            delete_untagged: !targeted
+                && (flags.delete_untagged || file.delete_untagged.unwrap_or(false)),
             delete_releases: flags.delete_releases || file.delete_releases.unwrap_or(false),
             max_deletes: limit(chosen(flags.max_deletes, file.max_deletes), Setting::MaxDeletes)?,
             max_duration,
+            delete_tags,
         })
+    }
+
+    /// The `--delete-tag` tag equal to any of `tags`, if one is.
+    pub fn delete_tag_match(&self, tags: &[&str]) -> Option<&Tag> {
+        self.delete_tags.iter().find(|named| tags.contains(&named.as_str()))
     }
 
     /// The first `keep_tags` pattern matching any of `tags`, if one does.
@@ -399,6 +430,28 @@ mod tests {
 
     const H: u64 = 3600;
     const D: u64 = 86_400;
+
+    #[test]
+    fn delete_tags_make_the_policy_targeted() {
+        let file = PolicySection { delete_untagged: Some(true), ..PolicySection::default() };
+        let flags = PolicyFlags {
+            delete_tags: vec!["pr-12".into(), "b".into(), "pr-12".into()],
+            ..PolicyFlags::default()
+        };
+        let policy = Policy::resolve(Some(&file), &flags).unwrap();
+        let names: Vec<&str> = policy.delete_tags.iter().map(Tag::as_str).collect();
+        assert_eq!(names, ["b", "pr-12"]);
+        assert!(!policy.delete_untagged, "a targeted delete deletes only tags");
+        assert_eq!(
+            policy.delete_tag_match(&["api-pr-12", "pr-12"]).map(Tag::as_str),
+            Some("pr-12")
+        );
+        assert_eq!(policy.delete_tag_match(&["pr-1"]), None);
+        let bad = PolicyFlags { delete_tags: vec!["feature/x".into()], ..PolicyFlags::default() };
+        let error = Policy::resolve(None, &bad).unwrap_err();
+        assert!(matches!(&error, PolicyError::DeleteTag(tag) if tag == "feature/x"), "{error}");
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+    }
 
     #[test]
     fn durations_parse() {
@@ -503,6 +556,7 @@ mod tests {
                 delete_releases: false,
                 max_deletes: None,
                 max_duration: None,
+                delete_tags: Vec::new(),
             }
         );
         // the default is also what an empty section and switches alone give
@@ -572,6 +626,7 @@ mod tests {
             delete_releases: false,
             max_deletes: None,
             max_duration: Some("1h".into()),
+            delete_tags: Vec::new(),
         };
         let policy = Policy::resolve(Some(&section), &flags).unwrap();
         assert_eq!(policy.keep_last, Some(3));

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::cleanup::execute::Outcome;
 use crate::cleanup::plan::{Plan, PlanItem};
+use crate::reference::Tag;
 
 /// The result of a cleanup, serialised as the SPEC says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +28,9 @@ pub struct Document {
     /// Deletions that failed (present only when some did).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<FailedItem>,
+    /// Tags named by `--delete-tag` that are no tag in scope (present only when some are).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_found: Vec<Tag>,
 }
 
 /// A deletion that failed, with the error.
@@ -45,6 +49,7 @@ impl Document {
             deleted: None,
             would_delete: Some(plan.deleted.iter().map(|deletion| deletion.item.clone()).collect()),
             failed: Vec::new(),
+            not_found: plan.not_found.clone(),
         }
     }
 
@@ -74,7 +79,13 @@ impl Document {
                 }
             }
         }
-        Self { kept, deleted: Some(deleted), would_delete: None, failed }
+        Self {
+            kept,
+            deleted: Some(deleted),
+            would_delete: None,
+            failed,
+            not_found: plan.not_found.clone(),
+        }
     }
 
     /// The deletions listed (done, or planned in a dry run).
@@ -114,6 +125,10 @@ impl Document {
         let _ = write!(out, "{} kept, {} {verb}", self.kept.len(), self.deletions().len());
         if !self.failed.is_empty() {
             let _ = write!(out, ", {} failed", self.failed.len());
+        }
+        if !self.not_found.is_empty() {
+            let names: Vec<String> = self.not_found.iter().map(|tag| format!("`{tag}`")).collect();
+            let _ = write!(out, "\nnot found (named by --delete-tag): {}", names.join(", "));
         }
         out
     }
@@ -197,6 +212,7 @@ mod tests {
             .collect(),
             budget_reached: false,
             incomplete: vec![],
+            not_found: vec![],
         }
     }
 

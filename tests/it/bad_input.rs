@@ -90,3 +90,25 @@ fn empty_variables_mean_unset() {
     run.assert_code(1);
     assert!(run.stderr.starts_with("error: No images repo is configured"), "{}", run.stderr);
 }
+
+#[test]
+fn an_invalid_project_file_is_one_error_line_with_its_snippet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("unknown-key.yaml"), "repo: localhost:5000/a\nimagez: []\n")
+        .unwrap();
+    std::fs::write(dir.path().join("invalid.yaml"), "images:\n  - name: [api\n").unwrap();
+    for (file, position, snippet) in [
+        ("invalid.yaml", "line 2 column 11", "invalid.yaml:2:11"),
+        ("unknown-key.yaml", "line 2 column 1", "unknown-key.yaml:2:1"),
+    ] {
+        let run =
+            dockhand(dir.path(), &["--config", file, "registry", "detect", "ghcr.io/a"]).run();
+        run.assert_code(1);
+        let errors = run.stderr.lines().filter(|line| line.starts_with("error:")).count();
+        assert_eq!(errors, 1, "{file}: {}", run.stderr);
+        assert!(run.stderr.starts_with("error: Invalid project file"), "{file}: {}", run.stderr);
+        assert!(run.stderr.contains(position), "{file}: {}", run.stderr);
+        assert!(run.stderr.contains(snippet), "{file}: {}", run.stderr);
+        assert!(run.stderr.contains('^'), "{file}: the caret snippet: {}", run.stderr);
+    }
+}

@@ -10,6 +10,7 @@ mod distribution;
 mod docs;
 mod help;
 mod login;
+mod no_project;
 mod packaging;
 mod publish;
 #[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]

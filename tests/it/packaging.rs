@@ -678,7 +678,7 @@ fn docs_examples(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 fn docs_examples_are_valid_workflows_and_pipelines() {
     let dir = tempfile::tempdir().unwrap();
     let (workflows, pipelines) = docs_examples(dir.path());
-    assert_eq!((workflows.len(), pipelines.len()), (2, 1), "the examples moved");
+    assert_eq!((workflows.len(), pipelines.len()), (3, 2), "the examples moved");
     let schema = |name: &str, transform: Option<&str>, files: &[PathBuf]| {
         let mut command = Command::new(tool(".venv/bin/check-jsonschema"));
         command.args(["--builtin-schema", name]);
