@@ -17,34 +17,26 @@ pub mod plan_file;
 pub mod policy;
 pub mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use futures_util::future::join_all;
 use jiff::Timestamp;
 
-use crate::cli::CleanupArgs;
 use crate::exit::{Classify, ExitStatus, causes};
-use crate::naming::{Mode, NamingError};
+use crate::naming::Mode;
 use crate::output::Output;
 use crate::reference::RepoAddress;
 use crate::registry::{Capabilities, DeleteRefusal, Implementation, Registry, RegistryError};
-use crate::settings::{GlobalSettings, ImagesSettings, SettingsError};
 use execute::{ApplyOptions, ExecuteError, Executor, Outcome};
 use inventory::{Inventory, ReadOptions, Resolve, Scope};
 use plan_file::{PlanFileError, SavedPlan};
-use policy::{Policy, PolicyError};
+use policy::Policy;
 use report::Document;
 
 /// Why a cleanup could not run at all (per-item failures are reported, not returned).
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error(transparent)]
-    Naming(#[from] NamingError),
     #[error(transparent)]
     Refused(#[from] DeleteRefusal),
     #[error(transparent)]
@@ -64,9 +56,6 @@ pub enum CleanupError {
 impl Classify for CleanupError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Settings(error) => error.exit_status(),
-            Self::Policy(error) => error.exit_status(),
-            Self::Naming(error) => error.exit_status(),
             Self::Refused(error) => error.exit_status(),
             Self::Execute(error) => error.exit_status(),
             Self::PlanFile(error) => error.exit_status(),
@@ -76,9 +65,6 @@ impl Classify for CleanupError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            Self::Settings(error) => error.hint(),
-            Self::Policy(error) => error.hint(),
-            Self::Naming(error) => error.hint(),
             Self::Refused(error) => error.hint(),
             Self::Execute(error) => error.hint(),
             Self::PlanFile(error) => error.hint(),
@@ -108,32 +94,6 @@ pub struct CleanupSettings {
 }
 
 impl CleanupSettings {
-    /// Resolves the cleanup flags against the global settings and the project file; paths are
-    /// relative to `workdir`.
-    pub fn resolve(
-        args: &CleanupArgs,
-        global: &GlobalSettings,
-        workdir: &Path,
-    ) -> Result<Self, CleanupError> {
-        let images = ImagesSettings::for_cleanup(global)?;
-        let policy = Policy::resolve(global.project.cleanup.as_ref(), &args.policy_flags())?;
-        if images.mode == Mode::Monorepo && images.repo.path.is_empty() {
-            return Err(NamingError::MonorepoWithoutRepository(images.repo.to_string()).into());
-        }
-        Ok(Self {
-            repo: images.repo,
-            implementation: images.implementation,
-            capabilities: images.capabilities,
-            mode: images.mode,
-            images: images.images.into_iter().map(|image| image.name).collect(),
-            policy,
-            dry_run: args.dry_run,
-            keep_going: args.keep_going,
-            plan_out: args.plan_out.as_ref().map(|path| workdir.join(path)),
-            apply_plan: args.apply_plan.as_ref().map(|path| workdir.join(path)),
-        })
-    }
-
     /// The repositories in scope and how the tags of each are sorted into images: one
     /// repository per image in multirepo mode, the images repo itself in monorepo mode.
     pub fn scopes(&self) -> Vec<(RepoAddress, Scope)> {
