@@ -273,6 +273,17 @@ pub(super) fn publish(
     Ok(ExitStatus::Success)
 }
 
+/// `run`'s JSON: what was pushed, and the cleanup's result (its keys beside `pushed`) or why
+/// it was skipped.
+#[derive(Debug, Serialize)]
+struct RunReport<'a> {
+    pushed: &'a [Pushed],
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    cleanup: Option<&'a Document>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cleanup_skipped: Option<String>,
+}
+
 pub(super) fn run(
     args: &RunArgs,
     global: &GlobalArgs,
@@ -303,15 +314,15 @@ pub(super) fn run(
             "cleanup skipped: deleting tags on `{implementation}` needs its native API, which this version does not support"
         );
         log::warn!("{reason}");
-        let document = serde_json::json!({"pushed": &published.pushed, "cleanup_skipped": reason});
-        output.result(&document, || published.text());
+        let report =
+            RunReport { pushed: &published.pushed, cleanup: None, cleanup_skipped: Some(reason) };
+        output.result(&report, || published.text());
         return Ok(ExitStatus::Success);
     }
     let present = |document: &Document| {
-        let mut combined = serde_json::to_value(document).expect("a cleanup report serialises");
-        combined["pushed"] =
-            serde_json::to_value(&published.pushed).expect("pushed references serialise");
-        output.result(&combined, || format!("{}\n\n{}", published.text(), document.text()));
+        let report =
+            RunReport { pushed: &published.pushed, cleanup: Some(document), cleanup_skipped: None };
+        output.result(&report, || format!("{}\n\n{}", published.text(), document.text()));
     };
     Ok(block_on(cleanup::run_reporting(
         &cleanup,
