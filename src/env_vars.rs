@@ -25,7 +25,7 @@ pub const DOCKHAND_DOCKER_CONFIG: &str = "DOCKHAND_DOCKER_CONFIG";
 pub const DOCKHAND_INSECURE_REGISTRIES: &str = "DOCKHAND_INSECURE_REGISTRIES";
 /// `text` or `json`, like `--output`.
 pub const DOCKHAND_OUTPUT: &str = "DOCKHAND_OUTPUT";
-/// Builder backend, like `--builder`.
+/// Builder backend, like `--builder` (`build`, `publish` and `run`).
 pub const DOCKHAND_BUILDER: &str = "DOCKHAND_BUILDER";
 
 // --- generic runner inputs and the CI facts `ci-env` exports ---

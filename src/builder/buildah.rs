@@ -144,6 +144,15 @@ pub fn manifest_rm_argv(options: &BuildahOptions, local_ref: &ImageRef) -> Vec<O
     args
 }
 
+/// `buildah [storage] inspect --type image local_ref`: the image's buildah JSON, whose
+/// `OCIv1.config.Labels` are the labels it was built with. A manifest list's name resolves to
+/// the image of the host's platform.
+pub fn inspect_argv(options: &BuildahOptions, local_ref: &ImageRef) -> Vec<OsString> {
+    let mut args = options.storage_args();
+    args.extend(["inspect".into(), "--type".into(), "image".into(), local_ref.to_string().into()]);
+    args
+}
+
 /// Where `buildah push` copies an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushDestination {
@@ -429,6 +438,10 @@ mod tests {
         assert_eq!(
             strings(&manifest_rm_argv(&storage, &local())).join(" "),
             "--root /r --runroot /rr --storage-driver vfs manifest rm localhost/dockhand/api:42"
+        );
+        assert_eq!(
+            strings(&inspect_argv(&storage, &local())).join(" "),
+            "--root /r --runroot /rr --storage-driver vfs inspect --type image localhost/dockhand/api:42"
         );
     }
 }

@@ -132,6 +132,14 @@ pub fn tag_argv(config: Option<&PathBuf>, source: &ImageRef, target: &ImageRef) 
     args
 }
 
+/// `docker [--config DIR] image inspect local_ref`: a JSON array with the image, whose
+/// `Config.Labels` are the labels it was built with.
+pub fn inspect_argv(config: Option<&PathBuf>, local_ref: &ImageRef) -> Vec<OsString> {
+    let mut args = global_args(config);
+    args.extend(["image".into(), "inspect".into(), local_ref.to_string().into()]);
+    args
+}
+
 /// `docker [--config DIR] push TARGET`: credentials come from the config directory, never argv.
 pub fn push_argv(config: Option<&PathBuf>, target: &ImageRef) -> Vec<OsString> {
     let mut args = global_args(config);
@@ -270,6 +278,10 @@ mod tests {
             "--config /tmp/job tag localhost/dockhand/api:42 ghcr.io/acme/app/api:main"
         );
         assert_eq!(line(&push_argv(None, &target)), "push ghcr.io/acme/app/api:main");
+        assert_eq!(
+            line(&inspect_argv(Some(&config), &local())),
+            "--config /tmp/job image inspect localhost/dockhand/api:42"
+        );
         // the shape the docker CLI prints after a push (docs.docker.com, `docker image push`)
         let output = "The push refers to repository [ghcr.io/acme/app/api]\n\
             5f70bf18a086: Pushed\n\

@@ -429,6 +429,61 @@ pub fn build(
     Ok(BuiltImage { image: spec.image.clone(), builder, built })
 }
 
+/// The labels of the image `reference` in `backend`'s storage (`buildah inspect --type image`
+/// or `docker image inspect`): what publish checks before it pushes a build of an earlier
+/// process. Fails when the image is not there, or the tool cannot reach its storage (no
+/// docker daemon). Every variable of `env` is set for the tool; blocks until it exits.
+pub fn local_labels(
+    backend: &Backend,
+    reference: &ImageRef,
+    env: &EnvMap,
+) -> Result<BTreeMap<String, String>, BuildError> {
+    let builder = backend.builder();
+    let args = match backend {
+        Backend::Buildah(options) => buildah::inspect_argv(options, reference),
+        Backend::Docker(options) => docker::inspect_argv(options.config.as_ref(), reference),
+        Backend::Buildx(options) => docker::inspect_argv(options.config.as_ref(), reference),
+    };
+    let output = tool(builder.program(), &args, env).output().map_err(|source| {
+        if source.is_not_found() {
+            BuildError::NotInstalled { builder }
+        } else {
+            BuildError::Inspect {
+                reference: Box::new(reference.clone()),
+                builder,
+                source: Box::new(source),
+            }
+        }
+    })?;
+    parse_labels(builder, &output.stdout).map_err(|problem| BuildError::InspectOutput {
+        reference: Box::new(reference.clone()),
+        builder,
+        problem,
+    })
+}
+
+/// The labels in what `buildah inspect` (`OCIv1.config.Labels`) or `docker image inspect`
+/// (`[0].Config.Labels`) printed; no labels at all is an empty map.
+fn parse_labels(builder: Builder, stdout: &str) -> Result<BTreeMap<String, String>, String> {
+    let json: serde_json::Value = serde_json::from_str(stdout)
+        .map_err(|error| format!("the output is not JSON ({error})"))?;
+    let labels = match builder {
+        Builder::Buildah => &json["OCIv1"]["config"]["Labels"],
+        Builder::Docker | Builder::Buildx => match json.as_array().map(Vec::as_slice) {
+            Some([image]) => &image["Config"]["Labels"],
+            _ => return Err("expected a JSON array of one image".into()),
+        },
+    };
+    match labels {
+        serde_json::Value::Null => Ok(BTreeMap::new()),
+        serde_json::Value::Object(map) => Ok(map
+            .iter()
+            .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+            .collect()),
+        other => Err(format!("the labels are not an object: {other}")),
+    }
+}
+
 /// A failed run of the builder: not installed, or the build failed.
 fn tool_failure(builder: Builder, image: &str, source: CommandError) -> BuildError {
     if source.is_not_found() {
@@ -527,6 +582,15 @@ pub enum BuildError {
         #[source]
         source: Box<CommandError>,
     },
+    #[error("`{reference}` is not in {builder}'s image storage")]
+    Inspect {
+        reference: Box<ImageRef>,
+        builder: Builder,
+        #[source]
+        source: Box<CommandError>,
+    },
+    #[error("Cannot read the labels of `{reference}` from {builder}: {problem}")]
+    InspectOutput { reference: Box<ImageRef>, builder: Builder, problem: String },
     #[error("Cannot create a temporary directory")]
     TempDir(#[source] std::io::Error),
     #[error("Cannot read the digest buildah wrote to `{}`", path.display())]
@@ -546,7 +610,8 @@ impl Classify for BuildError {
             | Self::Export { .. }
             | Self::TempDir(_)
             | Self::DigestFile { .. }
-            | Self::Digest(_) => ExitStatus::Failure,
+            | Self::Digest(_)
+            | Self::InspectOutput { .. } => ExitStatus::Failure,
             _ => ExitStatus::Usage,
         }
     }
@@ -782,6 +847,22 @@ mod tests {
             "localhost/dockhand/svc/worker:8374521"
         );
         assert!(matches!(local_ref("Api", &id), Err(BuildError::ImageName(name)) if name == "Api"));
+    }
+
+    #[test]
+    fn labels_from_inspect_output() {
+        let buildah = r#"{"Type":"buildah 0.0.1","OCIv1":{"config":{"Labels":{"a":"1","n":2}}}}"#;
+        assert_eq!(
+            parse_labels(Builder::Buildah, buildah).unwrap(),
+            BTreeMap::from([("a".to_owned(), "1".to_owned())])
+        );
+        let bare = r#"{"OCIv1":{"config":{}}}"#;
+        assert_eq!(parse_labels(Builder::Buildah, bare).unwrap(), BTreeMap::new());
+        let docker = r#"[{"Id":"sha256:1","Config":{"Labels":{"org.opencontainers.image.revision":"abc"}}}]"#;
+        assert_eq!(parse_labels(Builder::Docker, docker).unwrap()[LABEL_REVISION], "abc");
+        assert!(parse_labels(Builder::Docker, "[]").is_err());
+        assert!(parse_labels(Builder::Docker, "not json").is_err());
+        assert!(parse_labels(Builder::Buildah, r#"{"OCIv1":{"config":{"Labels":[]}}}"#).is_err());
     }
 
     #[test]
