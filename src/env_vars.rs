@@ -72,6 +72,9 @@ pub const STORAGE_DRIVER: &str = "STORAGE_DRIVER";
 pub const BUILDAH_ISOLATION: &str = "BUILDAH_ISOLATION";
 /// Set to `1` for `docker build`, so that the classic CLI uses BuildKit (needed for `--secret`).
 pub const DOCKER_BUILDKIT: &str = "DOCKER_BUILDKIT";
+/// Set by `build` for buildah (and podman's docker shim) when registries are named insecure: a
+/// per-build `registries.conf` that allows plain HTTP to those registries only.
+pub const CONTAINERS_REGISTRIES_CONF: &str = "CONTAINERS_REGISTRIES_CONF";
 
 // --- process ---
 

@@ -22,7 +22,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::{BuildSpec, common_args};
-use crate::reference::ImageRef;
+use crate::reference::{ImageRef, RegistryHost};
 
 /// Options of `docker build`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,6 +30,11 @@ pub struct DockerOptions {
     /// `docker --config DIR`: the docker config directory with registry credentials for base
     /// images; `None` leaves docker to `DOCKER_CONFIG` or `~/.docker`.
     pub config: Option<PathBuf>,
+    /// Registries named insecure. The docker daemon decides for itself which registries it
+    /// pulls base images from over plain HTTP (`insecure-registries` in `daemon.json`); these
+    /// reach podman's docker shim, which reads a per-build `registries.conf` listing only them
+    /// (see [`super::buildah::registries_conf`]).
+    pub insecure_registries: Vec<RegistryHost>,
 }
 
 /// Where `docker buildx build` puts the image; see the module documentation.
@@ -207,7 +212,10 @@ mod tests {
             (
                 "config and platform",
                 one_platform,
-                DockerOptions { config: Some("/tmp/job-config".into()) },
+                DockerOptions {
+                    config: Some("/tmp/job-config".into()),
+                    ..DockerOptions::default()
+                },
                 format!(
                     "--config /tmp/job-config build --platform linux/arm64 -f /src/api/Dockerfile \
                      -t localhost/dockhand/api:42 {COMMON}"

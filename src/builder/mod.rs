@@ -381,6 +381,29 @@ pub fn build(
     let builder = backend.builder();
     spec.check(builder, env)?;
     let mut child_env = env.clone();
+    // plain HTTP to the registries named insecure, and to no other: kept until the tool exits
+    let insecure = match backend {
+        Backend::Buildah(options) => options.insecure_registries.as_slice(),
+        Backend::Docker(options) => options.insecure_registries.as_slice(),
+        Backend::Buildx(_) => &[],
+    };
+    let _registries_conf = if insecure.is_empty() {
+        None
+    } else {
+        let file = registries_conf_file(insecure, env)?;
+        if env.contains_key(env_vars::CONTAINERS_REGISTRIES_CONF) {
+            log::warn!(
+                "`{}` is replaced for this build by a file that allows plain HTTP to {} only",
+                env_vars::CONTAINERS_REGISTRIES_CONF,
+                insecure.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            );
+        }
+        child_env.insert(
+            env_vars::CONTAINERS_REGISTRIES_CONF.to_owned(),
+            file.path().display().to_string(),
+        );
+        Some(file)
+    };
     let (args, built) = match backend {
         Backend::Buildah(options) => {
             if let Some(authfile) = options.authfile.as_ref().filter(|path| !path.is_file()) {
@@ -427,6 +450,27 @@ pub fn build(
         .output()
         .map_err(|source| tool_failure(builder, &spec.image, source))?;
     Ok(BuiltImage { image: spec.image.clone(), builder, built })
+}
+
+/// A temporary `registries.conf` ([`buildah::registries_conf`]) in `TMPDIR` (else the system's
+/// temp dir), removed when dropped.
+fn registries_conf_file(
+    insecure: &[RegistryHost],
+    env: &EnvMap,
+) -> Result<tempfile::NamedTempFile, BuildError> {
+    use std::io::Write as _;
+    let dir = env
+        .get(env_vars::TMPDIR)
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(std::env::temp_dir, PathBuf::from);
+    let mut file = tempfile::Builder::new()
+        .prefix("dockhand-registries-")
+        .suffix(".conf")
+        .tempfile_in(dir)
+        .map_err(BuildError::TempDir)?;
+    file.write_all(buildah::registries_conf(insecure).as_bytes()).map_err(BuildError::TempDir)?;
+    log::debug!("plain HTTP for base images from {insecure:?} only: {}", file.path().display());
+    Ok(file)
 }
 
 /// The labels of the image `reference` in `backend`'s storage (`buildah inspect --type image`
@@ -591,7 +635,7 @@ pub enum BuildError {
     },
     #[error("Cannot read the labels of `{reference}` from {builder}: {problem}")]
     InspectOutput { reference: Box<ImageRef>, builder: Builder, problem: String },
-    #[error("Cannot create a temporary directory")]
+    #[error("Cannot create a temporary file or directory")]
     TempDir(#[source] std::io::Error),
     #[error("Cannot read the digest buildah wrote to `{}`", path.display())]
     DigestFile {
