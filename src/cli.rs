@@ -212,16 +212,27 @@ pub struct ImagesArgs {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Builder backend: buildah, docker or buildx [default: the file's `builder:`, else buildah]
+    /// Builder backend: buildah, docker or buildx; publish must name the one that built the
+    /// images [default: the file's `builder:`, else buildah]
     #[arg(long, value_name = "NAME", env = env_vars::DOCKHAND_BUILDER)]
     pub builder: Option<String>,
 }
 
+/// The tag rules of `publish` and `run`.
 #[derive(Debug, Args)]
-pub struct PublishArgs {
+pub struct TagArgs {
     /// Tag rule to use instead of the file's `tags:` (repeatable), e.g. `{branch}`
     #[arg(long = "tag", value_name = "RULE")]
     pub tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub tags: TagArgs,
+    // `--builder`: the builder whose storage holds what `dockhand build` made
+    #[command(flatten)]
+    pub build: BuildArgs,
 }
 
 #[derive(Debug, Args)]
@@ -284,7 +295,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub build: BuildArgs,
     #[command(flatten)]
-    pub publish: PublishArgs,
+    pub publish: TagArgs,
     #[command(flatten)]
     pub cleanup: CleanupArgs,
 }

@@ -25,7 +25,7 @@ pub const DOCKHAND_DOCKER_CONFIG: &str = "DOCKHAND_DOCKER_CONFIG";
 pub const DOCKHAND_INSECURE_REGISTRIES: &str = "DOCKHAND_INSECURE_REGISTRIES";
 /// `text` or `json`, like `--output`.
 pub const DOCKHAND_OUTPUT: &str = "DOCKHAND_OUTPUT";
-/// Builder backend, like `--builder`.
+/// Builder backend, like `--builder` (`build`, `publish` and `run`).
 pub const DOCKHAND_BUILDER: &str = "DOCKHAND_BUILDER";
 
 // --- generic runner inputs and the CI facts `ci-env` exports ---
@@ -72,6 +72,9 @@ pub const STORAGE_DRIVER: &str = "STORAGE_DRIVER";
 pub const BUILDAH_ISOLATION: &str = "BUILDAH_ISOLATION";
 /// Set to `1` for `docker build`, so that the classic CLI uses BuildKit (needed for `--secret`).
 pub const DOCKER_BUILDKIT: &str = "DOCKER_BUILDKIT";
+/// Set by `build` for buildah (and podman's docker shim) when registries are named insecure: a
+/// per-build `registries.conf` that allows plain HTTP to those registries only.
+pub const CONTAINERS_REGISTRIES_CONF: &str = "CONTAINERS_REGISTRIES_CONF";
 
 // --- process ---
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
-use crate::builder::docker;
+use crate::builder::{self, Backend, BuildError, Builder, Built, BuiltImage, docker};
 use crate::env_vars::EnvMap;
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::{self, Mode, NamingError};
@@ -51,6 +51,24 @@ pub enum PublishError {
     },
     #[error("`docker push` of `{reference}` printed no digest")]
     DockerDigest { reference: String },
+    #[error("No image `{image}` built by {builder} for this commit: nothing was pushed")]
+    NotBuilt {
+        image: String,
+        builder: Builder,
+        #[source]
+        source: Box<BuildError>,
+    },
+    #[error(
+        "The local image `{reference}` of `{image}` was built for {}, not for commit `{expected}`: nothing was pushed",
+        found.as_ref().map_or_else(|| "no commit".to_owned(), |found| format!("commit `{found}`"))
+    )]
+    OtherRevision {
+        image: String,
+        builder: Builder,
+        reference: String,
+        expected: String,
+        found: Option<String>,
+    },
 }
 
 impl Classify for PublishError {
@@ -62,6 +80,7 @@ impl Classify for PublishError {
             Self::Layout { .. } | Self::DigestChanged { .. } | Self::DockerDigest { .. } => {
                 ExitStatus::Failure
             }
+            Self::NotBuilt { .. } | Self::OtherRevision { .. } => ExitStatus::Usage,
         }
     }
 
@@ -75,7 +94,48 @@ impl Classify for PublishError {
             Self::DigestChanged { .. } => {
                 Some("the registry rewrote the manifest (e.g. converted its format); push with an OCI-capable registry".into())
             }
+            Self::NotBuilt { builder, .. } | Self::OtherRevision { builder, .. } => Some(format!(
+                "run `dockhand build --builder {builder}` for this commit first (same job, or the same image storage), then `dockhand publish --builder {builder}`"
+            )),
         }
+    }
+}
+
+/// Checks that the image an earlier `dockhand build` left in `backend`'s storage is there and
+/// was built for `revision` (its `org.opencontainers.image.revision` label), so that publish
+/// never pushes an image of another builder or of another commit. `revision` is the label the
+/// build of this commit writes; `None` (no commit known) checks only that the image exists.
+/// Built outputs that are not in a storage (an OCI layout, a buildx push) are not checked.
+pub fn check_built(
+    backend: &Backend,
+    built: &BuiltImage,
+    revision: Option<&str>,
+    env: &EnvMap,
+) -> Result<(), PublishError> {
+    let reference = match &built.built {
+        Built::Buildah(local) => &local.reference,
+        Built::DockerStore(reference) => reference,
+        Built::OciLayout(_) | Built::Pushed(_) => return Ok(()),
+    };
+    let labels = builder::local_labels(backend, reference, env).map_err(|source| {
+        PublishError::NotBuilt {
+            image: built.image.clone(),
+            builder: built.builder,
+            source: Box::new(source),
+        }
+    })?;
+    let found = labels.get(builder::LABEL_REVISION);
+    match revision {
+        Some(expected) if found.map(String::as_str) != Some(expected) => {
+            Err(PublishError::OtherRevision {
+                image: built.image.clone(),
+                builder: built.builder,
+                reference: reference.to_string(),
+                expected: expected.to_owned(),
+                found: found.cloned(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 

@@ -407,11 +407,17 @@ impl BuildSettings {
         }
         let mut backend = Backend::with_defaults(builder, env);
         let authfile = buildah::authfile_in(&global.docker_config);
-        if let Backend::Buildah(options) = &mut backend {
-            // base images are pulled with the job's credentials, and over plain HTTP from the
-            // registries named insecure
-            options.authfile = authfile.is_file().then_some(authfile);
-            options.tls_verify = global.insecure_registries.is_empty();
+        match &mut backend {
+            Backend::Buildah(options) => {
+                // base images are pulled with the job's credentials, and over plain HTTP from
+                // the registries named insecure (only those)
+                options.authfile = authfile.is_file().then_some(authfile);
+                options.insecure_registries.clone_from(&global.insecure_registries);
+            }
+            Backend::Docker(options) => {
+                options.insecure_registries.clone_from(&global.insecure_registries);
+            }
+            Backend::Buildx(_) => {}
         }
         let images = global.images(true)?;
         let source = source_url(env);

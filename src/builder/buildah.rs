@@ -7,11 +7,12 @@
 //! exported layout with its own client. Credentials reach buildah only as an auth file path.
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{BuildError, BuildSpec, Builder, LocalImage, common_args, tool};
 use crate::env_vars::{self, EnvMap};
-use crate::reference::{Digest, ImageRef, Tag};
+use crate::reference::{Digest, ImageRef, RegistryHost, Tag};
 
 /// Manifest and configuration format of built images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,8 +51,10 @@ pub struct BuildahOptions {
     pub layers: bool,
     /// `--authfile` for pulling base images: a docker `config.json` (see [`authfile_in`]).
     pub authfile: Option<PathBuf>,
-    /// `false` gives `--tls-verify=false` for base image pulls (every registry of the build).
-    pub tls_verify: bool,
+    /// Registries base images may be pulled from over plain HTTP: only these, through a
+    /// per-build `registries.conf` ([`registries_conf`]), never `--tls-verify=false` (which
+    /// would turn off TLS for every registry of the build).
+    pub insecure_registries: Vec<RegistryHost>,
 }
 
 impl Default for BuildahOptions {
@@ -64,7 +67,7 @@ impl Default for BuildahOptions {
             format: ImageFormat::Oci,
             layers: false,
             authfile: None,
-            tls_verify: true,
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -122,9 +125,6 @@ pub fn build_argv(
     if let Some(authfile) = &options.authfile {
         args.extend(["--authfile".into(), authfile.into()]);
     }
-    if !options.tls_verify {
-        args.push("--tls-verify=false".into());
-    }
     if !spec.platforms.is_empty() {
         args.extend(["--platform".into(), spec.platforms.join(",").into()]);
     }
@@ -136,11 +136,38 @@ pub fn build_argv(
     args
 }
 
+/// A `registries.conf` (containers-registries.conf(5), version 2) that marks `insecure` as
+/// reachable over plain HTTP and leaves every other registry on verified TLS. Builders read it
+/// through `CONTAINERS_REGISTRIES_CONF`, which replaces the system's file (drop-ins in
+/// `registries.conf.d`, such as short-name aliases, are still read), so it also names Docker
+/// Hub as the one registry for unqualified names (`FROM alpine`), as Debian's default does.
+pub fn registries_conf(insecure: &[RegistryHost]) -> String {
+    let mut conf = String::from(
+        "# written by dockhand for one build: plain HTTP to these registries only\n\
+         unqualified-search-registries = [\"docker.io\"]\n",
+    );
+    for host in insecure {
+        let location = host.to_string().replace('\\', "\\\\").replace('"', "\\\"");
+        write!(conf, "\n[[registry]]\nlocation = \"{location}\"\ninsecure = true\n")
+            .expect("writing to a String cannot fail");
+    }
+    conf
+}
+
 /// `buildah [storage] manifest rm local_ref`: removes a manifest list left by an earlier
 /// multi-platform build of the same name (it fails harmlessly when there is none).
 pub fn manifest_rm_argv(options: &BuildahOptions, local_ref: &ImageRef) -> Vec<OsString> {
     let mut args = options.storage_args();
     args.extend(["manifest".into(), "rm".into(), local_ref.to_string().into()]);
+    args
+}
+
+/// `buildah [storage] inspect --type image local_ref`: the image's buildah JSON, whose
+/// `OCIv1.config.Labels` are the labels it was built with. A manifest list's name resolves to
+/// the image of the host's platform.
+pub fn inspect_argv(options: &BuildahOptions, local_ref: &ImageRef) -> Vec<OsString> {
+    let mut args = options.storage_args();
+    args.extend(["inspect".into(), "--type".into(), "image".into(), local_ref.to_string().into()]);
     args
 }
 
@@ -303,7 +330,7 @@ mod tests {
             format: ImageFormat::Docker,
             layers: true,
             authfile: Some("/cfg/config.json".into()),
-            tls_verify: false,
+            insecure_registries: vec!["127.0.0.1:5000".parse().unwrap()],
         };
         let multi =
             BuildSpec { platforms: vec!["linux/amd64".into(), "linux/arm64".into()], ..spec() };
@@ -319,7 +346,7 @@ mod tests {
                 full,
                 isolated,
                 "--root /tmp/t/root --runroot /tmp/t/run --storage-driver vfs bud --format docker \
-                 --isolation chroot --layers --authfile /cfg/config.json --tls-verify=false \
+                 --isolation chroot --layers --authfile /cfg/config.json \
                  --platform linux/arm64 -f /src/api/Containerfile -t localhost/dockhand/api:42 \
                  --build-arg A=x y --build-arg B=2 --target runtime \
                  --label org.opencontainers.image.revision=abc \
@@ -355,6 +382,20 @@ mod tests {
                 assert!(got.contains(&"A=x y".to_owned()), "{got:?}");
             }
         }
+    }
+
+    #[test]
+    fn registries_conf_names_only_the_insecure_hosts() {
+        let hosts: Vec<RegistryHost> =
+            ["127.0.0.1:5000", "registry.local"].iter().map(|h| h.parse().unwrap()).collect();
+        let conf = registries_conf(&hosts);
+        assert_eq!(
+            conf,
+            "# written by dockhand for one build: plain HTTP to these registries only\n\
+             unqualified-search-registries = [\"docker.io\"]\n\
+             \n[[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n\
+             \n[[registry]]\nlocation = \"registry.local\"\ninsecure = true\n"
+        );
     }
 
     #[test]
@@ -429,6 +470,10 @@ mod tests {
         assert_eq!(
             strings(&manifest_rm_argv(&storage, &local())).join(" "),
             "--root /r --runroot /rr --storage-driver vfs manifest rm localhost/dockhand/api:42"
+        );
+        assert_eq!(
+            strings(&inspect_argv(&storage, &local())).join(" "),
+            "--root /r --runroot /rr --storage-driver vfs inspect --type image localhost/dockhand/api:42"
         );
     }
 }

@@ -22,7 +22,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::{BuildSpec, common_args};
-use crate::reference::ImageRef;
+use crate::reference::{ImageRef, RegistryHost};
 
 /// Options of `docker build`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,6 +30,11 @@ pub struct DockerOptions {
     /// `docker --config DIR`: the docker config directory with registry credentials for base
     /// images; `None` leaves docker to `DOCKER_CONFIG` or `~/.docker`.
     pub config: Option<PathBuf>,
+    /// Registries named insecure. The docker daemon decides for itself which registries it
+    /// pulls base images from over plain HTTP (`insecure-registries` in `daemon.json`); these
+    /// reach podman's docker shim, which reads a per-build `registries.conf` listing only them
+    /// (see [`super::buildah::registries_conf`]).
+    pub insecure_registries: Vec<RegistryHost>,
 }
 
 /// Where `docker buildx build` puts the image; see the module documentation.
@@ -132,6 +137,14 @@ pub fn tag_argv(config: Option<&PathBuf>, source: &ImageRef, target: &ImageRef) 
     args
 }
 
+/// `docker [--config DIR] image inspect local_ref`: a JSON array with the image, whose
+/// `Config.Labels` are the labels it was built with.
+pub fn inspect_argv(config: Option<&PathBuf>, local_ref: &ImageRef) -> Vec<OsString> {
+    let mut args = global_args(config);
+    args.extend(["image".into(), "inspect".into(), local_ref.to_string().into()]);
+    args
+}
+
 /// `docker [--config DIR] push TARGET`: credentials come from the config directory, never argv.
 pub fn push_argv(config: Option<&PathBuf>, target: &ImageRef) -> Vec<OsString> {
     let mut args = global_args(config);
@@ -199,7 +212,10 @@ mod tests {
             (
                 "config and platform",
                 one_platform,
-                DockerOptions { config: Some("/tmp/job-config".into()) },
+                DockerOptions {
+                    config: Some("/tmp/job-config".into()),
+                    ..DockerOptions::default()
+                },
                 format!(
                     "--config /tmp/job-config build --platform linux/arm64 -f /src/api/Dockerfile \
                      -t localhost/dockhand/api:42 {COMMON}"
@@ -270,6 +286,10 @@ mod tests {
             "--config /tmp/job tag localhost/dockhand/api:42 ghcr.io/acme/app/api:main"
         );
         assert_eq!(line(&push_argv(None, &target)), "push ghcr.io/acme/app/api:main");
+        assert_eq!(
+            line(&inspect_argv(Some(&config), &local())),
+            "--config /tmp/job image inspect localhost/dockhand/api:42"
+        );
         // the shape the docker CLI prints after a push (docs.docker.com, `docker image push`)
         let output = "The push refers to repository [ghcr.io/acme/app/api]\n\
             5f70bf18a086: Pushed\n\

@@ -381,6 +381,29 @@ pub fn build(
     let builder = backend.builder();
     spec.check(builder, env)?;
     let mut child_env = env.clone();
+    // plain HTTP to the registries named insecure, and to no other: kept until the tool exits
+    let insecure = match backend {
+        Backend::Buildah(options) => options.insecure_registries.as_slice(),
+        Backend::Docker(options) => options.insecure_registries.as_slice(),
+        Backend::Buildx(_) => &[],
+    };
+    let _registries_conf = if insecure.is_empty() {
+        None
+    } else {
+        let file = registries_conf_file(insecure, env)?;
+        if env.contains_key(env_vars::CONTAINERS_REGISTRIES_CONF) {
+            log::warn!(
+                "`{}` is replaced for this build by a file that allows plain HTTP to {} only",
+                env_vars::CONTAINERS_REGISTRIES_CONF,
+                insecure.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            );
+        }
+        child_env.insert(
+            env_vars::CONTAINERS_REGISTRIES_CONF.to_owned(),
+            file.path().display().to_string(),
+        );
+        Some(file)
+    };
     let (args, built) = match backend {
         Backend::Buildah(options) => {
             if let Some(authfile) = options.authfile.as_ref().filter(|path| !path.is_file()) {
@@ -427,6 +450,82 @@ pub fn build(
         .output()
         .map_err(|source| tool_failure(builder, &spec.image, source))?;
     Ok(BuiltImage { image: spec.image.clone(), builder, built })
+}
+
+/// A temporary `registries.conf` ([`buildah::registries_conf`]) in `TMPDIR` (else the system's
+/// temp dir), removed when dropped.
+fn registries_conf_file(
+    insecure: &[RegistryHost],
+    env: &EnvMap,
+) -> Result<tempfile::NamedTempFile, BuildError> {
+    use std::io::Write as _;
+    let dir = env
+        .get(env_vars::TMPDIR)
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(std::env::temp_dir, PathBuf::from);
+    let mut file = tempfile::Builder::new()
+        .prefix("dockhand-registries-")
+        .suffix(".conf")
+        .tempfile_in(dir)
+        .map_err(BuildError::TempDir)?;
+    file.write_all(buildah::registries_conf(insecure).as_bytes()).map_err(BuildError::TempDir)?;
+    log::debug!("plain HTTP for base images from {insecure:?} only: {}", file.path().display());
+    Ok(file)
+}
+
+/// The labels of the image `reference` in `backend`'s storage (`buildah inspect --type image`
+/// or `docker image inspect`): what publish checks before it pushes a build of an earlier
+/// process. Fails when the image is not there, or the tool cannot reach its storage (no
+/// docker daemon). Every variable of `env` is set for the tool; blocks until it exits.
+pub fn local_labels(
+    backend: &Backend,
+    reference: &ImageRef,
+    env: &EnvMap,
+) -> Result<BTreeMap<String, String>, BuildError> {
+    let builder = backend.builder();
+    let args = match backend {
+        Backend::Buildah(options) => buildah::inspect_argv(options, reference),
+        Backend::Docker(options) => docker::inspect_argv(options.config.as_ref(), reference),
+        Backend::Buildx(options) => docker::inspect_argv(options.config.as_ref(), reference),
+    };
+    let output = tool(builder.program(), &args, env).output().map_err(|source| {
+        if source.is_not_found() {
+            BuildError::NotInstalled { builder }
+        } else {
+            BuildError::Inspect {
+                reference: Box::new(reference.clone()),
+                builder,
+                source: Box::new(source),
+            }
+        }
+    })?;
+    parse_labels(builder, &output.stdout).map_err(|problem| BuildError::InspectOutput {
+        reference: Box::new(reference.clone()),
+        builder,
+        problem,
+    })
+}
+
+/// The labels in what `buildah inspect` (`OCIv1.config.Labels`) or `docker image inspect`
+/// (`[0].Config.Labels`) printed; no labels at all is an empty map.
+fn parse_labels(builder: Builder, stdout: &str) -> Result<BTreeMap<String, String>, String> {
+    let json: serde_json::Value = serde_json::from_str(stdout)
+        .map_err(|error| format!("the output is not JSON ({error})"))?;
+    let labels = match builder {
+        Builder::Buildah => &json["OCIv1"]["config"]["Labels"],
+        Builder::Docker | Builder::Buildx => match json.as_array().map(Vec::as_slice) {
+            Some([image]) => &image["Config"]["Labels"],
+            _ => return Err("expected a JSON array of one image".into()),
+        },
+    };
+    match labels {
+        serde_json::Value::Null => Ok(BTreeMap::new()),
+        serde_json::Value::Object(map) => Ok(map
+            .iter()
+            .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+            .collect()),
+        other => Err(format!("the labels are not an object: {other}")),
+    }
 }
 
 /// A failed run of the builder: not installed, or the build failed.
@@ -527,7 +626,16 @@ pub enum BuildError {
         #[source]
         source: Box<CommandError>,
     },
-    #[error("Cannot create a temporary directory")]
+    #[error("`{reference}` is not in {builder}'s image storage")]
+    Inspect {
+        reference: Box<ImageRef>,
+        builder: Builder,
+        #[source]
+        source: Box<CommandError>,
+    },
+    #[error("Cannot read the labels of `{reference}` from {builder}: {problem}")]
+    InspectOutput { reference: Box<ImageRef>, builder: Builder, problem: String },
+    #[error("Cannot create a temporary file or directory")]
     TempDir(#[source] std::io::Error),
     #[error("Cannot read the digest buildah wrote to `{}`", path.display())]
     DigestFile {
@@ -546,7 +654,8 @@ impl Classify for BuildError {
             | Self::Export { .. }
             | Self::TempDir(_)
             | Self::DigestFile { .. }
-            | Self::Digest(_) => ExitStatus::Failure,
+            | Self::Digest(_)
+            | Self::InspectOutput { .. } => ExitStatus::Failure,
             _ => ExitStatus::Usage,
         }
     }
@@ -782,6 +891,22 @@ mod tests {
             "localhost/dockhand/svc/worker:8374521"
         );
         assert!(matches!(local_ref("Api", &id), Err(BuildError::ImageName(name)) if name == "Api"));
+    }
+
+    #[test]
+    fn labels_from_inspect_output() {
+        let buildah = r#"{"Type":"buildah 0.0.1","OCIv1":{"config":{"Labels":{"a":"1","n":2}}}}"#;
+        assert_eq!(
+            parse_labels(Builder::Buildah, buildah).unwrap(),
+            BTreeMap::from([("a".to_owned(), "1".to_owned())])
+        );
+        let bare = r#"{"OCIv1":{"config":{}}}"#;
+        assert_eq!(parse_labels(Builder::Buildah, bare).unwrap(), BTreeMap::new());
+        let docker = r#"[{"Id":"sha256:1","Config":{"Labels":{"org.opencontainers.image.revision":"abc"}}}]"#;
+        assert_eq!(parse_labels(Builder::Docker, docker).unwrap()[LABEL_REVISION], "abc");
+        assert!(parse_labels(Builder::Docker, "[]").is_err());
+        assert!(parse_labels(Builder::Docker, "not json").is_err());
+        assert!(parse_labels(Builder::Buildah, r#"{"OCIv1":{"config":{"Labels":[]}}}"#).is_err());
     }
 
     #[test]

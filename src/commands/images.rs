@@ -76,6 +76,21 @@ impl Phases {
             .collect()
     }
 
+    /// Checks that every image of `previously_built` is in the builder's storage and was built
+    /// for this commit, before anything is pushed.
+    fn check_previously_built(&self, built: &[BuiltImage], env: &EnvMap) -> Result<(), Failure> {
+        for (spec, image) in self.build.specs.iter().zip(built) {
+            let revision = spec.labels.get(builder::LABEL_REVISION).map(String::as_str);
+            publish::check_built(&self.build.backend, image, revision, env)?;
+            log::debug!(
+                "`{}` is in {}'s storage, built for this commit",
+                image.image,
+                image.builder
+            );
+        }
+        Ok(())
+    }
+
     /// Pushes every built image under every tag the rules give.
     fn publish(
         &self,
@@ -264,9 +279,10 @@ pub(super) fn publish(
     process: &Process<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
-    let phases = Phases::resolve(global, None, process)?;
-    let images = ImagesSettings::resolve(&phases.settings, &args.tags)?;
+    let phases = Phases::resolve(global, args.build.builder.as_deref(), process)?;
+    let images = ImagesSettings::resolve(&phases.settings, &args.tags.tags)?;
     let built = phases.previously_built()?;
+    phases.check_previously_built(&built, process.env)?;
     let pushed = phases.publish(&images, &built, process.env)?;
     let report = record_pushed(pushed, output)?;
     output.result(&report, || report.text());

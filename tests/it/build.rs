@@ -343,6 +343,59 @@ fn buildx_without_its_plugin_is_not_installed() {
     assert!(matches!(error, BuildError::NotInstalled { builder: Builder::Buildx }), "{error:?}");
 }
 
+/// Plain HTTP reaches only the registries named insecure. Registries `named` and `other` both
+/// speak plain HTTP on 127.0.0.1 and hold the same base image; with only `named` named,
+/// `FROM named/…` builds, and `FROM other/…` fails because buildah speaks HTTPS to `other` and
+/// does not fall back (`--tls-verify=false`, used before, pulled both over HTTP). The
+/// per-build `registries.conf` is gone afterwards.
+#[test]
+fn plain_http_reaches_only_the_registries_named_insecure() {
+    let storage = Storage::new();
+    let named = Registry::start(Auth::Anonymous, Deletes::Disabled);
+    let other = Registry::start(Auth::Anonymous, Deletes::Disabled);
+    let context = storage.context(&[
+        ("hello.txt", "hello\n"),
+        ("Containerfile", "FROM scratch\nCOPY hello.txt /\n"),
+        ("from-named", &format!("FROM {}/acme/base:1\nCOPY hello.txt /again\n", named.host())),
+        ("from-other", &format!("FROM {}/acme/base:1\nCOPY hello.txt /again\n", other.host())),
+    ]);
+    let base = BuildSpec::new("base", &context, None).unwrap();
+    builder::build(&Backend::Buildah(storage.options()), &base, &local("base"), &storage.env())
+        .unwrap();
+    for registry in [&named, &other] {
+        let destination = format!("docker://{}/acme/base:1", registry.host());
+        storage.buildah(&[
+            "push",
+            "--tls-verify=false",
+            "localhost/dockhand/base:t1",
+            &destination,
+        ]);
+    }
+    let tmp = storage.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut env = storage.env();
+    env.insert("TMPDIR".into(), tmp.display().to_string());
+    let backend = Backend::Buildah(BuildahOptions {
+        insecure_registries: vec![named.registry_host()],
+        ..storage.options()
+    });
+
+    let from_named = BuildSpec::new("app", &context, Some(Path::new("from-named"))).unwrap();
+    builder::build(&backend, &from_named, &local("app"), &env).unwrap();
+
+    let from_other = BuildSpec::new("app", &context, Some(Path::new("from-other"))).unwrap();
+    let error = builder::build(&backend, &from_other, &local("app"), &env).unwrap_err();
+    let BuildError::Failed { source, .. } = &error else { panic!("{error:?}") };
+    let CommandError::Failed { command, stderr, .. } = &**source else { panic!("{source:?}") };
+    assert!(
+        stderr.contains(&format!("https://{}/v2/", other.host()))
+            && stderr.contains("server gave HTTP response to HTTPS client"),
+        "{stderr}"
+    );
+    assert!(!command.contains("tls-verify"), "{command}");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the registries.conf is left behind");
+}
+
 /// What publish runs when it pushes with buildah: `push_argv` against the real registry with
 /// htpasswd auth through an auth file, read back with skopeo.
 #[test]

@@ -213,6 +213,83 @@ fn build_then_publish_in_separate_processes_with_a_credential_helper() {
     assert_eq!(skopeo_tags(&registry, "acme/app/web"), ["sha-1ecfd275"]);
 }
 
+/// The tags of `path`; none when the repository does not exist, i.e. nothing was pushed to it.
+fn tags_if_any(registry: &Registry, path: &str) -> Vec<String> {
+    let output = Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false", "--authfile"])
+        .arg(registry.auth_file())
+        .arg(format!("docker://{}/{path}", registry.host()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        assert!(stderr.contains("404") || stderr.contains("name unknown"), "{stderr}");
+        return Vec::new();
+    }
+    let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    crate::support::sorted_strings(&listed["Tags"])
+}
+
+/// `publish` pushes only what `build` made for this commit with the same builder. An image of
+/// another commit (same local name, other revision label), no image at all, or a builder whose
+/// storage cannot have it (`docker`: no daemon here) is exit 1 with a hint, and nothing reaches
+/// the registry; the builder comes from `--builder` or `DOCKHAND_BUILDER` as for `build`.
+#[test]
+fn publish_refuses_an_image_of_another_commit_or_builder() {
+    // the local name keeps 12 characters of the commit: this one shares them with `SHA`
+    const SAME_PREFIX: &str = "1ecfd275763e0000000000000000000000000000";
+    const OTHER: &str = "0123456789abcdef0123456789abcdef01234567";
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = Project::new("tags: [\"{branch}\"]\n");
+    project.dockhand(&registry, &["build"]).run().assert_code(0);
+
+    let run = project.dockhand(&registry, &["publish"]).env("DOCKHAND_SHA", SAME_PREFIX).run();
+    run.assert_code(1).assert_not_printed(PASSWORD);
+    assert!(
+        run.stderr.contains(&format!(
+            "The local image `localhost/dockhand/api:1ecfd275763e` of `api` was built for commit `{SHA}`, not for commit `{SAME_PREFIX}`"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: run `dockhand build --builder buildah`"), "{}", run.stderr);
+
+    let run = project.dockhand(&registry, &["publish"]).env("DOCKHAND_SHA", OTHER).run();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("No image `api` built by buildah for this commit: nothing was pushed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("`localhost/dockhand/api:0123456789ab` is not in buildah's image storage"),
+        "{}",
+        run.stderr
+    );
+
+    for (args, env) in [
+        (&["publish", "--builder", "docker"][..], None),
+        (&["publish"][..], Some(("DOCKHAND_BUILDER", "docker"))),
+    ] {
+        let mut command = project.dockhand(&registry, args);
+        if let Some((name, value)) = env {
+            command = command.env(name, value);
+        }
+        let run = command.run();
+        run.assert_code(1);
+        assert!(run.stderr.contains("docker"), "{args:?} {env:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("pushed "), "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+    }
+    assert_eq!(tags_if_any(&registry, "acme/app/api"), Vec::<String>::new());
+    assert_eq!(tags_if_any(&registry, "acme/app/web"), Vec::<String>::new());
+
+    // the builder and commit that built them: published
+    project.dockhand(&registry, &["publish", "--builder", "buildah"]).run().assert_code(0);
+    assert_eq!(tags_if_any(&registry, "acme/app/api"), ["main"]);
+}
+
 #[test]
 fn github_outputs_and_step_summary() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
@@ -515,7 +592,7 @@ impl LayoutProject {
         std::fs::write(
             bin.join("buildah"),
             format!(
-                "#!/bin/sh\n# stand-in for `buildah push --digestfile FILE IMAGE oci:DIR`\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in\n    --digestfile) digestfile=$2; shift ;;\n    oci:*) dir=${{1#oci:}} ;;\n  esac\n  shift\ndone\nmkdir -p \"$dir\" && cp -R {layout}/. \"$dir\"/ && printf '%s' {manifest_digest} > \"$digestfile\"\n",
+                "#!/bin/sh\n# stand-in for `buildah inspect` and `buildah push --digestfile FILE IMAGE oci:DIR`\nif [ \"$1\" = inspect ]; then printf '{{\"OCIv1\":{{\"config\":{{\"Labels\":{{\"org.opencontainers.image.revision\":\"{SHA}\"}}}}}}}}'; exit 0; fi\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in\n    --digestfile) digestfile=$2; shift ;;\n    oci:*) dir=${{1#oci:}} ;;\n  esac\n  shift\ndone\nmkdir -p \"$dir\" && cp -R {layout}/. \"$dir\"/ && printf '%s' {manifest_digest} > \"$digestfile\"\n",
                 layout = layout.display()
             ),
         )
