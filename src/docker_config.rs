@@ -224,7 +224,9 @@ impl DockerConfig {
         if let Some(store) = self.string(CREDS_STORE) {
             log::warn!(
                 "the docker config names `{CREDS_STORE}` `{store}`: the docker CLI will ask it, not \
-                 `{CONFIG_FILE}`, for `{registry}` (buildah and skopeo read `{CONFIG_FILE}`)"
+                 `{CONFIG_FILE}`'s `{AUTHS}`, for `{registry}` (buildah, podman and skopeo ignore \
+                 `{CREDS_STORE}`); with `docker-credential-{store}` on PATH, `dockhand ci-env` \
+                 hands the store's registries to it by `{CRED_HELPERS}` entries instead"
             );
         }
     }
@@ -239,8 +241,10 @@ impl DockerConfig {
     /// 3. `credsStore` → `docker-credential-<name> get`.
     ///
     /// Helpers are looked up on `path_env` (a `PATH` value) and get it as their `PATH`. A
-    /// helper answering "credentials not found" gives `None`; a helper that is missing or
-    /// fails is an error naming it.
+    /// helper answering "credentials not found" gives `None`; a helper that fails is an error
+    /// naming it. A helper that is not on `path_env` is skipped with a warning (the config may
+    /// be meant for tools that find it, e.g. on the host when dockhand runs in a container):
+    /// a `credHelpers` entry then falls back to `auths`, a `credsStore` gives `None`.
     pub fn credentials_for(
         &self,
         registry: &RegistryHost,
@@ -252,7 +256,13 @@ impl DockerConfig {
                 keys.iter().find_map(|key| helpers.get_key_value(key.as_str()))
             && !helper.is_empty()
         {
-            return run_helper(helper, key, path_env);
+            if find_helper(helper, path_env).is_some() {
+                return run_helper(helper, key, path_env);
+            }
+            log::warn!(
+                "`{CRED_HELPERS}` names `docker-credential-{helper}` for `{key}`, which is not on \
+                 PATH: dockhand's own requests skip it and look in `{AUTHS}`"
+            );
         }
         if let Some(Value::Object(auths)) = self.0.get(AUTHS) {
             for key in &keys {
@@ -264,6 +274,13 @@ impl DockerConfig {
             }
         }
         match self.string(CREDS_STORE) {
+            Some(store) if find_helper(store, path_env).is_none() => {
+                log::warn!(
+                    "`{CREDS_STORE}` names `docker-credential-{store}`, which is not on PATH: \
+                     dockhand's own requests to `{registry}` go without its credentials"
+                );
+                Ok(None)
+            }
             Some(store) => run_helper(store, &registry.config_key(), path_env),
             None => Ok(None),
         }
@@ -287,34 +304,72 @@ impl DockerConfig {
         Ok(())
     }
 
-    /// Drops, with a warning, `credHelpers` entries and `credsStore` whose
-    /// `docker-credential-<name>` is not an executable on `path_env`.
-    fn drop_unavailable_helpers(&mut self, path_env: Option<&str>) {
-        if let Some(Value::Object(helpers)) = self.0.get_mut(CRED_HELPERS) {
-            helpers.retain(|key, helper| match helper {
-                Value::String(name) if name.is_empty() || find_helper(name, path_env).is_some() => {
-                    true
-                }
-                _ => {
+    /// Carries the credential helpers over as they are: an entry whose helper is not on
+    /// `path_env` is kept (the tools that read the config may find it where dockhand does not)
+    /// with a warning. A `credsStore` whose helper is on `path_env` is replaced by one
+    /// `credHelpers` entry naming the store for each registry it lists (`docker-credential-X
+    /// list`) that has no credential in `auths` and no `credHelpers` entry: the docker CLI
+    /// asks a `credsStore` for every registry without a `credHelpers` entry and then ignores
+    /// `auths`, so without this a job's login in `auths` would lose to the store there, while
+    /// buildah, podman and skopeo never read `credsStore` at all. So the job's login wins for
+    /// the job's registries in every client, and the store still answers for the rest.
+    /// A store whose helper is missing or whose `list` fails is kept, with a warning.
+    fn carry_over_helpers(&mut self, path_env: Option<&str>) {
+        if let Some(Value::Object(helpers)) = self.0.get(CRED_HELPERS) {
+            for (key, helper) in helpers {
+                let name = helper.as_str().unwrap_or_default();
+                if !name.is_empty() && find_helper(name, path_env).is_none() {
                     log::warn!(
-                        "dropping `{CRED_HELPERS}` entry `{key}`: `docker-credential-{}` is not on PATH",
-                        helper.as_str().unwrap_or("?")
+                        "`{CRED_HELPERS}` entry `{key}`: `docker-credential-{name}` is not on PATH; \
+                         kept for the tools that find it, skipped by dockhand's own requests"
                     );
-                    false
                 }
-            });
-        }
-        if let Some(store) = self.0.get(CREDS_STORE) {
-            let available =
-                store.as_str().is_some_and(|name| find_helper(name, path_env).is_some());
-            if !available {
-                log::warn!(
-                    "dropping `{CREDS_STORE}`: `docker-credential-{}` is not on PATH",
-                    store.as_str().unwrap_or("?")
-                );
-                self.0.remove(CREDS_STORE);
             }
         }
+        let Some(store) = self.string(CREDS_STORE).map(str::to_owned) else { return };
+        let Some(program) = find_helper(&store, path_env) else {
+            log::warn!(
+                "`{CREDS_STORE}` `{store}`: `docker-credential-{store}` is not on PATH; kept as it \
+                 is, so the docker CLI asks it, not `{AUTHS}`, for every registry"
+            );
+            return;
+        };
+        let mut command = Command::new(program).arg("list").stdin(Vec::new());
+        if let Some(path) = path_env {
+            command = command.env(env_vars::PATH, path);
+        }
+        let listed = command
+            .output()
+            .ok()
+            .and_then(|output| serde_json::from_str::<Map<String, Value>>(&output.stdout).ok());
+        let Some(listed) = listed else {
+            log::warn!(
+                "`{CREDS_STORE}` `{store}`: `docker-credential-{store} list` failed; kept as it is, \
+                 so the docker CLI asks it, not `{AUTHS}`, for every registry"
+            );
+            return;
+        };
+        let has_login = |server: &str| {
+            self.0
+                .get(AUTHS)
+                .and_then(|auths| auths.get(server))
+                .is_some_and(|entry| matches!(auth_entry(server, entry), Ok(Some(_))))
+        };
+        let servers: Vec<String> = listed
+            .keys()
+            .filter(|server| !server.is_empty() && !has_login(server))
+            .cloned()
+            .collect();
+        let helpers = self.object_mut(CRED_HELPERS);
+        for server in &servers {
+            helpers.entry(server.clone()).or_insert_with(|| Value::String(store.clone()));
+        }
+        self.0.remove(CREDS_STORE);
+        log::info!(
+            "`{CREDS_STORE}` `{store}` answers for the {} registr{} it lists, by `{CRED_HELPERS}` entries, so that `{AUTHS}` logins win elsewhere",
+            servers.len(),
+            if servers.len() == 1 { "y" } else { "ies" }
+        );
     }
 
     /// The string under `key`, if it is a non-empty string.
@@ -439,8 +494,9 @@ pub fn basic_auth_value(username: &str, password: &Secret) -> String {
 ///
 /// The config starts as a copy of `source/config.json` (when `source` is given and has one),
 /// then `auth_config` (the value of `DOCKER_AUTH_CONFIG`) is merged over it. After that:
-/// `credHelpers` entries and `credsStore` whose helper is not on `path_env` are dropped with a
-/// warning; `contexts/` is copied when it exists, and `currentContext` is kept only when the
+/// every `credHelpers` entry is kept, with a warning for a helper not on `path_env`, and a
+/// `credsStore` is turned into `credHelpers` entries as `DockerConfig::carry_over_helpers`
+/// says; `contexts/` is copied when it exists, and `currentContext` is kept only when the
 /// copy has it (or it is `default`); when `source` has `cli-plugins/`, its absolute path is
 /// added to `cliPluginsExtraDirs` instead of copying it. Nothing else under `source` (`run/`,
 /// `buildx/`, sockets…) is copied, and `source` is never modified. On failure nothing is left
@@ -470,7 +526,7 @@ pub fn create_job_dir(
     if let Some(json) = auth_config {
         config.merge_auth_config(json)?;
     }
-    config.drop_unavailable_helpers(path_env);
+    config.carry_over_helpers(path_env);
 
     let contexts =
         source.as_ref().map(|source| source.join(CONTEXTS_DIR)).filter(|dir| is_real_dir(dir));
@@ -826,13 +882,68 @@ esac
 
         let error = helpers.credentials_for(&host("garbled.example.com"), Some(&path)).unwrap_err();
         assert!(matches!(error, DockerConfigError::HelperOutput { .. }), "{error:?}");
-        let error = helpers.credentials_for(&host("absent.example.com"), Some(&path)).unwrap_err();
-        assert!(
-            matches!(&error, DockerConfigError::HelperMissing { helper } if helper == "absent"),
-            "{error:?}"
+        // a helper that is not on PATH is skipped: the entry falls back to `auths`, the store
+        // gives nothing
+        assert_eq!(
+            helpers.credentials_for(&host("absent.example.com"), Some(&path)).unwrap(),
+            None
         );
-        let error = helpers.credentials_for(&host("registry.example.com"), None).unwrap_err();
-        assert!(matches!(error, DockerConfigError::HelperMissing { .. }), "no PATH, no helper");
+        assert_eq!(
+            helpers.credentials_for(&host("registry.example.com"), None).unwrap(),
+            Some(basic("ignored", "ignored")),
+            "no PATH, no helper: `auths`"
+        );
+        assert_eq!(helpers.credentials_for(&host("docker.io"), None).unwrap(), None);
+    }
+
+    /// A store that lists three registries and answers `get` for none of them.
+    const STORE: &str = r#"#!/bin/sh
+case "$1" in
+  list) printf '{"ghcr.io":"u","https://index.docker.io/v1/":"hub","job.example.com":"old"}' ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+"#;
+
+    #[test]
+    fn a_creds_store_answers_for_what_it_lists_and_logins_in_auths_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        script(&bin, "docker-credential-store", STORE);
+        script(&bin, "docker-credential-broken", "#!/bin/sh\nexit 1\n");
+        let path = bin.display().to_string();
+        let source = dir.path().join("dot-docker");
+        fs::create_dir(&source).unwrap();
+        fs::write(
+            source.join("config.json"),
+            r#"{"auths":{"job.example.com":{"auth":"am9iOmpvYg=="},"ghcr.io":{}},
+                "credHelpers":{"gcr.io":"gcloud"},"credsStore":"store"}"#,
+        )
+        .unwrap();
+        let job = create_job_dir(dir.path(), Some(&source), None, Some(&path)).unwrap();
+        assert_eq!(
+            job.config,
+            config(json!({
+                "auths": {"job.example.com": {"auth": "am9iOmpvYg=="}, "ghcr.io": {}},
+                "credHelpers": {
+                    "gcr.io": "gcloud",
+                    "ghcr.io": "store",
+                    "https://index.docker.io/v1/": "store",
+                },
+            }))
+        );
+        assert_eq!(
+            job.config.credentials_for(&host("job.example.com"), Some(&path)).unwrap(),
+            Some(basic("job", "job"))
+        );
+
+        // a store whose helper is missing, or whose list fails, stays as it is
+        for store in ["absent", "broken"] {
+            fs::write(source.join("config.json"), format!(r#"{{"credsStore":"{store}"}}"#))
+                .unwrap();
+            let job = create_job_dir(dir.path(), Some(&source), None, Some(&path)).unwrap();
+            assert_eq!(job.config, config(json!({"credsStore": store})), "{store}");
+        }
     }
 
     #[test]
@@ -900,7 +1011,8 @@ esac
                 "https://index.docker.io/v1/": {"auth": "aHViOmh1YnBhc3M="},
                 "registry.gitlab.example.com": {"auth": "Z2w6Z2w="},
             },
-            "credHelpers": {"registry.example.com": "test"},
+            "credHelpers": {"registry.example.com": "test", "gcr.io": "gcloud"},
+            "credsStore": "desktop",
             "currentContext": "remote",
             "detachKeys": "ctrl-e,e",
             "someFutureKey": {"nested": [1, 2]},
@@ -925,7 +1037,7 @@ esac
         )
         .unwrap();
         let job = create_job_dir(dir.path(), Some(&source), None, None).unwrap();
-        assert_eq!(job.config, DockerConfig::new());
+        assert_eq!(job.config, config(json!({"credsStore": "desktop"})));
 
         let job = create_job_dir(dir.path(), None, None, None).unwrap();
         assert_eq!(DockerConfig::load(&job.path).unwrap(), Some(DockerConfig::new()));

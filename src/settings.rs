@@ -558,6 +558,51 @@ mod tests {
     }
 
     #[test]
+    fn no_project_file_is_one_nameless_image_at_the_repo_itself() {
+        let global =
+            resolve(&["--repo", "localhost:5000/acme/app"], &[("HOME", "/h")], None).unwrap();
+        assert_eq!(global.project_file, None);
+        // nothing to build in the working directory: naming and cleanup still work
+        let error = global.images(true).unwrap_err();
+        assert!(matches!(error, SettingsError::NothingToBuild { project_file: None, .. }));
+        let message = error.to_string();
+        for needle in ["dockhand.yaml", "Containerfile", "Dockerfile"] {
+            assert!(message.contains(needle), "{message}");
+        }
+        let images = ImagesSettings::for_cleanup(&global).unwrap();
+        assert_eq!(images.repo.to_string(), "localhost:5000/acme");
+        assert_eq!(images.mode, Mode::Multirepo);
+        assert_eq!(images.images, [NamedImage { name: "app".into(), nameless: true }]);
+        assert_eq!(global.nameless_name(), "app");
+    }
+
+    #[test]
+    fn a_nameless_image_must_be_alone() {
+        let mut global =
+            resolve(&["--repo", "localhost:5000/app"], &[("HOME", "/h")], None).unwrap();
+        global.project = ProjectFile::parse(
+            "images:\n  - context: svc\n  - name: web\n",
+            Path::new("dockhand.yaml"),
+        )
+        .unwrap();
+        let error = global.images(false).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "A nameless image (one without `name:`) must be the project's only image; the project has 2: a nameless image (context `svc`), `web`"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+        global.project.images.remove(1);
+        let images = ImagesSettings::for_cleanup(&global).unwrap();
+        assert_eq!(images.repo.to_string(), "localhost:5000");
+        assert_eq!(images.images[0].name, "app");
+        global.repo = Some("localhost:5000".parse().unwrap());
+        assert!(matches!(
+            ImagesSettings::for_cleanup(&global),
+            Err(SettingsError::Naming(crate::naming::NamingError::NamelessWithoutRepository(_)))
+        ));
+    }
+
+    #[test]
     fn docker_config_precedence() {
         let home = resolve(&[], &[("HOME", "/home/u")], None).unwrap();
         assert_eq!(home.docker_config, Path::new("/home/u/.docker"));

@@ -367,3 +367,152 @@ fn secrets_stay_out_of_the_most_verbose_logs() {
     run.assert_not_printed(&basic);
     assert!(run.stderr.contains("verified"), "{}", run.stderr);
 }
+
+/// The job's config, read back as JSON.
+fn job_config(run: &Run) -> (PathBuf, serde_json::Value) {
+    let dir = PathBuf::from(&sourced(&run.stdout, &["DOCKER_CONFIG"])["DOCKER_CONFIG"]);
+    let config = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    (dir, config)
+}
+
+#[test]
+fn the_runner_config_is_carried_over_as_it_is_with_a_helper_missing_from_path() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    // `dhmissing` is on no PATH here: installed later in the job, or only on the host
+    let original = serde_json::json!({
+        "auths": {"pull.example.com": {"auth": "cHVsbDpwdWxs"}},
+        "credHelpers": {"gcr.io": "dhmissing", "europe-docker.pkg.dev": "dhmissing", "file.example.com": ""},
+        "proxies": {"default": {"noProxy": "x"}},
+        "detachKeys": "ctrl-e,e",
+        "someFutureKey": {"nested": [1, 2]},
+    });
+    std::fs::write(home.join(".docker/config.json"), original.to_string()).unwrap();
+    let tmp = work.path().display().to_string();
+    let run = run_generic(work.path(), &generic_env(&registry, &tmp, USER, PASSWORD), &[]);
+    run.assert_code(0).assert_not_printed(PASSWORD);
+    assert!(
+        run.stderr.contains("`docker-credential-dhmissing` is not on PATH; kept"),
+        "{}",
+        run.stderr
+    );
+    let (_, mut config) = job_config(&run);
+    // everything but dockhand's own entry, the job's login, is the runner's, unchanged
+    let login = config["auths"].as_object_mut().unwrap().remove(&registry.host()).unwrap();
+    assert!(login["auth"].is_string());
+    assert_eq!(config, original);
+}
+
+#[test]
+fn with_a_creds_store_the_jobs_login_wins_in_every_client_and_the_store_keeps_the_rest() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    // a runner keychain that knows another registry and has no login for this one
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let store = bin.join("docker-credential-dhstore");
+    std::fs::write(
+        &store,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {log}\ncase \"$1\" in\n  list) printf '{{\"other.example.com\":\"someone\"}}' ;;\n  *) echo 'credentials not found in native keychain'; exit 1 ;;\nesac\n",
+            log = work.path().join("store.log").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runner = r#"{"auths":{"other.example.com":{}},"credsStore":"dhstore"}"#;
+    std::fs::write(home.join(".docker/config.json"), runner).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let tmp = work.path().display().to_string();
+    let mut command = dockhand(work.path(), &["ci-env", "generic"]).env("PATH", &path);
+    for (name, value) in generic_env(&registry, &tmp, USER, PASSWORD) {
+        command = command.env(name, &value);
+    }
+    let run = command.run();
+    run.assert_code(0);
+    let (dir, config) = job_config(&run);
+    assert_eq!(config.get("credsStore"), None, "{config}");
+    assert_eq!(config["credHelpers"], serde_json::json!({"other.example.com": "dhstore"}));
+    assert!(config["auths"][registry.host()]["auth"].is_string());
+    assert_eq!(std::fs::read_to_string(home.join(".docker/config.json")).unwrap(), runner);
+
+    // the same config with the store left in place: what the docker CLI got before
+    let control = work.path().join("control");
+    std::fs::create_dir(&control).unwrap();
+    let mut with_store = config.clone();
+    with_store["credsStore"] = "dhstore".into();
+    with_store.as_object_mut().unwrap().remove("credHelpers");
+    std::fs::write(control.join("config.json"), with_store.to_string()).unwrap();
+
+    // every client that runs here, with nothing but DOCKER_CONFIG: the repository is empty,
+    // so an authenticated read is "manifest unknown" and an anonymous one "unauthorized"
+    let reference = format!("{}/acme/app:v1", registry.host());
+    let xdg = work.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    let client = |program: &str, args: &[&str], config: &Path| {
+        let output = Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("DOCKER_CONFIG", config)
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &xdg)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .to_lowercase();
+        assert!(!output.status.success(), "{program}: {text}");
+        text
+    };
+    let storage = work.path().join("buildah");
+    let (root, runroot) = (storage.join("root"), storage.join("run"));
+    let docker_ref = format!("docker://{reference}");
+    let mut clients: Vec<(&str, Vec<&str>)> = vec![
+        ("skopeo", vec!["inspect", "--raw", "--tls-verify=false", &docker_ref]),
+        (
+            "buildah",
+            vec![
+                "--root",
+                root.to_str().unwrap(),
+                "--runroot",
+                runroot.to_str().unwrap(),
+                "--storage-driver",
+                "vfs",
+                "pull",
+                "--tls-verify=false",
+                &docker_ref,
+            ],
+        ),
+    ];
+    // scripts/setup.sh does not install the docker CLI: where it is installed, it is checked too
+    let docker = Command::new("docker").arg("--version").output().is_ok();
+    if docker {
+        clients.push(("docker", vec!["manifest", "inspect", "--insecure", &reference]));
+    }
+    for (program, args) in &clients {
+        let text = client(program, args, &dir);
+        // docker says "no such manifest", skopeo and buildah "manifest unknown"
+        assert!(
+            text.contains("manifest unknown") || text.contains("no such manifest"),
+            "{program} with the job's config: {text}"
+        );
+    }
+    if docker {
+        // the negative control: with the store in place, the docker CLI asks it, not `auths`
+        let text = client("docker", &["manifest", "inspect", "--insecure", &reference], &control);
+        assert!(text.contains("no basic auth credentials"), "docker with the store: {text}");
+        // and for the registry the store knows, the docker CLI still asks the store
+        std::fs::write(work.path().join("store.log"), "").unwrap();
+        let _ = client("docker", &["manifest", "inspect", "other.example.com/acme/app:v1"], &dir);
+        let asked = std::fs::read_to_string(work.path().join("store.log")).unwrap();
+        assert!(asked.contains("get"), "docker asked the store for other.example.com: {asked}");
+    }
+}
