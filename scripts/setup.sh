@@ -15,6 +15,7 @@ apt_packages=(
   rsync             # gitlab-ci-local's shell executor (packaging tests)
   debootstrap       # a stand-in for the builder image's Debian base (scripts/test-packaging.sh --builder)
   time              # GNU time: peak RSS in scripts/bench-cleanup.sh (which also uses jq)
+  golang-github-opencontainers-image-spec-dev  # the OCI image-spec JSON schemas tests validate against
   git ca-certificates curl
 )
 

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cleanup::policy::PolicyFlags;
 use crate::env_vars;
 
 /// The version with the git revision it was built from, e.g. `0.1.0 (529cfb4)` (set by
@@ -278,21 +277,7 @@ pub struct CleanupArgs {
     pub delete_tags: Vec<String>,
 }
 
-impl CleanupArgs {
-    /// The policy flags, which add to the project file's `cleanup:` section.
-    pub fn policy_flags(&self) -> PolicyFlags {
-        PolicyFlags {
-            keep_last: self.keep_last,
-            keep_within: self.keep_within.clone(),
-            keep_tags: self.keep_tags.clone(),
-            delete_untagged: self.delete_untagged,
-            delete_releases: self.delete_releases,
-            max_deletes: self.max_deletes,
-            max_duration: self.max_duration.clone(),
-            delete_tags: self.delete_tags.clone(),
-        }
-    }
-}
+impl CleanupArgs {}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

@@ -2,7 +2,8 @@
 //!
 //! Owns [`ExitStatus`] and the [`Classify`] trait that every top-level error implements, so that
 //! `main.rs` maps any failure to `1` (the user's input), `2` (remote or unexpected) or `3` (work
-//! left undone on purpose) without knowing which module it came from.
+//! left undone on purpose) without knowing which module it came from, and [`causes`], the one
+//! walk down an error's `source` chain that every report uses.
 
 /// The process exit status, as documented in the SPEC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,5 +36,30 @@ pub trait Classify {
     /// One sentence telling the user what to do next, printed as `hint: …`.
     fn hint(&self) -> Option<String> {
         None
+    }
+}
+
+/// The messages of `error`'s causes, outermost first (not `error`'s own).
+pub fn causes(error: &dyn std::error::Error) -> Vec<String> {
+    std::iter::successors(error.source(), |cause| cause.source()).map(ToString::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("middle")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn causes_walk_the_whole_chain_outermost_first() {
+        let error = Outer(Middle(std::io::Error::other("inner")));
+        assert_eq!(causes(&error), ["middle", "inner"]);
+        assert!(causes(&std::io::Error::other("alone")).is_empty());
     }
 }

@@ -9,7 +9,7 @@
 //!   ▼
 //! docker_config                  fresh 0700 dir, config.json 0600, exported as DOCKER_CONFIG
 //!   ▼
-//! registry::detect ─► registry   Implementation + Capabilities; OCI distribution client
+//! registry::detect ─► connect    Implementation + Capabilities; the registry seam (Vendor)
 //!   ▼
 //! build ─► publish               builder argv run by `process`; names from `naming`
 //!   ▼

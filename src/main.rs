@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
+use dockhand::ci;
 use dockhand::cli::Cli;
 use dockhand::commands::{self, Process};
 use dockhand::env_vars::{self, EnvMap};
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
         cli.global.verbose,
         cli.global.quiet,
     );
-    let output = Output::new(cli.global.output, &env);
+    let output = Output::new(cli.global.output, ci::detect_provider(&env), &env);
     let workdir = match std::env::current_dir() {
         Ok(dir) => dir,
         Err(error) => {

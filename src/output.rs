@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::ci::Provider;
 use crate::ci::export::{self, Export, Shell};
 use crate::cli::OutputFormat;
 use crate::env_vars::{self, EnvMap};
@@ -34,15 +35,14 @@ pub struct Output {
 }
 
 impl Output {
-    /// An output for `format`, with the CI file commands `env` names.
-    pub fn new(format: OutputFormat, env: &EnvMap) -> Self {
-        let is_true = |name: &str| env.get(name).is_some_and(|value| value == "true");
+    /// An output for `format` in a job of `provider`, with the CI file commands `env` names.
+    pub fn new(format: OutputFormat, provider: Provider, env: &EnvMap) -> Self {
         let file = |name: &str| env.get(name).filter(|value| !value.is_empty()).map(PathBuf::from);
-        let github_actions = is_true(env_vars::GITHUB_ACTIONS);
+        let github_actions = provider == Provider::Github;
         Self {
             format,
             github_actions,
-            gitlab_ci: is_true(env_vars::GITLAB_CI),
+            gitlab_ci: provider == Provider::Gitlab,
             outputs_file: file(env_vars::GITHUB_OUTPUT).filter(|_| github_actions),
             summary_file: file(env_vars::GITHUB_STEP_SUMMARY).filter(|_| github_actions),
         }

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::cleanup::policy::PolicySection;
 use crate::exit::{Classify, ExitStatus};
 
 /// The default project file name, looked up in the working directory.
@@ -158,6 +157,33 @@ fn parser_message(raw: &str, path: &Path) -> String {
         .map(|line| line.strip_prefix("error: ").unwrap_or(line))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The `cleanup:` section of `dockhand.yaml`, as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Keep the newest N images (distinct digests) of each image name, with every tag on them.
+    /// `0` turns the rule off. Without `keep_last` and `keep_within` the default is 10 and `2h`.
+    pub keep_last: Option<usize>,
+    /// Keep everything younger than this duration, e.g. `30m`, `2h`, `7d`, `1w`, `1d12h`. `0s`
+    /// turns the rule off.
+    #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
+    pub keep_within: Option<String>,
+    /// Keep tags matching any of these regular expressions (matched against the whole tag).
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// Also delete manifests no tag points to, when nothing kept needs them. Default `false`.
+    pub delete_untagged: Option<bool>,
+    /// Let the other rules delete release tags (`v?MAJOR.MINOR.PATCH`), which are otherwise
+    /// always kept. Default `false`.
+    pub delete_releases: Option<bool>,
+    /// Delete at most this many items per run; the rest waits for the next run (exit code 3).
+    #[schemars(range(min = 1))]
+    pub max_deletes: Option<usize>,
+    /// Stop deleting after this duration; the rest waits for the next run (exit code 3).
+    #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
+    pub max_duration: Option<String>,
 }
 
 #[cfg(test)]

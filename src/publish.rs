@@ -22,6 +22,7 @@ use crate::process::{self, CommandError};
 use crate::reference::{Digest, ImageRef, RegistryHost, RepoAddress, Tag};
 use crate::registry::distribution::manifest::{self as media, ManifestContent};
 use crate::registry::distribution::{BlobSource, Client, DistributionError, ManifestRef};
+use crate::registry::{Registry, RegistryError};
 
 /// Why an image could not be published.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,12 @@ pub enum PublishError {
         reference: String,
         #[source]
         source: Box<DistributionError>,
+    },
+    #[error("Cannot prepare repository `{repository}` for the push")]
+    Repository {
+        repository: RepoAddress,
+        #[source]
+        source: Box<RegistryError>,
     },
     #[error("Registry stored `{reference}` as `{actual}`, but the image is `{expected}`")]
     DigestChanged { reference: String, expected: Digest, actual: Digest },
@@ -50,6 +57,7 @@ impl Classify for PublishError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Push { source, .. } => source.exit_status(),
+            Self::Repository { source, .. } => source.exit_status(),
             Self::DockerPush { source, .. } => source.exit_status(),
             Self::Layout { .. } | Self::DigestChanged { .. } | Self::DockerDigest { .. } => {
                 ExitStatus::Failure
@@ -60,6 +68,7 @@ impl Classify for PublishError {
     fn hint(&self) -> Option<String> {
         match self {
             Self::Push { source, .. } => source.hint(),
+            Self::Repository { source, .. } => source.hint(),
             Self::DockerPush { source, .. } => source.hint(),
             Self::DockerDigest { .. } => Some("check the docker CLI's output above; dockhand expects `TAG: digest: sha256:… size: N`".into()),
             Self::Layout { .. } => Some("rebuild the image (`dockhand build`) and publish again".into()),
@@ -222,15 +231,32 @@ fn read_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, String> {
 #[derive(Debug, Default)]
 pub struct BlobLocations(BTreeMap<(RegistryHost, Digest), RepoAddress>);
 
+/// Makes every repository of `targets` ready for a push (creating it where the registry
+/// needs that), once each.
+pub async fn ensure_repositories(
+    registry: &Registry,
+    targets: &[Target],
+) -> Result<(), PublishError> {
+    let repositories: BTreeSet<&RepoAddress> =
+        targets.iter().map(|target| &target.reference.repository).collect();
+    for repository in repositories {
+        registry.ensure_repository(repository).await.map_err(|source| {
+            PublishError::Repository { repository: repository.clone(), source: Box::new(source) }
+        })?;
+    }
+    Ok(())
+}
+
 /// Pushes `layout` to every target (all of one image): blobs once per repository, then one
 /// manifest PUT per tag. Returns what was pushed; each push is logged as it completes, so a
 /// failure part-way leaves a record of what is already in the registry.
 pub async fn push_layout(
-    client: &Client,
+    registry: &Registry,
     layout: &Layout,
     targets: &[Target],
     locations: &mut BlobLocations,
 ) -> Result<Vec<Pushed>, PublishError> {
+    let client = registry.client();
     let mut by_repository: BTreeMap<&RepoAddress, Vec<&Target>> = BTreeMap::new();
     for target in targets {
         by_repository.entry(&target.reference.repository).or_default().push(target);

@@ -404,6 +404,25 @@ impl Digest {
     pub fn hex(&self) -> &str {
         self.0.split_once(':').map_or("", |(_, hex)| hex)
     }
+
+    /// The tag under which the OCI referrers tag schema (for registries without the referrers
+    /// API) stores the referrers of this digest: `<algorithm>-<hex>`, the algorithm cut to 32
+    /// and the hex to 64 characters as that schema says, so it is always a valid tag. The
+    /// inverse of [`referrers_subject`] for SHA-256.
+    pub fn referrers_tag(&self) -> Tag {
+        let (algorithm, hex) = self.0.split_once(':').unwrap_or(("sha256", &self.0));
+        let cut = |text: &str, limit: usize| text.chars().take(limit).collect::<String>();
+        Tag(format!("{}-{}", cut(algorithm, 32), cut(hex, 64)))
+    }
+}
+
+/// The subject digest a tag in the referrers tag schema names: `sha256-<hex>` (OCI 1.1
+/// fallback) or with a suffix such as cosign's `.sig`, `.att`, `.sbom`.
+pub fn referrers_subject(tag: &Tag) -> Option<Digest> {
+    let name = tag.as_str();
+    let name = name.split_once('.').map_or(name, |(head, _)| head);
+    let (algorithm, hex) = name.split_once('-')?;
+    format!("{algorithm}:{hex}").parse().ok()
 }
 
 impl FromStr for Digest {
@@ -485,6 +504,18 @@ impl FromStr for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn referrers_tags_name_their_subject_and_back() {
+        let digest = Digest::sha256_of(b"subject");
+        let tag = digest.referrers_tag();
+        assert_eq!(tag.as_str(), format!("sha256-{}", digest.hex()));
+        assert_eq!(referrers_subject(&tag), Some(digest.clone()));
+        let signature: Tag = format!("{tag}.sig").parse().unwrap();
+        assert_eq!(referrers_subject(&signature), Some(digest));
+        assert_eq!(referrers_subject(&"v1.2.3".parse().unwrap()), None);
+        assert_eq!(referrers_subject(&"sha256-short".parse().unwrap()), None);
+    }
 
     #[test]
     fn repo_addresses_normalise() {

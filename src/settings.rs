@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 
 use crate::builder::{self, Backend, BuildError, BuildSpec, Builder, buildah};
 use crate::ci::CiContext;
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cleanup::CleanupSettings;
+use crate::cleanup::policy::{Policy, PolicyError, PolicyFlags};
+use crate::cli::{CleanupArgs, GlobalArgs, OutputFormat};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
-use crate::naming::{Mode, RequestedMode, UnknownMode};
+use crate::naming::{Mode, NamingError, RequestedMode, UnknownMode};
 use crate::project::{self, ProjectError, ProjectFile};
 use crate::reference::{ReferenceError, RegistryHost, RepoAddress, Tag};
 use crate::registry::{Capabilities, Implementation, UnknownImplementation, detect};
@@ -60,11 +62,13 @@ pub enum SettingsError {
     #[error("Image name `{0}` is not valid")]
     ImageName(String),
     #[error(transparent)]
-    Naming(crate::naming::NamingError),
+    Naming(NamingError),
     #[error(transparent)]
     TagRule(#[from] TagRuleError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 impl Classify for SettingsError {
@@ -72,6 +76,7 @@ impl Classify for SettingsError {
         match self {
             Self::Project(error) => error.exit_status(),
             Self::Build(error) => error.exit_status(),
+            Self::Policy(error) => error.exit_status(),
             _ => ExitStatus::Usage,
         }
     }
@@ -97,6 +102,7 @@ impl Classify for SettingsError {
             Self::TagRule(error) => error.hint(),
             Self::Naming(error) => error.hint(),
             Self::Build(error) => error.hint(),
+            Self::Policy(error) => error.hint(),
             Self::Repo { .. } => Some("an images repo looks like `ghcr.io/acme/app` or `localhost:5000/team`".into()),
             _ => None,
         }
@@ -458,6 +464,50 @@ fn parse_implementation(
 
 fn parse_mode(value: &str, origin: &'static str) -> Result<RequestedMode, SettingsError> {
     value.parse().map_err(|source| SettingsError::Mode { origin, source })
+}
+
+impl CleanupSettings {
+    /// Resolves the cleanup flags against the global settings and the project file; paths are
+    /// relative to `workdir`.
+    pub fn resolve(
+        args: &CleanupArgs,
+        global: &GlobalSettings,
+        workdir: &Path,
+    ) -> Result<Self, SettingsError> {
+        let images = ImagesSettings::for_cleanup(global)?;
+        let policy = Policy::resolve(global.project.cleanup.as_ref(), &policy_flags(args))?;
+        if images.mode == Mode::Monorepo && images.repo.path.is_empty() {
+            return Err(SettingsError::Naming(NamingError::MonorepoWithoutRepository(
+                images.repo.to_string(),
+            )));
+        }
+        Ok(Self {
+            repo: images.repo,
+            implementation: images.implementation,
+            capabilities: images.capabilities,
+            mode: images.mode,
+            images: images.images.into_iter().map(|image| image.name).collect(),
+            policy,
+            dry_run: args.dry_run,
+            keep_going: args.keep_going,
+            plan_out: args.plan_out.as_ref().map(|path| workdir.join(path)),
+            apply_plan: args.apply_plan.as_ref().map(|path| workdir.join(path)),
+        })
+    }
+}
+
+/// The cleanup policy flags as typed, which add to the project file's `cleanup:` section.
+fn policy_flags(args: &CleanupArgs) -> PolicyFlags {
+    PolicyFlags {
+        keep_last: args.keep_last,
+        keep_within: args.keep_within.clone(),
+        keep_tags: args.keep_tags.clone(),
+        delete_untagged: args.delete_untagged,
+        delete_releases: args.delete_releases,
+        max_deletes: args.max_deletes,
+        max_duration: args.max_duration.clone(),
+        delete_tags: args.delete_tags.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,7 @@
 
 use std::path::Path;
 
-use super::{
-    CiContext, CiError, Credentials, Provider, RefType, non_empty, registry_var, repo_var,
-};
+use super::{CiContext, CiError, JobLogin, Provider, RefType, non_empty, registry_var, repo_var};
 use crate::env_vars::{self, EnvMap};
 use crate::process::Command;
 use crate::secret::Secret;
@@ -37,7 +35,7 @@ pub fn context(env: &EnvMap, workdir: &Path) -> Result<CiContext, CiError> {
                 registry: env_vars::DOCKHAND_REGISTRY,
                 repo: env_vars::DOCKHAND_REPO,
             })?;
-            Some(Credentials { registry, username, password: Secret::new(password) })
+            Some(JobLogin { registry, username, password: Secret::new(password) })
         }
         (Some(_), None) => {
             return Err(CiError::IncompleteCredentials {

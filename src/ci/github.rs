@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{CiContext, CiError, Credentials, Provider, RefType, non_empty};
+use super::{CiContext, CiError, JobLogin, Provider, RefType, non_empty};
 use crate::env_vars::{self, EnvMap};
 use crate::reference::{RegistryHost, RepoAddress, valid_repository_path};
 use crate::registry::Implementation;
@@ -72,7 +72,7 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
         non_empty(env, env_vars::GITHUB_TOKEN),
     ) {
         (Some(username), Some(token)) => {
-            Some(Credentials { registry: registry.clone(), username, password: Secret::new(token) })
+            Some(JobLogin { registry: registry.clone(), username, password: Secret::new(token) })
         }
         (_, None) => {
             log::info!(
@@ -187,7 +187,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::context;
-    use crate::ci::{CiContext, CiError, Credentials, Provider, RefType};
+    use crate::ci::{CiContext, CiError, JobLogin, Provider, RefType};
     use crate::env_vars::EnvMap;
     use crate::registry::Implementation;
     use crate::secret::Secret;
@@ -228,7 +228,7 @@ mod tests {
 
     fn expected(pairs: impl FnOnce(&mut CiContext)) -> CiContext {
         let mut context = CiContext::empty(Provider::Github);
-        context.credentials = Some(Credentials {
+        context.credentials = Some(JobLogin {
             registry: "ghcr.io".parse().unwrap(),
             username: "octocat".into(),
             password: Secret::new("ghs_exampletoken"),

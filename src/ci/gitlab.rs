@@ -4,9 +4,7 @@
 //! self-managed instance has an arbitrary host, so the implementation is set to `gitlab` here
 //! rather than left to host rules. Pure: reads only the map it is given.
 
-use super::{
-    CiContext, CiError, Credentials, Provider, RefType, non_empty, registry_var, repo_var,
-};
+use super::{CiContext, CiError, JobLogin, Provider, RefType, non_empty, registry_var, repo_var};
 use crate::env_vars::{self, EnvMap};
 use crate::registry::Implementation;
 use crate::secret::Secret;
@@ -41,7 +39,7 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
     };
     let credentials = match (registry.clone(), login) {
         (Some(registry), Some((username, password))) => {
-            Some(Credentials { registry, username, password: Secret::new(password) })
+            Some(JobLogin { registry, username, password: Secret::new(password) })
         }
         (None, Some(_)) => {
             log::info!(
@@ -86,7 +84,7 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
 #[cfg(test)]
 mod tests {
     use super::context;
-    use crate::ci::{CiContext, CiError, Credentials, Provider, RefType};
+    use crate::ci::{CiContext, CiError, JobLogin, Provider, RefType};
     use crate::env_vars::EnvMap;
     use crate::registry::Implementation;
     use crate::secret::Secret;
@@ -121,7 +119,7 @@ mod tests {
 
     fn expected(change: impl FnOnce(&mut CiContext)) -> CiContext {
         let mut context = CiContext::empty(Provider::Gitlab);
-        context.credentials = Some(Credentials {
+        context.credentials = Some(JobLogin {
             registry: "registry.example.com:5050".parse().unwrap(),
             username: "gitlab-ci-token".into(),
             password: Secret::new("glcbt-registry"),

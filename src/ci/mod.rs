@@ -18,6 +18,7 @@ use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::reference::{ReferenceError, RegistryHost, RepoAddress};
 use crate::registry::Implementation;
+use crate::registry::distribution::Credential;
 use crate::secret::Secret;
 
 /// Which CI system the job runs on.
@@ -95,10 +96,17 @@ impl FromStr for RefType {
 
 /// Registry credentials the job brings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub struct JobLogin {
     pub registry: RegistryHost,
     pub username: String,
     pub password: Secret,
+}
+
+impl JobLogin {
+    /// The login as the registry client sends it.
+    pub fn credential(&self) -> Credential {
+        Credential::Basic { username: self.username.clone(), password: self.password.clone() }
+    }
 }
 
 /// Everything a CI job tells dockhand about itself. Every field is optional except the
@@ -107,7 +115,7 @@ pub struct Credentials {
 pub struct CiContext {
     pub provider: Provider,
     /// The job's registry login, if the CI provides one.
-    pub credentials: Option<Credentials>,
+    pub credentials: Option<JobLogin>,
     /// The images repo the CI suggests (`ghcr.io/owner/repo`, `$CI_REGISTRY_IMAGE`).
     pub repo: Option<RepoAddress>,
     /// The implementation the CI knows for certain (GitLab's own registry).

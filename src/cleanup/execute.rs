@@ -6,15 +6,14 @@
 //! (its tag moved, a new tag appeared on its digest, what refers to it stayed) is skipped and
 //! reported, never decided anew.
 //!
-//! Only registries that delete through the distribution API are handled here
-//! ([`TagDelete::Distribution`]: default, gcr, gitlab); every other implementation is refused
-//! before anything is read. Before the first delete in a repository, a harmless probe checks
-//! that deletes are enabled (405 → refused, nothing done). Then, per repository, in two phases
-//! so that no tag is written while digests are deleted (distribution 2.8 then sometimes answers
-//! 500 and leaves a dangling tag, `notes/testing.md` §2.3):
+//! Every write goes through the registry seam ([`Registry`]); reads (re-checks, the tag list,
+//! the verification) through its distribution client. Before the first delete in a
+//! repository, a harmless probe checks that deletes are enabled (405 → refused, nothing done).
+//! Then, per repository, in two phases so that no tag is written while digests are deleted
+//! (distribution 2.8 then sometimes answers 500 and leaves a dangling tag, docs/testing.md §5):
 //! 1. each [`DeleteMethod::TagOnly`] deletion: re-check with `HEAD` that the tag still points at
-//!    the planned digest, try the OCI tag `DELETE`, and where the registry has none, point the tag
-//!    at a unique throw-away manifest (whose digest phase 2 deletes);
+//!    the planned digest, then remove the tag alone ([`Registry::untag`]); where the registry
+//!    can only do that through a throw-away manifest, phase 2 deletes that manifest's digest;
 //! 2. the tags are listed again (a tag that appeared since the inventory protects its digest and,
 //!    for an index, its children), then digest deletes run in plan order, concurrently where
 //!    nothing orders them: a manifest only after everything planned that points at it is gone.
@@ -38,46 +37,32 @@ use crate::cleanup::plan::{DeleteMethod, Deletion, Plan};
 use crate::exit::{Classify, ExitStatus};
 use crate::output::Progress;
 use crate::reference::{Digest, ImageRef, RepoAddress, Tag};
-use crate::registry::distribution::{
-    Client, DeleteSupport, DistributionError, ManifestRef, manifest,
-};
-use crate::registry::{Capabilities, Implementation, TagDelete};
+use crate::registry::distribution::{DeleteSupport, DistributionError, ManifestRef, manifest};
+use crate::registry::{Registry, RegistryError, Removal, Untagged};
 
 /// Why a cleanup cannot delete anything at all; raised before any delete.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
-    #[error(
-        "Deleting tags on `{implementation}` registries needs their native API, which this version of dockhand does not support"
-    )]
-    NativeApi { implementation: Implementation },
-    #[error("`{implementation}` registries do not delete tags")]
-    Unsupported { implementation: Implementation },
     #[error("Registry `{}` has deletes disabled (probed in `{repository}`); nothing was deleted", repository.registry)]
     DeletesDisabled { repository: RepoAddress },
     #[error("Checking whether `{repository}` allows deletes failed; nothing was deleted")]
     Probe {
         repository: RepoAddress,
         #[source]
-        source: Box<DistributionError>,
+        source: Box<RegistryError>,
     },
 }
 
 impl Classify for ExecuteError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::NativeApi { .. } | Self::Unsupported { .. } | Self::DeletesDisabled { .. } => {
-                ExitStatus::Usage
-            }
+            Self::DeletesDisabled { .. } => ExitStatus::Usage,
             Self::Probe { source, .. } => source.exit_status(),
         }
     }
 
     fn hint(&self) -> Option<String> {
         match self {
-            Self::NativeApi { .. } => Some(
-                "use the registry's own retention rules for now, or `--repo-implementation default` if it supports the OCI tag delete".to_owned(),
-            ),
-            Self::Unsupported { .. } => None,
             Self::DeletesDisabled { repository } => Some(format!(
                 "enable deletes on `{}` (distribution: `storage.delete.enabled: true`, or REGISTRY_STORAGE_DELETE_ENABLED=true)",
                 repository.registry
@@ -97,16 +82,10 @@ pub enum ItemError {
         source: DistributionError,
     },
     #[error("Deleting tag `{reference}` failed")]
-    TagDelete {
+    Untag {
         reference: ImageRef,
         #[source]
-        source: DistributionError,
-    },
-    #[error("Pointing `{reference}` at a throw-away manifest (to delete only that tag) failed")]
-    Tombstone {
-        reference: ImageRef,
-        #[source]
-        source: DistributionError,
+        source: RegistryError,
     },
     #[error(
         "Deleting the throw-away manifest `{digest}` of `{reference}` failed; the tag now points to it, and a rerun deletes it"
@@ -115,22 +94,21 @@ pub enum ItemError {
         reference: ImageRef,
         digest: Digest,
         #[source]
-        source: DistributionError,
+        source: RegistryError,
     },
     #[error("Deleting `{reference}` failed")]
     DigestDelete {
         reference: ImageRef,
         #[source]
-        source: DistributionError,
+        source: RegistryError,
     },
 }
 
 impl ItemError {
-    fn source_error(&self) -> &DistributionError {
+    fn source_error(&self) -> &dyn Classify {
         match self {
-            Self::Recheck { source, .. }
-            | Self::TagDelete { source, .. }
-            | Self::Tombstone { source, .. }
+            Self::Recheck { source, .. } => source,
+            Self::Untag { source, .. }
             | Self::TombstoneDelete { source, .. }
             | Self::DigestDelete { source, .. } => source,
         }
@@ -238,28 +216,17 @@ pub struct ApplyOptions<'p> {
     pub progress: Option<&'p Progress>,
 }
 
-/// Applies plans through the distribution client, at most `concurrency` requests at once per
-/// repository.
+/// Applies plans through the registry seam, at most `concurrency` requests at once per
+/// repository. The caller has checked [`Registry::delete_refusal`].
 #[derive(Debug)]
 pub struct Executor<'a> {
-    client: &'a Client,
+    registry: &'a Registry,
     concurrency: usize,
 }
 
 impl<'a> Executor<'a> {
-    /// An executor for `implementation`, or the reason this version cannot delete there.
-    pub fn new(
-        client: &'a Client,
-        implementation: Implementation,
-        capabilities: &Capabilities,
-    ) -> Result<Self, ExecuteError> {
-        match capabilities.tag_delete {
-            TagDelete::Distribution => {
-                Ok(Self { client, concurrency: capabilities.concurrency.max(1) })
-            }
-            TagDelete::NativeApi => Err(ExecuteError::NativeApi { implementation }),
-            TagDelete::Unsupported => Err(ExecuteError::Unsupported { implementation }),
-        }
+    pub fn new(registry: &'a Registry) -> Self {
+        Self { registry, concurrency: registry.capabilities().concurrency.max(1) }
     }
 
     /// Applies `plan`, which was made from `inventory`. Fails as a whole, with nothing done, when
@@ -287,7 +254,7 @@ impl<'a> Executor<'a> {
             let repository_inventory =
                 inventory.repositories.iter().find(|candidate| candidate.address == **repository);
             Run {
-                client: self.client,
+                registry: self.registry,
                 limit: self.concurrency,
                 repository,
                 inventory: repository_inventory,
@@ -326,7 +293,7 @@ impl<'a> Executor<'a> {
     }
 
     async fn probe(&self, repository: &RepoAddress) -> Result<(), ExecuteError> {
-        match self.client.probe_deletes(repository).await {
+        match self.registry.probe_deletes(repository).await {
             Ok(DeleteSupport::Enabled) => Ok(()),
             Ok(DeleteSupport::Disabled) => {
                 Err(ExecuteError::DeletesDisabled { repository: repository.clone() })
@@ -373,7 +340,7 @@ impl<'a> Executor<'a> {
                 (None, Some(digest)) => ManifestRef::Digest(digest.clone()),
                 (None, None) => return None,
             };
-            match self.client.head_manifest(repository, &target).await {
+            match self.registry.client().head_manifest(repository, &target).await {
                 Ok(Some(_)) => None,
                 Ok(None) => Some(VerifyError::Gone(reference)),
                 Err(source) => Some(VerifyError::Check { reference, source }),
@@ -441,7 +408,7 @@ struct Group {
 
 /// Applying the deletions of one repository.
 struct Run<'r> {
-    client: &'r Client,
+    registry: &'r Registry,
     limit: usize,
     repository: &'r RepoAddress,
     inventory: Option<&'r RepositoryInventory>,
@@ -542,8 +509,6 @@ impl Run<'_> {
 
     /// Phase 1: every tag-only deletion, concurrently.
     async fn remove_tags(&self, indices: Vec<usize>) -> Vec<(usize, TagResult)> {
-        // once the registry refused one tag delete, the others go straight to the fallback
-        let tag_delete_refused = Cell::new(false);
         let mut results = Vec::new();
         let mut pending: VecDeque<usize> = indices.into();
         let mut in_flight = FuturesUnordered::new();
@@ -555,8 +520,7 @@ impl Run<'_> {
                     continue;
                 }
                 let Some(tag) = &self.deleted[index].item.tag else { continue };
-                let refused = &tag_delete_refused;
-                in_flight.push(async move { (index, self.remove_tag(index, tag, refused).await) });
+                in_flight.push(async move { (index, self.remove_tag(index, tag).await) });
             }
             let Some((index, result)) = in_flight.next().await else { break };
             if let TagResult::Done(outcome) = &result {
@@ -567,38 +531,19 @@ impl Run<'_> {
         results
     }
 
-    async fn remove_tag(
-        &self,
-        index: usize,
-        tag: &Tag,
-        tag_delete_refused: &Cell<bool>,
-    ) -> TagResult {
+    async fn remove_tag(&self, index: usize, tag: &Tag) -> TagResult {
         match self.recheck(index, tag).await {
             Recheck::Unchanged => {}
             Recheck::Gone => return TagResult::Done(Outcome::AlreadyGone),
             Recheck::Moved(now) => return TagResult::Done(Outcome::Moved(now)),
             Recheck::Failed(error) => return TagResult::Done(Outcome::Failed(error)),
         }
-        let reference = || self.reference(index);
-        if !tag_delete_refused.get() {
-            match self.client.delete_tag(self.repository, tag).await {
-                Ok(()) => return TagResult::Done(Outcome::Deleted),
-                Err(DistributionError::TagDeleteUnsupported { .. }) => {
-                    tag_delete_refused.set(true);
-                }
-                Err(error) if error.is_not_found() => {
-                    return TagResult::Done(Outcome::AlreadyGone);
-                }
-                Err(source) => {
-                    let error = ItemError::TagDelete { reference: reference(), source };
-                    return TagResult::Done(Outcome::Failed(Arc::new(error)));
-                }
-            }
-        }
-        match self.client.push_empty_manifest(self.repository, tag).await {
-            Ok(digest) => TagResult::Tombstoned(digest),
+        match self.registry.untag(self.repository, tag).await {
+            Ok(Untagged::Removed) => TagResult::Done(Outcome::Deleted),
+            Ok(Untagged::AlreadyGone) => TagResult::Done(Outcome::AlreadyGone),
+            Ok(Untagged::Tombstoned(digest)) => TagResult::Tombstoned(digest),
             Err(source) => {
-                let error = ItemError::Tombstone { reference: reference(), source };
+                let error = ItemError::Untag { reference: self.reference(index), source };
                 TagResult::Done(Outcome::Failed(Arc::new(error)))
             }
         }
@@ -607,7 +552,12 @@ impl Run<'_> {
     /// Does `tag` of deletion `index` still point at the planned digest?
     async fn recheck(&self, index: usize, tag: &Tag) -> Recheck {
         let planned = &self.deleted[index].item.digest;
-        match self.client.head_manifest(self.repository, &ManifestRef::Tag(tag.clone())).await {
+        match self
+            .registry
+            .client()
+            .head_manifest(self.repository, &ManifestRef::Tag(tag.clone()))
+            .await
+        {
             Ok(Some(head)) if head.digest == *planned => Recheck::Unchanged,
             Ok(Some(head)) => Recheck::Moved(head.digest),
             Ok(None) => Recheck::Gone,
@@ -622,7 +572,7 @@ impl Run<'_> {
     /// children), each with one such tag.
     async fn new_tags(&self) -> Result<HashMap<Digest, Tag>, ItemError> {
         let whole = || ImageRef { repository: self.repository.clone(), tag: None, digest: None };
-        let listed = match self.client.list_tags(self.repository).await {
+        let listed = match self.registry.client().list_tags(self.repository).await {
             Ok(tags) => tags,
             Err(error) if error.is_not_found() => Vec::new(),
             Err(source) => return Err(ItemError::Recheck { reference: whole(), source }),
@@ -642,14 +592,19 @@ impl Run<'_> {
                 reference: ImageRef::tagged(self.repository.clone(), tag.clone()),
                 source,
             };
-            let Some(head) =
-                self.client.head_manifest(self.repository, &reference).await.map_err(recheck)?
+            let Some(head) = self
+                .registry
+                .client()
+                .head_manifest(self.repository, &reference)
+                .await
+                .map_err(recheck)?
             else {
                 continue;
             };
             if manifest::is_index_type(&head.media_type) {
                 let index = self
-                    .client
+                    .registry
+                    .client()
                     .get_manifest(self.repository, &ManifestRef::Digest(head.digest.clone()))
                     .await
                     .map_err(recheck)?;
@@ -769,9 +724,9 @@ impl Run<'_> {
     async fn delete_group(&self, group: &Group) -> Vec<(usize, Outcome)> {
         if group.tombstone {
             let index = group.items[0];
-            let outcome = match self.client.delete_manifest(self.repository, &group.digest).await {
-                Ok(()) => Outcome::Deleted,
-                Err(error) if error.is_not_found() => Outcome::Deleted,
+            let outcome = match self.registry.delete_manifest(self.repository, &group.digest).await
+            {
+                Ok(Removal::Removed | Removal::AlreadyGone) => Outcome::Deleted,
                 Err(source) => Outcome::Failed(Arc::new(ItemError::TombstoneDelete {
                     reference: self.reference(index),
                     digest: group.digest.clone(),
@@ -808,9 +763,9 @@ impl Run<'_> {
                 })
                 .collect();
         }
-        let deleted = match self.client.delete_manifest(self.repository, &group.digest).await {
-            Ok(()) => Ok(true),
-            Err(error) if error.is_not_found() => Ok(false),
+        let deleted = match self.registry.delete_manifest(self.repository, &group.digest).await {
+            Ok(Removal::Removed) => Ok(true),
+            Ok(Removal::AlreadyGone) => Ok(false),
             Err(source) => {
                 let reference = ImageRef {
                     repository: self.repository.clone(),

@@ -2,11 +2,12 @@
 //! digests they resolve to, and the manifests behind them (index children, referrers, ages).
 //!
 //! Owns the inventory's types and [`read`], which fills one [`RepositoryInventory`] through the
-//! distribution client: the tag list; each tag's digest and manifest, by one `GET` per tag, or
+//! registry's distribution client: the tag list; each tag's digest and manifest, by one `GET` per tag, or
 //! (where a GET counts as a pull, [`Resolve::Head`]) a `HEAD` per tag and one `GET` per
 //! distinct digest; index children; the image config for `created`; and referrers — from the
 //! `sha256-<hex>` tag schema that is already in the tag list, and from the referrers API only
-//! when a probe shows the registry has one. Requests run concurrently, at most
+//! when a probe shows the registry has one; last, the push time of each tag where the registry
+//! records one ([`Registry::tag_times`]). Requests run concurrently, at most
 //! [`ReadOptions::concurrency`] at once. Any failed read marks the repository incomplete
 //! (`complete: false`) and is kept in [`RepositoryRead::problems`], so the planner deletes nothing
 //! there and the command can say why. Decides nothing about what to delete.
@@ -17,12 +18,12 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use jiff::Timestamp;
 
 use crate::naming;
-use crate::reference::{Digest, RepoAddress, Tag};
-use crate::registry::Implementation;
+use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
 use crate::registry::distribution::manifest::{self, ImageConfig, Manifest, ManifestHead};
 use crate::registry::distribution::{
     Client, DistributionError, ManifestRef, Referrers, ReferrersSource, TOMBSTONE_ANNOTATION,
 };
+use crate::registry::{Capabilities, Registry, RegistryError};
 
 /// Every repository in scope of one cleanup.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,7 +139,7 @@ pub enum Scope {
 pub struct RepositoryRead {
     pub inventory: RepositoryInventory,
     /// Every read that failed; non-empty if and only if `inventory.complete` is `false`.
-    pub problems: Vec<DistributionError>,
+    pub problems: Vec<RegistryError>,
     /// `true` if and only if the registry does not know the repository (404 on its tag list):
     /// it is empty, not incomplete.
     pub missing: bool,
@@ -157,14 +158,10 @@ pub enum Resolve {
 }
 
 impl Resolve {
-    /// The cheaper way that does not count as pulling images on `implementation`.
-    pub fn for_implementation(implementation: Implementation) -> Self {
-        match implementation {
-            Implementation::DockerHub | Implementation::Github | Implementation::Harbor => {
-                Self::Head
-            }
-            _ => Self::Get,
-        }
+    /// The cheaper way that does not count as pulling images on a registry with
+    /// `capabilities`.
+    pub fn for_capabilities(capabilities: &Capabilities) -> Self {
+        if capabilities.manifest_get_is_pull { Self::Head } else { Self::Get }
     }
 }
 
@@ -180,7 +177,7 @@ pub struct ReadOptions {
 /// they reach. Never fails as a whole: a failed read marks the repository incomplete and is
 /// returned in [`RepositoryRead::problems`].
 pub async fn read(
-    client: &Client,
+    registry: &Registry,
     repository: &RepoAddress,
     scope: &Scope,
     options: ReadOptions,
@@ -192,6 +189,7 @@ pub async fn read(
         manifests: BTreeMap::new(),
         foreign_tags: BTreeMap::new(),
     };
+    let client = registry.client();
     let tags = match client.list_tags(repository).await {
         Ok(tags) => tags,
         Err(error) if error.is_not_found() => {
@@ -200,7 +198,7 @@ pub async fn read(
         Err(error) => {
             return RepositoryRead {
                 inventory: empty(false),
-                problems: vec![error],
+                problems: vec![error.into()],
                 missing: false,
             };
         }
@@ -215,7 +213,19 @@ pub async fn read(
     };
     reader.pending.extend(tags.into_iter().map(job));
     reader.run(options.concurrency.max(1)).await;
-    reader.finish(scope)
+    let mut read = reader.finish(scope);
+    match registry.tag_times(repository).await {
+        Ok(times) => {
+            for entry in &mut read.inventory.tags {
+                entry.pushed = times.get(&entry.tag).copied();
+            }
+        }
+        Err(error) => {
+            read.inventory.complete = false;
+            read.problems.push(error);
+        }
+    }
+    read
 }
 
 /// One request of the inventory.
@@ -478,7 +488,7 @@ impl<'a> Reader<'a> {
                 manifests,
                 foreign_tags,
             },
-            problems: self.problems,
+            problems: self.problems.into_iter().map(RegistryError::from).collect(),
             missing: false,
         }
     }
@@ -553,7 +563,7 @@ fn assign_images(
             let mut claimed = Vec::new();
             let mut foreign = BTreeMap::new();
             for (tag, digest) in unclaimed {
-                let image = crate::cleanup::plan::referrers_subject(tag)
+                let image = referrers_subject(tag)
                     .and_then(|subject| image_of_digest.get(&subject).copied());
                 match image {
                     Some(image) => claimed.push(entry(tag, image, tag.as_str(), digest)),

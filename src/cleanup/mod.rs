@@ -17,35 +17,28 @@ pub mod plan_file;
 pub mod policy;
 pub mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use futures_util::future::join_all;
 use jiff::Timestamp;
 
-use crate::cli::CleanupArgs;
-use crate::exit::{Classify, ExitStatus};
-use crate::naming::{Mode, NamingError};
+use crate::exit::{Classify, ExitStatus, causes};
+use crate::naming::Mode;
 use crate::output::Output;
 use crate::reference::RepoAddress;
-use crate::registry::distribution::{Client, DistributionError};
-use crate::registry::{Capabilities, Implementation};
-use crate::settings::{GlobalSettings, ImagesSettings, SettingsError};
+use crate::registry::{Capabilities, DeleteRefusal, Implementation, Registry, RegistryError};
 use execute::{ApplyOptions, ExecuteError, Executor, Outcome};
 use inventory::{Inventory, ReadOptions, Resolve, Scope};
 use plan_file::{PlanFileError, SavedPlan};
-use policy::{Policy, PolicyError};
+use policy::Policy;
 use report::Document;
 
 /// Why a cleanup could not run at all (per-item failures are reported, not returned).
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
     #[error(transparent)]
-    Settings(#[from] SettingsError),
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error(transparent)]
-    Naming(#[from] NamingError),
+    Refused(#[from] DeleteRefusal),
     #[error(transparent)]
     Execute(#[from] ExecuteError),
     #[error(transparent)]
@@ -63,9 +56,7 @@ pub enum CleanupError {
 impl Classify for CleanupError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Settings(error) => error.exit_status(),
-            Self::Policy(error) => error.exit_status(),
-            Self::Naming(error) => error.exit_status(),
+            Self::Refused(error) => error.exit_status(),
             Self::Execute(error) => error.exit_status(),
             Self::PlanFile(error) => error.exit_status(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => ExitStatus::Failure,
@@ -74,9 +65,7 @@ impl Classify for CleanupError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            Self::Settings(error) => error.hint(),
-            Self::Policy(error) => error.hint(),
-            Self::Naming(error) => error.hint(),
+            Self::Refused(error) => error.hint(),
             Self::Execute(error) => error.hint(),
             Self::PlanFile(error) => error.hint(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => None,
@@ -105,32 +94,6 @@ pub struct CleanupSettings {
 }
 
 impl CleanupSettings {
-    /// Resolves the cleanup flags against the global settings and the project file; paths are
-    /// relative to `workdir`.
-    pub fn resolve(
-        args: &CleanupArgs,
-        global: &GlobalSettings,
-        workdir: &Path,
-    ) -> Result<Self, CleanupError> {
-        let images = ImagesSettings::for_cleanup(global)?;
-        let policy = Policy::resolve(global.project.cleanup.as_ref(), &args.policy_flags())?;
-        if images.mode == Mode::Monorepo && images.repo.path.is_empty() {
-            return Err(NamingError::MonorepoWithoutRepository(images.repo.to_string()).into());
-        }
-        Ok(Self {
-            repo: images.repo,
-            implementation: images.implementation,
-            capabilities: images.capabilities,
-            mode: images.mode,
-            images: images.images.into_iter().map(|image| image.name).collect(),
-            policy,
-            dry_run: args.dry_run,
-            keep_going: args.keep_going,
-            plan_out: args.plan_out.as_ref().map(|path| workdir.join(path)),
-            apply_plan: args.apply_plan.as_ref().map(|path| workdir.join(path)),
-        })
-    }
-
     /// The repositories in scope and how the tags of each are sorted into images: one
     /// repository per image in multirepo mode, the images repo itself in monorepo mode.
     pub fn scopes(&self) -> Vec<(RepoAddress, Scope)> {
@@ -152,11 +115,11 @@ impl CleanupSettings {
 /// reported through `output` as they are found; an `Err` means nothing was deleted.
 pub async fn run(
     settings: &CleanupSettings,
-    client: &Client,
+    registry: &Registry,
     output: &Output,
     now: Timestamp,
 ) -> Result<ExitStatus, CleanupError> {
-    run_reporting(settings, client, output, now, |document| {
+    run_reporting(settings, registry, output, now, |document| {
         output.result(document, || document.text());
     })
     .await
@@ -166,18 +129,21 @@ pub async fn run(
 /// run` can put it beside what it published in one JSON document.
 pub async fn run_reporting(
     settings: &CleanupSettings,
-    client: &Client,
+    registry: &Registry,
     output: &Output,
     now: Timestamp,
     present: impl FnOnce(&Document),
 ) -> Result<ExitStatus, CleanupError> {
     let started = Instant::now();
     let deadline = settings.policy.max_duration.map(|duration| started + duration);
-    let executor = Executor::new(client, settings.implementation, &settings.capabilities)?;
+    if let Some(refusal) = registry.delete_refusal() {
+        return Err(refusal.into());
+    }
+    let executor = Executor::new(registry);
     let saved = settings.apply_plan.as_deref().map(SavedPlan::load).transpose()?;
     let section =
         output.section("dockhand_cleanup_progress", "dockhand cleanup: inventory and deletions");
-    let (inventory, problems) = read_inventory(settings, client).await;
+    let (inventory, problems) = read_inventory(settings, registry).await;
     let mut plan = plan::plan(&inventory, &settings.policy, now);
     if let Some(saved) = &saved {
         plan = plan_file::restrict(plan, saved);
@@ -258,17 +224,17 @@ pub async fn run_reporting(
 /// repository, the reads that failed.
 async fn read_inventory(
     settings: &CleanupSettings,
-    client: &Client,
-) -> (Inventory, Vec<(RepoAddress, Vec<DistributionError>)>) {
+    registry: &Registry,
+) -> (Inventory, Vec<(RepoAddress, Vec<RegistryError>)>) {
     let options = ReadOptions {
         concurrency: settings.capabilities.concurrency,
-        resolve: Resolve::for_implementation(settings.implementation),
+        resolve: Resolve::for_capabilities(&settings.capabilities),
     };
     let scopes = settings.scopes();
     let reads = join_all(
         scopes
             .iter()
-            .map(|(repository, scope)| inventory::read(client, repository, scope, options)),
+            .map(|(repository, scope)| inventory::read(registry, repository, scope, options)),
     )
     .await;
     let mut problems = Vec::new();
@@ -315,7 +281,7 @@ fn report_outcomes(
                 if failed <= REPORTED_FAILURES {
                     output.error(
                         &error.to_string(),
-                        &error_causes(error.as_ref()),
+                        &causes(error.as_ref()),
                         error.hint().as_deref(),
                     );
                 }
@@ -328,7 +294,7 @@ fn report_outcomes(
         log::error!("{} more deletions failed (the result lists each)", failed - REPORTED_FAILURES);
     }
     for broken in &report.broken {
-        output.error(&broken.to_string(), &error_causes(broken), None);
+        output.error(&broken.to_string(), &causes(broken), None);
     }
     if failed > 0 || !report.broken.is_empty() || status == ExitStatus::Failure {
         ExitStatus::Failure
@@ -342,14 +308,3 @@ fn report_outcomes(
 
 /// Failed deletions reported one by one on stderr; the result lists them all.
 const REPORTED_FAILURES: usize = 20;
-
-/// The causes of `error`, one per line.
-fn error_causes(error: &dyn std::error::Error) -> Vec<String> {
-    let mut causes = Vec::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        causes.push(cause.to_string());
-        source = cause.source();
-    }
-    causes
-}

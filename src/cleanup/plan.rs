@@ -39,8 +39,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::cleanup::inventory::{Inventory, RepositoryInventory, TagEntry, TimeSource};
 use crate::cleanup::policy::{Policy, format_approximately, format_duration, looks_like_release};
-use crate::exit::ExitStatus;
-use crate::reference::{Digest, RepoAddress, Tag};
+use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
 
 /// The reason of everything in a repository whose inventory is incomplete.
 pub const INCOMPLETE: &str = "kept: inventory incomplete";
@@ -59,20 +58,6 @@ pub struct Plan {
     pub incomplete: Vec<RepoAddress>,
     /// Tags named by `--delete-tag` that are no tag in scope (reported, not an error).
     pub not_found: Vec<Tag>,
-}
-
-impl Plan {
-    /// `Failure` (2) when any inventory was incomplete, else `Unfinished` (3) when the budget was
-    /// reached, else `Success`.
-    pub fn exit_status(&self) -> ExitStatus {
-        if !self.incomplete.is_empty() {
-            ExitStatus::Failure
-        } else if self.budget_reached {
-            ExitStatus::Unfinished
-        } else {
-            ExitStatus::Success
-        }
-    }
 }
 
 /// One kept or deleted tag or untagged manifest, serialised with the SPEC's keys.
@@ -703,15 +688,6 @@ fn apply_budget(repositories: &mut [RepositoryPlan<'_>], policy: &Policy) -> boo
     true
 }
 
-/// The subject digest a tag in the referrers tag schema names: `sha256-<hex>` (OCI 1.1
-/// fallback) or with a suffix such as cosign's `.sig`, `.att`, `.sbom`.
-pub fn referrers_subject(tag: &Tag) -> Option<Digest> {
-    let name = tag.as_str();
-    let name = name.split_once('.').map_or(name, |(head, _)| head);
-    let (algorithm, hex) = name.split_once('-')?;
-    format!("{algorithm}:{hex}").parse().ok()
-}
-
 /// Marks `digest` reachable the first time it is found, and queues it for expansion.
 fn visit<'a>(
     reach: &mut HashMap<&'a Digest, Reach<'a>>,
@@ -948,7 +924,7 @@ mod tests {
         );
         let not_found: Vec<&str> = plan.not_found.iter().map(Tag::as_str).collect();
         assert_eq!(not_found, ["gone"]);
-        assert_eq!(plan.exit_status(), ExitStatus::Success);
+        assert!(plan.incomplete.is_empty() && !plan.budget_reached);
     }
 
     #[test]
@@ -1032,7 +1008,7 @@ mod tests {
                 ),
             ])
         );
-        assert_eq!(plan.exit_status(), ExitStatus::Success);
+        assert!(plan.incomplete.is_empty() && !plan.budget_reached);
     }
 
     #[test]
@@ -1346,7 +1322,6 @@ mod tests {
         let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
         let plan = plan(&inventory, &policy, now());
         assert_eq!(plan.incomplete, [failed.address.clone(), contradictory.address.clone()]);
-        assert_eq!(plan.exit_status(), ExitStatus::Failure);
         let address = |item: &PlanItem| item.repository.path.clone();
         assert_eq!(
             plan.deleted
@@ -1400,7 +1375,6 @@ mod tests {
             ])
         );
         assert!(plan.budget_reached);
-        assert_eq!(plan.exit_status(), ExitStatus::Unfinished);
 
         let enough = super::plan(&inventory, &Policy { max_deletes: Some(5), ..policy }, now());
         assert!(!enough.budget_reached);
@@ -1818,7 +1792,6 @@ mod tests {
                 prop_assert!(deleted.is_empty());
                 prop_assert!(kept.iter().all(|item| item.reason == INCOMPLETE));
                 prop_assert!(plan.incomplete.contains(address));
-                prop_assert_ne!(plan.exit_status(), ExitStatus::Success);
                 continue;
             }
             prop_assert!(!plan.incomplete.contains(address));

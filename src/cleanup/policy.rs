@@ -1,8 +1,8 @@
 //! The retention policy: the project file's `cleanup:` section plus the cleanup flags, validated
 //! once into a [`Policy`].
 //!
-//! Owns the section's model ([`PolicySection`], which `project.rs` embeds and whose JSON Schema
-//! `dockhand schema` prints), the flags' raw values ([`PolicyFlags`]), the duration grammar
+//! Owns resolving the project file's section ([`PolicySection`], modelled in `project.rs`) and
+//! the flags' raw values ([`PolicyFlags`]) into a [`Policy`], the duration grammar
 //! (`30m`, `2h`, `7d`, `1w`, `1d12h`), anchoring of `keep_tags`, and the conservative default used
 //! when no count or age rule is configured. Does no I/O and decides nothing about particular
 //! tags: that is `plan.rs`.
@@ -26,6 +26,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::exit::{Classify, ExitStatus};
+use crate::project::PolicySection;
 use crate::reference::Tag;
 
 /// Images of each image name kept when neither `keep_last` nor `keep_within` is configured.
@@ -33,33 +34,6 @@ pub const DEFAULT_KEEP_LAST: usize = 10;
 /// Age below which everything is kept when neither `keep_last` nor `keep_within` is configured
 /// (2 hours).
 pub const DEFAULT_KEEP_WITHIN: Duration = Duration::from_secs(2 * 3600);
-
-/// The `cleanup:` section of `dockhand.yaml`, as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PolicySection {
-    /// Keep the newest N images (distinct digests) of each image name, with every tag on them.
-    /// `0` turns the rule off. Without `keep_last` and `keep_within` the default is 10 and `2h`.
-    pub keep_last: Option<usize>,
-    /// Keep everything younger than this duration, e.g. `30m`, `2h`, `7d`, `1w`, `1d12h`. `0s`
-    /// turns the rule off.
-    #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
-    pub keep_within: Option<String>,
-    /// Keep tags matching any of these regular expressions (matched against the whole tag).
-    #[serde(default)]
-    pub keep_tags: Vec<String>,
-    /// Also delete manifests no tag points to, when nothing kept needs them. Default `false`.
-    pub delete_untagged: Option<bool>,
-    /// Let the other rules delete release tags (`v?MAJOR.MINOR.PATCH`), which are otherwise
-    /// always kept. Default `false`.
-    pub delete_releases: Option<bool>,
-    /// Delete at most this many items per run; the rest waits for the next run (exit code 3).
-    #[schemars(range(min = 1))]
-    pub max_deletes: Option<usize>,
-    /// Stop deleting after this duration; the rest waits for the next run (exit code 3).
-    #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
-    pub max_duration: Option<String>,
-}
 
 /// The cleanup policy flags as typed (`--keep-last`, `--keep-within`, …). They add to the
 /// project file: a scalar flag overrides the file's value, `--keep-tag` patterns are appended

@@ -168,13 +168,10 @@ fn short(digest: &str) -> String {
 
 /// The error and its causes on one line.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
+    std::iter::once(error.to_string())
+        .chain(crate::exit::causes(error))
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 #[cfg(test)]
@@ -245,7 +242,8 @@ mod tests {
             source: DistributionError::UnexpectedResponse {
                 operation: Operation { method: reqwest::Method::DELETE, target: "x".to_owned() },
                 problem: "bad".to_owned(),
-            },
+            }
+            .into(),
         };
         let outcomes = [
             Outcome::Deleted,

@@ -6,14 +6,13 @@ use std::time::{Duration, SystemTime};
 
 use super::{ArgumentError, Failure, Process, block_on, client};
 use crate::ci::export::{self, Export, Shell};
-use crate::ci::{self, CiContext, Credentials, Provider, ProviderChoice};
+use crate::ci::{self, CiContext, JobLogin, Provider, ProviderChoice};
 use crate::cli::{CiEnvArgs, GlobalArgs, LoginArgs};
 use crate::docker_config::{self, DockerConfig};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::ExitStatus;
 use crate::output::Output;
 use crate::reference::RegistryHost;
-use crate::registry::distribution::Credential;
 use crate::secret::Secret;
 use crate::settings::GlobalSettings;
 
@@ -21,12 +20,9 @@ use crate::settings::GlobalSettings;
 const STALE_JOB_DIR_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Checks `credentials` against their registry's `/v2/`.
-fn verify(settings: &GlobalSettings, credentials: &Credentials) -> Result<(), Failure> {
+fn verify(settings: &GlobalSettings, credentials: &JobLogin) -> Result<(), Failure> {
     let client = client(settings)?;
-    let credential = Credential::Basic {
-        username: credentials.username.clone(),
-        password: credentials.password.clone(),
-    };
+    let credential = credentials.credential();
     block_on(client.verify_credentials(&credentials.registry, &credential))?;
     log::info!("credentials of `{}` for `{}` verified", credentials.username, credentials.registry);
     Ok(())
@@ -189,7 +185,7 @@ pub(super) fn login(
         return Err(ArgumentError::EmptyPassword.into());
     }
     let credentials =
-        Credentials { registry, username: args.username.clone(), password: Secret::new(password) };
+        JobLogin { registry, username: args.username.clone(), password: Secret::new(password) };
     verify(settings, &credentials)?;
     let dir = &settings.docker_config;
     std::fs::create_dir_all(dir)

@@ -1,7 +1,7 @@
-//! `dockhand cleanup`: resolve the cleanup settings, build a client with the registry's
+//! `dockhand cleanup`: resolve the cleanup settings, connect to the registry with its
 //! credentials, and hand over to [`crate::cleanup::run`].
 
-use super::{Failure, Process, block_on, job_settings, registry_client};
+use super::{Failure, Process, block_on, connect, job_settings};
 use crate::cleanup::{self, CleanupSettings};
 use crate::cli::{CleanupArgs, GlobalArgs};
 use crate::exit::ExitStatus;
@@ -16,6 +16,6 @@ pub(super) fn cleanup(
 ) -> Result<ExitStatus, Failure> {
     let (ci, settings) = job_settings(global, process)?;
     let cleanup = CleanupSettings::resolve(args, &settings, process.workdir)?;
-    let client = registry_client(&settings, process.env, Some(&ci), &[&cleanup.repo.registry])?;
-    Ok(block_on(cleanup::run(&cleanup, &client, output, jiff::Timestamp::now()))?)
+    let registry = connect(&settings, process.env, Some(&ci), &cleanup.repo)?;
+    Ok(block_on(cleanup::run(&cleanup, &registry, output, jiff::Timestamp::now()))?)
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Failure, Process, block_on, job_settings, registry_client};
+use super::{Failure, Process, block_on, connect, job_settings};
 use crate::builder::{self, Backend, Built, BuiltImage, LocalImage, buildah};
 use crate::ci::CiContext;
 use crate::cleanup::report::Document;
@@ -17,8 +17,8 @@ use crate::naming::{self, Mode};
 use crate::output::Output;
 use crate::publish::{self, BlobLocations, Layout, Pushed, Target};
 use crate::reference::Tag;
-use crate::registry::TagDelete;
-use crate::registry::distribution::{Client, DistributionError};
+use crate::registry::distribution::DistributionError;
+use crate::registry::{DeleteRefusal, Registry};
 use crate::settings::{BuildSettings, GlobalSettings, ImagesSettings};
 
 /// Everything the build and publish phases need, resolved and validated before any builder or
@@ -83,14 +83,7 @@ impl Phases {
         built: &[BuiltImage],
         env: &EnvMap,
     ) -> Result<Vec<Pushed>, Failure> {
-        if images.capabilities.create_repository_before_push {
-            log::warn!(
-                "`{}` registries need each repository created before the first push; this version does not create them: create them first",
-                images.implementation
-            );
-        }
-        let client =
-            registry_client(&self.settings, env, Some(&self.ci), &[&images.repo.registry])?;
+        let registry = connect(&self.settings, env, Some(&self.ci), &images.repo)?;
         let scratch = tempfile::Builder::new()
             .prefix("dockhand-publish-")
             .tempdir_in(
@@ -103,7 +96,7 @@ impl Phases {
         let mut pushed = Vec::new();
         for image in built {
             let existing = if images.tag_rules.needs_existing_tags(&self.ci) {
-                block_on(existing_tags(&client, images, &image.image))?
+                block_on(existing_tags(&registry, images, &image.image))?
             } else {
                 Vec::new()
             };
@@ -114,16 +107,17 @@ impl Phases {
                 &[image.image.as_str()],
                 &rendered.tags,
             )?;
+            block_on(publish::ensure_repositories(&registry, &targets))?;
             let results = match (&image.built, &self.build.backend) {
                 (Built::Buildah(local), Backend::Buildah(options)) => {
                     let dir = scratch.path().join(image.image.replace('/', "_"));
                     buildah::export_oci_layout(options, local, &dir, env)?;
                     let layout = Layout::read(&image.image, &dir)?;
-                    block_on(publish::push_layout(&client, &layout, &targets, &mut locations))?
+                    block_on(publish::push_layout(&registry, &layout, &targets, &mut locations))?
                 }
                 (Built::OciLayout(dir), _) => {
                     let layout = Layout::read(&image.image, dir)?;
-                    block_on(publish::push_layout(&client, &layout, &targets, &mut locations))?
+                    block_on(publish::push_layout(&registry, &layout, &targets, &mut locations))?
                 }
                 (Built::DockerStore(local), backend) => {
                     let config = match backend {
@@ -148,7 +142,7 @@ impl Phases {
 /// The tags `image` already has in the images repo (without the monorepo prefix), to decide
 /// whether `latest` may move. A repository that does not exist yet has none.
 async fn existing_tags(
-    client: &Client,
+    registry: &Registry,
     images: &ImagesSettings,
     image: &str,
 ) -> Result<Vec<Tag>, DistributionError> {
@@ -156,7 +150,7 @@ async fn existing_tags(
         Mode::Multirepo => images.repo.join(image),
         Mode::Monorepo => images.repo.clone(),
     };
-    let tags = match client.list_tags(&repository).await {
+    let tags = match registry.client().list_tags(&repository).await {
         Ok(tags) => tags,
         Err(error) if error.is_not_found() => return Ok(Vec::new()),
         Err(error) => return Err(error),
@@ -300,24 +294,19 @@ pub(super) fn run(
         let pushed = phases.publish(&images, &built, process.env)?;
         record_pushed(pushed, output)?
     };
-    if cleanup.capabilities.tag_delete != TagDelete::Distribution {
+    let registry = connect(&phases.settings, process.env, Some(&phases.ci), &cleanup.repo)?;
+    if let Some(refusal) = registry.delete_refusal() {
         // `run` was asked to ship images: a registry whose deletes this version cannot do is
         // no reason to fail a publish that succeeded (`dockhand cleanup` still says why)
+        let DeleteRefusal::NativeApi { implementation } = refusal;
         let reason = format!(
-            "cleanup skipped: deleting tags on `{}` needs its native API, which this version does not support",
-            cleanup.implementation
+            "cleanup skipped: deleting tags on `{implementation}` needs its native API, which this version does not support"
         );
         log::warn!("{reason}");
         let document = serde_json::json!({"pushed": &published.pushed, "cleanup_skipped": reason});
         output.result(&document, || published.text());
         return Ok(ExitStatus::Success);
     }
-    let client = registry_client(
-        &phases.settings,
-        process.env,
-        Some(&phases.ci),
-        &[&cleanup.repo.registry],
-    )?;
     let present = |document: &Document| {
         let mut combined = serde_json::to_value(document).expect("a cleanup report serialises");
         combined["pushed"] =
@@ -326,7 +315,7 @@ pub(super) fn run(
     };
     Ok(block_on(cleanup::run_reporting(
         &cleanup,
-        &client,
+        &registry,
         output,
         jiff::Timestamp::now(),
         present,

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use crate::ci::CiContext;
+use crate::ci::{CiContext, JobLogin};
 use crate::cli::{Cli, Command, GlobalArgs, RegistryCommand};
 use crate::docker_config::DockerConfig;
 use crate::env_vars::{self, EnvMap};
@@ -22,6 +22,7 @@ use crate::exit::{Classify, ExitStatus};
 use crate::output::Output;
 use crate::project::ProjectFile;
 use crate::reference::{ReferenceError, RegistryHost, RepoAddress};
+use crate::registry::Registry;
 use crate::registry::distribution::{Client, ClientOptions, Credential};
 use crate::settings::GlobalSettings;
 
@@ -45,24 +46,7 @@ impl Failure {
 
     /// Reports the error through `output`: message, causes, hint.
     pub fn report(&self, output: &Output) {
-        let mut causes = Vec::new();
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            causes.push(cause.to_string());
-            source = cause.source();
-        }
-        output.error(&self.0.to_string(), &causes, self.0.hint().as_deref());
-    }
-}
-
-/// A command that later work implements; it fails with exit 2 and says so.
-#[derive(Debug, thiserror::Error)]
-#[error("`dockhand {0}` is not implemented yet")]
-pub struct NotImplemented(&'static str);
-
-impl Classify for NotImplemented {
-    fn exit_status(&self) -> ExitStatus {
-        ExitStatus::Failure
+        output.error(&self.0.to_string(), &crate::exit::causes(&*self.0), self.0.hint().as_deref());
     }
 }
 
@@ -163,64 +147,61 @@ fn block_on<F: Future>(future: F) -> F::Output {
 
 /// A distribution client honouring `--insecure-registry`, with no stored credentials.
 fn client(settings: &GlobalSettings) -> Result<Client, Failure> {
-    authenticated_client(settings, BTreeMap::new(), ClientOptions::default().concurrency)
+    Ok(Client::new(client_options(
+        settings,
+        BTreeMap::new(),
+        ClientOptions::default().concurrency,
+    ))?)
 }
 
-fn authenticated_client(
+fn client_options(
     settings: &GlobalSettings,
     credentials: BTreeMap<RegistryHost, Credential>,
     concurrency: usize,
-) -> Result<Client, Failure> {
-    Ok(Client::new(ClientOptions {
+) -> ClientOptions {
+    ClientOptions {
         insecure: settings.insecure_registries.clone(),
         credentials,
         concurrency,
         ..ClientOptions::default()
-    })?)
+    }
 }
 
-/// A client for `registries` with their credentials: from the docker config in use (as
+/// The registry of `repo`, connected with its credentials: from the docker config in use (as
 /// `ci-env` or `docker login` left it, plus `DOCKER_AUTH_CONFIG`), else the CI job's own
-/// login, else anonymous. Requests in flight are limited to what the strictest of the
-/// registries' implementations tolerates (`Capabilities::concurrency`).
-fn registry_client(
+/// login, else anonymous. Requests in flight are limited to what its implementation
+/// tolerates (`Capabilities::concurrency`).
+fn connect(
     settings: &GlobalSettings,
     env: &EnvMap,
     ci: Option<&CiContext>,
-    registries: &[&RegistryHost],
-) -> Result<Client, Failure> {
+    repo: &RepoAddress,
+) -> Result<Registry, Failure> {
     let mut config = DockerConfig::load(&settings.docker_config)?;
     if let Some(json) = env.get(env_vars::DOCKER_AUTH_CONFIG).filter(|json| !json.is_empty()) {
         config.get_or_insert_with(DockerConfig::new).merge_auth_config(json)?;
     }
-    let concurrency = registries
-        .iter()
-        .map(|registry| {
-            let address = RepoAddress { registry: (*registry).clone(), path: String::new() };
-            settings.implementation_for(&address).capabilities(&address).concurrency
-        })
-        .min()
-        .unwrap_or(ClientOptions::default().concurrency);
+    let implementation = settings.implementation_for(repo);
+    let concurrency = implementation.capabilities(repo).concurrency;
     let path = env.get(env_vars::PATH).map(String::as_str);
+    let registry = &repo.registry;
+    let from_config = match &config {
+        Some(config) => config.credentials_for(registry, path)?,
+        None => None,
+    };
+    let from_ci = || {
+        ci?.credentials
+            .as_ref()
+            .filter(|login| &login.registry == registry)
+            .map(JobLogin::credential)
+    };
     let mut credentials = BTreeMap::new();
-    for registry in registries {
-        let from_config = match &config {
-            Some(config) => config.credentials_for(registry, path)?,
-            None => None,
-        };
-        let from_ci = || {
-            let login = ci?.credentials.as_ref().filter(|login| &login.registry == *registry)?;
-            Some(Credential::Basic {
-                username: login.username.clone(),
-                password: login.password.clone(),
-            })
-        };
-        match from_config.or_else(from_ci) {
-            Some(credential) => {
-                credentials.insert((*registry).clone(), credential);
-            }
-            None => log::debug!("no credentials for `{registry}`: anonymous"),
+    match from_config.or_else(from_ci) {
+        Some(credential) => {
+            credentials.insert(registry.clone(), credential);
         }
+        None => log::debug!("no credentials for `{registry}`: anonymous"),
     }
-    authenticated_client(settings, credentials, concurrency)
+    let options = client_options(settings, credentials, concurrency);
+    Ok(crate::registry::connect(implementation, repo, options)?)
 }

@@ -1,6 +1,6 @@
 //! Pure detection of the registry implementation from a registry host.
 //!
-//! Owns the anchored host rules of `notes/registries.md` §1.2, tried in order, first match
+//! Owns the anchored host rules of docs/registries.md §2.3, tried in order, first match
 //! wins, `default` otherwise. An explicit implementation always overrides detection. Does no
 //! I/O: probing a registry to confirm a guess is never done here.
 

@@ -1,12 +1,26 @@
-//! Registry implementations: what each one is called, what it can do, and (as the client
-//! grows) the trait every vendor file implements.
+//! Registry implementations: what each one is called, what it can do, and the seam every
+//! vendor file implements.
 //!
-//! Owns [`Implementation`], [`Capabilities`] and [`TagDelete`]. Quirks are data here, filled in
-//! before any code relies on them; `registry detect --output json` prints exactly these values.
-//! Vendor specifics (endpoints, native APIs) live in the vendor files, never here.
+//! Owns [`Implementation`], [`Capabilities`] and [`TagDelete`] (quirks as data:
+//! `registry detect --output json` prints exactly these values), the [`Vendor`] trait, the
+//! [`Registry`] that commands hold, and [`connect`], which builds it for an implementation.
+//! Reads go through the distribution client every vendor speaks ([`Registry::client`]);
+//! writes and vendor extras (creating a repository, push times, the delete probe, removing
+//! one tag, deleting a manifest) go through [`Vendor`]. Vendor specifics (endpoints, native
+//! APIs) live in the vendor files, never here; the registry facts they rely on are in
+//! `docs/registries.md`.
 
+pub mod default;
 pub mod detect;
 pub mod distribution;
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+use crate::exit::{Classify, ExitStatus};
+use crate::reference::{Digest, Tag};
+use distribution::{Client, ClientOptions, DeleteSupport, DistributionError};
 
 use std::fmt;
 use std::str::FromStr;
@@ -98,11 +112,12 @@ impl Implementation {
             tag_delete,
             default_mode,
             concurrency: self.default_concurrency(),
+            manifest_get_is_pull: matches!(self, Self::DockerHub | Self::Github | Self::Harbor),
         }
     }
 
     /// Requests in flight at once against this registry, from the vendors' published or
-    /// observed limits (`notes/registries.md` §4).
+    /// observed limits (docs/registries.md §4).
     fn default_concurrency(self) -> usize {
         match self {
             Self::DockerHub => 2,
@@ -149,8 +164,6 @@ pub enum TagDelete {
     Distribution,
     /// Through the vendor's own API (the registry API lacks a safe tag delete).
     NativeApi,
-    /// The registry refuses deletes (e.g. distribution with `storage.delete.enabled: false`).
-    Unsupported,
 }
 
 impl TagDelete {
@@ -158,7 +171,6 @@ impl TagDelete {
         match self {
             Self::Distribution => "distribution",
             Self::NativeApi => "native-api",
-            Self::Unsupported => "unsupported",
         }
     }
 }
@@ -176,4 +188,197 @@ pub struct Capabilities {
     pub default_mode: Mode,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// A manifest `GET` counts as a pull (Docker Hub's rate limit), a download (GHCR's
+    /// statistics) or is recorded (Harbor's pull time): inventories resolve tags with `HEAD`
+    /// and read each distinct digest once.
+    pub manifest_get_is_pull: bool,
+}
+
+/// What removing one tag did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Untagged {
+    /// The tag is gone and nothing else changed.
+    Removed,
+    /// The tag was not there (an earlier run, someone else).
+    AlreadyGone,
+    /// The tag now points at this unique throw-away manifest; deleting that digest removes the
+    /// tag and nothing else.
+    Tombstoned(Digest),
+}
+
+/// What deleting a manifest did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    AlreadyGone,
+}
+
+/// Why this version deletes nothing on a registry, known before anything is read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeleteRefusal {
+    #[error(
+        "Deleting tags on `{implementation}` registries needs their native API, which this version of dockhand does not support"
+    )]
+    NativeApi { implementation: Implementation },
+}
+
+impl Classify for DeleteRefusal {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(
+            "use the registry's own retention rules for now, or `--repo-implementation default` if it supports the OCI tag delete".to_owned(),
+        )
+    }
+}
+
+/// A write or vendor call through the seam that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Distribution(#[from] DistributionError),
+    /// The registry's tag delete failed (not refused as unsupported: that falls back).
+    #[error(transparent)]
+    TagDelete(DistributionError),
+    #[error("Pointing the tag at a throw-away manifest (to delete only that tag) failed")]
+    Tombstone(#[source] DistributionError),
+}
+
+impl RegistryError {
+    fn distribution(&self) -> &DistributionError {
+        match self {
+            Self::Distribution(source) | Self::TagDelete(source) | Self::Tombstone(source) => {
+                source
+            }
+        }
+    }
+}
+
+impl Classify for RegistryError {
+    fn exit_status(&self) -> ExitStatus {
+        self.distribution().exit_status()
+    }
+
+    fn hint(&self) -> Option<String> {
+        self.distribution().hint()
+    }
+}
+
+/// The interface every registry implementation provides. Reads stay on [`Vendor::client`];
+/// everything that changes the registry, and what only a vendor's API knows, comes here.
+// one current-thread runtime runs every command, so the futures need not be `Send`
+#[allow(async_fn_in_trait)]
+pub trait Vendor {
+    /// The distribution client for reads (tags, manifests, blobs) and pushes.
+    fn client(&self) -> &Client;
+
+    /// What this registry can do.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Why nothing can be deleted here, if so; asked before a cleanup reads anything.
+    fn delete_refusal(&self) -> Option<DeleteRefusal>;
+
+    /// Makes sure `repository` can be pushed to (creating it where the registry requires).
+    async fn ensure_repository(&self, repository: &RepoAddress) -> Result<(), RegistryError>;
+
+    /// When each tag of `repository` was last pushed, where the vendor records it; tags it
+    /// does not know are absent. The distribution API records nothing: an empty map.
+    async fn tag_times(
+        &self,
+        _repository: &RepoAddress,
+    ) -> Result<BTreeMap<Tag, Timestamp>, RegistryError> {
+        Ok(BTreeMap::new())
+    }
+
+    /// Whether deletes are enabled in `repository`, found out harmlessly.
+    async fn probe_deletes(&self, repository: &RepoAddress)
+    -> Result<DeleteSupport, RegistryError>;
+
+    /// Removes `tag` alone: no other tag, and no manifest another tag needs, goes with it.
+    async fn untag(&self, repository: &RepoAddress, tag: &Tag) -> Result<Untagged, RegistryError>;
+
+    /// Deletes the manifest `digest`, and with it every tag still on it.
+    async fn delete_manifest(
+        &self,
+        repository: &RepoAddress,
+        digest: &Digest,
+    ) -> Result<Removal, RegistryError>;
+}
+
+/// A connected registry: one variant per vendor file.
+#[derive(Debug)]
+pub enum Registry {
+    Distribution(default::Distribution),
+}
+
+/// Builds the [`Registry`] for `implementation` at `repo`: the distribution client from
+/// `options` (the credentials the docker config or the CI gave), plus whatever credentials
+/// the vendor's own API needs.
+pub fn connect(
+    implementation: Implementation,
+    repo: &RepoAddress,
+    options: ClientOptions,
+) -> Result<Registry, RegistryError> {
+    let capabilities = implementation.capabilities(repo);
+    let client = Client::new(options)?;
+    Ok(Registry::Distribution(default::Distribution::new(client, implementation, capabilities)))
+}
+
+/// Calls `$call` on the vendor inside `$registry`: one arm per variant of [`Registry`].
+macro_rules! on_vendor {
+    ($registry:expr, $vendor:ident => $call:expr) => {
+        match $registry {
+            Registry::Distribution($vendor) => $call,
+        }
+    };
+}
+
+impl Registry {
+    pub fn client(&self) -> &Client {
+        on_vendor!(self, vendor => vendor.client())
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        on_vendor!(self, vendor => vendor.capabilities())
+    }
+
+    pub fn delete_refusal(&self) -> Option<DeleteRefusal> {
+        on_vendor!(self, vendor => vendor.delete_refusal())
+    }
+
+    pub async fn ensure_repository(&self, repository: &RepoAddress) -> Result<(), RegistryError> {
+        on_vendor!(self, vendor => vendor.ensure_repository(repository).await)
+    }
+
+    pub async fn tag_times(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<BTreeMap<Tag, Timestamp>, RegistryError> {
+        on_vendor!(self, vendor => vendor.tag_times(repository).await)
+    }
+
+    pub async fn probe_deletes(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<DeleteSupport, RegistryError> {
+        on_vendor!(self, vendor => vendor.probe_deletes(repository).await)
+    }
+
+    pub async fn untag(
+        &self,
+        repository: &RepoAddress,
+        tag: &Tag,
+    ) -> Result<Untagged, RegistryError> {
+        on_vendor!(self, vendor => vendor.untag(repository, tag).await)
+    }
+
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepoAddress,
+        digest: &Digest,
+    ) -> Result<Removal, RegistryError> {
+        on_vendor!(self, vendor => vendor.delete_manifest(repository, digest).await)
+    }
 }

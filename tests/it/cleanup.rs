@@ -12,9 +12,9 @@ use dockhand::cleanup::inventory::{self, Inventory, ReadOptions, Resolve, Scope}
 use dockhand::cleanup::plan;
 use dockhand::cleanup::policy::{Policy, PolicyFlags};
 use dockhand::reference::{Digest, RepoAddress};
-use dockhand::registry::Implementation;
 use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST};
-use dockhand::registry::distribution::{BlobSource, Client, ManifestRef};
+use dockhand::registry::distribution::{BlobSource, Client, ClientOptions, ManifestRef};
+use dockhand::registry::{Implementation, Registry as Connected};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
@@ -25,10 +25,20 @@ use crate::support::{Auth, Deletes, Registry, registry};
 
 const DAY: i64 = 24 * 60;
 
-fn client(registry: &Registry) -> Client {
+fn client_options(registry: &Registry) -> ClientOptions {
     let mut options = registry.client_options();
     options.credentials = BTreeMap::from([(registry.registry_host(), registry.credential())]);
-    Client::new(options).expect("client")
+    options
+}
+
+fn client(registry: &Registry) -> Client {
+    Client::new(client_options(registry)).expect("client")
+}
+
+/// `registry` through the registry seam, as the default implementation.
+fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
+    dockhand::registry::connect(Implementation::Default, repo, client_options(registry))
+        .expect("connect")
 }
 
 /// `created` `minutes` ago, as an image config writes it.
@@ -579,14 +589,15 @@ async fn native_api_registries_are_refused_before_any_request() {
 #[tokio::test]
 async fn changes_after_the_plan_are_skipped_not_deleted() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
-    let client = client(&registry);
     let api = registry.repository("acme/api");
+    let connected = connect(&registry, &api);
+    let client = connected.client();
     let old = minutes_ago(10 * DAY);
-    let first = push_image(&client, &api, Some("build-1"), &old).await;
-    push_image(&client, &api, Some("build-2"), &old).await;
-    let third = push_image(&client, &api, Some("build-3"), &old).await;
+    let first = push_image(client, &api, Some("build-1"), &old).await;
+    push_image(client, &api, Some("build-2"), &old).await;
+    let third = push_image(client, &api, Some("build-3"), &old).await;
     let options = ReadOptions { concurrency: 4, resolve: Resolve::Head };
-    let read = inventory::read(&client, &api, &Scope::Image("api".to_owned()), options).await;
+    let read = inventory::read(&connected, &api, &Scope::Image("api".to_owned()), options).await;
     assert!(read.inventory.complete, "{:?}", read.problems);
     let inventory = Inventory { repositories: vec![read.inventory] };
     let flags = PolicyFlags {
@@ -599,12 +610,10 @@ async fn changes_after_the_plan_are_skipped_not_deleted() {
     assert_eq!(planned.deleted.len(), 3);
 
     // meanwhile: build-2 is re-pointed, and a new tag lands on build-3's digest
-    let moved_to = push_image(&client, &api, Some("build-2"), &old).await;
-    tag_existing(&client, &api, "hotfix", &third).await;
+    let moved_to = push_image(client, &api, Some("build-2"), &old).await;
+    tag_existing(client, &api, "hotfix", &third).await;
 
-    let implementation = Implementation::Default;
-    let capabilities = implementation.capabilities(&api);
-    let executor = Executor::new(&client, implementation, &capabilities).unwrap();
+    let executor = Executor::new(&connected);
     let options = ApplyOptions { keep_going: false, deadline: None, progress: None };
     let report = executor.apply(&planned, &inventory, options).await.unwrap();
     let outcomes: BTreeMap<String, String> = planned
@@ -734,21 +743,20 @@ async fn keep_going_reports_every_failure_and_deletes_the_rest() {
 #[tokio::test]
 async fn a_passed_deadline_deletes_nothing_and_leaves_the_rest_for_a_rerun() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
-    let client = client(&registry);
     let api = registry.repository("acme/api");
-    let old = push_image(&client, &api, Some("old"), &minutes_ago(10 * DAY)).await;
-    tag_existing(&client, &api, "sibling", &old).await;
-    push_image(&client, &api, Some("keep"), &minutes_ago(10)).await;
+    let connected = connect(&registry, &api);
+    let client = connected.client();
+    let old = push_image(client, &api, Some("old"), &minutes_ago(10 * DAY)).await;
+    tag_existing(client, &api, "sibling", &old).await;
+    push_image(client, &api, Some("keep"), &minutes_ago(10)).await;
     let options = ReadOptions { concurrency: 4, resolve: Resolve::Get };
-    let read = inventory::read(&client, &api, &Scope::Image("api".to_owned()), options).await;
+    let read = inventory::read(&connected, &api, &Scope::Image("api".to_owned()), options).await;
     let inventory = Inventory { repositories: vec![read.inventory] };
     let flags = PolicyFlags { keep_last: Some(1), ..PolicyFlags::default() };
     let policy = Policy::resolve(None, &flags).unwrap();
     let planned = plan::plan(&inventory, &policy, Timestamp::now());
     assert_eq!(planned.deleted.len(), 2, "{planned:?}");
-    let implementation = Implementation::Default;
-    let executor =
-        Executor::new(&client, implementation, &implementation.capabilities(&api)).unwrap();
+    let executor = Executor::new(&connected);
     let deadline = Some(std::time::Instant::now());
     let report = executor
         .apply(&planned, &inventory, ApplyOptions { keep_going: false, deadline, progress: None })

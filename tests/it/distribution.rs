@@ -9,7 +9,7 @@ use dockhand::registry::distribution::manifest::{
 };
 use dockhand::registry::distribution::{
     Account, BlobSource, BlobTransfer, Client, ClientOptions, Code, Credential, DeleteSupport,
-    DistributionError, ManifestRef, ReferrersSource, RetryPolicy,
+    DistributionError, ManifestRef, ReferrersSource, RetryPolicy, TOMBSTONE_ANNOTATION,
 };
 use dockhand::secret::Secret;
 
@@ -321,6 +321,36 @@ async fn operations_in_every_auth_variant() {
         // every tag deleted: the registry answers `"tags": null`
         assert_eq!(client.list_tags(&repository).await.unwrap(), Vec::<Tag>::new(), "{auth:?}");
     }
+}
+
+/// The throw-away manifest is a valid OCI 1.1 artifact: the image-spec schema accepts it (the
+/// old form, with `layers: []`, it rejects), it names its artifact type and is unique per push.
+#[tokio::test]
+async fn the_throw_away_manifest_follows_the_image_spec() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let repository = registry.repository("dh/tombstone");
+    let first = client.push_empty_manifest(&repository, &tag("v1")).await.unwrap();
+    let raw = peers::skopeo_raw(&registry, "dh/tombstone:v1");
+    assert_eq!(Digest::sha256_of(&raw), first);
+    peers::image_spec_check("image-manifest-schema.json", &raw).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(manifest["artifactType"], "application/vnd.dockhand.tombstone.v1");
+    assert_eq!(manifest["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
+    assert_eq!(manifest["layers"][0], manifest["config"]);
+    assert_eq!(manifest["annotations"][TOMBSTONE_ANNOTATION], "v1");
+    let second = client.push_empty_manifest(&repository, &tag("v1")).await.unwrap();
+    assert_ne!(first, second, "each throw-away manifest is unique");
+
+    let old_form = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": manifest["config"],
+        "layers": [],
+    });
+    let refused =
+        peers::image_spec_check("image-manifest-schema.json", old_form.to_string().as_bytes());
+    assert!(refused.unwrap_err().contains("should be non-empty"));
 }
 
 /// A digest delete removes every tag on that digest: the reason cleanup uses throw-away

@@ -9,6 +9,7 @@ mod cleanup;
 mod distribution;
 mod docs;
 mod help;
+mod layers;
 mod login;
 mod no_project;
 mod packaging;

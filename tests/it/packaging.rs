@@ -80,17 +80,6 @@ fn dockerfile_ships_the_minimal_image_by_default() {
     }
 }
 
-#[test]
-fn dockerignore_lets_in_only_what_cargo_build_needs() {
-    let ignore = std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap();
-    let rules: Vec<&str> =
-        ignore.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect();
-    assert_eq!(
-        rules,
-        ["*", "!Cargo.toml", "!Cargo.lock", "!build.rs", "!.cargo/", "!src/", "!scripts/image.sh"]
-    );
-}
-
 /// The packaging's own scripts (the other scripts are not this module's to gate).
 #[test]
 fn packaging_scripts_pass_shellcheck() {

@@ -1,7 +1,7 @@
 //! Registry authentication: credentials, `WWW-Authenticate` challenges, scopes and tokens.
 //!
 //! Owns [`Credential`] (what the client presents), the challenge parser (Basic and Bearer, with
-//! quoted values that contain commas), [`Scope`], the token request (`GET <realm>?service&scope`
+//! quoted values that contain commas), [`TokenScope`], the token request (`GET <realm>?service&scope`
 //! with Basic credentials, or the `OAuth2` refresh-token `POST` for identity tokens), the token
 //! response, and the token cache keyed by realm, service and sorted scopes. Sends no request
 //! itself (the client in `mod.rs` does, with its retries and concurrency limit) and never
@@ -65,7 +65,7 @@ pub struct BearerChallenge {
     pub realm: String,
     pub service: Option<String>,
     /// The scopes the registry wants, split at spaces.
-    pub scopes: Vec<Scope>,
+    pub scopes: Vec<TokenScope>,
     /// `insufficient_scope`, `invalid_token`, … when the registry says why it refused a token.
     pub error: Option<String>,
 }
@@ -78,9 +78,9 @@ impl BearerChallenge {
 }
 
 /// A token scope, e.g. `repository:dh/app:pull,push`. Scopes from challenges are kept
-/// verbatim; the client builds its own with [`Scope::repository`].
+/// verbatim; the client builds its own with [`TokenScope::repository`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Scope(String);
+pub struct TokenScope(String);
 
 /// What the client needs to do in a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub enum Access {
     Delete,
 }
 
-impl Scope {
+impl TokenScope {
     /// The scope for `access` in the repository at `path`.
     pub fn repository(path: &str, access: Access) -> Self {
         let actions = match access {
@@ -140,7 +140,11 @@ fn to_challenge(raw: &RawChallenge) -> Option<Challenge> {
         let realm = param("realm").filter(|realm| !realm.is_empty())?;
         let scopes = param("scope")
             .map(|scope| {
-                scope.split(' ').filter(|s| !s.is_empty()).map(|s| Scope(s.to_owned())).collect()
+                scope
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| TokenScope(s.to_owned()))
+                    .collect()
             })
             .unwrap_or_default();
         return Some(Challenge::Bearer(BearerChallenge {
@@ -315,7 +319,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<Token, String> {
 pub fn token_url(
     realm: &Url,
     service: Option<&str>,
-    scopes: &[Scope],
+    scopes: &[TokenScope],
     credential: &Credential,
 ) -> Url {
     let mut url = realm.clone();
@@ -340,10 +344,10 @@ pub fn token_url(
 /// The `OAuth2` form for exchanging an identity (refresh) token at the realm.
 pub fn refresh_token_form(
     service: Option<&str>,
-    scopes: &[Scope],
+    scopes: &[TokenScope],
     refresh_token: &Secret,
 ) -> String {
-    let scope = scopes.iter().map(Scope::as_str).collect::<Vec<_>>().join(" ");
+    let scope = scopes.iter().map(TokenScope::as_str).collect::<Vec<_>>().join(" ");
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "refresh_token");
     if let Some(service) = service {
@@ -362,18 +366,18 @@ pub fn refresh_token_form(
 pub struct TokenKey {
     realm: String,
     service: Option<String>,
-    scopes: Vec<Scope>,
+    scopes: Vec<TokenScope>,
 }
 
 impl TokenKey {
-    pub fn new(challenge: &BearerChallenge, scopes: &[Scope]) -> Self {
+    pub fn new(challenge: &BearerChallenge, scopes: &[TokenScope]) -> Self {
         let mut scopes = scopes.to_vec();
         scopes.sort();
         scopes.dedup();
         Self { realm: challenge.realm.clone(), service: challenge.service.clone(), scopes }
     }
 
-    pub fn scopes(&self) -> &[Scope] {
+    pub fn scopes(&self) -> &[TokenScope] {
         &self.scopes
     }
 }
@@ -419,7 +423,7 @@ mod tests {
         Challenge::Bearer(BearerChallenge {
             realm: realm.to_owned(),
             service: service.map(str::to_owned),
-            scopes: scopes.iter().map(|s| Scope((*s).to_owned())).collect(),
+            scopes: scopes.iter().map(|s| TokenScope((*s).to_owned())).collect(),
             error: error.map(str::to_owned),
         })
     }
@@ -522,8 +526,8 @@ mod tests {
             (
                 Some("dh-registry"),
                 vec![
-                    Scope::repository("dh/app", Access::Push),
-                    Scope::repository("dh/b", Access::Pull),
+                    TokenScope::repository("dh/app", Access::Push),
+                    TokenScope::repository("dh/b", Access::Pull),
                 ],
                 &basic,
                 "http://127.0.0.1:9/token?x=1&service=dh-registry&scope=repository%3Adh%2Fapp%3Apull%2Cpush&scope=repository%3Adh%2Fb%3Apull&account=ci+user",
@@ -543,8 +547,8 @@ mod tests {
         let form = refresh_token_form(
             Some("dh-registry"),
             &[
-                Scope::repository("dh/app", Access::Pull),
-                Scope::repository("dh/app", Access::Delete),
+                TokenScope::repository("dh/app", Access::Pull),
+                TokenScope::repository("dh/app", Access::Delete),
             ],
             &Secret::new("r&t"),
         );
@@ -558,8 +562,8 @@ mod tests {
     fn token_keys_ignore_scope_order_and_duplicates() {
         let challenge =
             BearerChallenge { realm: "r".to_owned(), service: None, scopes: vec![], error: None };
-        let a = Scope::repository("a", Access::Pull);
-        let b = Scope::repository("b", Access::Push);
+        let a = TokenScope::repository("a", Access::Pull);
+        let b = TokenScope::repository("b", Access::Push);
         assert_eq!(
             TokenKey::new(&challenge, &[a.clone(), b.clone(), a.clone()]),
             TokenKey::new(&challenge, &[b.clone(), a.clone()])

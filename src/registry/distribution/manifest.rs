@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::reference::Digest;
+use crate::reference::{Digest, Tag};
 
 /// `application/vnd.oci.image.manifest.v1+json`
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -21,6 +21,35 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// `application/vnd.oci.image.config.v1+json`
 pub const OCI_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// The OCI 1.1 empty descriptor's media type, and its content (`{}`).
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const EMPTY_JSON: &[u8] = b"{}";
+/// The `artifactType` of dockhand's throw-away manifests.
+pub const TOMBSTONE_ARTIFACT: &str = "application/vnd.dockhand.tombstone.v1";
+/// The annotation marking dockhand's throw-away manifests (its value: the tag it was pushed to).
+pub const TOMBSTONE_ANNOTATION: &str = "dev.dockhand.tombstone";
+/// The annotation that makes each throw-away manifest unique.
+const TOMBSTONE_NONCE: &str = "dev.dockhand.tombstone.nonce";
+
+/// The bytes of a throw-away manifest for `tag`: an OCI 1.1 artifact whose config and one
+/// layer are the empty descriptor (the blob `empty` names, `{}`), unique through `nonce`.
+pub fn tombstone(empty: &Digest, tag: &Tag, nonce: &str) -> String {
+    let descriptor = serde_json::json!({
+        "mediaType": OCI_EMPTY,
+        "digest": empty,
+        "size": EMPTY_JSON.len(),
+        "data": "e30=",
+    });
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": TOMBSTONE_ARTIFACT,
+        "config": descriptor,
+        "layers": [descriptor],
+        "annotations": { TOMBSTONE_ANNOTATION: tag.as_str(), TOMBSTONE_NONCE: nonce },
+    })
+    .to_string()
+}
 
 /// The `Accept` header for manifest requests: every modern type, so OCI manifests do not 404
 /// and Docker schema 2 is not converted to schema 1 (with another digest).

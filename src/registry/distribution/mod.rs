@@ -25,14 +25,14 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 pub use auth::Credential;
-use auth::{BearerChallenge, Challenge, Scope, Token, TokenCache, TokenKey};
+use auth::{BearerChallenge, Challenge, Token, TokenCache, TokenKey, TokenScope};
 pub use blob::BlobSource;
 use blob::FileBody;
 pub use error::{Account, Code, DistributionError, ErrorEnvelope, Operation};
-pub use manifest::{Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
-pub use operations::{
-    BlobTransfer, DeleteSupport, Referrers, ReferrersSource, TOMBSTONE_ANNOTATION,
+pub use manifest::{
+    Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead, TOMBSTONE_ANNOTATION,
 };
+pub use operations::{BlobTransfer, DeleteSupport, Referrers, ReferrersSource};
 pub use retry::RetryPolicy;
 pub use urls::ManifestRef;
 
@@ -311,7 +311,7 @@ impl Client {
         &self,
         registry: &RegistryHost,
         challenge: &BearerChallenge,
-        scopes: &[Scope],
+        scopes: &[TokenScope],
         credential: &Credential,
     ) -> Result<Token, DistributionError> {
         let token_service = |problem: String| DistributionError::TokenService {
@@ -415,7 +415,7 @@ impl Client {
         registry: &RegistryHost,
         base: &Url,
         credential: &Credential,
-        scopes: &[Scope],
+        scopes: &[TokenScope],
     ) -> Result<Option<(HeaderValue, Option<TokenKey>)>, DistributionError> {
         let missing = || DistributionError::CredentialsMissing { registry: registry.clone() };
         match self.known_challenge(base) {
@@ -459,7 +459,7 @@ impl Client {
         registry: &RegistryHost,
         operation: &Operation,
         outgoing: &Outgoing,
-        scopes: &[Scope],
+        scopes: &[TokenScope],
     ) -> Result<Exchange, DistributionError> {
         let base = self.base(registry);
         if !urls::same_origin(&outgoing.url, &base) {

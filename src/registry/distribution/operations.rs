@@ -11,7 +11,7 @@ use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::auth::{Access, Scope};
+use super::auth::{Access, TokenScope};
 use super::blob::{BlobSource, FileBody, FileProblem};
 use super::error::{Code, DistributionError, Operation};
 use super::manifest::{self, Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
@@ -29,8 +29,6 @@ const MANIFEST_LIMIT: usize = 4 << 20;
 const BLOB_LIMIT: usize = 64 << 20;
 /// Largest tags page accepted.
 const TAGS_PAGE_LIMIT: usize = 32 << 20;
-/// The annotation marking dockhand's throw-away manifests.
-pub const TOMBSTONE_ANNOTATION: &str = "dev.dockhand.tombstone";
 
 /// Whether a registry deletes manifests, as the harmless probe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +134,7 @@ impl Client {
         }
     }
 
-    fn repository_url(&self, repository: &RepoAddress) -> url::Url {
+    fn registry_url(&self, repository: &RepoAddress) -> url::Url {
         self.base(&repository.registry)
     }
 
@@ -146,8 +144,8 @@ impl Client {
     /// (404, `NAME_UNKNOWN`) for an unknown repository.
     pub async fn list_tags(&self, repository: &RepoAddress) -> Result<Vec<Tag>, DistributionError> {
         let operation = Self::operation(&Method::GET, format!("{repository} tags"));
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
-        let mut url = urls::tags(&self.repository_url(repository), repository, Some(TAG_PAGE_SIZE));
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
+        let mut url = urls::tags(&self.registry_url(repository), repository, Some(TAG_PAGE_SIZE));
         let mut seen_pages = HashSet::from([url.to_string()]);
         let mut seen_last = HashSet::new();
         let mut names = Vec::new();
@@ -223,10 +221,10 @@ impl Client {
     ) -> Result<Option<ManifestHead>, DistributionError> {
         let operation =
             Self::operation(&Method::HEAD, urls::display_reference(repository, reference));
-        let url = urls::manifest(&self.repository_url(repository), repository, reference);
+        let url = urls::manifest(&self.registry_url(repository), repository, reference);
         let outgoing = Outgoing::new(Method::HEAD, url)
             .header(header::ACCEPT, header_value(manifest::MANIFEST_ACCEPT));
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if exchange.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -271,11 +269,11 @@ impl Client {
     ) -> Result<Manifest, DistributionError> {
         let operation =
             Self::operation(&Method::GET, urls::display_reference(repository, reference));
-        let url = urls::manifest(&self.repository_url(repository), repository, reference);
+        let url = urls::manifest(&self.registry_url(repository), repository, reference);
         let mut outgoing = Outgoing::new(Method::GET, url)
             .header(header::ACCEPT, header_value(manifest::MANIFEST_ACCEPT));
         outgoing.body_limit = MANIFEST_LIMIT;
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if !exchange.status.is_success() {
             return Err(self.refused(repository, operation, &exchange));
@@ -348,11 +346,11 @@ impl Client {
                 problem: format!("`{media_type}` is not a valid media type"),
             }
         })?;
-        let url = urls::manifest(&self.repository_url(repository), repository, reference);
+        let url = urls::manifest(&self.registry_url(repository), repository, reference);
         let mut outgoing =
             Outgoing::new(Method::PUT, url).header(header::CONTENT_TYPE, content_type);
         outgoing.body = Some(Payload::Bytes(bytes.to_vec()));
-        let scopes = [Scope::repository(&repository.path, Access::Push)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Push)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if !exchange.status.is_success() {
             return Err(self.refused(repository, operation, &exchange));
@@ -378,8 +376,8 @@ impl Client {
         digest: &Digest,
     ) -> Result<bool, DistributionError> {
         let operation = Self::operation(&Method::HEAD, format!("{repository} blob {digest}"));
-        let url = urls::blob(&self.repository_url(repository), repository, digest);
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let url = urls::blob(&self.registry_url(repository), repository, digest);
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self
             .execute(&repository.registry, &operation, &Outgoing::new(Method::HEAD, url), &scopes)
             .await?;
@@ -398,10 +396,10 @@ impl Client {
         digest: &Digest,
     ) -> Result<Vec<u8>, DistributionError> {
         let operation = Self::operation(&Method::GET, format!("{repository} blob {digest}"));
-        let url = urls::blob(&self.repository_url(repository), repository, digest);
+        let url = urls::blob(&self.registry_url(repository), repository, digest);
         let mut outgoing = Outgoing::new(Method::GET, url);
         outgoing.body_limit = BLOB_LIMIT;
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if !exchange.status.is_success() {
             return Err(self.refused(repository, operation, &exchange));
@@ -467,8 +465,8 @@ impl Client {
         repository: &RepoAddress,
     ) -> Result<(url::Url, Exchange), DistributionError> {
         let operation = Self::operation(&Method::POST, format!("{repository} blob upload"));
-        let url = urls::uploads(&self.repository_url(repository), repository);
-        let scopes = [Scope::repository(&repository.path, Access::Push)];
+        let url = urls::uploads(&self.registry_url(repository), repository);
+        let scopes = [TokenScope::repository(&repository.path, Access::Push)];
         let exchange = self
             .execute(
                 &repository.registry,
@@ -545,7 +543,7 @@ impl Client {
         };
         // a session URL is single-use: repeating the PUT could only fail differently
         outgoing.idempotent = false;
-        let scopes = [Scope::repository(&repository.path, Access::Push)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Push)];
         let result = self.execute(&repository.registry, &operation, &outgoing, &scopes).await;
         if let Some((path, file)) = file
             && let Some(problem) = file.take_problem()
@@ -581,10 +579,10 @@ impl Client {
         let digest = blob.digest();
         let operation =
             Self::operation(&Method::POST, format!("{to} blob mount {digest} from {}", from.path));
-        let url = urls::mount(&self.repository_url(to), to, &digest, from);
+        let url = urls::mount(&self.registry_url(to), to, &digest, from);
         let scopes = [
-            Scope::repository(&to.path, Access::Push),
-            Scope::repository(&from.path, Access::Pull),
+            TokenScope::repository(&to.path, Access::Push),
+            TokenScope::repository(&from.path, Access::Pull),
         ];
         let exchange = self
             .execute(&to.registry, &operation, &Outgoing::new(Method::POST, url.clone()), &scopes)
@@ -641,8 +639,8 @@ impl Client {
     ) -> Result<(Operation, Exchange), DistributionError> {
         let operation =
             Self::operation(&Method::DELETE, urls::display_reference(repository, reference));
-        let url = urls::manifest(&self.repository_url(repository), repository, reference);
-        let scopes = [Scope::repository(&repository.path, Access::Delete)];
+        let url = urls::manifest(&self.registry_url(repository), repository, reference);
+        let scopes = [TokenScope::repository(&repository.path, Access::Delete)];
         let exchange = self
             .execute(&repository.registry, &operation, &Outgoing::new(Method::DELETE, url), &scopes)
             .await?;
@@ -704,11 +702,11 @@ impl Client {
     ) -> Result<Referrers, DistributionError> {
         let operation =
             Self::operation(&Method::GET, format!("{repository} referrers of {digest}"));
-        let url = urls::referrers(&self.repository_url(repository), repository, digest);
+        let url = urls::referrers(&self.registry_url(repository), repository, digest);
         let mut outgoing = Outgoing::new(Method::GET, url)
             .header(header::ACCEPT, header_value(manifest::OCI_INDEX));
         outgoing.body_limit = MANIFEST_LIMIT;
-        let scopes = [Scope::repository(&repository.path, Access::Pull)];
+        let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let exchange = self.execute(&repository.registry, &operation, &outgoing, &scopes).await?;
         if exchange.status.is_success() {
             let index = ManifestContent::parse(&exchange.body).map_err(|error| {
@@ -722,16 +720,7 @@ impl Client {
         if exchange.status != StatusCode::NOT_FOUND {
             return Err(self.refused(repository, operation, &exchange));
         }
-        let tag: Tag =
-            format!("{}-{}", digest.as_str().split(':').next().unwrap_or("sha256"), digest.hex())
-                .parse()
-                .map_err(|error: crate::reference::ReferenceError| {
-                    DistributionError::UnexpectedResponse {
-                        operation: operation.clone(),
-                        problem: error.to_string(),
-                    }
-                })?;
-        match self.get_manifest(repository, &ManifestRef::Tag(tag)).await {
+        match self.get_manifest(repository, &ManifestRef::Tag(digest.referrers_tag())).await {
             Ok(index) => Ok(Referrers {
                 descriptors: index.content.manifests,
                 source: ReferrersSource::TagSchema,
@@ -743,37 +732,22 @@ impl Client {
         }
     }
 
-    /// Points `tag` at a new, unique, empty manifest (a fresh config blob and an OCI image
-    /// manifest with `layers: []`) and returns its digest. Deleting that digest then removes
-    /// `tag` and nothing else: the way to delete one tag where the registry has no tag delete.
+    /// Points `tag` at a new, unique throw-away manifest and returns its digest. Deleting that
+    /// digest then removes `tag` and nothing else: the way to delete one tag where the registry
+    /// has no tag delete. The manifest is an OCI 1.1 artifact (`artifactType`
+    /// [`manifest::TOMBSTONE_ARTIFACT`], the empty descriptor as config and as its one layer),
+    /// which the image-spec schema accepts, made unique by its annotations (the tag and a
+    /// nonce).
     pub async fn push_empty_manifest(
         &self,
         repository: &RepoAddress,
         tag: &Tag,
     ) -> Result<Digest, DistributionError> {
+        let empty = BlobSource::Bytes(manifest::EMPTY_JSON.to_vec());
+        let empty_digest = self.upload_blob(repository, &empty).await?;
         let nonce =
             format!("{}-{:016x}", jiff::Timestamp::now().as_nanosecond(), fastrand::u64(..));
-        let config = serde_json::json!({
-            "architecture": "unknown",
-            "os": "unknown",
-            "config": { "Labels": { TOMBSTONE_ANNOTATION: nonce } },
-            "rootfs": { "type": "layers", "diff_ids": [] },
-        })
-        .to_string();
-        let config_digest =
-            self.upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes())).await?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": manifest::OCI_MANIFEST,
-            "config": {
-                "mediaType": manifest::OCI_IMAGE_CONFIG,
-                "digest": config_digest,
-                "size": config.len(),
-            },
-            "layers": [],
-            "annotations": { TOMBSTONE_ANNOTATION: tag.as_str() },
-        })
-        .to_string();
+        let manifest = manifest::tombstone(&empty_digest, tag, &nonce);
         self.put_manifest(
             repository,
             &ManifestRef::Tag(tag.clone()),

@@ -1,5 +1,5 @@
 //! Other clients as oracles and seeders: skopeo reads back what dockhand wrote, buildah builds
-//! and pushes real images (`notes/testing.md` §3 and §4).
+//! and pushes real images (`docs/testing.md` §6).
 //!
 //! buildah keeps its storage under the test's temp dir (`--root`, `--runroot`, vfs driver),
 //! never in the system store. Credentials go through an auth file, never argv.
@@ -35,13 +35,42 @@ pub fn skopeo_tags(registry: &Registry, path: &str) -> Vec<String> {
     super::sorted_strings(&listed["Tags"])
 }
 
+/// The raw manifest skopeo reads for `path:tag` (or `path@digest`).
+pub fn skopeo_raw(registry: &Registry, reference: &str) -> Vec<u8> {
+    skopeo(registry, &["inspect", "--raw", &format!("docker://{}/{reference}", registry.host())])
+}
+
 /// The digest of the raw manifest skopeo reads for `path:tag` (or `path@digest`).
 pub fn skopeo_digest(registry: &Registry, reference: &str) -> Digest {
-    let raw = skopeo(
-        registry,
-        &["inspect", "--raw", &format!("docker://{}/{reference}", registry.host())],
-    );
-    Digest::sha256_of(&raw)
+    Digest::sha256_of(&skopeo_raw(registry, reference))
+}
+
+/// The OCI image-spec JSON schemas, from Debian's `golang-github-opencontainers-image-spec-dev`
+/// (scripts/setup.sh installs it).
+const IMAGE_SPEC_SCHEMAS: &str =
+    "/usr/share/gocode/src/github.com/opencontainers/image-spec/schema";
+
+/// Checks `document` against the image-spec schema `schema` (e.g. `image-manifest-schema.json`)
+/// with check-jsonschema from the repository's `.venv`, resolving the schemas' references
+/// locally. Returns the validator's report when it fails.
+pub fn image_spec_check(schema: &str, document: &[u8]) -> Result<(), String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("document.json");
+    std::fs::write(&file, document).expect("write the document");
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/check-jsonschema");
+    let output = Command::new(&validator)
+        .arg("--base-uri")
+        .arg(format!("file://{IMAGE_SPEC_SCHEMAS}/"))
+        .arg("--schemafile")
+        .arg(Path::new(IMAGE_SPEC_SCHEMAS).join(schema))
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|error| panic!("run {}: {error}", validator.display()));
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
 }
 
 /// `true` if and only if skopeo can read the manifest of `reference`.

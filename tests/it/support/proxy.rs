@@ -1,4 +1,4 @@
-//! A small fault proxy in front of a real registry (`notes/testing.md` §5.3).
+//! A small fault proxy in front of a real registry (`docs/testing.md` §7).
 //!
 //! Forwards every request to the registry unchanged (one request per connection, `Connection:
 //! close`, the client's `Host` kept so `Location` headers point back here), except that it can

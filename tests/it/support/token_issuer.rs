@@ -1,6 +1,6 @@
 //! A distribution token service for tests: the real registry's `auth.token` realm.
 //!
-//! Follows the distribution token authentication spec as `notes/testing.md` §2.2 measured it:
+//! Follows the distribution token authentication spec as `docs/testing.md` §4 records it:
 //! `GET /token?service&scope&account` with optional Basic credentials, and the `OAuth2`
 //! `POST /token` (`grant_type=refresh_token`) for identity tokens. Tokens are ES256 JWTs whose
 //! `x5c` header holds a self-signed certificate, written to disk as the registry's

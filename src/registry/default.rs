@@ -1,0 +1,104 @@
+//! The default implementation of the registry seam: everything through the OCI distribution
+//! API, as the CNCF distribution registry, zot, GCR/Artifact Registry and GitLab's registry
+//! speak it.
+//!
+//! Owns the single-tag removal that registry API offers: the OCI 1.1 tag `DELETE` where the
+//! registry has it; else (distribution 2.8 answers `400 DIGEST_INVALID`) the tag is pointed at
+//! a unique throw-away manifest whose digest the caller deletes afterwards, which removes that
+//! tag and nothing else (docs/registries.md §3). Once a registry has refused one tag delete,
+//! later tags go straight to the throw-away manifest.
+//!
+//! Implementations whose registry API cannot delete a single tag safely and whose native API
+//! this version does not speak yet are served by this file too: they read and push through
+//! the registry API and refuse every delete with [`DeleteRefusal::NativeApi`] before anything
+//! is read.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::distribution::{Client, DeleteSupport, DistributionError};
+use super::{
+    Capabilities, DeleteRefusal, Implementation, RegistryError, Removal, TagDelete, Untagged,
+    Vendor,
+};
+use crate::reference::{Digest, RepoAddress, Tag};
+
+/// A registry reached through the distribution API alone.
+#[derive(Debug)]
+pub struct Distribution {
+    client: Client,
+    implementation: Implementation,
+    capabilities: Capabilities,
+    /// Set once the registry refused an OCI tag delete: later tags use the throw-away manifest.
+    tag_delete_refused: AtomicBool,
+}
+
+impl Distribution {
+    pub fn new(client: Client, implementation: Implementation, capabilities: Capabilities) -> Self {
+        Self { client, implementation, capabilities, tag_delete_refused: AtomicBool::new(false) }
+    }
+}
+
+impl Vendor for Distribution {
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn delete_refusal(&self) -> Option<DeleteRefusal> {
+        match self.capabilities.tag_delete {
+            TagDelete::Distribution => None,
+            TagDelete::NativeApi => {
+                Some(DeleteRefusal::NativeApi { implementation: self.implementation })
+            }
+        }
+    }
+
+    async fn ensure_repository(&self, _repository: &RepoAddress) -> Result<(), RegistryError> {
+        if self.capabilities.create_repository_before_push {
+            log::warn!(
+                "`{}` registries need each repository created before the first push; this version does not create them: create them first",
+                self.implementation
+            );
+        }
+        Ok(())
+    }
+
+    async fn probe_deletes(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<DeleteSupport, RegistryError> {
+        Ok(self.client.probe_deletes(repository).await?)
+    }
+
+    async fn untag(&self, repository: &RepoAddress, tag: &Tag) -> Result<Untagged, RegistryError> {
+        if !self.tag_delete_refused.load(Ordering::Relaxed) {
+            match self.client.delete_tag(repository, tag).await {
+                Ok(()) => return Ok(Untagged::Removed),
+                Err(DistributionError::TagDeleteUnsupported { .. }) => {
+                    self.tag_delete_refused.store(true, Ordering::Relaxed);
+                }
+                Err(error) if error.is_not_found() => return Ok(Untagged::AlreadyGone),
+                Err(source) => return Err(RegistryError::TagDelete(source)),
+            }
+        }
+        match self.client.push_empty_manifest(repository, tag).await {
+            Ok(digest) => Ok(Untagged::Tombstoned(digest)),
+            Err(source) => Err(RegistryError::Tombstone(source)),
+        }
+    }
+
+    async fn delete_manifest(
+        &self,
+        repository: &RepoAddress,
+        digest: &Digest,
+    ) -> Result<Removal, RegistryError> {
+        match self.client.delete_manifest(repository, digest).await {
+            Ok(()) => Ok(Removal::Removed),
+            Err(error) if error.is_not_found() => Ok(Removal::AlreadyGone),
+            Err(source) => Err(RegistryError::Distribution(source)),
+        }
+    }
+}
