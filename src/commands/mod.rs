@@ -135,14 +135,17 @@ fn job_settings(
     Ok((ci, settings))
 }
 
-/// Runs one async command to completion on a single-threaded runtime: registry calls are I/O
-/// bound and concurrency comes from async, not threads.
+/// Runs async work to completion on the process's one single-threaded runtime: registry calls
+/// are I/O bound and concurrency comes from async, not threads. Every call shares that
+/// runtime, so connections a client opened in one call stay usable in the next.
 fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime always builds")
-        .block_on(future)
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime always builds");
+    }
+    RUNTIME.with(|runtime| runtime.block_on(future))
 }
 
 /// A distribution client honouring `--insecure-registry`, with no stored credentials.
@@ -203,5 +206,5 @@ fn connect(
         None => log::debug!("no credentials for `{registry}`: anonymous"),
     }
     let options = client_options(settings, credentials, concurrency);
-    Ok(crate::registry::connect(implementation, repo, options)?)
+    Ok(block_on(crate::registry::connect(implementation, repo, options, env))?)
 }

@@ -15,18 +15,16 @@ pub mod detect;
 pub mod distribution;
 
 use std::collections::BTreeMap;
-
-use jiff::Timestamp;
-
-use crate::exit::{Classify, ExitStatus};
-use crate::reference::{Digest, Tag};
-use distribution::{Client, ClientOptions, DeleteSupport, DistributionError};
-
 use std::fmt;
 use std::str::FromStr;
 
+use jiff::Timestamp;
+
+use crate::env_vars::EnvMap;
+use crate::exit::{Classify, ExitStatus};
 use crate::naming::Mode;
-use crate::reference::RepoAddress;
+use crate::reference::{Digest, RepoAddress, Tag};
+use distribution::{Client, ClientOptions, DeleteSupport, DistributionError};
 
 /// A registry implementation dockhand knows the quirks of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -305,6 +303,40 @@ pub trait Vendor {
         repository: &RepoAddress,
         digest: &Digest,
     ) -> Result<Removal, RegistryError>;
+
+    /// The most tags (or digests) one [`Vendor::untag_many`] (or [`Vendor::delete_manifests`])
+    /// call takes: above 1 where the vendor's API deletes in batches.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// [`Vendor::untag`] for each of at most [`Vendor::batch_limit`] tags, one result per tag
+    /// in the same order. Vendors that batch override it; the default removes them one by one.
+    async fn untag_many(
+        &self,
+        repository: &RepoAddress,
+        tags: &[Tag],
+    ) -> Vec<Result<Untagged, RegistryError>> {
+        let mut results = Vec::with_capacity(tags.len());
+        for tag in tags {
+            results.push(self.untag(repository, tag).await);
+        }
+        results
+    }
+
+    /// [`Vendor::delete_manifest`] for each of at most [`Vendor::batch_limit`] digests, one
+    /// result per digest in the same order.
+    async fn delete_manifests(
+        &self,
+        repository: &RepoAddress,
+        digests: &[Digest],
+    ) -> Vec<Result<Removal, RegistryError>> {
+        let mut results = Vec::with_capacity(digests.len());
+        for digest in digests {
+            results.push(self.delete_manifest(repository, digest).await);
+        }
+        results
+    }
 }
 
 /// A connected registry: one variant per vendor file.
@@ -315,11 +347,17 @@ pub enum Registry {
 
 /// Builds the [`Registry`] for `implementation` at `repo`: the distribution client from
 /// `options` (the credentials the docker config or the CI gave), plus whatever credentials
-/// the vendor's own API needs.
-pub fn connect(
+/// the vendor's own API needs, found in `env` (tokens, API base URL overrides) and minted
+/// here where the vendor mints them.
+#[expect(
+    clippy::unused_async,
+    reason = "vendors that mint credentials await here; the default one does not"
+)]
+pub async fn connect(
     implementation: Implementation,
     repo: &RepoAddress,
     options: ClientOptions,
+    _env: &EnvMap,
 ) -> Result<Registry, RegistryError> {
     let capabilities = implementation.capabilities(repo);
     let client = Client::new(options)?;
@@ -380,5 +418,25 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Removal, RegistryError> {
         on_vendor!(self, vendor => vendor.delete_manifest(repository, digest).await)
+    }
+
+    pub fn batch_limit(&self) -> usize {
+        on_vendor!(self, vendor => vendor.batch_limit().max(1))
+    }
+
+    pub async fn untag_many(
+        &self,
+        repository: &RepoAddress,
+        tags: &[Tag],
+    ) -> Vec<Result<Untagged, RegistryError>> {
+        on_vendor!(self, vendor => vendor.untag_many(repository, tags).await)
+    }
+
+    pub async fn delete_manifests(
+        &self,
+        repository: &RepoAddress,
+        digests: &[Digest],
+    ) -> Vec<Result<Removal, RegistryError>> {
+        on_vendor!(self, vendor => vendor.delete_manifests(repository, digests).await)
     }
 }

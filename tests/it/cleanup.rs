@@ -36,8 +36,10 @@ fn client(registry: &Registry) -> Client {
 }
 
 /// `registry` through the registry seam, as the default implementation.
-fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
-    dockhand::registry::connect(Implementation::Default, repo, client_options(registry))
+async fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
+    let env = dockhand::env_vars::EnvMap::new();
+    dockhand::registry::connect(Implementation::Default, repo, client_options(registry), &env)
+        .await
         .expect("connect")
 }
 
@@ -590,7 +592,7 @@ async fn native_api_registries_are_refused_before_any_request() {
 async fn changes_after_the_plan_are_skipped_not_deleted() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
     let api = registry.repository("acme/api");
-    let connected = connect(&registry, &api);
+    let connected = connect(&registry, &api).await;
     let client = connected.client();
     let old = minutes_ago(10 * DAY);
     let first = push_image(client, &api, Some("build-1"), &old).await;
@@ -744,7 +746,7 @@ async fn keep_going_reports_every_failure_and_deletes_the_rest() {
 async fn a_passed_deadline_deletes_nothing_and_leaves_the_rest_for_a_rerun() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
     let api = registry.repository("acme/api");
-    let connected = connect(&registry, &api);
+    let connected = connect(&registry, &api).await;
     let client = connected.client();
     let old = push_image(client, &api, Some("old"), &minutes_ago(10 * DAY)).await;
     tag_existing(client, &api, "sibling", &old).await;
