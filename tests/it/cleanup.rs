@@ -225,6 +225,15 @@ async fn sibling_tags_on_one_digest_the_kept_one_survives() {
     assert_eq!(keys(&document), ["deleted", "kept"]);
     assert_eq!(tags_of(&document, "deleted"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["build-3", "latest"]);
+    // `build-1` shares its digest with the kept `latest`: the tag alone goes
+    let mut removes: Vec<(&str, &str)> = document["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| (item["tag"].as_str().unwrap(), item["removes"].as_str().unwrap()))
+        .collect();
+    removes.sort_unstable();
+    assert_eq!(removes, [("build-1", "tag"), ("build-2", "manifest")]);
     let item = &document["kept"].as_array().unwrap()[0];
     assert_eq!(keys(item), ["digest", "image", "reason", "repository", "tag"]);
     assert_eq!(item["repository"], format!("{}/acme/api", registry.host()));
@@ -558,7 +567,7 @@ async fn a_dry_run_deletes_nothing() {
     assert_eq!(tags_of(&document, "would_delete"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["latest"]);
     for item in document["would_delete"].as_array().unwrap() {
-        assert_eq!(keys(item), ["digest", "image", "reason", "repository", "tag"]);
+        assert_eq!(keys(item), ["digest", "image", "reason", "removes", "repository", "tag"]);
         assert!(item["reason"].as_str().unwrap().starts_with("deleted: "), "{item}");
     }
 
