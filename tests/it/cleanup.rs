@@ -12,15 +12,15 @@ use dockhand::cleanup::inventory::{self, Inventory, ReadOptions, Resolve, Scope}
 use dockhand::cleanup::plan;
 use dockhand::cleanup::policy::{Policy, PolicyFlags};
 use dockhand::reference::{Digest, RepoAddress};
-use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST};
-use dockhand::registry::distribution::{BlobSource, Client, ClientOptions, ManifestRef};
+use dockhand::registry::distribution::ClientOptions;
 use dockhand::registry::{Implementation, Registry as Connected};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::support::binary::{Run, dockhand};
 use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
 use crate::support::proxy::{Fault, LinkStyle, Proxy};
+use crate::support::seed::{client, minutes_ago, push_image, push_index, tag_existing};
 use crate::support::{Auth, Deletes, Registry, registry};
 
 const DAY: i64 = 24 * 60;
@@ -31,100 +31,12 @@ fn client_options(registry: &Registry) -> ClientOptions {
     options
 }
 
-fn client(registry: &Registry) -> Client {
-    Client::new(client_options(registry)).expect("client")
-}
-
 /// `registry` through the registry seam, as the default implementation.
 async fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
     let env = dockhand::env_vars::EnvMap::new();
     dockhand::registry::connect(Implementation::Default, repo, client_options(registry), &env)
         .await
         .expect("connect")
-}
-
-/// `created` `minutes` ago, as an image config writes it.
-fn minutes_ago(minutes: i64) -> String {
-    (Timestamp::now() - SignedDuration::from_mins(minutes)).to_string()
-}
-
-/// Pushes a small OCI image (no layers, a unique config saying `created`) under `tag`, or
-/// untagged (by digest) when `tag` is `None`. Returns its digest.
-async fn push_image(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: Option<&str>,
-    created: &str,
-) -> Digest {
-    let config = serde_json::json!({
-        "created": created,
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Labels": {"seed": format!("{}-{}", tag.unwrap_or("untagged"), fastrand::u64(..))}},
-        "rootfs": {"type": "layers", "diff_ids": []},
-    })
-    .to_string();
-    let config_digest = client
-        .upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes()))
-        .await
-        .expect("config");
-    let body = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": [],
-    })
-    .to_string();
-    put(client, repository, tag, OCI_MANIFEST, body.as_bytes()).await
-}
-
-async fn put(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: Option<&str>,
-    media_type: &str,
-    body: &[u8],
-) -> Digest {
-    let reference = match tag {
-        Some(tag) => ManifestRef::Tag(tag.parse().expect("tag")),
-        None => ManifestRef::Digest(Digest::sha256_of(body)),
-    };
-    client.put_manifest(repository, &reference, media_type, body).await.expect("put manifest")
-}
-
-/// Points `tag` at the existing manifest `digest`.
-async fn tag_existing(client: &Client, repository: &RepoAddress, tag: &str, digest: &Digest) {
-    let manifest = client
-        .get_manifest(repository, &ManifestRef::Digest(digest.clone()))
-        .await
-        .expect("get manifest");
-    put(client, repository, Some(tag), &manifest.media_type, &manifest.bytes).await;
-}
-
-/// Pushes an OCI index of `children` under `tag`.
-async fn push_index(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: &str,
-    children: &[Digest],
-) -> Digest {
-    let manifests: Vec<Value> = children
-        .iter()
-        .enumerate()
-        .map(|(position, child)| {
-            let architecture = if position == 0 { "amd64" } else { "arm64" };
-            serde_json::json!({
-                "mediaType": OCI_MANIFEST,
-                "digest": child,
-                "size": 1,
-                "platform": {"architecture": architecture, "os": "linux"},
-            })
-        })
-        .collect();
-    let body =
-        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
-            .to_string();
-    put(client, repository, Some(tag), OCI_INDEX, body.as_bytes()).await
 }
 
 /// A project directory with `dockhand.yaml` naming `images`.
