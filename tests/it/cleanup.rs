@@ -446,6 +446,27 @@ async fn a_rerun_finishes_what_a_budget_left_and_removes_a_leftover_throw_away_m
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["keep"]);
 }
 
+/// The largest duration the grammar accepts is beyond any instant: no deadline, no panic.
+#[tokio::test]
+async fn the_largest_max_duration_means_no_deadline() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    push_image(&client, &api, Some("latest"), &minutes_ago(10 * DAY)).await;
+    push_image(&client, &api, Some("build-1"), &minutes_ago(10 * DAY)).await;
+    let dir = project(&["api"]);
+    let run = cleanup(
+        dir.path(),
+        &registry.host(),
+        &["--keep-tag", "latest", "--keep-last", "0", "--keep-within", "0s"]
+            .into_iter()
+            .chain(["--max-duration", "9223372036854775807s"])
+            .collect::<Vec<_>>(),
+    );
+    run.assert_code(0);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["latest"]);
+}
+
 #[tokio::test]
 async fn a_dry_run_deletes_nothing() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
