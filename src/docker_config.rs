@@ -455,6 +455,13 @@ fn run_helper(
             return Ok(None);
         }
         Err(source) => {
+            // a failed helper's stdout may hold the credential: never quote it
+            let source = match source {
+                CommandError::Failed { command, status, stderr, .. } => {
+                    CommandError::Failed { command, status, stdout: String::new(), stderr }
+                }
+                other => other,
+            };
             return Err(DockerConfigError::Helper {
                 helper: helper.to_owned(),
                 server: server.to_owned(),
