@@ -677,6 +677,20 @@ async fn tags_are_paged_through_relative_and_absolute_links() {
     proxy.page_tags(2, LinkStyle::Looping);
     let error = client.list_tags(&repository).await.unwrap_err();
     assert!(matches!(error, DistributionError::PaginationLoop { .. }), "{error:?}");
+
+    // a fresh `last=` on every page, and never a new tag: stopped at the first such page
+    proxy.page_tags(2, LinkStyle::Endless);
+    let before = proxy.log().len();
+    let error = client.list_tags(&repository).await.unwrap_err();
+    assert!(matches!(error, DistributionError::PaginationLoop { .. }), "{error:?}");
+    assert_eq!(proxy.log().len() - before, 2);
+
+    // a next page on another origin is never requested
+    proxy.page_tags(2, LinkStyle::Foreign);
+    let before = proxy.log().len();
+    let error = client.list_tags(&repository).await.unwrap_err();
+    assert!(matches!(error, DistributionError::ForeignPage { .. }), "{error:?}");
+    assert_eq!(proxy.log().len() - before, 1);
 }
 
 #[tokio::test]
