@@ -752,6 +752,7 @@ async fn insufficient_scope_widens_the_token_once() {
             issuer.realm(),
             token_issuer::SERVICE
         )),
+        location: None,
     });
     let before = issuer.requests().len();
     assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["v1"]));
@@ -803,4 +804,35 @@ async fn a_failed_upload_starts_a_new_session() {
     assert_eq!(error.status().map(|status| status.as_u16()), Some(503), "{error:?}");
     assert_eq!(uploads(before), ["POST", "PUT", "POST", "PUT", "POST", "PUT"]);
     assert!(!client.blob_exists(&repository, &other_digest).await.unwrap());
+}
+
+/// A redirect to plain HTTP on a host not named insecure is refused before it is followed;
+/// one to a host named insecure is followed.
+#[tokio::test]
+async fn redirects_to_plain_http_reach_only_hosts_named_insecure() {
+    let (registry, proxy, client, repository) = behind_proxy();
+    push_layered_image(&client, &repository, "v1", "v1").await;
+    let elsewhere = Proxy::start(registry.port());
+    let target = |host: &str| format!("http://{host}/v2/dh/app/tags/list");
+    proxy.inject_matching_times(
+        "GET /v2/dh/app/tags/list",
+        Fault::redirect(&target(&elsewhere.host())),
+        1,
+    );
+    let error = client.list_tags(&repository).await.unwrap_err();
+    assert!(
+        dockhand::exit::causes(&error)
+            .iter()
+            .any(|cause| cause.contains("plain HTTP goes only to hosts named")),
+        "{error:?}"
+    );
+    assert!(elsewhere.log().is_empty(), "{:?}", elsewhere.log());
+
+    // the same redirect back to the proxy itself (named insecure) is followed
+    proxy.inject_matching_times(
+        "GET /v2/dh/app/tags/list",
+        Fault::redirect(&target(&proxy.host())),
+        1,
+    );
+    assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["v1"]));
 }

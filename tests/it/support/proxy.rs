@@ -38,12 +38,24 @@ pub struct Fault {
     pub retry_after: Option<String>,
     /// A `WWW-Authenticate` header to send (for 401 faults).
     pub www_authenticate: Option<String>,
+    /// A `Location` header to send (for redirects).
+    pub location: Option<String>,
 }
 
 impl Fault {
     /// `status` with an optional `Retry-After`.
     pub fn status(status: u16, retry_after: Option<&str>) -> Self {
-        Self { status, retry_after: retry_after.map(str::to_owned), www_authenticate: None }
+        Self {
+            status,
+            retry_after: retry_after.map(str::to_owned),
+            www_authenticate: None,
+            location: None,
+        }
+    }
+
+    /// A `307` redirect to `location`.
+    pub fn redirect(location: &str) -> Self {
+        Self { location: Some(location.to_owned()), ..Self::status(307, None) }
     }
 }
 
@@ -281,6 +293,9 @@ fn handle(
         }
         if let Some(challenge) = &fault.www_authenticate {
             headers.push(format!("WWW-Authenticate: {challenge}"));
+        }
+        if let Some(location) = &fault.location {
+            headers.push(format!("Location: {location}"));
         }
         let code = match fault.status {
             401 => "UNAUTHORIZED",
