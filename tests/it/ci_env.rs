@@ -40,7 +40,7 @@ fn generic_env<'a>(
         ("DOCKHAND_REGISTRY_USERNAME", user.to_owned()),
         ("DOCKHAND_REGISTRY_PASSWORD", password.to_owned()),
         ("DOCKHAND_REPO", format!("{}/acme/app", registry.host())),
-        ("DOCKHAND_INSECURE_REGISTRIES", registry.host()),
+        ("DOCKHAND_INSECURE_REGISTRIES", registry.insecure_hosts()),
     ]
 }
 

@@ -123,7 +123,7 @@ async fn sibling_tags_on_one_digest_the_kept_one_survives() {
     argv.extend(["--keep-within", "2h", "--keep-last", "0"]);
     let run = dockhand(dir.path(), &argv)
         .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
-        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
         .env("DOCKER_CONFIG", &config_dir.display().to_string())
         .run();
     run.assert_code(0).assert_not_printed(registry::PASSWORD);
@@ -262,7 +262,7 @@ async fn monorepo_cleans_each_image_and_leaves_foreign_tags_alone() {
     )
     .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
     .env("DOCKHAND_REPO_MODE", "monorepo")
-    .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+    .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
     .run();
     run.assert_code(0);
     assert_eq!(skopeo_tags(&registry, "acme"), ["api-2", "tools-1", "web-2"]);
