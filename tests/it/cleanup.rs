@@ -752,3 +752,56 @@ async fn a_terminal_gets_a_progress_counter_and_a_pipe_does_not() {
     assert!(screen.contains("\rdeleting: 1/1"), "{screen:?}");
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-3"]);
 }
+
+/// Many manifests sharing one config blob: each gets the config's `created`, however the
+/// reads interleave (a manifest read after its config was could be left without an age).
+#[tokio::test]
+async fn manifests_sharing_a_config_all_get_its_age_on_every_run() {
+    use dockhand::registry::distribution::BlobSource;
+    use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_MANIFEST};
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let api = registry.repository("acme/api");
+    let connected = connect(&registry, &api).await;
+    let client = connected.client();
+    let config = serde_json::json!({
+        "created": minutes_ago(10 * DAY),
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+    })
+    .to_string();
+    let config_digest =
+        client.upload_blob(&api, &BlobSource::Bytes(config.clone().into_bytes())).await.unwrap();
+    for number in 0..40 {
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
+            "layers": [],
+            "annotations": {"build": number.to_string()},
+        })
+        .to_string();
+        crate::support::seed::put(
+            client,
+            &api,
+            Some(&format!("build-{number}")),
+            OCI_MANIFEST,
+            body.as_bytes(),
+        )
+        .await;
+    }
+    for run in 0..10 {
+        let options = ReadOptions { concurrency: 8, resolve: Resolve::Head };
+        let read =
+            inventory::read(&connected, &api, &Scope::Image("api".to_owned()), options).await;
+        assert!(read.inventory.complete, "{:?}", read.problems);
+        let unknown: Vec<String> = read
+            .inventory
+            .tags
+            .iter()
+            .filter(|entry| read.inventory.manifests[&entry.digest].created_at().is_none())
+            .map(|entry| entry.tag.to_string())
+            .collect();
+        assert_eq!(unknown, Vec::<String>::new(), "run {run}");
+    }
+}
