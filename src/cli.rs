@@ -75,6 +75,20 @@ pub struct GlobalArgs {
     )]
     pub insecure_registries: Vec<String>,
 
+    /// Longest wait for a TCP and TLS connection to a registry or API host, e.g. `15s`
+    /// [default: 15s]
+    #[arg(long, global = true, value_name = "DURATION", env = env_vars::DOCKHAND_CONNECT_TIMEOUT)]
+    pub connect_timeout: Option<String>,
+
+    /// Longest wait for more bytes of an answer (a stalled or dripping server) [default: 30s]
+    #[arg(long, global = true, value_name = "DURATION", env = env_vars::DOCKHAND_READ_TIMEOUT)]
+    pub read_timeout: Option<String>,
+
+    /// Longest wait for one whole request, body included; uploads from a file get one second
+    /// more per MiB [default: 2m]
+    #[arg(long, global = true, value_name = "DURATION", env = env_vars::DOCKHAND_REQUEST_TIMEOUT)]
+    pub request_timeout: Option<String>,
+
     /// Output format: `json` prints one JSON document on stdout; logs always go to stderr
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text, env = env_vars::DOCKHAND_OUTPUT)]
     pub output: OutputFormat,

@@ -23,6 +23,12 @@ pub const DOCKHAND_REPO_MODE: &str = "DOCKHAND_REPO_MODE";
 pub const DOCKHAND_DOCKER_CONFIG: &str = "DOCKHAND_DOCKER_CONFIG";
 /// Comma-separated hosts spoken to over plain HTTP, like `--insecure-registry`.
 pub const DOCKHAND_INSECURE_REGISTRIES: &str = "DOCKHAND_INSECURE_REGISTRIES";
+/// Longest wait for a connection, like `--connect-timeout` (e.g. `15s`).
+pub const DOCKHAND_CONNECT_TIMEOUT: &str = "DOCKHAND_CONNECT_TIMEOUT";
+/// Longest wait for more bytes of an answer, like `--read-timeout` (e.g. `30s`).
+pub const DOCKHAND_READ_TIMEOUT: &str = "DOCKHAND_READ_TIMEOUT";
+/// Longest wait for one whole request, like `--request-timeout` (e.g. `2m`).
+pub const DOCKHAND_REQUEST_TIMEOUT: &str = "DOCKHAND_REQUEST_TIMEOUT";
 /// `text` or `json`, like `--output`.
 pub const DOCKHAND_OUTPUT: &str = "DOCKHAND_OUTPUT";
 /// Builder backend, like `--builder` (`build`, `publish` and `run`).

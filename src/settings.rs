@@ -6,17 +6,19 @@
 //! looking at the maps it is handed.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::builder::{self, Backend, BuildError, BuildSpec, Builder, buildah};
 use crate::ci::CiContext;
 use crate::cleanup::CleanupSettings;
-use crate::cleanup::policy::{Policy, PolicyError, PolicyFlags};
+use crate::cleanup::policy::{Policy, PolicyError, PolicyFlags, parse_duration};
 use crate::cli::{CleanupArgs, GlobalArgs, OutputFormat};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::{Mode, NamingError, RequestedMode, UnknownMode};
 use crate::project::{self, ProjectError, ProjectFile};
 use crate::reference::{ReferenceError, RegistryHost, RepoAddress, Tag};
+use crate::registry::distribution::ClientOptions;
 use crate::registry::{Capabilities, Implementation, UnknownImplementation, detect};
 use crate::tags::{TagRuleError, TagRules};
 
@@ -45,6 +47,8 @@ pub enum SettingsError {
         #[source]
         source: UnknownMode,
     },
+    #[error("Invalid {option}: {problem}")]
+    Timeout { option: &'static str, problem: String },
     #[error("No images repo is configured")]
     MissingRepo,
     #[error("Cannot find the home directory for the default docker config `~/.docker`")]
@@ -129,6 +133,49 @@ pub struct GlobalSettings {
     pub output: OutputFormat,
     /// `$CI_REGISTRY` in GitLab CI: its host is GitLab whatever it is called.
     pub gitlab_registry: Option<RegistryHost>,
+    /// Per-request time limits for every registry and API request.
+    pub timeouts: Timeouts,
+}
+
+/// How long one request may take (`--connect-timeout`, `--read-timeout`, `--request-timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let defaults = ClientOptions::default();
+        Self {
+            connect: defaults.connect_timeout,
+            read: defaults.read_timeout,
+            request: defaults.request_timeout,
+        }
+    }
+}
+
+impl Timeouts {
+    fn resolve(args: &GlobalArgs) -> Result<Self, SettingsError> {
+        let defaults = Self::default();
+        let one = |value: Option<&String>, option: &'static str, default: Duration| {
+            let Some(text) = value.filter(|text| !text.is_empty()) else { return Ok(default) };
+            match parse_duration(text) {
+                Ok(duration) if duration.is_zero() => Err(SettingsError::Timeout {
+                    option,
+                    problem: "it must be more than zero".to_owned(),
+                }),
+                Ok(duration) => Ok(duration),
+                Err(error) => Err(SettingsError::Timeout { option, problem: error.to_string() }),
+            }
+        };
+        Ok(Self {
+            connect: one(args.connect_timeout.as_ref(), "--connect-timeout", defaults.connect)?,
+            read: one(args.read_timeout.as_ref(), "--read-timeout", defaults.read)?,
+            request: one(args.request_timeout.as_ref(), "--request-timeout", defaults.request)?,
+        })
+    }
 }
 
 impl GlobalSettings {
@@ -214,6 +261,7 @@ impl GlobalSettings {
             insecure_registries,
             output: args.output,
             gitlab_registry,
+            timeouts: Timeouts::resolve(args)?,
         })
     }
 
