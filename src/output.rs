@@ -77,6 +77,28 @@ impl Output {
         Progress { label: label.to_owned(), total, done: Cell::new(0), draw }
     }
 
+    /// Opens a collapsible log section for a child process's output (a builder's), which
+    /// [`Output::child_line`] then prints. As [`Output::section`], except that in GitHub
+    /// Actions the runner is told to ignore workflow commands until the section closes, so a
+    /// line the child prints (`::add-mask::`, `::error::`…) is shown, never obeyed.
+    pub fn child_section(&self, name: &str, title: &str) -> Section {
+        let mut section = self.section(name, title);
+        if self.github_actions {
+            let token = format!("dockhand-{:016x}", fastrand::u64(..));
+            eprintln!("::stop-commands::{token}");
+            section.resume_token = Some(token);
+        }
+        section
+    }
+
+    /// One line a child process printed, passed to stderr as it comes. `-q` silences it (the
+    /// error report still quotes the last lines of a failed child).
+    pub fn child_line(&self, line: &str) {
+        if log::log_enabled!(log::Level::Info) {
+            eprintln!("{line}");
+        }
+    }
+
     /// Opens a collapsible log section in GitLab CI (a plain heading elsewhere) and returns
     /// a guard that closes it.
     pub fn section(&self, name: &str, title: &str) -> Section {
@@ -93,6 +115,7 @@ impl Output {
             name: name.to_owned(),
             gitlab_ci: self.gitlab_ci,
             github_actions: self.github_actions,
+            resume_token: None,
         }
     }
 
@@ -176,10 +199,15 @@ pub struct Section {
     name: String,
     gitlab_ci: bool,
     github_actions: bool,
+    /// GitHub Actions: the token that turns workflow commands back on.
+    resume_token: Option<String>,
 }
 
 impl Drop for Section {
     fn drop(&mut self) {
+        if let Some(token) = &self.resume_token {
+            eprintln!("::{token}::");
+        }
         if self.gitlab_ci {
             let now = jiff::Timestamp::now().as_second();
             eprintln!("\x1b[0Ksection_end:{now}:{}\r\x1b[0K", self.name);

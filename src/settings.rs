@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::builder::{self, Backend, BuildError, BuildSpec, Builder, buildah};
 use crate::ci::CiContext;
 use crate::cleanup::CleanupSettings;
-use crate::cleanup::policy::{Policy, PolicyError, PolicyFlags};
+use crate::cleanup::policy::{self, DurationError, Policy, PolicyError, PolicyFlags};
 use crate::cli::{CleanupArgs, GlobalArgs, OutputFormat};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
@@ -69,6 +69,15 @@ pub enum SettingsError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error("Invalid build timeout `{value}` from {origin}")]
+    BuildTimeout {
+        value: String,
+        origin: &'static str,
+        #[source]
+        source: DurationError,
+    },
+    #[error("`SOURCE_DATE_EPOCH` is `{0}`, not a number of seconds since 1970-01-01 UTC")]
+    SourceDateEpoch(String),
 }
 
 impl Classify for SettingsError {
@@ -103,6 +112,12 @@ impl Classify for SettingsError {
             Self::Naming(error) => error.hint(),
             Self::Build(error) => error.hint(),
             Self::Policy(error) => error.hint(),
+            Self::BuildTimeout { .. } => Some(
+                "give a duration such as `45m`, `1h30m` or `2h` (units w, d, h, m, s)".into(),
+            ),
+            Self::SourceDateEpoch(_) => Some(
+                "set `SOURCE_DATE_EPOCH` to whole seconds, e.g. `$(git log -1 --format=%ct)`, or unset it to use the commit's time".into(),
+            ),
             Self::Repo { .. } => Some("an images repo looks like `ghcr.io/acme/app` or `localhost:5000/team`".into()),
             _ => None,
         }
@@ -384,17 +399,34 @@ pub struct BuildSettings {
     /// The tag of the local images (`localhost/dockhand/IMAGE:ID`): derived from the commit,
     /// so `build` and a later `publish` in another process agree on it.
     pub build_id: Tag,
+    /// `--build-timeout`/`DOCKHAND_BUILD_TIMEOUT`: how long each image's build may take.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl BuildSettings {
-    /// `builder_flag` (`--builder`/`DOCKHAND_BUILDER`) wins over the file's `builder:`.
+    /// `builder_flag` (`--builder`/`DOCKHAND_BUILDER`) wins over the file's `builder:`;
+    /// `timeout` is `--build-timeout` (or its variable). The images' time
+    /// ([`BuildSpec::source_date_epoch`], and their `created` label) is `SOURCE_DATE_EPOCH`,
+    /// else the commit's time when the CI context knows it, else `now`'s (not reproducible).
     pub fn resolve(
         global: &GlobalSettings,
         builder_flag: Option<&str>,
+        timeout: Option<&str>,
         ci: &CiContext,
         env: &EnvMap,
         now: jiff::Timestamp,
     ) -> Result<Self, SettingsError> {
+        let timeout = timeout
+            .map(|value| {
+                policy::parse_duration(value).map_err(|source| SettingsError::BuildTimeout {
+                    value: value.to_owned(),
+                    origin: "--build-timeout or DOCKHAND_BUILD_TIMEOUT",
+                    source,
+                })
+            })
+            .transpose()?
+            .filter(|timeout| !timeout.is_zero());
+        let epoch = source_date_epoch(env, ci)?;
         let builder: Builder =
             builder_flag.or(global.project.builder.as_deref()).unwrap_or("buildah").parse()?;
         if crate::process::find_program(
@@ -430,7 +462,9 @@ impl BuildSettings {
             spec.build_args.clone_from(&image.build_args);
             spec.target.clone_from(&image.target);
             spec.platforms.clone_from(&image.platforms);
-            spec.labels = builder::image_labels(ci, now, source.as_deref(), &image.labels);
+            spec.labels =
+                builder::image_labels(ci, epoch.unwrap_or(now), source.as_deref(), &image.labels);
+            spec.source_date_epoch = epoch;
             spec.check(builder, env)?;
             specs.push(spec);
         }
@@ -439,7 +473,23 @@ impl BuildSettings {
             .as_deref()
             .and_then(|sha| crate::naming::sanitize_tag(&sha.chars().take(12).collect::<String>()))
             .unwrap_or_else(|| "dev".parse().expect("a valid tag"));
-        Ok(Self { backend, specs, build_id })
+        Ok(Self { backend, specs, build_id, timeout })
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` (whole seconds; empty means unset), else the commit's time.
+fn source_date_epoch(
+    env: &EnvMap,
+    ci: &CiContext,
+) -> Result<Option<jiff::Timestamp>, SettingsError> {
+    match env.get(env_vars::SOURCE_DATE_EPOCH).map(|value| value.trim()).filter(|v| !v.is_empty()) {
+        Some(value) => value
+            .parse::<i64>()
+            .ok()
+            .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
+            .map(Some)
+            .ok_or_else(|| SettingsError::SourceDateEpoch(value.to_owned())),
+        None => Ok(ci.commit_time),
     }
 }
 

@@ -49,6 +49,14 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
         (true, Some(head)) => Some(head.clone()),
         _ => non_empty(env, env_vars::GITHUB_SHA),
     };
+    // push events carry the head commit's time
+    let commit_time = event
+        .as_ref()
+        .and_then(|event| event.get("head_commit"))
+        .filter(|commit| commit.get("id").and_then(Value::as_str) == sha.as_deref())
+        .and_then(|commit| commit.get("timestamp"))
+        .and_then(Value::as_str)
+        .and_then(|text| text.parse::<jiff::Timestamp>().ok());
     let ref_name = if is_pull_request {
         non_empty(env, env_vars::GITHUB_HEAD_REF)
     } else {
@@ -104,6 +112,7 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
         default_branch,
         job_id: non_empty(env, env_vars::GITHUB_JOB),
         pipeline_id: non_empty(env, env_vars::GITHUB_RUN_ID),
+        commit_time,
     })
 }
 

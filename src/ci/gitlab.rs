@@ -63,6 +63,16 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
     let source_sha = non_empty(env, env_vars::CI_MERGE_REQUEST_SOURCE_BRANCH_SHA);
     let sha = source_sha.clone().or_else(|| non_empty(env, env_vars::CI_COMMIT_SHA));
     let pr_head_sha = if pr_number.is_some() { sha.clone() } else { None };
+    // the timestamp is `CI_COMMIT_SHA`'s: of no use when the build is of another commit
+    let commit_time = non_empty(env, env_vars::CI_COMMIT_TIMESTAMP)
+        .filter(|_| sha == non_empty(env, env_vars::CI_COMMIT_SHA))
+        .and_then(|text| match text.parse::<jiff::Timestamp>() {
+            Ok(time) => Some(time),
+            Err(error) => {
+                log::warn!("`{}` is not a timestamp ({error})", env_vars::CI_COMMIT_TIMESTAMP);
+                None
+            }
+        });
 
     Ok(CiContext {
         provider: Provider::Gitlab,
@@ -78,6 +88,7 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
         default_branch: non_empty(env, env_vars::CI_DEFAULT_BRANCH),
         job_id: non_empty(env, env_vars::CI_JOB_ID),
         pipeline_id: non_empty(env, env_vars::CI_PIPELINE_ID),
+        commit_time,
     })
 }
 
