@@ -397,6 +397,18 @@ pub async fn build(
     let builder = backend.builder();
     spec.check(builder, env)?;
     let mut child_env = env.clone();
+    // the tool's own temporary files (buildah leaves `buildahNNN` directories behind, and a
+    // stopped build more) go into a directory of this build, removed when it ends either way;
+    // without `TMPDIR` it is in `/var/tmp`, where buildah puts them (`/tmp` may be small)
+    let tool_temp = env
+        .get(env_vars::TMPDIR)
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+    let scratch = tempfile::Builder::new()
+        .prefix("dockhand-build-")
+        .tempdir_in(tool_temp)
+        .map_err(BuildError::TempDir)?;
+    child_env.insert(env_vars::TMPDIR.to_owned(), scratch.path().display().to_string());
     // plain HTTP to the registries named insecure, and to no other: kept until the tool exits
     let insecure = match backend {
         Backend::Buildah(options) => options.insecure_registries.as_slice(),
@@ -484,18 +496,21 @@ fn registries_conf_file(
     env: &EnvMap,
 ) -> Result<tempfile::NamedTempFile, BuildError> {
     use std::io::Write as _;
-    let dir = env
-        .get(env_vars::TMPDIR)
-        .filter(|dir| !dir.is_empty())
-        .map_or_else(std::env::temp_dir, PathBuf::from);
     let mut file = tempfile::Builder::new()
         .prefix("dockhand-registries-")
         .suffix(".conf")
-        .tempfile_in(dir)
+        .tempfile_in(temp_root(env))
         .map_err(BuildError::TempDir)?;
     file.write_all(buildah::registries_conf(insecure).as_bytes()).map_err(BuildError::TempDir)?;
     log::debug!("plain HTTP for base images from {insecure:?} only: {}", file.path().display());
     Ok(file)
+}
+
+/// `TMPDIR` of `env`, else the system's temporary directory.
+fn temp_root(env: &EnvMap) -> PathBuf {
+    env.get(env_vars::TMPDIR)
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(std::env::temp_dir, PathBuf::from)
 }
 
 /// The labels of the image `reference` in `backend`'s storage (`buildah inspect --type image`
