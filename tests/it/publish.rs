@@ -10,6 +10,7 @@ use dockhand::registry::distribution::Client;
 
 use crate::support::binary::{Dockhand, Run, dockhand};
 use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
+use crate::support::proxy::Proxy;
 use crate::support::registry::{PASSWORD, USER};
 use crate::support::{Auth, Deletes, Registry};
 
@@ -702,4 +703,116 @@ fn a_layer_that_does_not_match_its_digest_is_a_layout_error() {
         .unwrap();
     assert!(!exists, "the registry committed the wrong layer");
     assert!(!skopeo_resolves(&registry, "acme/app/big:main"));
+}
+
+/// Makes `project` a git checkout of one commit with fixed names and dates, so that two
+/// projects with the same files have the same commit; returns its SHA.
+fn commit_fixed(project: &Project, date: &str) -> String {
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .current_dir(project.path())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "api", "web", "dockhand.yaml"]);
+    git(&["commit", "-q", "-m", "release"]);
+    git(&["rev-parse", "HEAD"])
+}
+
+#[test]
+fn a_rebuild_of_the_same_commit_gives_the_same_digest_and_its_publish_uploads_nothing() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let yaml = "tags: [\"{sha}\", \"{branch}\"]\n";
+    // two runners with fresh storage, each with a checkout of the same commit
+    let (first, second) = (Project::new(yaml), Project::new(yaml));
+    let date = "2024-06-01T12:00:00+00:00";
+    let sha = commit_fixed(&first, date);
+    assert_eq!(commit_fixed(&second, date), sha);
+    let through_proxy = |project: &Project, args: &[&str]| {
+        project
+            .dockhand(&registry, args)
+            .env("DOCKHAND_REGISTRY", &proxy.host())
+            .env("DOCKHAND_REPO", &format!("{}/acme/app", proxy.host()))
+            .env("DOCKHAND_INSECURE_REGISTRIES", &proxy.host())
+            .env("DOCKHAND_SHA", &sha)
+            .run()
+    };
+    let publish = ["publish", "--output", "json"];
+    through_proxy(&first, &["build"]).assert_code(0);
+    let before = through_proxy(&first, &publish);
+    before.assert_code(0).assert_not_printed(PASSWORD);
+    let first_requests = proxy.log();
+    let manifest_puts = first_requests
+        .iter()
+        .filter(|line| line.starts_with("PUT ") && line.contains("/manifests/"));
+    assert_eq!(manifest_puts.count(), 4, "the first publish pushes every tag: {first_requests:?}");
+    let built = through_proxy(&second, &["build"]);
+    built.assert_code(0);
+    assert!(built.stderr.contains("SOURCE_DATE_EPOCH=1717243200"), "{}", built.stderr);
+    let sent_before = proxy.log().len();
+    let again = through_proxy(&second, &publish);
+    again.assert_code(0).assert_not_printed(PASSWORD);
+    let requests: Vec<String> = proxy.log()[sent_before..].to_vec();
+
+    // one digest per image, whichever runner built it
+    let (before, after) = (pushed(&before), pushed(&again));
+    assert_eq!(before.len(), 4, "two images × two tags");
+    let sorted = |mut list: Vec<(String, String, String)>| {
+        list.sort();
+        list
+    };
+    assert_eq!(sorted(before), sorted(after.clone()));
+    // the second publish sent no blob and no manifest, and said so
+    let writes: Vec<&String> = requests
+        .iter()
+        .filter(|line| !line.starts_with("GET ") && !line.starts_with("HEAD "))
+        .collect();
+    assert!(writes.is_empty(), "requests that upload: {writes:?}");
+    let json: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert!(json["pushed"].as_array().unwrap().iter().all(|item| item["unchanged"] == true));
+    assert_eq!(again.stderr.matches(": nothing sent").count(), 4, "{}", again.stderr);
+    // the figure in docs/benchmarks.md: per tag one manifest HEAD; the first request of each
+    // repository is answered 401 (the client learns the realm) and repeated with credentials
+    let mut want: Vec<String> = Vec::new();
+    for image in ["api", "web"] {
+        for tag in [sha.as_str(), "main"] {
+            want.push(format!("HEAD /v2/acme/app/{image}/manifests/{tag}"));
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = requests.iter().collect();
+    assert_eq!(distinct.into_iter().cloned().collect::<Vec<_>>(), want, "{requests:?}");
+    assert!(requests.len() <= 8, "{} requests: {requests:?}", requests.len());
+
+    // the image's time is the commit's: in the config and in the label, the same
+    let auth_file = registry.auth_file();
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--authfile"])
+        .arg(&auth_file)
+        .arg(format!("docker://{}/acme/app/api:main", registry.host()))
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    let inspect: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(inspect["Created"], "2024-06-01T12:00:00Z");
+    assert_eq!(inspect["Labels"]["org.opencontainers.image.created"], "2024-06-01T12:00:00Z");
+    assert_eq!(inspect["Labels"]["org.opencontainers.image.revision"], sha.as_str());
 }
