@@ -90,7 +90,8 @@ pub const CONTAINERS_REGISTRIES_CONF: &str = "CONTAINERS_REGISTRIES_CONF";
 pub const HOME: &str = "HOME";
 /// Executable search path, used to find credential helpers and builders.
 pub const PATH: &str = "PATH";
-/// Temp directory for the job's docker config outside GitHub Actions.
+/// Temp directory for the job's docker config outside GitHub Actions, and for each build's
+/// temporary files (`dockhand-build-*`, removed when the build ends; `/var/tmp` when unset).
 pub const TMPDIR: &str = "TMPDIR";
 /// Log filter for env_logger.
 pub const RUST_LOG: &str = "RUST_LOG";
