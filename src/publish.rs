@@ -5,7 +5,8 @@
 //! from a repository of the same registry that already has it), child manifests of an index go
 //! by digest, and every tag is one manifest PUT of the same bytes, so all tags of an image
 //! share one digest. A tag that already names the image's digest (a reproducible rebuild of
-//! the same commit) is left alone: its manifest is resolved with a HEAD first, and when every
+//! the same commit) is left alone: the repository's tags are listed and each existing one
+//! resolved with a HEAD first, and when every
 //! tag of a repository is current nothing is uploaded there at all. Manifests are read into memory (they are small and their bytes are
 //! sent); config and layer blobs are streamed from their files and checked against their
 //! digests on the way, never read whole. Must never delete anything.
@@ -314,8 +315,8 @@ pub async fn ensure_repositories(
 }
 
 /// Pushes `layout` to every target (all of one image): blobs once per repository, then one
-/// manifest PUT per tag, for the tags that do not already name the layout's digest (a HEAD
-/// per tag says; a tag the HEAD cannot resolve is pushed). Returns every target, those left
+/// manifest PUT per tag, for the tags that do not already name the layout's digest (the tag
+/// list and a HEAD per existing tag say; a tag they cannot resolve is pushed). Returns every target, those left
 /// alone marked `unchanged`; each push is logged as it completes, so a failure part-way leaves
 /// a record of what is already in the registry.
 pub async fn push_layout(
@@ -403,16 +404,29 @@ pub async fn push_layout(
 }
 
 /// Splits `targets` (all in `repository`) into the tags that already name the layout's digest
-/// and the rest, with one manifest HEAD per tag. A HEAD that fails counts the tag as not
-/// current: the push that follows reports what is wrong.
+/// and the rest: one tag list (a repository that does not exist has none), then one manifest
+/// HEAD per tag that exists. A read that fails counts the tag as not current: the push that
+/// follows reports what is wrong.
 async fn current_tags<'t>(
     client: &Client,
     layout: &Layout,
     repository: &RepoAddress,
     targets: Vec<&'t Target>,
 ) -> (Vec<&'t Target>, Vec<&'t Target>) {
+    let existing: Option<BTreeSet<Tag>> = match client.list_tags(repository).await {
+        Ok(tags) => Some(tags.into_iter().collect()),
+        Err(error) if error.is_not_found() => Some(BTreeSet::new()),
+        Err(error) => {
+            log::debug!("cannot list the tags of {repository} before the push: {error}");
+            None
+        }
+    };
+    let existing = &existing;
     let heads = targets.iter().map(|target| async move {
         let tag = target.reference.tag.clone().expect("targets are tagged");
+        if existing.as_ref().is_some_and(|existing| !existing.contains(&tag)) {
+            return false;
+        }
         match client.head_manifest(repository, &ManifestRef::Tag(tag)).await {
             Ok(head) => head.is_some_and(|head| head.digest == layout.top.digest),
             Err(error) => {
