@@ -416,16 +416,7 @@ impl BuildSettings {
         env: &EnvMap,
         now: jiff::Timestamp,
     ) -> Result<Self, SettingsError> {
-        let timeout = timeout
-            .map(|value| {
-                policy::parse_duration(value).map_err(|source| SettingsError::BuildTimeout {
-                    value: value.to_owned(),
-                    origin: "--build-timeout or DOCKHAND_BUILD_TIMEOUT",
-                    source,
-                })
-            })
-            .transpose()?
-            .filter(|timeout| !timeout.is_zero());
+        let timeout = build_timeout(timeout)?;
         let epoch = source_date_epoch(env, ci)?;
         let builder: Builder =
             builder_flag.or(global.project.builder.as_deref()).unwrap_or("buildah").parse()?;
@@ -475,6 +466,17 @@ impl BuildSettings {
             .unwrap_or_else(|| "dev".parse().expect("a valid tag"));
         Ok(Self { backend, specs, build_id, timeout })
     }
+}
+
+/// `--build-timeout`: a duration, where `0s` (like none) means no limit.
+fn build_timeout(value: Option<&str>) -> Result<Option<std::time::Duration>, SettingsError> {
+    let Some(value) = value else { return Ok(None) };
+    let timeout = policy::parse_duration(value).map_err(|source| SettingsError::BuildTimeout {
+        value: value.to_owned(),
+        origin: "--build-timeout or DOCKHAND_BUILD_TIMEOUT",
+        source,
+    })?;
+    Ok(Some(timeout).filter(|timeout| !timeout.is_zero()))
 }
 
 /// `SOURCE_DATE_EPOCH` (whole seconds; empty means unset), else the commit's time.
@@ -584,6 +586,54 @@ mod tests {
         let cli = Cli::try_parse_from(full).unwrap();
         let env: EnvMap = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         GlobalSettings::resolve(&cli.global, &env, Path::new("/nonexistent-workdir"), ci)
+    }
+
+    #[test]
+    fn source_date_epoch_then_the_commit_time() {
+        let commit: jiff::Timestamp = "2024-06-01T12:00:00Z".parse().unwrap();
+        let ci = CiContext {
+            commit_time: Some(commit),
+            ..CiContext::empty(crate::ci::Provider::Generic)
+        };
+        let epoch = |value: Option<&str>, ci: &CiContext| {
+            let env: EnvMap = value
+                .map(|value| ("SOURCE_DATE_EPOCH".to_owned(), value.to_owned()))
+                .into_iter()
+                .collect();
+            source_date_epoch(&env, ci)
+        };
+        assert_eq!(epoch(None, &ci).unwrap(), Some(commit));
+        assert_eq!(epoch(Some(""), &ci).unwrap(), Some(commit), "empty is unset");
+        assert_eq!(epoch(Some("0"), &ci).unwrap(), Some(jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(epoch(Some(" 1700000000\n"), &ci).unwrap().unwrap().as_second(), 1_700_000_000);
+        let none = CiContext::empty(crate::ci::Provider::Generic);
+        assert_eq!(epoch(None, &none).unwrap(), None);
+        for bad in ["yesterday", "1.5", "99999999999999999999"] {
+            let error = epoch(Some(bad), &ci).unwrap_err();
+            assert!(matches!(&error, SettingsError::SourceDateEpoch(value) if value == bad));
+            assert_eq!(error.exit_status(), ExitStatus::Usage);
+            assert!(error.hint().unwrap().contains("SOURCE_DATE_EPOCH"));
+        }
+    }
+
+    #[test]
+    fn build_timeouts() {
+        assert_eq!(build_timeout(None).unwrap(), None);
+        assert_eq!(build_timeout(Some("0s")).unwrap(), None, "0s is no limit");
+        assert_eq!(
+            build_timeout(Some("1h30m")).unwrap(),
+            Some(std::time::Duration::from_secs(5400))
+        );
+        let error = build_timeout(Some("10")).unwrap_err();
+        assert!(
+            matches!(&error, SettingsError::BuildTimeout { value, .. } if value == "10"),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "Invalid build timeout `10` from --build-timeout or DOCKHAND_BUILD_TIMEOUT"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
     }
 
     #[test]

@@ -327,6 +327,27 @@ mod tests {
     }
 
     #[test]
+    fn a_push_event_gives_the_head_commits_time() {
+        let dir = tempfile::tempdir().unwrap();
+        // the `push` payload's `head_commit` (docs.github.com, "Webhook events and payloads")
+        let event = dir.path().join("push.json");
+        std::fs::write(
+            &event,
+            format!(
+                r#"{{"ref":"refs/heads/main","head_commit":{{"id":"{PUSHED}","timestamp":"2024-06-01T14:00:00+02:00"}}}}"#
+            ),
+        )
+        .unwrap();
+        let push = |sha: &str| {
+            let env = with(base_env(&event), &[("GITHUB_EVENT_NAME", "push"), ("GITHUB_SHA", sha)]);
+            context(&env).unwrap().commit_time
+        };
+        assert_eq!(push(PUSHED), Some("2024-06-01T12:00:00Z".parse().unwrap()));
+        // the payload's commit is not the one built: its time says nothing
+        assert_eq!(push("0000000000000000000000000000000000000000"), None);
+    }
+
+    #[test]
     fn pull_request_events() {
         let dir = tempfile::tempdir().unwrap();
         let (_, pr_event) = event_files(dir.path());

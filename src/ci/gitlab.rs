@@ -146,6 +146,24 @@ mod tests {
     }
 
     #[test]
+    fn the_commit_timestamp_is_used_for_its_own_commit_only() {
+        let time = |pairs: &[(&str, &str)]| context(&env(pairs)).unwrap().commit_time;
+        let want: jiff::Timestamp = "2022-01-31T16:47:55Z".parse().unwrap();
+        assert_eq!(time(&[("CI_COMMIT_TIMESTAMP", "2022-01-31T16:47:55+00:00")]), Some(want));
+        assert_eq!(time(&[("CI_COMMIT_TIMESTAMP", "2022-01-31T17:47:55+01:00")]), Some(want));
+        // merged results: the build is of the source branch head, whose time GitLab does not give
+        let merged = [
+            ("CI_COMMIT_TIMESTAMP", "2022-01-31T16:47:55Z"),
+            ("CI_COMMIT_SHA", MERGE),
+            ("CI_MERGE_REQUEST_IID", "7"),
+            ("CI_MERGE_REQUEST_SOURCE_BRANCH_SHA", SHA),
+        ];
+        assert_eq!(time(&merged), None);
+        assert_eq!(time(&[("CI_COMMIT_TIMESTAMP", "yesterday")]), None);
+        assert_eq!(time(&[]), None);
+    }
+
+    #[test]
     fn branch_tag_and_merge_request_pipelines() {
         for (name, env, want) in [
             (

@@ -297,7 +297,7 @@ fn github_outputs_and_step_summary() {
     let project = Project::new("");
     let outputs = project.path().join("github-output");
     let summary = project.path().join("step-summary");
-    project
+    let run = project
         .dockhand(&registry, &["run"])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_SHA", SHA)
@@ -305,8 +305,23 @@ fn github_outputs_and_step_summary() {
         .env("GITHUB_REF_TYPE", "branch")
         .env("GITHUB_OUTPUT", &outputs.display().to_string())
         .env("GITHUB_STEP_SUMMARY", &summary.display().to_string())
-        .run()
-        .assert_code(0);
+        .run();
+    run.assert_code(0);
+    // each image's build output is a group of its own, in which the runner obeys no workflow
+    // command the builder might print until the same token resumes them
+    for image in ["api", "web"] {
+        let (_, rest) = run
+            .stderr
+            .split_once(&format!("::group::dockhand: build {image}\n"))
+            .unwrap_or_else(|| panic!("no group for {image}:\n{}", run.stderr));
+        let (first, rest) = rest.split_once('\n').unwrap();
+        let token = first.strip_prefix("::stop-commands::").expect("commands stopped first");
+        assert!(token.len() > 16, "{token}");
+        let (inside, after) = rest.split_once(&format!("::{token}::\n")).expect("resumed");
+        assert!(inside.contains("COMMIT localhost/dockhand/"), "{inside}");
+        assert!(!inside.contains("::group::"), "groups do not nest: {inside}");
+        assert!(after.starts_with("::endgroup::\n"), "{after}");
+    }
     let outputs = std::fs::read_to_string(outputs).unwrap();
     assert!(
         outputs.contains(&format!(
@@ -804,6 +819,28 @@ fn a_rebuild_of_the_same_commit_gives_the_same_digest_and_its_publish_uploads_no
     let distinct: std::collections::BTreeSet<&String> = requests.iter().collect();
     assert_eq!(distinct.into_iter().cloned().collect::<Vec<_>>(), want, "{requests:?}");
     assert_eq!(requests.len(), 7, "the one 401 is the first tag list's: {requests:?}");
+
+    // with one new tag beside a current one, only the new tag's manifest is sent
+    let sent_before = proxy.log().len();
+    let partly = through_proxy(
+        &second,
+        &["publish", "--output", "json", "--tag", "{branch}", "--tag", "extra"],
+    );
+    partly.assert_code(0);
+    let requests = proxy.log()[sent_before..].to_vec();
+    let mut puts: Vec<&String> = requests.iter().filter(|line| line.starts_with("PUT ")).collect();
+    puts.sort();
+    assert_eq!(
+        puts,
+        ["PUT /v2/acme/app/api/manifests/extra", "PUT /v2/acme/app/web/manifests/extra"],
+        "{requests:?}"
+    );
+    assert!(!requests.iter().any(|line| line.starts_with("POST ")), "no blob upload: {requests:?}");
+    let json: serde_json::Value = serde_json::from_str(&partly.stdout).unwrap();
+    for item in json["pushed"].as_array().unwrap() {
+        let extra = item["reference"].as_str().unwrap().ends_with(":extra");
+        assert_eq!(item.get("unchanged").is_some(), !extra, "{item}");
+    }
 
     // the image's time is the commit's: in the config and in the label, the same
     let auth_file = registry.auth_file();
