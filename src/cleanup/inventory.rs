@@ -385,7 +385,7 @@ impl<'a> Reader<'a> {
                 self.missing.insert(digest, error);
             }
             Done::Config(config, Ok(image_config)) => {
-                self.config_read(config, image_config.created)
+                self.config_read(config, image_config.created);
             }
             // a missing config leaves the age unknown, which keeps the image
             Done::Config(config, Err(error)) if error.is_not_found() => {
