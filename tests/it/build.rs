@@ -20,6 +20,7 @@ use dockhand::process::CommandError;
 use dockhand::reference::{Digest, ImageRef};
 use serde_json::Value;
 
+use crate::support::peers::{self, commit_busybox_base};
 use crate::support::registry::{Auth, Deletes, Registry};
 
 const SHA: &str = "ffac537e6cbbf934b08745a378932722df287a53";
@@ -69,23 +70,18 @@ impl Storage {
     /// `buildah <storage> args…` run directly, as a peer client reading what dockhand built.
     fn buildah(&self, args: &[&str]) -> String {
         let options = self.options();
-        let output = Command::new("buildah")
-            .arg("--root")
-            .arg(options.root.unwrap())
-            .arg("--runroot")
-            .arg(options.runroot.unwrap())
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .env_clear()
-            .envs(self.env())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "buildah {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let stdout = peers::run(
+            Command::new("buildah")
+                .arg("--root")
+                .arg(options.root.unwrap())
+                .arg("--runroot")
+                .arg(options.runroot.unwrap())
+                .args(["--storage-driver", "vfs"])
+                .args(args)
+                .env_clear()
+                .envs(self.env()),
         );
-        String::from_utf8(output.stdout).unwrap()
+        String::from_utf8(stdout).unwrap()
     }
 }
 
@@ -216,23 +212,7 @@ fn several_platforms_build_a_manifest_list_exported_as_an_index() {
 fn build_secrets_reach_run_steps_by_env_and_by_file() {
     let storage = Storage::new();
     // a busybox base image, so that the Containerfile can have a RUN step
-    let container = storage.buildah(&["from", "scratch"]);
-    let container = container.trim();
-    storage.buildah(&["copy", container, "/bin/busybox", "/bin/busybox"]);
-    storage.buildah(&[
-        "run",
-        "--isolation",
-        "chroot",
-        container,
-        "--",
-        "/bin/busybox",
-        "--install",
-        "-s",
-        "/bin",
-    ]);
-    storage.buildah(&["config", "--env", "PATH=/bin", container]);
-    storage.buildah(&["commit", "-q", container, "localhost/dh/busybox:base"]);
-    storage.buildah(&["rm", container]);
+    commit_busybox_base(|args| storage.buildah(args));
 
     let context = storage.context(&[(
         "Containerfile",

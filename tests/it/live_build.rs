@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::binary::dockhand;
+use crate::support::peers::{commit_busybox_base, run, write_storage_conf};
 
 const SHA: &str = "5d2c6b0f1e9a8d7c6b5a4f3e2d1c0b9a8f7e6d5c";
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -36,35 +37,10 @@ impl Project {
             "images:\n  - name: api\n    context: api\n",
         )
         .unwrap();
-        let storage = dir.path().join("storage");
-        std::fs::write(
-            dir.path().join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}/root\"\nrunroot = \"{}/run\"\n",
-                storage.display(),
-                storage.display()
-            ),
-        )
-        .unwrap();
+        write_storage_conf(dir.path());
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
         let project = Self { dir };
-        let container = project.buildah(&["from", "scratch"]);
-        let container = container.trim();
-        project.buildah(&["copy", container, "/bin/busybox", "/bin/busybox"]);
-        project.buildah(&[
-            "run",
-            "--isolation",
-            "chroot",
-            container,
-            "--",
-            "/bin/busybox",
-            "--install",
-            "-s",
-            "/bin",
-        ]);
-        project.buildah(&["config", "--env", "PATH=/bin", container]);
-        project.buildah(&["commit", "-q", container, "localhost/dh/busybox:base"]);
-        project.buildah(&["rm", container]);
+        commit_busybox_base(|args| project.buildah(args));
         project
     }
 
@@ -78,21 +54,14 @@ impl Project {
     }
 
     fn buildah(&self, args: &[&str]) -> String {
-        let output = Command::new("buildah")
+        let stdout = run(Command::new("buildah")
             .args(args)
             .env_clear()
             .env("PATH", SYSTEM_PATH)
             .env("HOME", self.path())
             .env("CONTAINERS_STORAGE_CONF", self.path().join("storage.conf"))
-            .env("STORAGE_DRIVER", "vfs")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "buildah {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+            .env("STORAGE_DRIVER", "vfs"));
+        String::from_utf8(stdout).unwrap()
     }
 
     /// `dockhand ARGS` on a GitLab runner (so build output goes into collapsible sections),

@@ -9,7 +9,7 @@ use dockhand::reference::Digest;
 use dockhand::registry::distribution::Client;
 
 use crate::support::binary::{Dockhand, Run, dockhand};
-use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
+use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags, write_storage_conf};
 use crate::support::proxy::Proxy;
 use crate::support::registry::{PASSWORD, USER};
 use crate::support::{Auth, Deletes, Registry};
@@ -40,16 +40,7 @@ impl Project {
             format!("images:\n  - name: api\n    context: api\n  - name: web\n    context: web\n{yaml_extra}"),
         )
         .unwrap();
-        let storage = dir.path().join("storage");
-        std::fs::write(
-            dir.path().join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}/root\"\nrunroot = \"{}/run\"\n",
-                storage.display(),
-                storage.display()
-            ),
-        )
-        .unwrap();
+        write_storage_conf(dir.path());
         Self { dir }
     }
 
