@@ -415,10 +415,14 @@ fn docker_builder_runs_tag_and_push_through_the_cli() {
     let bin = project.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let log = project.path().join("docker-argv.log");
+    let epoch = project.path().join("docker-epoch");
     let script = format!(
-        "#!/bin/sh\necho \"$*\" >> {log}\nif [ \"$1\" = push ]; then echo \"main: digest: sha256:{} size: 528\"; fi\n",
+        "#!/bin/sh\necho \"$*\" >> {log}\n\
+         if [ \"$1\" = build ]; then printf %s \"$SOURCE_DATE_EPOCH\" > {epoch}; fi\n\
+         if [ \"$1\" = push ]; then echo \"main: digest: sha256:{} size: 528\"; fi\n",
         "a".repeat(64),
-        log = log.display()
+        log = log.display(),
+        epoch = epoch.display()
     );
     std::fs::write(bin.join("docker"), script).unwrap();
     Command::new("chmod").arg("+x").arg(bin.join("docker")).status().unwrap();
@@ -426,9 +430,18 @@ fn docker_builder_runs_tag_and_push_through_the_cli() {
     let run = project
         .dockhand(&registry, &["run", "--builder", "docker", "--output", "json"])
         .env("PATH", &format!("{}:{}", path.display(), std::env::var("PATH").unwrap()))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
         .run();
     run.assert_code(0);
     let argv = std::fs::read_to_string(&log).unwrap();
+    // BuildKit gets the time both ways, and the created label says the same
+    assert_eq!(std::fs::read_to_string(&epoch).unwrap(), "1700000000");
+    let build = argv.lines().next().unwrap();
+    assert!(build.contains(" --build-arg SOURCE_DATE_EPOCH=1700000000 "), "{build}");
+    assert!(
+        build.contains(" --label org.opencontainers.image.created=2023-11-14T22:13:20Z "),
+        "{build}"
+    );
     let host = registry.host();
     let want = format!(
         "build -f {dir}/api/Containerfile -t localhost/dockhand/api:1ecfd275763e",
