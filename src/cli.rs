@@ -233,7 +233,7 @@ pub struct BuildCommandArgs {
     #[command(flatten)]
     pub build: BuildArgs,
     #[command(flatten)]
-    pub run: BuildRunArgs,
+    pub build_run: BuildRunArgs,
 }
 
 /// The tag rules of `publish` and `run`.

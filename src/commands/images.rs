@@ -236,7 +236,7 @@ pub(super) fn build(
     let phases = Phases::resolve(
         global,
         args.build.builder.as_deref(),
-        args.run.build_timeout.as_deref(),
+        args.build_run.build_timeout.as_deref(),
         process,
     )?;
     let built = phases.build(process.env, output)?;
