@@ -212,7 +212,7 @@ pub(super) fn login(
         return Err(ArgumentError::EmptyPassword.into());
     }
     let credentials =
-        JobLogin { registry, username: args.username.clone(), password: Secret::new(password) };
+        JobLogin::from_user(registry, args.username.clone(), Secret::new(password), "--username")?;
     verify(settings, &credentials)?;
     let dir = &settings.docker_config;
     std::fs::create_dir_all(dir)

@@ -805,3 +805,25 @@ async fn manifests_sharing_a_config_all_get_its_age_on_every_run() {
         assert_eq!(unknown, Vec::<String>::new(), "run {run}");
     }
 }
+
+/// A registry that keeps throttling the inventory (asking for a minute's wait each time) does
+/// not outlast `--max-duration`: the run ends at the deadline with exit 3, nothing deleted.
+#[tokio::test]
+async fn max_duration_governs_the_inventory_too() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    push_image(&client, &api, Some("build-1"), &minutes_ago(10 * DAY)).await;
+    proxy.inject_matching("/tags/list", Fault::status(429, Some("60")));
+    let dir = project(&["api"]);
+    let run = cleanup(dir.path(), &proxy.host(), &["--keep-last", "0", "--max-duration", "2s"]);
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains("max_duration (2s) was reached while reading the inventory"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(writes(&proxy), Vec::<String>::new());
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1"]);
+}
