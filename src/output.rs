@@ -77,25 +77,13 @@ impl Output {
         Progress { label: label.to_owned(), total, done: Cell::new(0), draw }
     }
 
-    /// Opens a collapsible log section for a child process's output (a builder's), which
-    /// [`Output::child_line`] then prints. As [`Output::section`], except that in GitHub
-    /// Actions the runner is told to ignore workflow commands until the section closes, so a
-    /// line the child prints (`::add-mask::`, `::error::`…) is shown, never obeyed.
-    pub fn child_section(&self, name: &str, title: &str) -> Section {
-        let mut section = self.section(name, title);
-        if self.github_actions {
-            let token = format!("dockhand-{:016x}", fastrand::u64(..));
-            eprintln!("::stop-commands::{token}");
-            section.resume_token = Some(token);
-        }
-        section
-    }
-
-    /// One line a child process printed, passed to stderr as it comes. `-q` silences it (the
-    /// error report still quotes the last lines of a failed child).
+    /// One line a child process (a builder) printed, passed to stderr as it comes, made
+    /// [`inert`]: a line the child prints (`::add-mask::`, a GitLab section marker, ANSI
+    /// sequences) is shown, never obeyed. `-q` silences it (the error report still quotes the
+    /// last lines of a failed child).
     pub fn child_line(&self, line: &str) {
         if log::log_enabled!(log::Level::Info) {
-            eprintln!("{line}");
+            eprintln!("{}", inert(line));
         }
     }
 
@@ -115,7 +103,6 @@ impl Output {
             name: name.to_owned(),
             gitlab_ci: self.gitlab_ci,
             github_actions: self.github_actions,
-            resume_token: None,
         }
     }
 
@@ -199,15 +186,10 @@ pub struct Section {
     name: String,
     gitlab_ci: bool,
     github_actions: bool,
-    /// GitHub Actions: the token that turns workflow commands back on.
-    resume_token: Option<String>,
 }
 
 impl Drop for Section {
     fn drop(&mut self) {
-        if let Some(token) = &self.resume_token {
-            eprintln!("::{token}::");
-        }
         if self.gitlab_ci {
             let now = jiff::Timestamp::now().as_second();
             eprintln!("\x1b[0Ksection_end:{now}:{}\r\x1b[0K", self.name);

@@ -71,7 +71,7 @@ impl Phases {
                     .chars()
                     .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                     .collect();
-                let _section = output.child_section(
+                let _section = output.section(
                     &format!("dockhand_build_{name}"),
                     &format!("dockhand: build {}", spec.image),
                 );

@@ -232,7 +232,9 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn build_output_is_shown_while_the_build_runs_in_a_section_per_image() {
-    let project = Project::new("echo live-start-$((6*7)) && sleep 5 && echo live-end-$((6*7))");
+    let project = Project::new(
+        "echo live-start-$((6*7)) && echo '::add-mask::secret' && sleep 5 && echo live-end-$((6*7))",
+    );
     let mut running = project.start(&["build"]);
     let start = running.wait_for("live-start-42");
     assert!(
@@ -259,6 +261,9 @@ fn build_output_is_shown_while_the_build_runs_in_a_section_per_image() {
     assert!(stderr[open..].starts_with("section_start:"));
     assert!(stderr.contains(":dockhand_build_api[collapsed=true]\r\x1b[0Kdockhand: build api"));
     assert!(stderr[close..].contains(":dockhand_build_api\r"), "{stderr}");
+    // the builder's lines are shown, never obeyed as workflow commands
+    assert!(stderr.contains("\n%3A%3Aadd-mask::secret\n"), "{stderr}");
+    assert!(!stderr.lines().any(|line| line.starts_with("::add-mask")), "{stderr}");
     assert_group_gone(group);
     assert_eq!(entries(&project.tmp()), Vec::<String>::new(), "temporary files left behind");
 }
