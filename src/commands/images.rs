@@ -10,7 +10,9 @@ use crate::builder::{self, Backend, Built, BuiltImage, Live, LocalImage, buildah
 use crate::ci::CiContext;
 use crate::cleanup::report::Document;
 use crate::cleanup::{self, CleanupSettings};
-use crate::cli::{BuildCommandArgs, GlobalArgs, ImagesArgs, PublishArgs, RunArgs};
+use crate::cli::{
+    BuildArgs, BuildCommandArgs, BuildRunArgs, GlobalArgs, ImagesArgs, PublishArgs, RunArgs,
+};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::ExitStatus;
 use crate::naming::{self, Mode};
@@ -48,6 +50,17 @@ impl Phases {
             jiff::Timestamp::now(),
         )?;
         Ok(Self { ci, settings, build })
+    }
+
+    /// [`Phases::resolve`] for `build` and `run`, which take the builder and its timeout.
+    fn resolve_for_build(
+        global: &GlobalArgs,
+        build: &BuildArgs,
+        build_run: &BuildRunArgs,
+        process: &Process<'_>,
+    ) -> Result<Self, Failure> {
+        let timeout = build_run.build_timeout.as_deref();
+        Self::resolve(global, build.builder.as_deref(), timeout, process)
     }
 
     /// Builds every image, in the order of the project file, each one's output streamed into
@@ -233,12 +246,7 @@ pub(super) fn build(
     process: &Process<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
-    let phases = Phases::resolve(
-        global,
-        args.build.builder.as_deref(),
-        args.build_run.build_timeout.as_deref(),
-        process,
-    )?;
+    let phases = Phases::resolve_for_build(global, &args.build, &args.build_run, process)?;
     let built = phases.build(process.env, output)?;
     let report = BuiltReport {
         built: built
@@ -344,12 +352,7 @@ pub(super) fn run(
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
     // every phase's settings are checked before the first one starts
-    let phases = Phases::resolve(
-        global,
-        args.build.builder.as_deref(),
-        args.build_run.build_timeout.as_deref(),
-        process,
-    )?;
+    let phases = Phases::resolve_for_build(global, &args.build, &args.build_run, process)?;
     let images = ImagesSettings::resolve(&phases.settings, &args.publish.tags)?;
     // a build for which no rule gives a tag fails here, before anything is built
     images.tag_rules.render(&phases.ci, jiff::Timestamp::now(), &[])?;
