@@ -126,7 +126,7 @@ pub enum Command {
     Images(ImagesArgs),
 
     /// Build every image of the project file
-    Build(BuildArgs),
+    Build(BuildCommandArgs),
 
     /// Push the built images under every tag the tag rules give
     Publish(PublishArgs),
@@ -233,6 +233,23 @@ pub struct BuildArgs {
     pub builder: Option<String>,
 }
 
+/// How `build` and `run` run the builder.
+#[derive(Debug, Args)]
+pub struct BuildRunArgs {
+    /// Stop an image's build that takes longer than this, e.g. `30m` or `1h30m`, and fail
+    /// (exit 2) [default: no limit]
+    #[arg(long, value_name = "DURATION", env = env_vars::DOCKHAND_BUILD_TIMEOUT)]
+    pub build_timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildCommandArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+    #[command(flatten)]
+    pub build_run: BuildRunArgs,
+}
+
 /// The tag rules of `publish` and `run`.
 #[derive(Debug, Args)]
 pub struct TagArgs {
@@ -309,6 +326,8 @@ impl CleanupArgs {}
 pub struct RunArgs {
     #[command(flatten)]
     pub build: BuildArgs,
+    #[command(flatten)]
+    pub build_run: BuildRunArgs,
     #[command(flatten)]
     pub publish: TagArgs,
     #[command(flatten)]

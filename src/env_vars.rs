@@ -33,6 +33,9 @@ pub const DOCKHAND_REQUEST_TIMEOUT: &str = "DOCKHAND_REQUEST_TIMEOUT";
 pub const DOCKHAND_OUTPUT: &str = "DOCKHAND_OUTPUT";
 /// Builder backend, like `--builder` (`build`, `publish` and `run`).
 pub const DOCKHAND_BUILDER: &str = "DOCKHAND_BUILDER";
+/// `--build-timeout`: how long one image's build may take (`30m`, `1h30m`) before the builder
+/// is stopped and the command fails (exit 2). Unset: no limit.
+pub const DOCKHAND_BUILD_TIMEOUT: &str = "DOCKHAND_BUILD_TIMEOUT";
 
 // --- generic runner inputs and the CI facts `ci-env` exports ---
 
@@ -76,6 +79,11 @@ pub const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
 pub const STORAGE_DRIVER: &str = "STORAGE_DRIVER";
 /// buildah's isolation (`chroot` in containers without user namespaces); passed as `--isolation`.
 pub const BUILDAH_ISOLATION: &str = "BUILDAH_ISOLATION";
+/// Seconds since the Unix epoch to write into images instead of the build time (config
+/// `created`, history, layer file times, the `org.opencontainers.image.created` label), so that
+/// rebuilding one commit gives one digest. Read by `build` and `run` (default: the commit's
+/// time when known); set for docker and buildx, passed to buildah as `--timestamp`.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 /// Set to `1` for `docker build`, so that the classic CLI uses BuildKit (needed for `--secret`).
 pub const DOCKER_BUILDKIT: &str = "DOCKER_BUILDKIT";
 /// Set by `build` for buildah (and podman's docker shim) when registries are named insecure: a
@@ -88,7 +96,8 @@ pub const CONTAINERS_REGISTRIES_CONF: &str = "CONTAINERS_REGISTRIES_CONF";
 pub const HOME: &str = "HOME";
 /// Executable search path, used to find credential helpers and builders.
 pub const PATH: &str = "PATH";
-/// Temp directory for the job's docker config outside GitHub Actions.
+/// Temp directory for the job's docker config outside GitHub Actions, and for each build's
+/// temporary files (`dockhand-build-*`, removed when the build ends; `/var/tmp` when unset).
 pub const TMPDIR: &str = "TMPDIR";
 /// Log filter for env_logger.
 pub const RUST_LOG: &str = "RUST_LOG";
@@ -162,6 +171,9 @@ pub const CI_COMMIT_REF_NAME: &str = "CI_COMMIT_REF_NAME";
 pub const CI_COMMIT_BRANCH: &str = "CI_COMMIT_BRANCH";
 /// Tag name; set only in tag pipelines.
 pub const CI_COMMIT_TAG: &str = "CI_COMMIT_TAG";
+/// When `CI_COMMIT_SHA` was made, ISO 8601 (`2022-01-31T16:47:55Z`): the default
+/// `SOURCE_DATE_EPOCH` of builds.
+pub const CI_COMMIT_TIMESTAMP: &str = "CI_COMMIT_TIMESTAMP";
 /// Merge request number within the project.
 pub const CI_MERGE_REQUEST_IID: &str = "CI_MERGE_REQUEST_IID";
 /// Head commit of the merge request's source branch.

@@ -10,6 +10,7 @@ mod distribution;
 mod docs;
 mod help;
 mod layers;
+mod live_build;
 mod login;
 mod no_project;
 mod packaging;
