@@ -49,7 +49,9 @@ pub enum GithubError {
     NoToken { package: String },
     #[error("The GitHub API rejected the token (401 `{message}`) for `{url}`")]
     BadCredentials { url: String, message: String },
-    #[error("The token lacks the scope `{missing}` needed to delete versions of `{package}` (it has `{granted}`)")]
+    #[error(
+        "The token lacks the scope `{missing}` needed to delete versions of `{package}` (it has `{granted}`)"
+    )]
     MissingScope { package: String, missing: String, granted: String },
     #[error("GitHub refused to delete version `{version}` of `{package}` (403 `{message}`)")]
     DeleteForbidden { package: String, version: u64, message: String },
@@ -279,11 +281,8 @@ impl Github {
             return Ok(package.clone());
         }
         let kind = self.owner_kind(owner).await?;
-        let url = format!(
-            "{}/{kind}/{owner}/packages/container/{}",
-            self.base,
-            name.replace('/', "%2F")
-        );
+        let url =
+            format!("{}/{kind}/{owner}/packages/container/{}", self.base, name.replace('/', "%2F"));
         let mut versions = Vec::new();
         let mut next = Some(format!("{url}/versions?per_page=100&page=1"));
         let mut pages = 0;
@@ -316,8 +315,7 @@ impl Github {
             match tag {
                 None => package.versions.retain(|version| version.id != id),
                 Some(tag) => {
-                    for version in package.versions.iter_mut().filter(|version| version.id == id)
-                    {
+                    for version in package.versions.iter_mut().filter(|version| version.id == id) {
                         version.metadata.container.tags.retain(|name| name != tag.as_str());
                     }
                 }

@@ -56,9 +56,9 @@ impl Reply {
     pub fn next_link(&self) -> Option<String> {
         self.header("link")?.split(',').find_map(|part| {
             let (target, params) = part.split_once(';')?;
-            params.contains("rel=\"next\"").then(|| {
-                target.trim().trim_start_matches('<').trim_end_matches('>').to_owned()
-            })
+            params
+                .contains("rel=\"next\"")
+                .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
         })
     }
 }

@@ -23,7 +23,7 @@ use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
 use crate::support::proxy::{Fault, LinkStyle, Proxy};
 use crate::support::{Auth, Deletes, Registry, registry};
 
-const DAY: i64 = 24 * 60;
+pub(crate) const DAY: i64 = 24 * 60;
 
 fn client_options(registry: &Registry) -> ClientOptions {
     let mut options = registry.client_options();
@@ -44,13 +44,13 @@ async fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
 }
 
 /// `created` `minutes` ago, as an image config writes it.
-fn minutes_ago(minutes: i64) -> String {
+pub(crate) fn minutes_ago(minutes: i64) -> String {
     (Timestamp::now() - SignedDuration::from_mins(minutes)).to_string()
 }
 
 /// Pushes a small OCI image (no layers, a unique config saying `created`) under `tag`, or
 /// untagged (by digest) when `tag` is `None`. Returns its digest.
-async fn push_image(
+pub(crate) async fn push_image(
     client: &Client,
     repository: &RepoAddress,
     tag: Option<&str>,
@@ -93,7 +93,12 @@ async fn put(
 }
 
 /// Points `tag` at the existing manifest `digest`.
-async fn tag_existing(client: &Client, repository: &RepoAddress, tag: &str, digest: &Digest) {
+pub(crate) async fn tag_existing(
+    client: &Client,
+    repository: &RepoAddress,
+    tag: &str,
+    digest: &Digest,
+) {
     let manifest = client
         .get_manifest(repository, &ManifestRef::Digest(digest.clone()))
         .await
@@ -102,7 +107,7 @@ async fn tag_existing(client: &Client, repository: &RepoAddress, tag: &str, dige
 }
 
 /// Pushes an OCI index of `children` under `tag`.
-async fn push_index(
+pub(crate) async fn push_index(
     client: &Client,
     repository: &RepoAddress,
     tag: &str,
@@ -128,7 +133,7 @@ async fn push_index(
 }
 
 /// A project directory with `dockhand.yaml` naming `images`.
-fn project(images: &[&str]) -> tempfile::TempDir {
+pub(crate) fn project(images: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("project dir");
     let list: Vec<String> = images.iter().map(|image| format!("  - name: {image}")).collect();
     std::fs::write(dir.path().join("dockhand.yaml"), format!("images:\n{}\n", list.join("\n")))
@@ -153,12 +158,12 @@ fn cleanup_with(dir: &Path, host: &str, flags: &[&str], vars: &[(&str, &str)]) -
         .run()
 }
 
-fn json(run: &Run) -> Value {
+pub(crate) fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|error| panic!("{error}: {}", run.stdout))
 }
 
 /// The `tag` of every item under `key`, sorted (`-` for untagged items).
-fn tags_of(document: &Value, key: &str) -> Vec<String> {
+pub(crate) fn tags_of(document: &Value, key: &str) -> Vec<String> {
     let mut tags: Vec<String> = document[key]
         .as_array()
         .unwrap_or_else(|| panic!("no `{key}` in {document}"))
