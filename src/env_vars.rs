@@ -69,6 +69,14 @@ pub const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
 /// GitHub token for the Packages API (`github` implementation), before `GITHUB_TOKEN` and the
 /// docker config password of the registry host. Never printed.
 pub const DOCKHAND_GITHUB_TOKEN: &str = "DOCKHAND_GITHUB_TOKEN";
+/// Docker Hub user (or organisation) name for the Hub API (`dockerhub` implementation), with
+/// `DOCKHAND_DOCKERHUB_TOKEN`; else the docker config entry of the registry host.
+pub const DOCKHAND_DOCKERHUB_USERNAME: &str = "DOCKHAND_DOCKERHUB_USERNAME";
+/// Docker Hub access token (personal or organisation) or password for the Hub API. Never
+/// printed.
+pub const DOCKHAND_DOCKERHUB_TOKEN: &str = "DOCKHAND_DOCKERHUB_TOKEN";
+/// Docker Hub API base URL (default `https://hub.docker.com`; a stand-in in tests).
+pub const DOCKHAND_DOCKERHUB_API_URL: &str = "DOCKHAND_DOCKERHUB_API_URL";
 
 // --- builders (read by `build`; the tools read them too) ---
 

@@ -13,6 +13,7 @@
 pub mod default;
 pub mod detect;
 pub mod distribution;
+pub mod docker_hub;
 pub mod github;
 mod rest;
 
@@ -246,6 +247,8 @@ pub enum RegistryError {
     Tombstone(#[source] DistributionError),
     #[error(transparent)]
     Github(#[from] github::GithubError),
+    #[error(transparent)]
+    DockerHub(#[from] docker_hub::DockerHubError),
 }
 
 impl RegistryError {
@@ -255,6 +258,7 @@ impl RegistryError {
                 source
             }
             Self::Github(source) => source,
+            Self::DockerHub(source) => source,
         }
     }
 }
@@ -349,6 +353,7 @@ pub trait Vendor {
 pub enum Registry {
     Distribution(default::Distribution),
     Github(Box<github::Github>),
+    DockerHub(Box<docker_hub::DockerHub>),
 }
 
 /// Builds the [`Registry`] for `implementation` at `repo`: the distribution client from
@@ -357,7 +362,7 @@ pub enum Registry {
 /// here where the vendor mints them.
 #[expect(
     clippy::unused_async,
-    reason = "vendors that mint credentials await here; the default one and GitHub do not"
+    reason = "vendors that mint credentials at connect await here; those so far mint lazily"
 )]
 pub async fn connect(
     implementation: Implementation,
@@ -366,12 +371,24 @@ pub async fn connect(
     env: &EnvMap,
 ) -> Result<Registry, RegistryError> {
     let capabilities = implementation.capabilities(repo);
-    if implementation == Implementation::Github {
-        let github = github::Github::connect(repo, options, capabilities, env)?;
-        return Ok(Registry::Github(Box::new(github)));
+    match implementation {
+        Implementation::Github => {
+            let github = github::Github::connect(repo, options, capabilities, env)?;
+            Ok(Registry::Github(Box::new(github)))
+        }
+        Implementation::DockerHub => {
+            let hub = docker_hub::DockerHub::connect(repo, options, capabilities, env)?;
+            Ok(Registry::DockerHub(Box::new(hub)))
+        }
+        _ => {
+            let client = Client::new(options)?;
+            Ok(Registry::Distribution(default::Distribution::new(
+                client,
+                implementation,
+                capabilities,
+            )))
+        }
     }
-    let client = Client::new(options)?;
-    Ok(Registry::Distribution(default::Distribution::new(client, implementation, capabilities)))
 }
 
 /// Calls `$call` on the vendor inside `$registry`: one arm per variant of [`Registry`].
@@ -380,6 +397,7 @@ macro_rules! on_vendor {
         match $registry {
             Registry::Distribution($vendor) => $call,
             Registry::Github($vendor) => $call,
+            Registry::DockerHub($vendor) => $call,
         }
     };
 }

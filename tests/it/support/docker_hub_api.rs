@@ -79,23 +79,15 @@ fn route(state: &mut State, request: &ApiRequest) -> ApiResponse {
                 );
             }
             let path = format!("{namespace}/{repository}");
-            let found = state.repositories.get(&path).and_then(|versions| {
-                versions
-                    .iter()
-                    .find(|version| version.tags.iter().any(|(name, _)| name == tag))
-                    .map(|version| (version.digest.clone(), version.tags.len()))
+            let found = state.repositories.get(&path).is_some_and(|versions| {
+                versions.iter().any(|version| version.tags.iter().any(|(name, _)| name == tag))
             });
-            match found {
-                None => detail(404, "tag not found"),
-                Some((digest, 1)) => {
-                    state.delete_manifest(&path, &digest);
-                    ApiResponse { status: 204, headers: Vec::new(), body: String::new() }
-                }
-                Some(_) => {
-                    remove_tag_only(state, &path, tag);
-                    ApiResponse { status: 204, headers: Vec::new(), body: String::new() }
-                }
+            if !found {
+                return detail(404, "tag not found");
             }
+            // the Hub removes the tag and keeps the manifest, even when it ends up untagged
+            remove_tag_only(state, &path, tag);
+            ApiResponse { status: 204, headers: Vec::new(), body: String::new() }
         }
         _ => detail(404, "object not found"),
     }
@@ -169,7 +161,8 @@ fn list_tags(
 }
 
 /// Removes `tag` alone on the real registry behind (which has no tag delete): points it at a
-/// unique manifest and deletes that one. This is the stand-in's bookkeeping, not dockhand's.
+/// unique manifest and deletes that one, leaving the manifest it pointed at in place. This is
+/// the stand-in's bookkeeping, not dockhand's.
 fn remove_tag_only(state: &mut State, repository: &str, tag: &str) {
     let port = state.registry_port;
     let send = |method: &str, target: &str, content_type: Option<&str>, body: Vec<u8>| {
