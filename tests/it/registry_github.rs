@@ -327,3 +327,43 @@ async fn unknown_owner_and_unknown_package_standin() {
     run.assert_code(1).assert_not_printed(TOKEN);
     assert!(run.stderr.contains("Owner `nobody` does not exist"), "{}", run.stderr);
 }
+
+/// The figures of docs/benchmarks.md ("GitHub Packages"), run only by
+/// `scripts/bench-github.sh`: asserts correctness (every planned delete done, none refused),
+/// prints the rates and counts, and asserts nothing about durations.
+#[tokio::test]
+#[ignore = "benchmark harness (minutes at GitHub's pace): run by scripts/bench-github.sh"]
+#[expect(clippy::print_stdout, reason = "the figures are what scripts/bench-github.sh reads")]
+async fn bench_github_deletes_standin() {
+    let tags: usize =
+        std::env::var("BENCH_TAGS").ok().and_then(|value| value.parse().ok()).unwrap_or(520);
+    let keep = 20;
+    let setup = setup(true);
+    setup.github.limit_deletes_per_minute(180);
+    for index in 0..tags {
+        let days = i64::try_from(tags - index).unwrap();
+        setup.image("acme/api", &format!("build-{index:04}"), days).await;
+    }
+    let before = setup.github.api_requests().len();
+    let dir = project(&["api"]);
+    let keep_last = keep.to_string();
+    let started = std::time::Instant::now();
+    let run = setup.cleanup(dir.path(), TOKEN, &["--keep-last", &keep_last, "--keep-within", "0s"]);
+    let elapsed = started.elapsed();
+    run.assert_code(0);
+    let document = json(&run);
+    let deleted = document["deleted"].as_array().map_or(0, Vec::len);
+    let failed = document["failed"].as_array().map_or(0, Vec::len);
+    assert_eq!(deleted, tags - keep, "every planned delete done");
+    assert_eq!(skopeo_tags(&setup.registry, "acme/api").len(), keep);
+    let api_calls = setup.github.api_requests().len() - before;
+    #[expect(clippy::cast_precision_loss, reason = "counts of requests")]
+    let per_tag = api_calls as f64 / deleted as f64;
+    let rate = setup.github.deletes_per_minute().unwrap_or_default();
+    let refused = setup.github.delete_limit_hits();
+    println!(
+        "BENCH tags={tags} deleted={deleted} failed={failed} api_calls={api_calls} calls_per_deleted_tag={per_tag:.4} deletes_per_minute={rate:.1} refused_by_limit={refused} wall_seconds={:.1}",
+        elapsed.as_secs_f64()
+    );
+    assert_eq!((failed, refused), (0, 0));
+}

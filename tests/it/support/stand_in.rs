@@ -100,6 +100,8 @@ pub(super) struct State {
     /// Enforce at most this many deletes in any 60 s (GitHub's secondary limit).
     pub(super) deletes_per_minute: Option<usize>,
     pub(super) recent_deletes: VecDeque<Instant>,
+    /// When each accepted delete arrived.
+    pub(super) accepted_deletes: Vec<Instant>,
     /// Deletes refused for the per-minute limit.
     pub(super) delete_limit_hits: usize,
     pub(super) remaining: u64,
@@ -160,8 +162,11 @@ impl State {
     /// A delete is allowed now under the per-minute limit (and is counted), else the seconds
     /// until one is.
     pub(super) fn take_delete(&mut self) -> Result<(), u64> {
-        let Some(limit) = self.deletes_per_minute else { return Ok(()) };
         let now = Instant::now();
+        let Some(limit) = self.deletes_per_minute else {
+            self.accepted_deletes.push(now);
+            return Ok(());
+        };
         while self.recent_deletes.front().is_some_and(|at| now - *at >= Duration::from_secs(60)) {
             self.recent_deletes.pop_front();
         }
@@ -172,6 +177,7 @@ impl State {
             return Err(wait.as_secs() + 1);
         }
         self.recent_deletes.push_back(now);
+        self.accepted_deletes.push(now);
         Ok(())
     }
 }
@@ -297,6 +303,16 @@ impl StandIn {
     /// Deletes refused for the per-minute limit so far.
     pub fn delete_limit_hits(&self) -> usize {
         self.state.lock().unwrap().delete_limit_hits
+    }
+
+    /// Accepted deletes per minute, from the first to the last one (`None` below two).
+    pub fn deletes_per_minute(&self) -> Option<f64> {
+        let state = self.state.lock().unwrap();
+        let (first, last) = (state.accepted_deletes.first()?, state.accepted_deletes.last()?);
+        let span = (*last - *first).as_secs_f64();
+        #[expect(clippy::cast_precision_loss, reason = "a count of deletes")]
+        let intervals = (state.accepted_deletes.len() - 1) as f64;
+        (span > 0.0).then(|| intervals * 60.0 / span)
     }
 
     /// Sets when the version carrying `tag` in `repository` was created and last tagged.
