@@ -19,7 +19,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::distribution::{Client, ClientOptions, DeleteSupport};
-use super::rest::{Reply, Rest, RestError};
+use super::rest::{Reply, Rest, RestError, api_base};
 use super::{Capabilities, RegistryError, Removal, Untagged, Vendor};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
@@ -67,7 +67,8 @@ pub enum DockerHubError {
 impl Classify for DockerHubError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Status { .. } | Self::Parse { .. } | Self::Rest(_) => ExitStatus::Failure,
+            Self::Rest(source) => source.exit_status(),
+            Self::Status { .. } | Self::Parse { .. } => ExitStatus::Failure,
             _ => ExitStatus::Usage,
         }
     }
@@ -90,9 +91,7 @@ impl Classify for DockerHubError {
             Self::NotARepository { .. } => Some(
                 "Docker Hub repositories are `NAMESPACE/REPOSITORY`; name the namespace in `--repo` for one repository per image".to_owned(),
             ),
-            Self::Rest(RestError::RateLimited { .. }) => Some(
-                "Docker Hub's API rate limit is reached: rerun later (a rerun continues where this one stopped)".to_owned(),
-            ),
+            Self::Rest(source) => source.hint(),
             _ => None,
         }
     }
@@ -147,10 +146,9 @@ impl DockerHub {
             }
             _ => None,
         });
-        let base = non_empty(env_vars::DOCKHAND_DOCKERHUB_API_URL)
-            .map_or(DEFAULT_API_URL, String::as_str)
-            .trim_end_matches('/')
-            .to_owned();
+        let base =
+            non_empty(env_vars::DOCKHAND_DOCKERHUB_API_URL).map_or(DEFAULT_API_URL, String::as_str);
+        let base = api_base(base, &options.insecure).map_err(DockerHubError::from)?;
         let mut headers = HeaderMap::new();
         headers.insert("accept", HeaderValue::from_static("application/json"));
         let api = Rest::new(

@@ -26,7 +26,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::distribution::{Client, ClientOptions, DeleteSupport};
-use super::rest::{Pacer, Reply, Rest, RestError};
+use super::rest::{Pacer, Reply, Rest, RestError, api_base};
 use super::{Capabilities, RegistryError, Removal, Untagged, Vendor};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
@@ -76,7 +76,8 @@ pub enum GithubError {
 impl Classify for GithubError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Status { .. } | Self::Parse { .. } | Self::Rest(_) => ExitStatus::Failure,
+            Self::Rest(source) => source.exit_status(),
+            Self::Status { .. } | Self::Parse { .. } => ExitStatus::Failure,
             _ => ExitStatus::Usage,
         }
     }
@@ -102,9 +103,7 @@ impl Classify for GithubError {
             Self::NoPackage { .. } => {
                 Some("name the package in `--repo`, e.g. `ghcr.io/OWNER/PACKAGE`".to_owned())
             }
-            Self::Rest(RestError::RateLimited { .. }) => Some(
-                "GitHub's rate limit is reached: rerun later (a rerun continues where this one stopped)".to_owned(),
-            ),
+            Self::Rest(source) => source.hint(),
             _ => None,
         }
     }
@@ -199,10 +198,8 @@ impl Github {
                 }
                 _ => None,
             });
-        let base = non_empty(env_vars::GITHUB_API_URL)
-            .map_or(DEFAULT_API_URL, String::as_str)
-            .trim_end_matches('/')
-            .to_owned();
+        let base = non_empty(env_vars::GITHUB_API_URL).map_or(DEFAULT_API_URL, String::as_str);
+        let base = api_base(base, &options.insecure).map_err(GithubError::from)?;
         let mut headers = HeaderMap::new();
         headers.insert("accept", HeaderValue::from_static("application/vnd.github+json"));
         headers.insert("x-github-api-version", HeaderValue::from_static("2022-11-28"));
@@ -349,23 +346,34 @@ impl Github {
         Ok(removal)
     }
 
-    /// The version named `digest`, listing again once if the one known listing lacks it (a
-    /// throw-away manifest pushed since).
+    /// The version named `digest`. One the listing lacks (a throw-away manifest pushed since)
+    /// is looked for on the first page, where GitHub lists the newest versions, then in a
+    /// whole new listing.
     async fn version_of(
         &self,
         repository: &RepoAddress,
         digest: &Digest,
     ) -> Result<(Package, Option<Version>), GithubError> {
-        let mut refresh = false;
-        loop {
-            let package = self.package(repository, refresh).await?;
-            let found =
-                package.versions.iter().find(|version| version.name == digest.as_str()).cloned();
-            if found.is_some() || refresh {
-                return Ok((package, found));
-            }
-            refresh = true;
+        let find = |package: &Package| {
+            package.versions.iter().find(|version| version.name == digest.as_str()).cloned()
+        };
+        let package = self.package(repository, false).await?;
+        if let Some(version) = find(&package) {
+            return Ok((package, Some(version)));
         }
+        let page = format!("{}/versions?per_page=100&page=1", package.url);
+        let reply = self.send(Method::GET, &page).await?;
+        if reply.status == StatusCode::OK {
+            let newest: Vec<Version> = parse(&page, &reply)?;
+            if let Some(version) =
+                newest.into_iter().find(|version| version.name == digest.as_str())
+            {
+                return Ok((package, Some(version)));
+            }
+        }
+        let package = self.package(repository, true).await?;
+        let found = find(&package);
+        Ok((package, found))
     }
 }
 

@@ -15,6 +15,8 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::distribution::retry::parse_retry_after;
+use crate::exit::{Classify, ExitStatus};
+use crate::reference::RegistryHost;
 use crate::secret::Secret;
 
 /// Tries of one request that keeps being rate limited, the first included.
@@ -37,6 +39,57 @@ pub enum RestError {
     RateLimited { url: String, status: StatusCode },
     #[error("Cannot set up the HTTP client for the registry's API")]
     ClientBuild(#[source] reqwest::Error),
+    #[error("API URL `{url}` is not an `https://` (or `http://`) URL")]
+    InvalidUrl { url: String },
+    #[error("API URL `{url}` is plain HTTP, and its host is not named by `--insecure-registry`")]
+    PlainHttp { url: String },
+}
+
+impl Classify for RestError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::InvalidUrl { .. } | Self::PlainHttp { .. } => ExitStatus::Usage,
+            Self::Unreachable { .. } | Self::RateLimited { .. } | Self::ClientBuild(_) => {
+                ExitStatus::Failure
+            }
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::PlainHttp { url } => Some(format!(
+                "use `https://`, or name the API's host and port with `--insecure-registry` (tests, local stand-ins) to allow `{url}`"
+            )),
+            Self::RateLimited { .. } => Some(
+                "the API's rate limit is reached: rerun later (a rerun continues where this one stopped)".to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The API base URL `value` without a trailing `/`: `https://`, or `http://` only to a host
+/// named in `insecure` (as the registry API is).
+pub fn api_base(value: &str, insecure: &[RegistryHost]) -> Result<String, RestError> {
+    let base = value.trim_end_matches('/').to_owned();
+    let invalid = || RestError::InvalidUrl { url: base.clone() };
+    let url = url::Url::parse(&base).map_err(|_| invalid())?;
+    let host = url.host_str().ok_or_else(invalid)?;
+    match url.scheme() {
+        "https" => Ok(base),
+        "http" => {
+            let authority = match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            };
+            if insecure.iter().any(|named| named.as_str() == authority) {
+                Ok(base)
+            } else {
+                Err(RestError::PlainHttp { url: base })
+            }
+        }
+        _ => Err(invalid()),
+    }
 }
 
 /// An answer: status, headers and the body as text.
@@ -224,6 +277,19 @@ mod tests {
         )
         .unwrap();
         assert!(wait <= secs(30) && wait >= secs(28), "{wait:?}");
+    }
+
+    #[test]
+    fn api_base_urls() {
+        let insecure: Vec<RegistryHost> = vec!["127.0.0.1:8080".parse().unwrap()];
+        let base = |value: &str| api_base(value, &insecure);
+        assert_eq!(base("https://api.github.com/").unwrap(), "https://api.github.com");
+        assert_eq!(base("https://ghe.example/api/v3").unwrap(), "https://ghe.example/api/v3");
+        assert_eq!(base("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
+        assert!(matches!(base("http://127.0.0.1:9090"), Err(RestError::PlainHttp { .. })));
+        assert!(matches!(base("http://api.example"), Err(RestError::PlainHttp { .. })));
+        assert!(matches!(base("ftp://api.example"), Err(RestError::InvalidUrl { .. })));
+        assert!(matches!(base("api.example"), Err(RestError::InvalidUrl { .. })));
     }
 
     #[test]

@@ -524,7 +524,7 @@ async fn run_on_github_publishes_then_cleans_up_through_the_packages_api_standin
     let argv = ["--repo-implementation", "github", "run", "--output", "json"];
     let run = project
         .dockhand(&registry, &[&argv[..], &["--keep-last", "1", "--keep-within", "0s"]].concat())
-        .env("DOCKHAND_INSECURE_REGISTRIES", &front)
+        .env("DOCKHAND_INSECURE_REGISTRIES", &github.insecure_hosts())
         .env("DOCKHAND_REGISTRY", &front)
         .env("DOCKHAND_REPO", &format!("{front}/acme/app"))
         .env("GITHUB_API_URL", &github.api_url())

@@ -61,7 +61,7 @@ impl Setup {
         dockhand(dir, &argv)
             .env("DOCKHAND_REPO", &format!("{}/acme", self.hub.host()))
             .env("DOCKHAND_REPO_IMPLEMENTATION", "dockerhub")
-            .env("DOCKHAND_INSECURE_REGISTRIES", &self.hub.host())
+            .env("DOCKHAND_INSECURE_REGISTRIES", &self.hub.insecure_hosts())
             .env("DOCKHAND_DOCKERHUB_API_URL", &self.hub.api_url())
     }
 

@@ -56,16 +56,18 @@ impl Setup {
         digest
     }
 
-    fn cleanup(&self, dir: &Path, token: &str, flags: &[&str]) -> Run {
+    fn command(&self, dir: &Path, flags: &[&str]) -> crate::support::binary::Dockhand {
         let mut argv = vec!["cleanup", "--output", "json"];
         argv.extend_from_slice(flags);
         dockhand(dir, &argv)
             .env("DOCKHAND_REPO", &format!("{}/acme", self.github.host()))
             .env("DOCKHAND_REPO_IMPLEMENTATION", "github")
-            .env("DOCKHAND_INSECURE_REGISTRIES", &self.github.host())
+            .env("DOCKHAND_INSECURE_REGISTRIES", &self.github.insecure_hosts())
             .env("GITHUB_API_URL", &self.github.api_url())
-            .env("DOCKHAND_GITHUB_TOKEN", token)
-            .run()
+    }
+
+    fn cleanup(&self, dir: &Path, token: &str, flags: &[&str]) -> Run {
+        self.command(dir, flags).env("DOCKHAND_GITHUB_TOKEN", token).run()
     }
 }
 
@@ -296,6 +298,26 @@ async fn rate_limits_are_waited_out_without_a_storm_standin() {
 }
 
 #[tokio::test]
+async fn a_plain_http_api_not_named_insecure_is_refused_standin() {
+    let setup = setup(true);
+    setup.image("acme/api", "build-1", 5).await;
+    let dir = project(&["api"]);
+    let run = setup
+        .command(dir.path(), &["--keep-last", "0", "--keep-within", "0s"])
+        .env("DOCKHAND_INSECURE_REGISTRIES", &setup.github.host())
+        .env("DOCKHAND_GITHUB_TOKEN", TOKEN)
+        .run();
+    run.assert_code(1).assert_not_printed(TOKEN);
+    assert!(
+        run.stderr.contains("is plain HTTP, and its host is not named by `--insecure-registry`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(setup.github.api_requests(), Vec::<String>::new());
+    assert_eq!(skopeo_tags(&setup.registry, "acme/api"), ["build-1"]);
+}
+
+#[tokio::test]
 async fn unknown_owner_and_unknown_package_standin() {
     let setup = setup(true);
     // pushed past the front, so GitHub's side has no such package
@@ -320,7 +342,7 @@ async fn unknown_owner_and_unknown_package_standin() {
     let run = dockhand(dir.path(), &["cleanup", "--keep-last", "0", "--keep-within", "0s"])
         .env("DOCKHAND_REPO", &format!("{}/nobody", setup.github.host()))
         .env("DOCKHAND_REPO_IMPLEMENTATION", "github")
-        .env("DOCKHAND_INSECURE_REGISTRIES", &setup.github.host())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &setup.github.insecure_hosts())
         .env("GITHUB_API_URL", &setup.github.api_url())
         .env("GITHUB_TOKEN", TOKEN)
         .run();

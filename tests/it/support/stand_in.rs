@@ -264,6 +264,11 @@ impl StandIn {
         format!("127.0.0.1:{}", self.front_port)
     }
 
+    /// `DOCKHAND_INSECURE_REGISTRIES` for talking plain HTTP to the front and the API.
+    pub fn insecure_hosts(&self) -> String {
+        format!("{},127.0.0.1:{}", self.host(), self.api_port)
+    }
+
     pub fn flavor(&self) -> Flavor {
         self.flavor
     }
