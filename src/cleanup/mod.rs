@@ -51,6 +51,10 @@ pub enum CleanupError {
     },
     #[error("Cannot write the GitHub step outputs or step summary")]
     GithubFiles(#[source] std::io::Error),
+    #[error(
+        "max_duration ({max_duration}) was reached while reading the inventory; nothing was deleted"
+    )]
+    InventoryDeadline { max_duration: String },
 }
 
 impl Classify for CleanupError {
@@ -60,6 +64,7 @@ impl Classify for CleanupError {
             Self::Execute(error) => error.exit_status(),
             Self::PlanFile(error) => error.exit_status(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => ExitStatus::Failure,
+            Self::InventoryDeadline { .. } => ExitStatus::Unfinished,
         }
     }
 
@@ -69,6 +74,9 @@ impl Classify for CleanupError {
             Self::Execute(error) => error.hint(),
             Self::PlanFile(error) => error.hint(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => None,
+            Self::InventoryDeadline { .. } => Some(
+                "rerun to try again, or allow more time with --max-duration (the registry may be slow or throttling)".to_owned(),
+            ),
         }
     }
 }
@@ -135,7 +143,8 @@ pub async fn run_reporting(
     present: impl FnOnce(&Document),
 ) -> Result<ExitStatus, CleanupError> {
     let started = Instant::now();
-    let deadline = settings.policy.max_duration.map(|duration| started + duration);
+    // a deadline past what an `Instant` can hold is no deadline
+    let deadline = settings.policy.max_duration.and_then(|duration| started.checked_add(duration));
     if let Some(refusal) = registry.delete_refusal() {
         return Err(refusal.into());
     }
@@ -143,7 +152,19 @@ pub async fn run_reporting(
     let saved = settings.apply_plan.as_deref().map(SavedPlan::load).transpose()?;
     let section =
         output.section("dockhand_cleanup_progress", "dockhand cleanup: inventory and deletions");
-    let (inventory, problems) = read_inventory(settings, registry).await;
+    // one deadline for the whole cleanup: the inventory stops at it (nothing is deleted then),
+    // the executor starts no deletion after it
+    let (inventory, problems) = match (deadline, settings.policy.max_duration) {
+        (Some(deadline), Some(max_duration)) => tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            read_inventory(settings, registry),
+        )
+        .await
+        .map_err(|_| CleanupError::InventoryDeadline {
+            max_duration: policy::format_duration(max_duration),
+        })?,
+        _ => read_inventory(settings, registry).await,
+    };
     let mut plan = plan::plan(&inventory, &settings.policy, now);
     if let Some(saved) = &saved {
         plan = plan_file::restrict(plan, saved);
@@ -203,16 +224,7 @@ pub async fn run_reporting(
             ),
         );
     }
-    // a read refused for the credentials (a wrong or under-scoped token) is the user's to fix
-    let credentials_refused = problems
-        .iter()
-        .flat_map(|(_, errors)| errors)
-        .any(|error| error.exit_status() == ExitStatus::Usage);
-    let status = match (problems.is_empty(), credentials_refused) {
-        (true, _) => ExitStatus::Success,
-        (false, true) => ExitStatus::Usage,
-        (false, false) => ExitStatus::Failure,
-    };
+    let status = inventory_status(&problems);
     match applied {
         None => Ok(status),
         Some(report) => {
@@ -226,6 +238,20 @@ pub async fn run_reporting(
             );
             Ok(status)
         }
+    }
+}
+
+/// The exit status the inventory's problems give: 0 without any, 1 when a read was refused for
+/// the credentials (a wrong or under-scoped token: the user's to fix), else 2.
+fn inventory_status(problems: &[(RepoAddress, Vec<RegistryError>)]) -> ExitStatus {
+    let credentials_refused = problems
+        .iter()
+        .flat_map(|(_, errors)| errors)
+        .any(|error| error.exit_status() == ExitStatus::Usage);
+    match (problems.is_empty(), credentials_refused) {
+        (true, _) => ExitStatus::Success,
+        (false, true) => ExitStatus::Usage,
+        (false, false) => ExitStatus::Failure,
     }
 }
 

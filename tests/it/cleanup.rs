@@ -12,15 +12,15 @@ use dockhand::cleanup::inventory::{self, Inventory, ReadOptions, Resolve, Scope}
 use dockhand::cleanup::plan;
 use dockhand::cleanup::policy::{Policy, PolicyFlags};
 use dockhand::reference::{Digest, RepoAddress};
-use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST};
-use dockhand::registry::distribution::{BlobSource, Client, ClientOptions, ManifestRef};
+use dockhand::registry::distribution::ClientOptions;
 use dockhand::registry::{Implementation, Registry as Connected};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::support::binary::{Run, dockhand};
 use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
 use crate::support::proxy::{Fault, LinkStyle, Proxy};
+use crate::support::seed::{client, minutes_ago, push_image, push_index, tag_existing};
 use crate::support::{Auth, Deletes, Registry, registry};
 
 pub(crate) const DAY: i64 = 24 * 60;
@@ -31,105 +31,12 @@ fn client_options(registry: &Registry) -> ClientOptions {
     options
 }
 
-fn client(registry: &Registry) -> Client {
-    Client::new(client_options(registry)).expect("client")
-}
-
 /// `registry` through the registry seam, as the default implementation.
 async fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
     let env = dockhand::env_vars::EnvMap::new();
     dockhand::registry::connect(Implementation::Default, repo, client_options(registry), &env)
         .await
         .expect("connect")
-}
-
-/// `created` `minutes` ago, as an image config writes it.
-pub(crate) fn minutes_ago(minutes: i64) -> String {
-    (Timestamp::now() - SignedDuration::from_mins(minutes)).to_string()
-}
-
-/// Pushes a small OCI image (no layers, a unique config saying `created`) under `tag`, or
-/// untagged (by digest) when `tag` is `None`. Returns its digest.
-pub(crate) async fn push_image(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: Option<&str>,
-    created: &str,
-) -> Digest {
-    let config = serde_json::json!({
-        "created": created,
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Labels": {"seed": format!("{}-{}", tag.unwrap_or("untagged"), fastrand::u64(..))}},
-        "rootfs": {"type": "layers", "diff_ids": []},
-    })
-    .to_string();
-    let config_digest = client
-        .upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes()))
-        .await
-        .expect("config");
-    let body = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": [],
-    })
-    .to_string();
-    put(client, repository, tag, OCI_MANIFEST, body.as_bytes()).await
-}
-
-async fn put(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: Option<&str>,
-    media_type: &str,
-    body: &[u8],
-) -> Digest {
-    let reference = match tag {
-        Some(tag) => ManifestRef::Tag(tag.parse().expect("tag")),
-        None => ManifestRef::Digest(Digest::sha256_of(body)),
-    };
-    client.put_manifest(repository, &reference, media_type, body).await.expect("put manifest")
-}
-
-/// Points `tag` at the existing manifest `digest`.
-pub(crate) async fn tag_existing(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: &str,
-    digest: &Digest,
-) {
-    let manifest = client
-        .get_manifest(repository, &ManifestRef::Digest(digest.clone()))
-        .await
-        .expect("get manifest");
-    put(client, repository, Some(tag), &manifest.media_type, &manifest.bytes).await;
-}
-
-/// Pushes an OCI index of `children` under `tag`.
-pub(crate) async fn push_index(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: &str,
-    children: &[Digest],
-) -> Digest {
-    let manifests: Vec<Value> = children
-        .iter()
-        .enumerate()
-        .map(|(position, child)| {
-            let architecture = if position == 0 { "amd64" } else { "arm64" };
-            serde_json::json!({
-                "mediaType": OCI_MANIFEST,
-                "digest": child,
-                "size": 1,
-                "platform": {"architecture": architecture, "os": "linux"},
-            })
-        })
-        .collect();
-    let body =
-        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
-            .to_string();
-    put(client, repository, Some(tag), OCI_INDEX, body.as_bytes()).await
 }
 
 /// A project directory with `dockhand.yaml` naming `images`.
@@ -216,7 +123,7 @@ async fn sibling_tags_on_one_digest_the_kept_one_survives() {
     argv.extend(["--keep-within", "2h", "--keep-last", "0"]);
     let run = dockhand(dir.path(), &argv)
         .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
-        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
         .env("DOCKER_CONFIG", &config_dir.display().to_string())
         .run();
     run.assert_code(0).assert_not_printed(registry::PASSWORD);
@@ -230,6 +137,15 @@ async fn sibling_tags_on_one_digest_the_kept_one_survives() {
     assert_eq!(keys(&document), ["deleted", "kept"]);
     assert_eq!(tags_of(&document, "deleted"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["build-3", "latest"]);
+    // `build-1` shares its digest with the kept `latest`: the tag alone goes
+    let mut removes: Vec<(&str, &str)> = document["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| (item["tag"].as_str().unwrap(), item["removes"].as_str().unwrap()))
+        .collect();
+    removes.sort_unstable();
+    assert_eq!(removes, [("build-1", "tag"), ("build-2", "manifest")]);
     let item = &document["kept"].as_array().unwrap()[0];
     assert_eq!(keys(item), ["digest", "image", "reason", "repository", "tag"]);
     assert_eq!(item["repository"], format!("{}/acme/api", registry.host()));
@@ -346,7 +262,7 @@ async fn monorepo_cleans_each_image_and_leaves_foreign_tags_alone() {
     )
     .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
     .env("DOCKHAND_REPO_MODE", "monorepo")
-    .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+    .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
     .run();
     run.assert_code(0);
     assert_eq!(skopeo_tags(&registry, "acme"), ["api-2", "tools-1", "web-2"]);
@@ -530,6 +446,27 @@ async fn a_rerun_finishes_what_a_budget_left_and_removes_a_leftover_throw_away_m
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["keep"]);
 }
 
+/// The largest duration the grammar accepts is beyond any instant: no deadline, no panic.
+#[tokio::test]
+async fn the_largest_max_duration_means_no_deadline() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    push_image(&client, &api, Some("latest"), &minutes_ago(10 * DAY)).await;
+    push_image(&client, &api, Some("build-1"), &minutes_ago(10 * DAY)).await;
+    let dir = project(&["api"]);
+    let run = cleanup(
+        dir.path(),
+        &registry.host(),
+        &["--keep-tag", "latest", "--keep-last", "0", "--keep-within", "0s"]
+            .into_iter()
+            .chain(["--max-duration", "9223372036854775807s"])
+            .collect::<Vec<_>>(),
+    );
+    run.assert_code(0);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["latest"]);
+}
+
 #[tokio::test]
 async fn a_dry_run_deletes_nothing() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
@@ -563,7 +500,7 @@ async fn a_dry_run_deletes_nothing() {
     assert_eq!(tags_of(&document, "would_delete"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["latest"]);
     for item in document["would_delete"].as_array().unwrap() {
-        assert_eq!(keys(item), ["digest", "image", "reason", "repository", "tag"]);
+        assert_eq!(keys(item), ["digest", "image", "reason", "removes", "repository", "tag"]);
         assert!(item["reason"].as_str().unwrap().starts_with("deleted: "), "{item}");
     }
 
@@ -814,4 +751,79 @@ async fn a_terminal_gets_a_progress_counter_and_a_pipe_does_not() {
     assert!(shown.status.success(), "{screen}");
     assert!(screen.contains("\rdeleting: 1/1"), "{screen:?}");
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-3"]);
+}
+
+/// Many manifests sharing one config blob: each gets the config's `created`, however the
+/// reads interleave (a manifest read after its config was could be left without an age).
+#[tokio::test]
+async fn manifests_sharing_a_config_all_get_its_age_on_every_run() {
+    use dockhand::registry::distribution::BlobSource;
+    use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_MANIFEST};
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let api = registry.repository("acme/api");
+    let connected = connect(&registry, &api).await;
+    let client = connected.client();
+    let config = serde_json::json!({
+        "created": minutes_ago(10 * DAY),
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+    })
+    .to_string();
+    let config_digest =
+        client.upload_blob(&api, &BlobSource::Bytes(config.clone().into_bytes())).await.unwrap();
+    for number in 0..40 {
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
+            "layers": [],
+            "annotations": {"build": number.to_string()},
+        })
+        .to_string();
+        crate::support::seed::put(
+            client,
+            &api,
+            Some(&format!("build-{number}")),
+            OCI_MANIFEST,
+            body.as_bytes(),
+        )
+        .await;
+    }
+    for run in 0..10 {
+        let options = ReadOptions { concurrency: 8, resolve: Resolve::Head };
+        let read =
+            inventory::read(&connected, &api, &Scope::Image("api".to_owned()), options).await;
+        assert!(read.inventory.complete, "{:?}", read.problems);
+        let unknown: Vec<String> = read
+            .inventory
+            .tags
+            .iter()
+            .filter(|entry| read.inventory.manifests[&entry.digest].created_at().is_none())
+            .map(|entry| entry.tag.to_string())
+            .collect();
+        assert_eq!(unknown, Vec::<String>::new(), "run {run}");
+    }
+}
+
+/// A registry that keeps throttling the inventory (asking for a minute's wait each time) does
+/// not outlast `--max-duration`: the run ends at the deadline with exit 3, nothing deleted.
+#[tokio::test]
+async fn max_duration_governs_the_inventory_too() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    push_image(&client, &api, Some("build-1"), &minutes_ago(10 * DAY)).await;
+    proxy.inject_matching("/tags/list", Fault::status(429, Some("60")));
+    let dir = project(&["api"]);
+    let run = cleanup(dir.path(), &proxy.host(), &["--keep-last", "0", "--max-duration", "2s"]);
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains("max_duration (2s) was reached while reading the inventory"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(writes(&proxy), Vec::<String>::new());
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1"]);
 }

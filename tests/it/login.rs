@@ -14,7 +14,7 @@ fn login_checks_and_saves_credentials() {
         let run =
             dockhand(work.path(), &["login", &registry.host(), "-u", USER, "--password-stdin"])
                 .env("DOCKER_CONFIG", &config_dir.display().to_string())
-                .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+                .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
                 .stdin(&format!("{PASSWORD}\n"))
                 .run();
         run.assert_code(0).assert_not_printed(PASSWORD);
@@ -45,7 +45,7 @@ fn login_rejections() {
         let run =
             dockhand(work.path(), &["login", &registry.host(), "-u", USER, "--password-stdin"])
                 .env("DOCKER_CONFIG", &config_dir.display().to_string())
-                .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+                .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
                 .stdin(stdin)
                 .run();
         run.assert_code(code).assert_not_printed("wrong-Sentinel-pw");

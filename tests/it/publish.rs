@@ -71,7 +71,7 @@ impl Project {
 fn generic_runner(command: Dockhand, registry: &Registry, tmp: &Path) -> Dockhand {
     command
         .env("TMPDIR", &tmp.display().to_string())
-        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
         .env("DOCKHAND_REGISTRY", &registry.host())
         .env("DOCKHAND_REGISTRY_USERNAME", USER)
         .env("DOCKHAND_REGISTRY_PASSWORD", PASSWORD)
@@ -512,8 +512,8 @@ async fn run_on_github_publishes_then_cleans_up_through_the_packages_api_standin
     })
     .unwrap();
     let api_repository = format!("{front}/acme/app/api").parse().unwrap();
-    let old = crate::cleanup::minutes_ago(10 * crate::cleanup::DAY);
-    crate::cleanup::push_image(&client, &api_repository, Some("old-1"), &old).await;
+    let old = crate::support::seed::minutes_ago(10 * crate::cleanup::DAY);
+    crate::support::seed::push_image(&client, &api_repository, Some("old-1"), &old).await;
     github.set_time(
         "acme/app/api",
         "old-1",

@@ -11,11 +11,10 @@ use dockhand::reference::{Digest, RepoAddress};
 use dockhand::registry::distribution::{Client, ClientOptions};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::cleanup::{
-    DAY, json, minutes_ago, project, push_image, push_index, tag_existing, tags_of,
-};
+use crate::cleanup::{DAY, json, project, tags_of};
 use crate::support::binary::{Run, dockhand};
 use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
+use crate::support::seed::{minutes_ago, push_image, push_index, tag_existing};
 use crate::support::stand_in::{Flavor, HubAccess, StandIn};
 use crate::support::{Auth, Deletes, Registry};
 
