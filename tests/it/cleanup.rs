@@ -519,11 +519,12 @@ async fn a_dry_run_deletes_nothing() {
 #[tokio::test]
 async fn native_api_registries_are_refused_before_any_request() {
     let dir = project(&["api"]);
-    let run =
-        dockhand(dir.path(), &["cleanup", "--dry-run"]).env("DOCKHAND_REPO", "ghcr.io/acme").run();
+    let run = dockhand(dir.path(), &["cleanup", "--dry-run"])
+        .env("DOCKHAND_REPO", "harbor.example.com/acme")
+        .run();
     run.assert_code(1);
     assert!(
-        run.stderr.contains("error: Deleting tags on `github` registries needs their native API, which this version of dockhand does not support"),
+        run.stderr.contains("error: Deleting tags on `harbor` registries needs their native API, which this version of dockhand does not support"),
         "{}",
         run.stderr
     );
