@@ -314,12 +314,7 @@ impl DockerHub {
 }
 
 fn message_of(reply: &Reply) -> String {
-    serde_json::from_str::<serde_json::Value>(&reply.body)
-        .ok()
-        .and_then(|body| {
-            ["detail", "message"].into_iter().find_map(|key| body[key].as_str().map(str::to_owned))
-        })
-        .unwrap_or_else(|| reply.body.chars().take(200).collect())
+    reply.message(&["detail", "message"])
 }
 
 fn unexpected(url: &str, status: StatusCode, reply: &Reply) -> DockerHubError {
@@ -327,8 +322,7 @@ fn unexpected(url: &str, status: StatusCode, reply: &Reply) -> DockerHubError {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(url: &str, reply: &Reply) -> Result<T, DockerHubError> {
-    serde_json::from_str(&reply.body)
-        .map_err(|source| DockerHubError::Parse { url: url.to_owned(), source })
+    reply.json().map_err(|source| DockerHubError::Parse { url: url.to_owned(), source })
 }
 
 impl Vendor for DockerHub {

@@ -378,10 +378,7 @@ impl Github {
 }
 
 fn message_of(reply: &Reply) -> String {
-    serde_json::from_str::<serde_json::Value>(&reply.body)
-        .ok()
-        .and_then(|body| body["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| reply.body.chars().take(200).collect())
+    reply.message(&["message"])
 }
 
 fn unexpected(url: &str, status: StatusCode, reply: &Reply) -> GithubError {
@@ -389,8 +386,7 @@ fn unexpected(url: &str, status: StatusCode, reply: &Reply) -> GithubError {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(url: &str, reply: &Reply) -> Result<T, GithubError> {
-    serde_json::from_str(&reply.body)
-        .map_err(|source| GithubError::Parse { url: url.to_owned(), source })
+    reply.json().map_err(|source| GithubError::Parse { url: url.to_owned(), source })
 }
 
 /// The scopes of `needed` that a comma-separated `x-oauth-scopes` value lacks.

@@ -105,6 +105,20 @@ impl Reply {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 
+    /// The body as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.body)
+    }
+
+    /// What the API says went wrong: the first of `keys` the JSON body has as a string, else
+    /// the start of the body.
+    pub fn message(&self, keys: &[&str]) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|body| keys.iter().find_map(|key| body[*key].as_str().map(str::to_owned)))
+            .unwrap_or_else(|| self.body.chars().take(200).collect())
+    }
+
     /// The `rel="next"` target of the `Link` header, if any.
     pub fn next_link(&self) -> Option<String> {
         self.header("link")?.split(',').find_map(|part| {

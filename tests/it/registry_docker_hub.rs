@@ -8,11 +8,11 @@ use std::path::Path;
 
 use base64::Engine as _;
 use dockhand::reference::{Digest, RepoAddress};
-use dockhand::registry::distribution::{Client, ClientOptions};
+use dockhand::registry::distribution::Client;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::cleanup::{DAY, json, project, tags_of};
-use crate::support::binary::{Run, dockhand};
+use crate::support::binary::Run;
 use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
 use crate::support::seed::{minutes_ago, push_image, push_index, tag_existing};
 use crate::support::stand_in::{Flavor, HubAccess, StandIn};
@@ -32,36 +32,21 @@ fn setup() -> Setup {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
     let hub = StandIn::start(Flavor::DockerHub, registry.port());
     hub.add_hub_user(USER, TOKEN, HubAccess::ReadWriteDelete);
-    let client = Client::new(ClientOptions {
-        insecure: vec![hub.host().parse().unwrap()],
-        ..ClientOptions::default()
-    })
-    .unwrap();
+    let client = hub.client();
     Setup { registry, hub, client }
 }
 
 impl Setup {
     fn repository(&self, path: &str) -> RepoAddress {
-        format!("{}/{path}", self.hub.host()).parse().unwrap()
+        self.hub.repository(path)
     }
 
-    /// Pushes an image `days` old (config and the Hub's `tag_last_pushed` agree).
     async fn image(&self, path: &str, tag: &str, days: i64) -> Digest {
-        let digest =
-            push_image(&self.client, &self.repository(path), Some(tag), &minutes_ago(days * DAY))
-                .await;
-        self.hub.set_time(path, tag, Timestamp::now() - SignedDuration::from_mins(days * DAY));
-        digest
+        self.hub.image(&self.client, path, tag, days).await
     }
 
     fn command(&self, dir: &Path, flags: &[&str]) -> crate::support::binary::Dockhand {
-        let mut argv = vec!["cleanup", "--output", "json"];
-        argv.extend_from_slice(flags);
-        dockhand(dir, &argv)
-            .env("DOCKHAND_REPO", &format!("{}/acme", self.hub.host()))
-            .env("DOCKHAND_REPO_IMPLEMENTATION", "dockerhub")
-            .env("DOCKHAND_INSECURE_REGISTRIES", &self.hub.insecure_hosts())
-            .env("DOCKHAND_DOCKERHUB_API_URL", &self.hub.api_url())
+        self.hub.cleanup(dir, "dockerhub", "DOCKHAND_DOCKERHUB_API_URL", flags)
     }
 
     fn cleanup(&self, dir: &Path, token: &str, flags: &[&str]) -> Run {

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use dockhand::reference::{Digest, RepoAddress};
-use dockhand::registry::distribution::{Client, ClientOptions};
+use dockhand::registry::distribution::Client;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::cleanup::{DAY, json, project, tags_of};
@@ -33,36 +33,21 @@ fn setup(organisation: bool) -> Setup {
     let github = StandIn::start(Flavor::Github, registry.port());
     github.add_owner("acme", organisation);
     github.add_github_token(TOKEN, GithubToken::Classic(SCOPES));
-    let client = Client::new(ClientOptions {
-        insecure: vec![github.host().parse().unwrap()],
-        ..ClientOptions::default()
-    })
-    .unwrap();
+    let client = github.client();
     Setup { registry, github, client }
 }
 
 impl Setup {
     fn repository(&self, path: &str) -> RepoAddress {
-        format!("{}/{path}", self.github.host()).parse().unwrap()
+        self.github.repository(path)
     }
 
-    /// Pushes an image `days` old (config and the stand-in's version times agree).
     async fn image(&self, path: &str, tag: &str, days: i64) -> Digest {
-        let digest =
-            push_image(&self.client, &self.repository(path), Some(tag), &minutes_ago(days * DAY))
-                .await;
-        self.github.set_time(path, tag, Timestamp::now() - SignedDuration::from_mins(days * DAY));
-        digest
+        self.github.image(&self.client, path, tag, days).await
     }
 
     fn command(&self, dir: &Path, flags: &[&str]) -> crate::support::binary::Dockhand {
-        let mut argv = vec!["cleanup", "--output", "json"];
-        argv.extend_from_slice(flags);
-        dockhand(dir, &argv)
-            .env("DOCKHAND_REPO", &format!("{}/acme", self.github.host()))
-            .env("DOCKHAND_REPO_IMPLEMENTATION", "github")
-            .env("DOCKHAND_INSECURE_REGISTRIES", &self.github.insecure_hosts())
-            .env("GITHUB_API_URL", &self.github.api_url())
+        self.github.cleanup(dir, "github", "GITHUB_API_URL", flags)
     }
 
     fn cleanup(&self, dir: &Path, token: &str, flags: &[&str]) -> Run {

@@ -36,9 +36,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use dockhand::reference::Digest;
-use jiff::Timestamp;
+use dockhand::reference::{Digest, RepoAddress};
+use dockhand::registry::distribution::{Client, ClientOptions};
+use jiff::{SignedDuration, Timestamp};
 
+use super::binary::{Dockhand, dockhand};
 use super::proxy::{self, Request, Response};
 
 /// Which vendor the API plays.
@@ -262,6 +264,49 @@ impl StandIn {
     /// `127.0.0.1:PORT` of the registry front: what `--repo` names.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.front_port)
+    }
+
+    /// A distribution client that talks plain HTTP to the front, anonymously.
+    pub fn client(&self) -> Client {
+        Client::new(ClientOptions {
+            insecure: vec![self.host().parse().expect("front host")],
+            ..ClientOptions::default()
+        })
+        .expect("client")
+    }
+
+    /// The repository `path` behind the front.
+    pub fn repository(&self, path: &str) -> RepoAddress {
+        format!("{}/{path}", self.host()).parse().expect("repository")
+    }
+
+    /// Pushes through the front a small image under `tag`, `days` old: its config's `created`
+    /// and the API's times agree.
+    pub async fn image(&self, client: &Client, path: &str, tag: &str, days: i64) -> Digest {
+        let minutes = days * 24 * 60;
+        let created = super::seed::minutes_ago(minutes);
+        let digest =
+            super::seed::push_image(client, &self.repository(path), Some(tag), &created).await;
+        self.set_time(path, tag, Timestamp::now() - SignedDuration::from_mins(minutes));
+        digest
+    }
+
+    /// `dockhand cleanup --output json FLAGS` in `dir` on the images repo `FRONT/acme` as
+    /// `implementation`, with the API at `api_variable` and plain HTTP to front and API.
+    pub fn cleanup(
+        &self,
+        dir: &std::path::Path,
+        implementation: &str,
+        api_variable: &str,
+        flags: &[&str],
+    ) -> Dockhand {
+        let mut argv = vec!["cleanup", "--output", "json"];
+        argv.extend_from_slice(flags);
+        dockhand(dir, &argv)
+            .env("DOCKHAND_REPO", &format!("{}/acme", self.host()))
+            .env("DOCKHAND_REPO_IMPLEMENTATION", implementation)
+            .env("DOCKHAND_INSECURE_REGISTRIES", &self.insecure_hosts())
+            .env(api_variable, &self.api_url())
     }
 
     /// `DOCKHAND_INSECURE_REGISTRIES` for talking plain HTTP to the front and the API.
