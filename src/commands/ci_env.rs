@@ -169,27 +169,36 @@ pub(super) fn ci_env(
     if let Some(credentials) = &ci.credentials {
         job.config.set_auth(&credentials.registry, &credentials.username, &credentials.password);
     }
-    job.write()?;
-
-    let exports = ci_exports(&ci, &settings, &job.path);
-    let rendered = export::render(shell, &exports)?;
-    if let (Shell::Github, Some(credentials)) = (shell, &ci.credentials) {
-        // the runner masks only what it was told about, in its log: the token and the docker
-        // `auth` value (always on stdout, never into a file)
-        let mut masks = export::mask_lines(credentials.password.expose());
-        masks.push_str(&export::mask_lines(&docker_config::basic_auth_value(
-            &credentials.username,
-            &credentials.password,
-        )));
-        output.raw(&masks);
+    // a job directory nobody is told about must not stay behind with the credential in it
+    let exported = (|| -> Result<(), Failure> {
+        job.write()?;
+        let exports = ci_exports(&ci, &settings, &job.path);
+        let rendered = export::render(shell, &exports)?;
+        if let (Shell::Github, Some(credentials)) = (shell, &ci.credentials) {
+            // the runner masks only what it was told about, in its log: the token and the
+            // docker `auth` value (always on stdout, never into a file)
+            let mut masks = export::mask_lines(credentials.password.expose());
+            masks.push_str(&export::mask_lines(&docker_config::basic_auth_value(
+                &credentials.username,
+                &credentials.password,
+            )));
+            output.raw(&masks);
+        }
+        if let Some(file) = &github_env {
+            append_private(file, &rendered.github_env)?;
+        }
+        match &args.output_file {
+            Some(path) => replace_private(&process.workdir.join(path), &rendered.stdout)?,
+            None => output.raw(&rendered.stdout),
+        }
+        Ok(())
+    })();
+    if exported.is_err()
+        && let Err(error) = std::fs::remove_dir_all(&job.path)
+    {
+        log::warn!("cannot remove the unused job directory `{}`: {error}", job.path.display());
     }
-    if let Some(file) = &github_env {
-        append_private(file, &rendered.github_env)?;
-    }
-    match &args.output_file {
-        Some(path) => replace_private(&process.workdir.join(path), &rendered.stdout)?,
-        None => output.raw(&rendered.stdout),
-    }
+    exported?;
     log::info!("job docker config: {}", job.path.display());
     Ok(ExitStatus::Success)
 }
@@ -212,7 +221,7 @@ pub(super) fn login(
         return Err(ArgumentError::EmptyPassword.into());
     }
     let credentials =
-        JobLogin { registry, username: args.username.clone(), password: Secret::new(password) };
+        JobLogin::from_user(registry, args.username.clone(), Secret::new(password), "--username")?;
     verify(settings, &credentials)?;
     let dir = &settings.docker_config;
     std::fs::create_dir_all(dir)

@@ -52,6 +52,15 @@ fn login_rejections() {
         assert!(run.stderr.contains(needle), "{stdin:?}: {}", run.stderr);
         assert!(!config_dir.join("config.json").exists(), "nothing saved after a failed login");
     }
+    // a `:` in the username would split differently at the registry
+    let run =
+        dockhand(work.path(), &["login", &registry.host(), "-u", "admin:x", "--password-stdin"])
+            .env("DOCKER_CONFIG", &config_dir.display().to_string())
+            .stdin("pw\n")
+            .run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("contains `:`"), "{}", run.stderr);
+    assert!(!config_dir.join("config.json").exists());
     // the password is never an argument
     let run =
         dockhand(work.path(), &["login", &registry.host(), "-u", USER, "--password", "x"]).run();
