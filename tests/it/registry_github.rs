@@ -168,6 +168,39 @@ async fn a_kept_index_keeps_its_untagged_children_for_a_user_owner_standin() {
 }
 
 #[tokio::test]
+async fn a_signature_of_a_kept_image_stays_and_an_unreadable_manifest_deletes_nothing_standin() {
+    let setup = setup(true);
+    let kept = setup.image("acme/api", "stable", 10).await;
+    let dropped = setup.image("acme/api", "build-1", 10).await;
+    // cosign's tag schema for signatures (the registry has no referrers API)
+    let kept_signature = format!("sha256-{}.sig", kept.hex());
+    let dropped_signature = format!("sha256-{}.sig", dropped.hex());
+    setup.image("acme/api", &kept_signature, 10).await;
+    setup.image("acme/api", &dropped_signature, 10).await;
+    let dir = project(&["api"]);
+    let policy = ["--keep-tag", "stable", "--keep-last", "0", "--keep-within", "0s"];
+
+    // one manifest ghcr.io cannot serve: the package is incomplete, nothing in it goes
+    setup.github.fail_registry_gets(&format!("/manifests/{dropped}"));
+    let run = setup.cleanup(dir.path(), TOKEN, &policy);
+    run.assert_code(2);
+    assert!(run.stderr.contains("is incomplete, so nothing in it was deleted"), "{}", run.stderr);
+    assert!(setup.github.api_requests().iter().all(|line| !line.starts_with("API DELETE")));
+    assert_eq!(skopeo_tags(&setup.registry, "acme/api").len(), 4);
+
+    // readable again: the signature of the kept image stays, the other goes with its image
+    setup.github.clear_registry_failures();
+    let run = setup.cleanup(dir.path(), TOKEN, &policy);
+    run.assert_code(0);
+    let mut want = vec![kept_signature, "stable".to_owned()];
+    want.sort();
+    assert_eq!(skopeo_tags(&setup.registry, "acme/api"), want);
+    let mut deleted = vec!["build-1".to_owned(), dropped_signature];
+    deleted.sort();
+    assert_eq!(tags_of(&json(&run), "deleted"), deleted);
+}
+
+#[tokio::test]
 async fn a_dry_run_deletes_and_pushes_nothing_and_a_nested_package_is_url_encoded_standin() {
     let setup = setup(true);
     setup.image("acme/tools/api", "build-1", 5).await;

@@ -24,7 +24,8 @@
 //!     absolute `next` URLs, `tag_last_pushed`) and
 //!     `DELETE /v2/repositories/{namespace}/{repository}/tags/{tag}/`. See `docker_hub_api.rs`.
 //!
-//! Both can answer the next API requests with 429 + `Retry-After` ([`StandIn::throttle`]).
+//! Both can answer the next API requests with 429 + `Retry-After` ([`StandIn::throttle`]), and
+//! the front can fail chosen registry reads with 500 ([`StandIn::fail_registry_gets`]).
 //! Every request is logged as `API METHOD target` or `REGISTRY METHOD target`. `Drop` stops
 //! and joins both threads.
 
@@ -107,6 +108,8 @@ pub(super) struct State {
     /// Deletes refused for the per-minute limit.
     pub(super) delete_limit_hits: usize,
     pub(super) remaining: u64,
+    /// Registry `GET`s whose target contains one of these answer 500.
+    pub(super) failing_gets: Vec<String>,
 }
 
 impl State {
@@ -345,6 +348,17 @@ impl StandIn {
         self.state.lock().unwrap().throttle.extend(std::iter::repeat_n(retry_after, times));
     }
 
+    /// Answers every registry `GET` whose target contains `pattern` with 500 (a manifest that
+    /// cannot be read).
+    pub fn fail_registry_gets(&self, pattern: &str) {
+        self.state.lock().unwrap().failing_gets.push(pattern.to_owned());
+    }
+
+    /// Serves every registry read again.
+    pub fn clear_registry_failures(&self) {
+        self.state.lock().unwrap().failing_gets.clear();
+    }
+
     /// Refuses deletes beyond `limit` in any 60 s with 403 + `retry-after`.
     pub fn limit_deletes_per_minute(&self, limit: usize) {
         self.state.lock().unwrap().deletes_per_minute = Some(limit);
@@ -425,11 +439,22 @@ impl Drop for StandIn {
 fn serve_front(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let request = proxy::read_request(&stream)?;
-    let registry_port = {
+    let (registry_port, failing) = {
         let mut state = state.lock().unwrap();
         state.log.push(format!("REGISTRY {} {}", request.method, request.target));
-        state.registry_port
+        let failing = request.method == "GET"
+            && state.failing_gets.iter().any(|pattern| request.target.contains(pattern.as_str()));
+        (state.registry_port, failing)
     };
+    if failing {
+        let body = serde_json::json!({"errors": [{"code": "UNKNOWN", "message": "unknown error"}]});
+        let response = Response {
+            status_line: "HTTP/1.1 500 Internal Server Error".to_owned(),
+            headers: vec!["Content-Type: application/json".to_owned()],
+            body: body.to_string().into_bytes(),
+        };
+        return proxy::write_response(&mut stream, &response);
+    }
     if request.method == "DELETE" {
         let message = match flavor {
             Flavor::Github => "delete is not supported on this registry; use the Packages API",
