@@ -11,6 +11,7 @@
 //! repository whose inventory is incomplete.
 
 pub mod execute;
+pub mod graph;
 pub mod inventory;
 pub mod plan;
 pub mod plan_file;

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::cleanup::graph::{Edge, Graph};
 use crate::cleanup::inventory::{Inventory, RepositoryInventory, TagEntry, TimeSource};
 use crate::cleanup::policy::{Policy, format_approximately, format_duration, looks_like_release};
 use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
@@ -184,7 +185,8 @@ impl Decision {
 #[derive(Debug, Clone, Copy)]
 struct Reach<'a> {
     root: Root<'a>,
-    via: Via,
+    /// The last hop: `None` for the root itself.
+    via: Option<Edge>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -193,13 +195,6 @@ enum Root<'a> {
     /// A tag outside the cleanup's scope.
     Foreign(&'a Tag),
     Manifest(&'a Digest),
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Via {
-    Root,
-    IndexChild,
-    Referrer,
 }
 
 /// A deletion target inside one repository.
@@ -227,8 +222,8 @@ struct RepositoryPlan<'a> {
     untagged: Vec<&'a Digest>,
     /// Tag indices in tag-name order.
     tags_by_name: Vec<usize>,
-    /// Manifests whose `subject` is the key, in digest order.
-    referrers_of: HashMap<&'a Digest, Vec<&'a Digest>>,
+    /// Index children and referrers of each manifest.
+    graph: Graph<'a>,
     /// Referrers-schema tag indices per subject digest.
     referrers_tags_of: HashMap<Digest, Vec<usize>>,
     tag_ages: Vec<Option<Age>>,
@@ -260,7 +255,7 @@ impl<'a> RepositoryPlan<'a> {
             complete: inventory.complete && consistent,
             untagged,
             tags_by_name,
-            referrers_of: HashMap::new(),
+            graph: Graph::new(inventory),
             referrers_tags_of: HashMap::new(),
             tag_ages: Vec::new(),
             untagged_ages: Vec::new(),
@@ -273,11 +268,6 @@ impl<'a> RepositoryPlan<'a> {
             state.untagged_decisions =
                 vec![Decision::keep(INCOMPLETE.to_owned()); state.untagged.len()];
             return state;
-        }
-        for (digest, manifest) in &inventory.manifests {
-            if let Some(subject) = &manifest.subject {
-                state.referrers_of.entry(subject).or_default().push(digest);
-            }
         }
         for (index, entry) in inventory.tags.iter().enumerate() {
             if let Some(subject) = referrers_subject(&entry.tag) {
@@ -452,17 +442,12 @@ impl<'a> RepositoryPlan<'a> {
                     &mut reach,
                     &mut queue,
                     &entry.digest,
-                    Reach { root: Root::Tag(&entry.tag), via: Via::Root },
+                    Reach { root: Root::Tag(&entry.tag), via: None },
                 );
             }
         }
         for (tag, digest) in &inventory.foreign_tags {
-            visit(
-                &mut reach,
-                &mut queue,
-                digest,
-                Reach { root: Root::Foreign(tag), via: Via::Root },
-            );
+            visit(&mut reach, &mut queue, digest, Reach { root: Root::Foreign(tag), via: None });
         }
         for (index, digest) in self.untagged.iter().enumerate() {
             if self.untagged_decisions[index].keep {
@@ -470,7 +455,7 @@ impl<'a> RepositoryPlan<'a> {
                     &mut reach,
                     &mut queue,
                     digest,
-                    Reach { root: Root::Manifest(digest), via: Via::Root },
+                    Reach { root: Root::Manifest(digest), via: None },
                 );
             }
         }
@@ -485,17 +470,12 @@ impl<'a> RepositoryPlan<'a> {
                         &mut reach,
                         &mut queue,
                         &entry.digest,
-                        Reach { root: Root::Tag(&entry.tag), via: Via::Root },
+                        Reach { root: Root::Tag(&entry.tag), via: None },
                     );
                 }
             }
-            if let Some(manifest) = inventory.manifests.get(digest) {
-                for child in &manifest.children {
-                    visit(&mut reach, &mut queue, child, Reach { root, via: Via::IndexChild });
-                }
-            }
-            for referrer in self.referrers_of.get(digest).into_iter().flatten() {
-                visit(&mut reach, &mut queue, referrer, Reach { root, via: Via::Referrer });
+            for (next, edge) in self.graph.next(digest) {
+                visit(&mut reach, &mut queue, next, Reach { root, via: Some(edge) });
             }
         }
         for (index, digest) in self.untagged.iter().enumerate() {
@@ -712,9 +692,9 @@ fn reachable_reason(how: Reach<'_>) -> String {
         Root::Manifest(digest) => format!("manifest `{digest}`"),
     };
     let via = match how.via {
-        Via::Root => "",
-        Via::IndexChild => " as an index child",
-        Via::Referrer => " as a referrer",
+        None => "",
+        Some(Edge::IndexChild) => " as an index child",
+        Some(Edge::Referrer) => " as a referrer",
     };
     format!("kept: reachable from kept {root}{via}")
 }
