@@ -73,6 +73,20 @@ pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// A whole docker `config.json` in one variable (GitLab runners, some CI systems).
 pub const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
 
+// --- registry vendor APIs (credentials and base URLs for native deletes) ---
+
+/// GitHub token for the Packages API (`github` implementation), before `GITHUB_TOKEN` and the
+/// docker config password of the registry host. Never printed.
+pub const DOCKHAND_GITHUB_TOKEN: &str = "DOCKHAND_GITHUB_TOKEN";
+/// Docker Hub user (or organisation) name for the Hub API (`dockerhub` implementation), with
+/// `DOCKHAND_DOCKERHUB_TOKEN`; else the docker config entry of the registry host.
+pub const DOCKHAND_DOCKERHUB_USERNAME: &str = "DOCKHAND_DOCKERHUB_USERNAME";
+/// Docker Hub access token (personal or organisation) or password for the Hub API. Never
+/// printed.
+pub const DOCKHAND_DOCKERHUB_TOKEN: &str = "DOCKHAND_DOCKERHUB_TOKEN";
+/// Docker Hub API base URL (default `https://hub.docker.com`; a stand-in in tests).
+pub const DOCKHAND_DOCKERHUB_API_URL: &str = "DOCKHAND_DOCKERHUB_API_URL";
+
 // --- builders (read by `build`; the tools read them too) ---
 
 /// buildah's storage driver (e.g. `vfs` in unprivileged containers); passed as `--storage-driver`.
@@ -138,7 +152,8 @@ pub const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
 pub const GITHUB_JOB: &str = "GITHUB_JOB";
 /// `https://github.com` or the GHES URL.
 pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
-/// REST API base URL (GHES, or a stand-in in tests).
+/// REST API base URL (GHES, or a stand-in in tests); also where the `github` implementation
+/// deletes package versions.
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 /// File that later steps read variables from (`NAME=value` lines).
 pub const GITHUB_ENV: &str = "GITHUB_ENV";

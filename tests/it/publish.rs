@@ -477,18 +477,18 @@ fn docker_auth_config_alone_authenticates_the_push() {
 
 #[test]
 fn run_on_a_native_api_registry_publishes_and_skips_cleanup() {
-    // `--repo-implementation github` on a local registry: pushing goes through the registry
-    // API like on ghcr.io, and cleanup, which needs GitHub's REST API, is skipped with a reason
+    // `--repo-implementation harbor` on a local registry: pushing goes through the registry
+    // API like on Harbor, and cleanup, which needs Harbor's REST API, is skipped with a reason
     let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
     let project = Project::new("tags: [\"{branch}\"]\n");
     let run = project
-        .dockhand(&registry, &["--repo-implementation", "github", "run", "--output", "json"])
+        .dockhand(&registry, &["--repo-implementation", "harbor", "run", "--output", "json"])
         .run();
     run.assert_code(0);
     let document: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(document["pushed"].as_array().map(Vec::len), Some(2));
     assert!(
-        document["cleanup_skipped"].as_str().unwrap().contains("`github` needs its native API"),
+        document["cleanup_skipped"].as_str().unwrap().contains("`harbor` needs its native API"),
         "{}",
         run.stdout
     );
@@ -496,8 +496,69 @@ fn run_on_a_native_api_registry_publishes_and_skips_cleanup() {
     assert_eq!(skopeo_tags(&registry, "acme/app/api"), ["main"]);
     // asked for explicitly, cleanup says no
     let cleanup =
-        project.dockhand(&registry, &["--repo-implementation", "github", "cleanup"]).run();
+        project.dockhand(&registry, &["--repo-implementation", "harbor", "cleanup"]).run();
     cleanup.assert_code(1);
+}
+
+#[tokio::test]
+async fn run_on_github_publishes_then_cleans_up_through_the_packages_api_standin() {
+    use crate::support::stand_in::{Flavor, GithubToken, StandIn};
+    // ghcr.io played by the GitHub stand-in in front of a real registry; the registry login of
+    // the job (the docker config password) is also the Packages API token, as on GitHub (the
+    // registry is anonymous: the stand-in deletes manifests on it directly)
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let github = StandIn::start(Flavor::Github, registry.port());
+    github.add_owner("acme", true);
+    github.add_github_token(
+        PASSWORD,
+        GithubToken::Classic("read:packages, write:packages, delete:packages"),
+    );
+    let front = github.host();
+    let client = Client::new(dockhand::registry::distribution::ClientOptions {
+        insecure: vec![front.parse().unwrap()],
+        credentials: BTreeMap::from([(
+            front.parse().unwrap(),
+            dockhand::secret::Credential::Basic {
+                username: USER.to_owned(),
+                password: dockhand::secret::Secret::new(PASSWORD),
+            },
+        )]),
+        ..Default::default()
+    })
+    .unwrap();
+    let api_repository = format!("{front}/acme/app/api").parse().unwrap();
+    let old = crate::support::seed::minutes_ago(10 * crate::cleanup::DAY);
+    crate::support::seed::push_image(&client, &api_repository, Some("old-1"), &old).await;
+    github.set_time(
+        "acme/app/api",
+        "old-1",
+        jiff::Timestamp::now() - jiff::SignedDuration::from_hours(240),
+    );
+
+    let project = Project::new("tags: [\"{branch}\"]\n");
+    let argv = ["--repo-implementation", "github", "run", "--output", "json"];
+    let run = project
+        .dockhand(&registry, &[&argv[..], &["--keep-last", "1", "--keep-within", "0s"]].concat())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &github.insecure_hosts())
+        .env("DOCKHAND_REGISTRY", &front)
+        .env("DOCKHAND_REPO", &format!("{front}/acme/app"))
+        .env("GITHUB_API_URL", &github.api_url())
+        .run();
+    run.assert_code(0).assert_not_printed(PASSWORD);
+    let document: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(document["pushed"].as_array().map(Vec::len), Some(2));
+    assert!(document["cleanup_skipped"].is_null(), "{}", run.stdout);
+    assert_eq!(crate::cleanup::tags_of(&document, "deleted"), ["old-1"]);
+    assert_eq!(skopeo_tags(&registry, "acme/app/api"), ["main"]);
+    assert_eq!(skopeo_tags(&registry, "acme/app/web"), ["main"]);
+    let log = github.log();
+    assert!(log.iter().all(|line| !line.starts_with("REGISTRY DELETE")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|line| line
+                .starts_with("API DELETE /orgs/acme/packages/container/app%2Fapi/versions/")),
+        "{log:?}"
+    );
 }
 
 #[test]
