@@ -481,6 +481,12 @@ fn find_helper(name: &str, path_env: Option<&str>) -> Option<PathBuf> {
     crate::process::find_program(&format!("docker-credential-{name}"), path_env)
 }
 
+/// How long a credential helper may run (a real one answers in milliseconds; one that waits
+/// for a keychain prompt nobody will answer in CI would hang the job).
+const HELPER_TIME_LIMIT: Duration = Duration::from_secs(30);
+/// The most a credential helper may print on either stream.
+const HELPER_OUTPUT_LIMIT: usize = 1 << 20;
+
 /// What `docker-credential-<name> get` prints.
 #[derive(serde::Deserialize)]
 struct HelperReply {
@@ -502,7 +508,7 @@ fn run_helper(
     if let Some(path) = path_env {
         command = command.env(env_vars::PATH, path);
     }
-    let output = match command.output() {
+    let output = match command.output_bounded(HELPER_TIME_LIMIT, HELPER_OUTPUT_LIMIT) {
         Ok(output) => output,
         Err(CommandError::Failed { stdout, stderr, .. })
             if [&stdout, &stderr].iter().any(|text| text.contains("credentials not found")) =>
