@@ -98,17 +98,14 @@ impl Command {
         self
     }
 
-    /// [`Command::output`] for a short-lived helper that dockhand does not trust to behave (a
-    /// credential helper): stopped (killed) when it runs longer than `limit` or prints more
-    /// than `max_output` bytes on either stream, with [`CommandError::TimedOut`] or
-    /// [`CommandError::TooMuchOutput`]; its output is never quoted then.
-    pub fn output_bounded(
+    /// Starts the child with stdout and stderr piped, and its stdin (if any) fed from a thread,
+    /// so a child that prints before reading cannot deadlock dockhand. Returns how the command
+    /// is shown in messages, the child, and the stdin writer.
+    #[expect(clippy::type_complexity, reason = "a private triple, named at each use")]
+    fn spawn_piped(
         mut self,
-        limit: Duration,
-        max_output: usize,
-    ) -> Result<Output, CommandError> {
-        use std::io::Read as _;
-        use std::sync::atomic::AtomicBool;
+    ) -> Result<(String, process::Child, Option<thread::JoinHandle<io::Result<()>>>), CommandError>
+    {
         let display = self.to_string();
         self.inner
             .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -118,9 +115,25 @@ impl Command {
             .inner
             .spawn()
             .map_err(|source| CommandError::Spawn { command: display.clone(), source })?;
-        if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), self.stdin.take()) {
-            thread::spawn(move || pipe.write_all(&bytes));
-        }
+        let writer = match (child.stdin.take(), self.stdin.take()) {
+            (Some(mut pipe), Some(bytes)) => Some(thread::spawn(move || pipe.write_all(&bytes))),
+            _ => None,
+        };
+        Ok((display, child, writer))
+    }
+
+    /// [`Command::output`] for a short-lived helper that dockhand does not trust to behave (a
+    /// credential helper): stopped (killed) when it runs longer than `limit` or prints more
+    /// than `max_output` bytes on either stream, with [`CommandError::TimedOut`] or
+    /// [`CommandError::TooMuchOutput`]; its output is never quoted then.
+    pub fn output_bounded(
+        self,
+        limit: Duration,
+        max_output: usize,
+    ) -> Result<Output, CommandError> {
+        use std::io::Read as _;
+        use std::sync::atomic::AtomicBool;
+        let (display, mut child, _writer) = self.spawn_piped()?;
         let overflow = std::sync::Arc::new(AtomicBool::new(false));
         let read = |pipe: Option<Box<dyn io::Read + Send>>| {
             let overflow = std::sync::Arc::clone(&overflow);
@@ -180,21 +193,8 @@ impl Command {
     /// Fails when the program cannot be started, when writing its stdin fails for another
     /// reason than the child closing it early, or when it exits unsuccessfully (the error then
     /// carries both outputs).
-    pub fn output(mut self) -> Result<Output, CommandError> {
-        let display = self.to_string();
-        self.inner
-            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = self
-            .inner
-            .spawn()
-            .map_err(|source| CommandError::Spawn { command: display.clone(), source })?;
-        // Feed stdin from a thread so a child that prints before reading cannot deadlock us.
-        let writer = match (child.stdin.take(), self.stdin.take()) {
-            (Some(mut pipe), Some(bytes)) => Some(thread::spawn(move || pipe.write_all(&bytes))),
-            _ => None,
-        };
+    pub fn output(self) -> Result<Output, CommandError> {
+        let (display, child, writer) = self.spawn_piped()?;
         let result = child.wait_with_output();
         let written = writer.map(|handle| handle.join().unwrap_or(Ok(())));
         let output =

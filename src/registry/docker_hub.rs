@@ -328,15 +328,6 @@ impl Vendor for DockerHub {
         &self.capabilities
     }
 
-    fn delete_refusal(&self) -> Option<super::DeleteRefusal> {
-        None
-    }
-
-    async fn ensure_repository(&self, _repository: &RepoAddress) -> Result<(), RegistryError> {
-        // the Hub creates a repository on its first push
-        Ok(())
-    }
-
     async fn tag_times(
         &self,
         repository: &RepoAddress,

@@ -398,15 +398,6 @@ impl Vendor for Github {
         &self.capabilities
     }
 
-    fn delete_refusal(&self) -> Option<super::DeleteRefusal> {
-        None
-    }
-
-    async fn ensure_repository(&self, _repository: &RepoAddress) -> Result<(), RegistryError> {
-        // packages are created by the first push
-        Ok(())
-    }
-
     async fn tag_times(
         &self,
         repository: &RepoAddress,

@@ -284,11 +284,17 @@ pub trait Vendor {
     /// What this registry can do.
     fn capabilities(&self) -> &Capabilities;
 
-    /// Why nothing can be deleted here, if so; asked before a cleanup reads anything.
-    fn delete_refusal(&self) -> Option<DeleteRefusal>;
+    /// Why nothing can be deleted here, if so; asked before a cleanup reads anything. A vendor
+    /// with a native delete refuses nothing.
+    fn delete_refusal(&self) -> Option<DeleteRefusal> {
+        None
+    }
 
     /// Makes sure `repository` can be pushed to (creating it where the registry requires).
-    async fn ensure_repository(&self, repository: &RepoAddress) -> Result<(), RegistryError>;
+    /// Most registries create a repository on its first push: nothing to do.
+    async fn ensure_repository(&self, _repository: &RepoAddress) -> Result<(), RegistryError> {
+        Ok(())
+    }
 
     /// When each tag of `repository` was last pushed, where the vendor records it; tags it
     /// does not know are absent. The distribution API records nothing: an empty map.
