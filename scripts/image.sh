@@ -68,7 +68,7 @@ assert_static() {
   case "$description" in
     *ELF*"dynamically linked"*) die "\`$binary\` is dynamically linked: build it with --target $target_triple" ;;
     *ELF*", $machine,"*) ;;
-    *ELF*) die "\`$binary\` is not a $arch executable ($description): build it with --target $target_triple" ;;
+    *ELF*) die "\`$binary\` is not an $arch executable ($description): build it with --target $target_triple" ;;
     *) die "\`$binary\` is not an ELF executable ($description)" ;;
   esac
 }

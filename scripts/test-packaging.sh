@@ -42,7 +42,7 @@ b() { buildah --root "$DOCKHAND_BUILDAH_ROOT/root" --runroot "$DOCKHAND_BUILDAH_
 container=""
 registry_pid=""
 cleanup() {
-  [ -z "$registry_pid" ] || { kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null; } || true
+  if [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null; then wait "$registry_pid" 2>/dev/null || true; fi
   [ -z "$container" ] || b rm "$container" >/dev/null 2>&1 || true
   b rmi --all --force >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -69,7 +69,7 @@ echo "arm64 binary: $arm64_file"
 echo "arm64 binary size: $(stat -c %s "$DOCKHAND_BINARY_ARM64") bytes"
 check "the arm64 binary is an aarch64 ELF executable" grep -q '^ELF 64-bit LSB .*, ARM aarch64,' <<<"$arm64_file"
 # what `file` says of a static executable: no program interpreter to load
-is_static() { grep -Eq 'static(-pie)? linked' <<<"$1" && ! grep -q interpreter <<<"$1"; }
+is_static() { grep -Eq 'statically linked|static-pie linked' <<<"$1" && ! grep -q interpreter <<<"$1"; }
 check "the arm64 binary is static (no program interpreter)" is_static "$arm64_file"
 arm64() { qemu-aarch64-static "$DOCKHAND_BINARY_ARM64" "$@"; }
 check "the arm64 binary prints its usage under qemu" grep -q '^Usage: dockhand' <<<"$(arm64 --help)"
@@ -136,16 +136,24 @@ b umount "$container" >/dev/null
 
 # --- the minimal image for amd64 and arm64 as one index, through a registry ----------------
 index=localhost/dockhand:index
-check "the two-platform index builds from files only" scripts/image.sh index "$index" >/dev/null
+build_index() { scripts/image.sh index "$index" > "$work/index.json"; }
+check "the two-platform index builds from files only" build_index
+# staging refuses a binary of the other architecture
+wrong_arch() {
+  ! DOCKHAND_ARCH=arm64 scripts/image.sh stage "$work/wrong-arch" 2>"$work/wrong-arch.log" \
+    && grep -q 'is not an arm64 executable' "$work/wrong-arch.log"
+}
+check "image.sh refuses the x86_64 binary for the arm64 image" wrong_arch
 registry_dir=$work/registry
 mkdir -p "$registry_dir/storage"
 printf 'version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:0\n  secret: test-not-secret\n' \
   "$registry_dir/storage" > "$registry_dir/config.yml"
-docker-registry serve "$registry_dir/config.yml" > "$registry_dir/log" 2>&1 &
+: > "$registry_dir/log"
+docker-registry serve "$registry_dir/config.yml" >> "$registry_dir/log" 2>&1 < /dev/null &
 registry_pid=$!
 port=""
 for _ in $(seq 200); do
-  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$registry_dir/log" | head -1)
+  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p;T;q' "$registry_dir/log")
   [ -z "$port" ] || break
   kill -0 "$registry_pid" 2>/dev/null || break
   sleep 0.05
