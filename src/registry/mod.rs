@@ -13,6 +13,9 @@
 pub mod default;
 pub mod detect;
 pub mod distribution;
+pub mod docker_hub;
+pub mod github;
+mod rest;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -242,25 +245,31 @@ pub enum RegistryError {
     TagDelete(DistributionError),
     #[error("Pointing the tag at a throw-away manifest (to delete only that tag) failed")]
     Tombstone(#[source] DistributionError),
+    #[error(transparent)]
+    Github(#[from] github::GithubError),
+    #[error(transparent)]
+    DockerHub(#[from] docker_hub::DockerHubError),
 }
 
 impl RegistryError {
-    fn distribution(&self) -> &DistributionError {
+    fn classified(&self) -> &dyn Classify {
         match self {
             Self::Distribution(source) | Self::TagDelete(source) | Self::Tombstone(source) => {
                 source
             }
+            Self::Github(source) => source,
+            Self::DockerHub(source) => source,
         }
     }
 }
 
 impl Classify for RegistryError {
     fn exit_status(&self) -> ExitStatus {
-        self.distribution().exit_status()
+        self.classified().exit_status()
     }
 
     fn hint(&self) -> Option<String> {
-        self.distribution().hint()
+        self.classified().hint()
     }
 }
 
@@ -343,6 +352,8 @@ pub trait Vendor {
 #[derive(Debug)]
 pub enum Registry {
     Distribution(default::Distribution),
+    Github(Box<github::Github>),
+    DockerHub(Box<docker_hub::DockerHub>),
 }
 
 /// Builds the [`Registry`] for `implementation` at `repo`: the distribution client from
@@ -351,17 +362,33 @@ pub enum Registry {
 /// here where the vendor mints them.
 #[expect(
     clippy::unused_async,
-    reason = "vendors that mint credentials await here; the default one does not"
+    reason = "vendors that mint credentials at connect await here; those so far mint lazily"
 )]
 pub async fn connect(
     implementation: Implementation,
     repo: &RepoAddress,
     options: ClientOptions,
-    _env: &EnvMap,
+    env: &EnvMap,
 ) -> Result<Registry, RegistryError> {
     let capabilities = implementation.capabilities(repo);
-    let client = Client::new(options)?;
-    Ok(Registry::Distribution(default::Distribution::new(client, implementation, capabilities)))
+    match implementation {
+        Implementation::Github => {
+            let github = github::Github::connect(repo, options, capabilities, env)?;
+            Ok(Registry::Github(Box::new(github)))
+        }
+        Implementation::DockerHub => {
+            let hub = docker_hub::DockerHub::connect(repo, options, capabilities, env)?;
+            Ok(Registry::DockerHub(Box::new(hub)))
+        }
+        _ => {
+            let client = Client::new(options)?;
+            Ok(Registry::Distribution(default::Distribution::new(
+                client,
+                implementation,
+                capabilities,
+            )))
+        }
+    }
 }
 
 /// Calls `$call` on the vendor inside `$registry`: one arm per variant of [`Registry`].
@@ -369,6 +396,8 @@ macro_rules! on_vendor {
     ($registry:expr, $vendor:ident => $call:expr) => {
         match $registry {
             Registry::Distribution($vendor) => $call,
+            Registry::Github($vendor) => $call,
+            Registry::DockerHub($vendor) => $call,
         }
     };
 }
