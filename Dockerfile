@@ -17,6 +17,8 @@
 #
 #   docker build -t dockhand .                                        # compile + release
 #   docker build --target builder -t dockhand:builder .               # compile + builder
+#   docker buildx build --platform linux/amd64,linux/arm64 -t dockhand .  # both platforms, one index
+#   scripts/image.sh index localhost/dockhand:dev                     # the same from prebuilt binaries
 #   scripts/image.sh                                                  # prebuilt binary + release
 
 ARG ROOTFS=compile
@@ -24,22 +26,31 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
 # --- compile: the static musl binary and the files the minimal image needs -----------------
-FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS compile
-# musl-gcc builds ring's C parts for the musl target; `file` lets scripts/image.sh check that
-# the result is static. Debian's stable versions are what the project tests with.
+# Runs on the build machine's platform and cross-compiles for the platform being built
+# (TARGETARCH amd64 or arm64), so `--platform linux/arm64` needs no emulation here.
+FROM --platform=$BUILDPLATFORM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS compile
+# musl-gcc builds ring's C parts for x86_64, gcc-aarch64-linux-gnu (with its libc headers) links
+# the arm64 build and compiles ring for it (.cargo/config.toml); `file` lets scripts/image.sh
+# check that the result is static. Debian's stable versions are what the project tests with.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends musl-tools file \
+ && apt-get install -y --no-install-recommends musl-tools gcc-aarch64-linux-gnu libc6-dev-arm64-cross file \
  && rm -rf /var/lib/apt/lists/* \
- && rustup target add x86_64-unknown-linux-musl
+ && rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 WORKDIR /src
 COPY . .
 # .git is not in the build context: pass the revision `dockhand --version` prints
 ARG DOCKHAND_GIT_REVISION=""
 ENV DOCKHAND_GIT_REVISION=${DOCKHAND_GIT_REVISION}
 # the image's files are laid out by the same script that stages them for ROOTFS=staged
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
- && DOCKHAND_BINARY=target/x86_64-unknown-linux-musl/release/dockhand scripts/image.sh stage /
+ARG TARGETARCH=amd64
+RUN case "$TARGETARCH" in \
+      amd64) triple=x86_64-unknown-linux-musl ;; \
+      arm64) triple=aarch64-unknown-linux-musl ;; \
+      *) echo "dockhand builds for amd64 and arm64, not $TARGETARCH" >&2; exit 1 ;; \
+    esac \
+ && cargo build --release --locked --target "$triple" \
+ && DOCKHAND_ARCH="$TARGETARCH" DOCKHAND_BINARY="target/$triple/release/dockhand" scripts/image.sh stage /
 
 # --- staged: the same files, staged into the build context by scripts/image.sh -------------
 FROM scratch AS staged
@@ -50,6 +61,8 @@ COPY home/ /home/
 FROM ${ROOTFS} AS rootfs
 
 # --- builder: dockhand plus buildah, for builds inside the job's container -----------------
+# Its RUN step executes on the target platform: an arm64 builder image needs emulation
+# (qemu-user binfmt) on an x86_64 build machine. The project builds and tests it for amd64 only.
 FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim AS builder
 # Debian's stable buildah, as tested here; pinning versions would break on each point release.
 # `FROM debian:12` resolves on Docker Hub, as with docker (registries.conf.d/dockhand.conf).

@@ -5,6 +5,9 @@
 # action's repository at the ref the workflow pinned (`uses: …/dockhand@v1`), never against a
 # checksum downloaded beside the binary: a replaced release asset fails the job.
 #
+# The asset is the one for the runner's architecture: RUNNER_ARCH `X64` or `ARM64` (set by the
+# runner), else `uname -m` (`x86_64` or `aarch64`) on runners that do not set it.
+#
 # Inputs (env): DOCKHAND_ACTION_VERSION (default: action/VERSION), DOCKHAND_ACTION_DOWNLOAD_URL
 # (base URL of the release assets, default: the action repository's GitHub releases; file://
 # works for mirrors and tests), DOCKHAND_ACTION_PASSWORD and DOCKHAND_ACTION_TOKEN (masked here,
@@ -24,9 +27,13 @@ case "$version" in
   "" | *[!0-9A-Za-z.+-]*) fail "\`version\` must look like 1.2.3, not \`$version\`" ;;
 esac
 
-case "$(uname -s)/$(uname -m)" in
-  Linux/x86_64) target=x86_64-unknown-linux-musl ;;
-  *) fail "dockhand ships for Linux x86_64 only; this runner is $(uname -s)/$(uname -m)" ;;
+# the runner's RUNNER_ARCH (X64, ARM64, ...) when set, else the kernel's machine name
+[ "$(uname -s)" = Linux ] || fail "dockhand ships for Linux only; this runner is $(uname -s)"
+arch=${RUNNER_ARCH:-$(uname -m)}
+case "$arch" in
+  X64 | x86_64 | amd64) target=x86_64-unknown-linux-musl ;;
+  ARM64 | aarch64 | arm64) target=aarch64-unknown-linux-musl ;;
+  *) fail "dockhand ships for Linux x86_64 (X64) and arm64 (ARM64) only; this runner is \`$arch\`" ;;
 esac
 asset="dockhand-$version-$target"
 

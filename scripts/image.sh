@@ -5,17 +5,29 @@
 #   scripts/image.sh stage DIR           write DIR/rootfs and DIR/home: the files the image holds
 #   scripts/image.sh build [TAG]         stage into a temp dir, `buildah bud` it, print the image id
 #   scripts/image.sh check TAG           size ≤ 10 MB, non-root user, `dockhand --help` runs inside
+#   scripts/image.sh index TAG           the minimal image for linux/amd64 and linux/arm64 as one
+#                                        manifest list TAG (push it with `buildah manifest push --all`)
 #
-# The binary is $DOCKHAND_BINARY, else the musl release build under $CARGO_TARGET_DIR (default
-# target/); with --build it is built first when missing (`nice cargo build --release --target
-# x86_64-unknown-linux-musl`). The CA bundle is $DOCKHAND_CA_BUNDLE, else the host's
+# $DOCKHAND_ARCH (amd64, the default, or arm64) is the platform `stage` and `build` make. Their
+# binary is $DOCKHAND_BINARY, else the musl release build for that platform under
+# $CARGO_TARGET_DIR (default target/): x86_64- or aarch64-unknown-linux-musl; with --build it is
+# built first when missing (`nice cargo build --release --target TRIPLE`). `index` takes each
+# platform's binary from $DOCKHAND_BINARY_AMD64 and $DOCKHAND_BINARY_ARM64, else those builds.
+# Every platform is assembled from files on a scratch base: nothing runs inside the image, so
+# arm64 needs no emulation. The CA bundle is $DOCKHAND_CA_BUNDLE, else the host's
 # /etc/ssl/certs/ca-certificates.crt. buildah's storage is the system's unless
 # $DOCKHAND_BUILDAH_ROOT is set, then $DOCKHAND_BUILDAH_ROOT/{root,run} with the vfs driver
 # (what the tests use, so they never touch the system store).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-readonly target_triple=x86_64-unknown-linux-musl
+arch=${DOCKHAND_ARCH:-amd64}
+# the Rust target and what `file` says of its executables
+case "$arch" in
+  amd64) target_triple=x86_64-unknown-linux-musl machine=x86-64 ;;
+  arm64) target_triple=aarch64-unknown-linux-musl machine="ARM aarch64" ;;
+  *) echo "image.sh: \`DOCKHAND_ARCH\` must be amd64 or arm64, not \`$arch\`" >&2; exit 1 ;;
+esac
 readonly max_bytes=$((10 * 1000 * 1000))
 readonly user_id=65532
 
@@ -48,13 +60,15 @@ binary_path() {
   fi
 }
 
-# A static executable has no program interpreter (PT_INTERP): it runs FROM scratch.
+# A static executable has no program interpreter (PT_INTERP): it runs FROM scratch. It must be
+# one for the platform being built.
 assert_static() {
   local binary=$1 description
   description=$(file -b "$binary")
   case "$description" in
     *ELF*"dynamically linked"*) die "\`$binary\` is dynamically linked: build it with --target $target_triple" ;;
-    *ELF*) ;;
+    *ELF*", $machine,"*) ;;
+    *ELF*) die "\`$binary\` is not an $arch executable ($description): build it with --target $target_triple" ;;
     *) die "\`$binary\` is not an ELF executable ($description)" ;;
   esac
 }
@@ -78,8 +92,10 @@ stage() {
   install -d -m 0755 "$dir/rootfs/home" "$dir/home/dockhand"
 }
 
+# build TAG [--manifest LIST]: the minimal image for $DOCKHAND_ARCH
 build() {
   local tag=${1:-localhost/dockhand:dev} context version revision
+  shift || true
   if [ "${build_first:-false}" = true ] && [ ! -x "$(binary_path)" ]; then
     echo "image.sh: building the static binary" >&2
     (cd "$repo" && nice -n 10 cargo build --release --target "$target_triple")
@@ -96,7 +112,21 @@ build() {
     --build-arg "DOCKHAND_VERSION=$version" \
     --build-arg "DOCKHAND_REVISION=$revision" \
     --build-arg "DOCKHAND_SOURCE=${DOCKHAND_SOURCE:-}" \
-    --tag "$tag" "$context"
+    --platform "linux/$arch" \
+    --tag "$tag" "$@" "$context"
+}
+
+# index TAG: a manifest list TAG holding the minimal image for each platform, built from that
+# platform's binary; every image is also tagged TAG-ARCH
+index() {
+  local tag=${1:?usage: image.sh index TAG} platform binary
+  buildah_cmd manifest rm "$tag" >/dev/null 2>&1 || true
+  buildah_cmd manifest create "$tag" >/dev/null
+  for platform in amd64 arm64; do
+    if [ "$platform" = amd64 ]; then binary=${DOCKHAND_BINARY_AMD64:-}; else binary=${DOCKHAND_BINARY_ARM64:-}; fi
+    DOCKHAND_ARCH=$platform DOCKHAND_BINARY=$binary "$0" build "$tag-$platform" --manifest "$tag" >/dev/null
+  done
+  buildah_cmd manifest inspect "$tag"
 }
 
 check() {
@@ -130,7 +160,8 @@ done
 set -- "${args[@]}"
 case "${1:-}" in
   stage) [ -n "${2:-}" ] || die "usage: image.sh stage DIR"; stage "$2" ;;
-  build) build "${2:-}" ;;
+  build) shift; build "$@" ;;
+  index) index "${2:-}" ;;
   check) check "${2:-}" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -5,6 +5,8 @@ set -euo pipefail
 
 apt_packages=(
   musl-tools        # musl-gcc: ring's C parts for the static musl build
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross  # the arm64 musl build: linker and ring's C parts (.cargo/config.toml)
+  qemu-user-static  # qemu-aarch64-static runs the arm64 binary in the packaging tests
   docker-registry   # the CNCF distribution registry the tests and the demo run on 127.0.0.1
   skopeo            # a peer client that reads back what dockhand pushed
   buildah           # the default, daemonless builder
@@ -35,7 +37,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: Rust is missing; install it with rustup (https://rustup.rs) and rerun" >&2
   exit 1
 fi
-rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The image test. Builds the static release binary (unless $DOCKHAND_BINARY names one), builds
-# the minimal image from it with buildah exactly as scripts/image.sh does for users (the
+# The image test. Builds the static release binaries for x86_64 and arm64 (unless
+# $DOCKHAND_BINARY and $DOCKHAND_BINARY_ARM64 name them), checks that the arm64 one is a static
+# aarch64 executable that runs under qemu-aarch64-static, builds the minimal image from the
+# x86_64 one with buildah exactly as scripts/image.sh does for users (the
 # Dockerfile's `release` target, ROOTFS=staged: no base image, nothing pulled), then checks the
 # image: at most 10 MB, a non-root user, the files it ships, and dockhand running inside it as
 # that user (--help, --version, and `ci-env`, which reads the environment and writes the job's
-# docker config under /tmp). buildah keeps its storage in a temp dir (vfs), removed at the end.
+# docker config under /tmp). Then builds the minimal image for both platforms as one manifest
+# list (scripts/image.sh index), pushes it to a docker-registry on 127.0.0.1 and reads each
+# platform back with skopeo --override-arch: its config names the architecture and its binary is
+# the one built for it, and runs (arm64 under qemu). buildah keeps its storage in a temp dir
+# (vfs), removed at the end, with the registry.
 #
 # The Dockerfile's `compile` and `builder` stages need base images from Docker Hub, which these
 # machines cannot pull: hadolint checks them (tests/it/packaging.rs). With --builder, this script
@@ -23,12 +29,20 @@ if [ -z "${DOCKHAND_BINARY:-}" ]; then
   DOCKHAND_BINARY="${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-musl/release/dockhand"
 fi
 export DOCKHAND_BINARY
+if [ -z "${DOCKHAND_BINARY_ARM64:-}" ]; then
+  echo "test-packaging: building the static arm64 release binary" >&2
+  nice -n 10 cargo build --quiet --locked --release --target aarch64-unknown-linux-musl
+  DOCKHAND_BINARY_ARM64="${CARGO_TARGET_DIR:-$repo/target}/aarch64-unknown-linux-musl/release/dockhand"
+fi
+export DOCKHAND_BINARY_AMD64=$DOCKHAND_BINARY DOCKHAND_BINARY_ARM64
 
 work=$(mktemp -d)
 export DOCKHAND_BUILDAH_ROOT=$work/buildah
 b() { buildah --root "$DOCKHAND_BUILDAH_ROOT/root" --runroot "$DOCKHAND_BUILDAH_ROOT/run" --storage-driver vfs "$@"; }
 container=""
+registry_pid=""
 cleanup() {
+  if [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null; then wait "$registry_pid" 2>/dev/null || true; fi
   [ -z "$container" ] || b rm "$container" >/dev/null 2>&1 || true
   b rmi --all --force >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -49,6 +63,34 @@ check() {
   fi
 }
 
+# --- the arm64 binary: static, aarch64, and it runs (under qemu-user on this x86_64 machine) ---
+arm64_file=$(file -b "$DOCKHAND_BINARY_ARM64")
+echo "arm64 binary: $arm64_file"
+echo "arm64 binary size: $(stat -c %s "$DOCKHAND_BINARY_ARM64") bytes"
+check "the arm64 binary is an aarch64 ELF executable" grep -q '^ELF 64-bit LSB .*, ARM aarch64,' <<<"$arm64_file"
+# what `file` says of a static executable: no program interpreter to load
+is_static() { grep -Eq 'statically linked|static-pie linked' <<<"$1" && ! grep -q interpreter <<<"$1"; }
+check "the arm64 binary is static (no program interpreter)" is_static "$arm64_file"
+arm64() { qemu-aarch64-static "$DOCKHAND_BINARY_ARM64" "$@"; }
+check "the arm64 binary prints its usage under qemu" grep -q '^Usage: dockhand' <<<"$(arm64 --help)"
+check "the arm64 binary's --version is the x86_64 one's" \
+  test "$(arm64 --version)" = "$("$DOCKHAND_BINARY" --version)"
+arm64_job=$work/arm64-job
+mkdir -p "$arm64_job"
+arm64_exports=$(cd "$arm64_job" && TMPDIR=$arm64_job DOCKHAND_REPO=registry.example.com/acme/app \
+  arm64 ci-env generic --no-login 2>"$work/arm64-ci-env.log") || cat "$work/arm64-ci-env.log" >&2
+arm64_config=$(sed -n "s/^export DOCKER_CONFIG='\(.*\)'$/\1/p" <<<"$arm64_exports")
+check "ci-env generic under qemu writes a private job config" \
+  test "$(stat -c %a "$arm64_config/config.json" 2>/dev/null || true)" = 600 -a "$(stat -c %a "$arm64_config" 2>/dev/null || true)" = 700
+check "ci-env generic under qemu exports the repo" \
+  grep -qx "export DOCKHAND_REPO='registry.example.com/acme/app'" <<<"$arm64_exports"
+detected=$(arm64 registry detect ghcr.io/acme/app)
+check "registry detect under qemu names GitHub for ghcr.io" \
+  test "$(sed -n 's/^implementation: *//p' <<<"$detected")" = github
+check "registry detect under qemu gives the x86_64 binary's answer" \
+  test "$detected" = "$("$DOCKHAND_BINARY" registry detect ghcr.io/acme/app)"
+
+# --- the minimal image, amd64 -----------------------------------------------------------
 tag=localhost/dockhand:test
 check "the image builds from the prebuilt binary with nothing pulled" \
   scripts/image.sh build "$tag"
@@ -91,6 +133,66 @@ check "the job config belongs to the image's user, mode 0700" \
   test "$(stat -c '%u %a' "$root$job_dir" 2>/dev/null)" = "65532 700"
 check "ci-env exported the repo from the environment" grep -qx "export DOCKHAND_REPO='registry.example.com/acme/app'" <<<"$exports"
 b umount "$container" >/dev/null
+
+# --- the minimal image for amd64 and arm64 as one index, through a registry ----------------
+index=localhost/dockhand:index
+build_index() { scripts/image.sh index "$index" > "$work/index.json"; }
+check "the two-platform index builds from files only" build_index
+# staging refuses a binary of the other architecture
+wrong_arch() {
+  ! DOCKHAND_ARCH=arm64 scripts/image.sh stage "$work/wrong-arch" 2>"$work/wrong-arch.log" \
+    && grep -q 'is not an arm64 executable' "$work/wrong-arch.log"
+}
+check "image.sh refuses the x86_64 binary for the arm64 image" wrong_arch
+registry_dir=$work/registry
+mkdir -p "$registry_dir/storage"
+printf 'version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:0\n  secret: test-not-secret\n' \
+  "$registry_dir/storage" > "$registry_dir/config.yml"
+: > "$registry_dir/log"
+docker-registry serve "$registry_dir/config.yml" >> "$registry_dir/log" 2>&1 < /dev/null &
+registry_pid=$!
+port=""
+for _ in $(seq 200); do
+  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p;T;q' "$registry_dir/log")
+  [ -z "$port" ] || break
+  kill -0 "$registry_pid" 2>/dev/null || break
+  sleep 0.05
+done
+[ -n "$port" ] || { cat "$registry_dir/log" >&2; echo "test-packaging: docker-registry did not start" >&2; exit 1; }
+remote=127.0.0.1:$port/acme/dockhand:multi
+check "buildah pushes the index with both images" \
+  b manifest push --quiet --all --tls-verify=false "$index" "docker://$remote"
+raw=$(skopeo inspect --raw --tls-verify=false "docker://$remote")
+check "the registry serves an OCI image index" \
+  test "$(jq -r '.mediaType' <<<"$raw")" = application/vnd.oci.image.index.v1+json
+check "the index lists linux/amd64 and linux/arm64" \
+  test "$(jq -c '[.manifests[].platform | .os + "/" + .architecture] | sort' <<<"$raw")" = '["linux/amd64","linux/arm64"]'
+for platform in amd64 arm64; do
+  if [ "$platform" = amd64 ]; then
+    built=$DOCKHAND_BINARY machine=x86-64 runner=()
+  else
+    built=$DOCKHAND_BINARY_ARM64 machine="ARM aarch64" runner=(qemu-aarch64-static)
+  fi
+  pulled=$work/pulled-$platform
+  skopeo --override-os linux --override-arch "$platform" copy --quiet --src-tls-verify=false \
+    "docker://$remote" "dir:$pulled"
+  check "$platform: the config says linux/$platform" \
+    test "$(jq -r '.os + "/" + .architecture' "$pulled/$(jq -r '.config.digest | sub("^sha256:"; "")' "$pulled/manifest.json")")" = "linux/$platform"
+  rootfs=$pulled/rootfs
+  mkdir "$rootfs"
+  for layer in $(jq -r '.layers[].digest | sub("^sha256:"; "")' "$pulled/manifest.json"); do
+    tar -xf "$pulled/$layer" -C "$rootfs"
+  done
+  check "$platform: the image's binary is the one built for it" \
+    test "$(sha256sum < "$rootfs/usr/local/bin/dockhand")" = "$(sha256sum < "$built")"
+  described=$(file -b "$rootfs/usr/local/bin/dockhand")
+  check "$platform: file says it is a $machine executable" grep -q "^ELF 64-bit LSB .*, $machine," <<<"$described"
+  check "$platform: file says it is static" is_static "$described"
+  check "$platform: the image's binary runs" \
+    grep -q '^Usage: dockhand' <<<"$("${runner[@]}" "$rootfs/usr/local/bin/dockhand" --help)"
+  check "$platform: the image holds the CA bundle and the user" \
+    test -s "$rootfs/etc/ssl/certs/ca-certificates.crt" -a "$(grep -c '^dockhand:x:65532:65532:' "$rootfs/etc/passwd")" = 1
+done
 
 if [ "$with_builder" = true ]; then
   command -v debootstrap >/dev/null || { echo "test-packaging: apt-get install debootstrap" >&2; exit 1; }

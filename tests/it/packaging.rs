@@ -168,15 +168,21 @@ fn action_ships_the_crate_version_and_the_changelog_lists_it() {
 // --- the action, step by step as the runner runs it ---------------------------------------
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
+const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
 
-/// Publishes the built executable as this action's release on a `file://` mirror under the
-/// job's root and records a checksum for it in the job's copy of action/checksums.txt: the
-/// copy's own, or `wrong_checksum`. Returns the mirror URL. The checksum is taken from the copy,
-/// never from the original, which a concurrent build in the shared target dir may replace.
-fn release_mirror(job: &Job, wrong_checksum: Option<&str>) -> String {
+/// Publishes the built executable as this action's release asset for `target` on a `file://`
+/// mirror under the job's root and records a checksum for it in the job's copy of
+/// action/checksums.txt: the copy's own, or `wrong_checksum`. Returns the mirror URL. The
+/// checksum is taken from the copy, never from the original, which a concurrent build in the
+/// shared target dir may replace.
+///
+/// For `ARM64_TARGET` the asset's bytes are still the host's build: the ARM64 runner is
+/// simulated on this x86_64 machine, and the action runs the binary it installed. That the real
+/// arm64 asset is an arm64 static executable that runs is checked by scripts/test-packaging.sh.
+fn release_mirror(job: &Job, target: &str, wrong_checksum: Option<&str>) -> String {
     let version =
         std::fs::read_to_string(job.action_path.join("action/VERSION")).unwrap().trim().to_owned();
-    let asset = format!("dockhand-{version}-{TARGET}");
+    let asset = format!("dockhand-{version}-{target}");
     let mirror = job.root().join("releases");
     let copy = mirror.join(format!("v{version}/{asset}"));
     std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
@@ -189,10 +195,15 @@ fn release_mirror(job: &Job, wrong_checksum: Option<&str>) -> String {
     format!("file://{}", mirror.display())
 }
 
-/// The release the mirror of `job` serves.
-fn released_binary(job: &Job) -> PathBuf {
+/// The release asset for `target` the mirror of `job` serves.
+fn released_binary(job: &Job, target: &str) -> PathBuf {
     let version = env!("CARGO_PKG_VERSION");
-    job.root().join(format!("releases/v{version}/dockhand-{version}-{TARGET}"))
+    job.root().join(format!("releases/v{version}/dockhand-{version}-{target}"))
+}
+
+/// Where the action installs the binary for `target` in the job's tool cache.
+fn installed_binary(job: &Job, target: &str) -> PathBuf {
+    job.tool_cache.join(format!("dockhand/{}/{target}/dockhand", env!("CARGO_PKG_VERSION")))
 }
 
 fn sha256_hex(path: &Path) -> String {
@@ -212,7 +223,7 @@ fn images_job(token: &str) -> (Job, String) {
         "images:\n  - name: api\n    context: .\ntags: [\"{short_sha}\", \"{branch}\"]\n",
     )
     .unwrap();
-    let mirror = release_mirror(&job, None);
+    let mirror = release_mirror(&job, TARGET, None);
     (job, mirror)
 }
 
@@ -238,8 +249,8 @@ fn action_installs_verified_logs_in_and_writes_outputs() {
 
     // install: the verified binary in the tool cache, on PATH for later steps
     let version = env!("CARGO_PKG_VERSION");
-    let installed = job.tool_cache.join(format!("dockhand/{version}/{TARGET}/dockhand"));
-    assert_eq!(sha256_hex(&installed), sha256_hex(&released_binary(&job)));
+    let installed = installed_binary(&job, TARGET);
+    assert_eq!(sha256_hex(&installed), sha256_hex(&released_binary(&job, TARGET)));
     assert_eq!(run.outputs["version"], version);
     assert!(run.step("install").stdout.contains(&format!("dockhand {version}")));
 
@@ -459,16 +470,97 @@ fn action_remove_config_removes_only_the_job_config() {
 #[test]
 fn action_refuses_a_binary_whose_checksum_differs() {
     let mut job = Job::new(repo_root(), "");
-    let mirror = release_mirror(&job, Some(&"0".repeat(64)));
+    let mirror = release_mirror(&job, TARGET, Some(&"0".repeat(64)));
     let run = job.run_action(&[("command", "images"), ("download-url", &mirror)]);
     assert!(!run.success);
     let install = run.step("install");
     assert!(install.stdout.contains("::error title=dockhand::checksum mismatch"), "{install:#?}");
     assert_eq!(run.steps.len(), 1, "no step runs after a failed install");
-    let installed =
-        job.tool_cache.join(format!("dockhand/{}/{TARGET}/dockhand", env!("CARGO_PKG_VERSION")));
-    assert!(!installed.exists(), "nothing is installed");
+    assert!(!installed_binary(&job, TARGET).exists(), "nothing is installed");
     assert_eq!(install.github_env, "");
+}
+
+/// A job on a simulated GitHub-hosted ARM64 runner (`RUNNER_ARCH=ARM64`) whose mirror serves
+/// only the arm64 asset, checksummed as `wrong_checksum` or correctly.
+fn arm64_job(wrong_checksum: Option<&str>) -> (Job, String) {
+    let mut job = Job::new(repo_root(), "");
+    job.set_env("RUNNER_ARCH", "ARM64");
+    std::fs::write(job.workspace.join("dockhand.yaml"), "images:\n  - name: api\n    context: .\n")
+        .unwrap();
+    let mirror = release_mirror(&job, ARM64_TARGET, wrong_checksum);
+    (job, mirror)
+}
+
+#[test]
+fn action_on_an_arm64_runner_installs_the_verified_arm64_asset() {
+    let (mut job, mirror) = arm64_job(None);
+    let run = job.run_action(&[("command", "images"), ("download-url", &mirror)]);
+    assert!(run.success, "{run:#?}");
+    let install = &run.step("install").stdout;
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        install.contains(&format!("from {mirror}/v{version}/dockhand-{version}-{ARM64_TARGET}\n")),
+        "{install}"
+    );
+    let installed = installed_binary(&job, ARM64_TARGET);
+    assert_eq!(sha256_hex(&installed), sha256_hex(&released_binary(&job, ARM64_TARGET)));
+    assert!(!installed_binary(&job, TARGET).exists(), "no x86_64 binary on an ARM64 runner");
+    let outputs = parse_file_commands(&run.step("install").github_output);
+    assert!(outputs.contains(&("path".to_owned(), installed.display().to_string())), "{outputs:?}");
+    // the later steps ran the installed binary from PATH
+    assert!(run.outputs["references"].contains("/api:"), "{run:#?}");
+}
+
+#[test]
+fn action_on_an_arm64_runner_refuses_an_arm64_asset_whose_checksum_differs() {
+    let (mut job, mirror) = arm64_job(Some(&"f".repeat(64)));
+    let run = job.run_action(&[("command", "images"), ("download-url", &mirror)]);
+    assert!(!run.success);
+    let install = run.step("install");
+    assert!(
+        install.stdout.contains(&format!(
+            "::error title=dockhand::checksum mismatch for `dockhand-{}-{ARM64_TARGET}`: expected {}",
+            env!("CARGO_PKG_VERSION"),
+            "f".repeat(64)
+        )),
+        "{install:#?}"
+    );
+    assert_eq!(run.steps.len(), 1, "no step runs after a failed install");
+    assert!(!installed_binary(&job, ARM64_TARGET).exists(), "nothing is installed");
+}
+
+#[test]
+fn action_without_runner_arch_picks_the_asset_for_uname_machine() {
+    let machine = run(Command::new("uname").arg("-m"));
+    let target = match String::from_utf8_lossy(&machine.stdout).trim() {
+        "x86_64" => TARGET,
+        "aarch64" => ARM64_TARGET,
+        other => panic!("no dockhand release for this machine `{other}`"),
+    };
+    let mut job = Job::new(repo_root(), "");
+    job.remove_env("RUNNER_ARCH");
+    std::fs::write(job.workspace.join("dockhand.yaml"), "images:\n  - name: api\n    context: .\n")
+        .unwrap();
+    let mirror = release_mirror(&job, target, None);
+    let run = job.run_action(&[("command", "images"), ("download-url", &mirror)]);
+    assert!(run.success, "{run:#?}");
+    assert!(installed_binary(&job, target).exists(), "{run:#?}");
+}
+
+#[test]
+fn action_on_an_unsupported_runner_arch_names_it() {
+    let mut job = Job::new(repo_root(), "");
+    job.set_env("RUNNER_ARCH", "ARM");
+    let run = job.run_action(&[("command", "images")]);
+    assert!(!run.success);
+    let install = &run.step("install").stdout;
+    assert!(
+        install.contains(
+            "::error title=dockhand::dockhand ships for Linux x86_64 (X64) and arm64 (ARM64) only; this runner is `ARM`"
+        ),
+        "{install}"
+    );
+    assert_eq!(run.steps.len(), 1, "no step runs after a failed install");
 }
 
 #[test]

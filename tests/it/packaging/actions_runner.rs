@@ -154,6 +154,12 @@ impl Job {
         self.env.insert(name.to_owned(), value.to_owned());
     }
 
+    /// Removes a variable the runner sets by default (e.g. `RUNNER_ARCH`, which older and
+    /// self-hosted runners may not set).
+    pub fn remove_env(&mut self, name: &str) {
+        self.env.remove(name);
+    }
+
     /// A variable that earlier steps exported through `GITHUB_ENV`.
     pub fn exported(&self, name: &str) -> Option<&str> {
         self.exported.get(name).map(String::as_str)
