@@ -13,6 +13,7 @@ use crate::env_vars::{self, EnvMap};
 use crate::exit::ExitStatus;
 use crate::output::Output;
 use crate::reference::RegistryHost;
+use crate::registry;
 use crate::secret::Secret;
 use crate::settings::GlobalSettings;
 
@@ -127,6 +128,12 @@ pub(super) fn ci_env(
             "no registry credentials in this CI environment; the job's config carries the runner's only"
         ),
     }
+    let repo =
+        settings.repo.as_ref().map(|repo| (&repo.registry, settings.implementation_for(repo)));
+    let minted = block_on(registry::mint_logins(repo, process.env, &settings.insecure_registries))?;
+    for login in &minted {
+        log::info!("login for `{}` minted from the vendor's credentials", login.registry);
+    }
     let parent = job_dir_parent(&ci, process.env);
     let removed =
         docker_config::remove_stale_job_dirs(&parent, STALE_JOB_DIR_AGE, SystemTime::now());
@@ -143,18 +150,24 @@ pub(super) fn ci_env(
     if let Some(credentials) = &ci.credentials {
         job.config.set_auth(&credentials.registry, &credentials.username, &credentials.password);
     }
+    for login in &minted {
+        job.config.set_auth(&login.registry, &login.username, &login.password);
+    }
     job.write()?;
 
     let exports = ci_exports(&ci, &settings, &job.path);
     let rendered = export::render(shell, &exports)?;
     let mut stdout = rendered.stdout;
-    if let (Shell::Github, Some(credentials)) = (shell, &ci.credentials) {
+    if shell == Shell::Github {
         // the runner masks only what it was told about: the token and the docker `auth` value
-        stdout.push_str(&export::mask_lines(credentials.password.expose()));
-        stdout.push_str(&export::mask_lines(&docker_config::basic_auth_value(
-            &credentials.username,
-            &credentials.password,
-        )));
+        let logins = ci.credentials.iter().map(|login| (&login.username, &login.password));
+        let minted = minted.iter().map(|login| (&login.username, &login.password));
+        for (username, password) in logins.chain(minted) {
+            stdout.push_str(&export::mask_lines(password.expose()));
+            stdout.push_str(&export::mask_lines(&docker_config::basic_auth_value(
+                username, password,
+            )));
+        }
     }
     if let Some(file) = &github_env {
         write_private(file, &rendered.github_env, true)?;

@@ -206,5 +206,11 @@ fn connect(
         None => log::debug!("no credentials for `{registry}`: anonymous"),
     }
     let options = client_options(settings, credentials, concurrency);
-    Ok(block_on(crate::registry::connect(implementation, repo, options, env))?)
+    Ok(block_on(crate::registry::connect(
+        implementation,
+        repo,
+        options,
+        env,
+        &settings.project.repositories,
+    ))?)
 }

@@ -13,6 +13,7 @@
 pub mod default;
 pub mod detect;
 pub mod distribution;
+pub mod ecr;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,7 +24,9 @@ use jiff::Timestamp;
 use crate::env_vars::EnvMap;
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::Mode;
-use crate::reference::{Digest, RepoAddress, Tag};
+use crate::project::RepositoriesSection;
+use crate::reference::{Digest, RegistryHost, RepoAddress, Tag};
+use crate::secret::Secret;
 use distribution::{Client, ClientOptions, DeleteSupport, DistributionError};
 
 /// A registry implementation dockhand knows the quirks of.
@@ -242,25 +245,28 @@ pub enum RegistryError {
     TagDelete(DistributionError),
     #[error("Pointing the tag at a throw-away manifest (to delete only that tag) failed")]
     Tombstone(#[source] DistributionError),
+    #[error(transparent)]
+    Ecr(#[from] ecr::EcrError),
 }
 
 impl RegistryError {
-    fn distribution(&self) -> &DistributionError {
+    fn classified(&self) -> &dyn Classify {
         match self {
             Self::Distribution(source) | Self::TagDelete(source) | Self::Tombstone(source) => {
                 source
             }
+            Self::Ecr(source) => source,
         }
     }
 }
 
 impl Classify for RegistryError {
     fn exit_status(&self) -> ExitStatus {
-        self.distribution().exit_status()
+        self.classified().exit_status()
     }
 
     fn hint(&self) -> Option<String> {
-        self.distribution().hint()
+        self.classified().hint()
     }
 }
 
@@ -343,25 +349,57 @@ pub trait Vendor {
 #[derive(Debug)]
 pub enum Registry {
     Distribution(default::Distribution),
+    Ecr(ecr::Ecr),
 }
 
 /// Builds the [`Registry`] for `implementation` at `repo`: the distribution client from
 /// `options` (the credentials the docker config or the CI gave), plus whatever credentials
 /// the vendor's own API needs, found in `env` (tokens, API base URL overrides) and minted
-/// here where the vendor mints them.
-#[expect(
-    clippy::unused_async,
-    reason = "vendors that mint credentials await here; the default one does not"
-)]
+/// here where the vendor mints them. `repositories` says how repositories created before a
+/// push are set up.
 pub async fn connect(
     implementation: Implementation,
     repo: &RepoAddress,
     options: ClientOptions,
-    _env: &EnvMap,
+    env: &EnvMap,
+    repositories: &RepositoriesSection,
 ) -> Result<Registry, RegistryError> {
     let capabilities = implementation.capabilities(repo);
+    if implementation == Implementation::Ecr {
+        let vendor = ecr::Ecr::connect(repo, options, env, capabilities, repositories).await?;
+        return Ok(Registry::Ecr(vendor));
+    }
     let client = Client::new(options)?;
     Ok(Registry::Distribution(default::Distribution::new(client, implementation, capabilities)))
+}
+
+/// A registry login a vendor mints from its own credentials (not from the docker config).
+#[derive(Debug, Clone)]
+pub struct MintedLogin {
+    pub registry: RegistryHost,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// The logins vendors mint from their own credentials for the registries a CI job uses: the
+/// images repo's host (`repo`, with its implementation) and the extra hosts `env` names
+/// (`DOCKHAND_ECR_REGISTRIES`). Empty where nothing is minted and the docker config or the CI
+/// provides the logins.
+pub async fn mint_logins(
+    repo: Option<(&RegistryHost, Implementation)>,
+    env: &EnvMap,
+    insecure: &[RegistryHost],
+) -> Result<Vec<MintedLogin>, RegistryError> {
+    let mut hosts = ecr::extra_registries(env)?;
+    if let Some((host, Implementation::Ecr)) = repo
+        && !hosts.contains(host)
+    {
+        hosts.insert(0, host.clone());
+    }
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(ecr::job_logins(&hosts, env, insecure).await?)
 }
 
 /// Calls `$call` on the vendor inside `$registry`: one arm per variant of [`Registry`].
@@ -369,6 +407,7 @@ macro_rules! on_vendor {
     ($registry:expr, $vendor:ident => $call:expr) => {
         match $registry {
             Registry::Distribution($vendor) => $call,
+            Registry::Ecr($vendor) => $call,
         }
     };
 }

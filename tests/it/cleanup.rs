@@ -38,9 +38,15 @@ fn client(registry: &Registry) -> Client {
 /// `registry` through the registry seam, as the default implementation.
 async fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
     let env = dockhand::env_vars::EnvMap::new();
-    dockhand::registry::connect(Implementation::Default, repo, client_options(registry), &env)
-        .await
-        .expect("connect")
+    dockhand::registry::connect(
+        Implementation::Default,
+        repo,
+        client_options(registry),
+        &env,
+        &dockhand::project::RepositoriesSection::default(),
+    )
+    .await
+    .expect("connect")
 }
 
 /// `created` `minutes` ago, as an image config writes it.
