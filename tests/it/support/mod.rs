@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod peers;
+pub mod moto;
 pub mod proxy;
 pub mod registry;
 pub mod token_issuer;

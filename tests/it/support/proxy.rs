@@ -135,15 +135,15 @@ impl Drop for Proxy {
     }
 }
 
-struct Request {
-    method: String,
-    target: String,
+pub(super) struct Request {
+    pub(super) method: String,
+    pub(super) target: String,
     /// Header lines without `Connection`, each ending in CRLF.
-    headers: String,
-    body: Vec<u8>,
+    pub(super) headers: String,
+    pub(super) body: Vec<u8>,
 }
 
-fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
+pub(super) fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -172,13 +172,13 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
 }
 
 /// A response split into status line, header lines and a de-chunked body.
-struct Response {
-    status_line: String,
-    headers: Vec<String>,
-    body: Vec<u8>,
+pub(super) struct Response {
+    pub(super) status_line: String,
+    pub(super) headers: Vec<String>,
+    pub(super) body: Vec<u8>,
 }
 
-fn parse_response(raw: &[u8]) -> Response {
+pub(super) fn parse_response(raw: &[u8]) -> Response {
     let split = raw.windows(4).position(|window| window == b"\r\n\r\n").unwrap_or(raw.len());
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut body = raw.get(split + 4..).unwrap_or_default().to_vec();
@@ -211,7 +211,7 @@ fn dechunk(mut input: &[u8]) -> Vec<u8> {
     out
 }
 
-fn write_response(stream: &mut TcpStream, response: &Response) -> std::io::Result<()> {
+pub(super) fn write_response(stream: &mut TcpStream, response: &Response) -> std::io::Result<()> {
     let mut head = format!("{}\r\n", response.status_line);
     for header in &response.headers {
         let lower = header.to_ascii_lowercase();
@@ -230,7 +230,7 @@ fn write_response(stream: &mut TcpStream, response: &Response) -> std::io::Resul
     stream.write_all(&response.body)
 }
 
-fn forward(request: &Request, target: &str, upstream_port: u16) -> std::io::Result<Vec<u8>> {
+pub(super) fn forward(request: &Request, target: &str, upstream_port: u16) -> std::io::Result<Vec<u8>> {
     let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
     upstream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let head = format!(
