@@ -166,7 +166,8 @@ pub struct CiEnvArgs {
     #[arg(long, default_value = "sh", value_name = "SHELL")]
     pub shell: String,
 
-    /// Write the lines to FILE (truncated, mode 0600) instead of stdout
+    /// Write the lines to FILE instead of stdout (a new file, mode 0600, replacing any old one;
+    /// a symbolic link is refused). With `--shell github` the mask lines still go to stdout
     #[arg(short = 'o', long = "output-file", value_name = "FILE")]
     pub output_file: Option<PathBuf>,
 

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -455,6 +455,13 @@ fn run_helper(
             return Ok(None);
         }
         Err(source) => {
+            // a failed helper's stdout may hold the credential: never quote it
+            let source = match source {
+                CommandError::Failed { command, status, stderr, .. } => {
+                    CommandError::Failed { command, status, stdout: String::new(), stderr }
+                }
+                other => other,
+            };
             return Err(DockerConfigError::Helper {
                 helper: helper.to_owned(),
                 server: server.to_owned(),
@@ -592,10 +599,12 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), DockerConfigError> {
     Ok(())
 }
 
-/// Removes dockhand's own job directories under `parent` (named `dockhand-…`, holding the
-/// marker file) whose marker is older than `max_age` at `now`. Directories without the marker,
-/// symbolic links and anything else are left alone. Failures are logged, never returned.
-/// Returns how many directories were removed.
+/// Removes dockhand's own job directories under `parent` whose marker is older than `max_age`
+/// at `now`: a directory counts as one only if it is named `dockhand-…`, is a real directory
+/// (not a link) owned by this user with mode 0700, and holds the marker as a regular file
+/// owned by this user. Anything else — another user's directory, a decoy with a copied
+/// marker, a link — is left alone; links inside are removed, never followed. Failures are
+/// logged, never returned. Returns how many directories were removed.
 pub fn remove_stale_job_dirs(parent: &Path, max_age: Duration, now: SystemTime) -> usize {
     let entries = match fs::read_dir(parent) {
         Ok(entries) => entries,
@@ -604,17 +613,21 @@ pub fn remove_stale_job_dirs(parent: &Path, max_age: Duration, now: SystemTime) 
             return 0;
         }
     };
+    let user = rustix::process::geteuid().as_raw();
     let mut removed = 0;
     for entry in entries.flatten() {
         let path = entry.path();
-        let ours = entry.file_name().to_str().is_some_and(|name| name.starts_with(JOB_DIR_PREFIX))
-            && is_real_dir(&path);
+        let named = entry.file_name().to_str().is_some_and(|name| name.starts_with(JOB_DIR_PREFIX));
+        let owned = |meta: &fs::Metadata| meta.uid() == user;
+        let ours = named
+            && fs::symlink_metadata(&path)
+                .is_ok_and(|meta| meta.is_dir() && owned(&meta) && meta.mode() & 0o777 == 0o700);
         if !ours {
             continue;
         }
         let Ok(marker) = fs::symlink_metadata(path.join(MARKER_FILE)) else { continue };
         let age = marker.modified().ok().and_then(|created| now.duration_since(created).ok());
-        if !marker.is_file() || age.is_none_or(|age| age <= max_age) {
+        if !marker.is_file() || !owned(&marker) || age.is_none_or(|age| age <= max_age) {
             continue;
         }
         match fs::remove_dir_all(&path) {
@@ -1072,6 +1085,31 @@ esac
         let foreign = parent.join("dockhand-foreign");
         fs::create_dir(&foreign).unwrap();
         fs::write(foreign.join("config.json"), "{}").unwrap();
+        // a decoy: named like a job directory, with an old marker, but mode 0755 (user data)
+        let decoy = parent.join("dockhand-decoy");
+        fs::create_dir(&decoy).unwrap();
+        fs::set_permissions(&decoy, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(decoy.join("notes.txt"), "mine").unwrap();
+        fs::write(decoy.join(MARKER_FILE), "").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(decoy.join(MARKER_FILE))
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        // another user's job directory, stale: theirs to remove (only root can make one here)
+        let theirs = create_job_dir(parent, None, None, None).unwrap();
+        let chowned = std::os::unix::fs::chown(&theirs.path, Some(65534), Some(65534)).is_ok();
+        fs::File::options()
+            .write(true)
+            .open(theirs.path.join(MARKER_FILE))
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        // a stale job directory holding a link out: the link goes, its target stays
+        let target = parent.join("target.txt");
+        fs::write(&target, "outside").unwrap();
+        std::os::unix::fs::symlink(&target, old.path.join("link")).unwrap();
         let other = parent.join("other");
         fs::create_dir(&other).unwrap();
         fs::write(other.join(MARKER_FILE), "").unwrap();
@@ -1084,11 +1122,14 @@ esac
 
         let removed =
             remove_stale_job_dirs(parent, Duration::from_secs(24 * 3600), SystemTime::now());
-        assert_eq!(removed, 1);
+        assert_eq!(removed, if chowned { 1 } else { 2 });
         assert!(!old.path.exists());
         assert!(fresh.path.join("config.json").is_file());
         assert!(foreign.join("config.json").is_file());
         assert!(other.join(MARKER_FILE).is_file());
+        assert!(decoy.join("notes.txt").is_file());
+        assert_eq!(theirs.path.exists(), chowned);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "outside");
         assert_eq!(
             remove_stale_job_dirs(&parent.join("nowhere"), Duration::ZERO, SystemTime::now()),
             0

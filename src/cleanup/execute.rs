@@ -20,6 +20,10 @@
 //!    Each tag of a [`DeleteMethod::Digest`] deletion is re-checked first; if one moved, nothing
 //!    on that digest is deleted.
 //!
+//! Where the vendor deletes in batches ([`Registry::batch_limit`] above one), each phase sends
+//! its ready deletions in chunks of that size ([`Registry::untag_many`],
+//! [`Registry::delete_manifests`]), every item re-checked first as above.
+//!
 //! A 404 on any delete means already gone, so reruns are idempotent. After applying, every kept
 //! tag and every manifest a kept tag reaches (index children, referrers) is checked to still
 //! resolve.
@@ -507,46 +511,74 @@ impl Run<'_> {
         outcomes
     }
 
-    /// Phase 1: every tag-only deletion, concurrently.
+    /// Phase 1: every tag-only deletion, concurrently, in chunks of the registry's batch size.
     async fn remove_tags(&self, indices: Vec<usize>) -> Vec<(usize, TagResult)> {
+        let batch = self.registry.batch_limit();
         let mut results = Vec::new();
         let mut pending: VecDeque<usize> = indices.into();
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < self.limit {
-                let Some(index) = pending.pop_front() else { break };
-                if let Some(skip) = self.halted() {
-                    results.push((index, TagResult::Done(Outcome::Skipped(skip))));
-                    continue;
+                let mut chunk = Vec::new();
+                while chunk.len() < batch {
+                    let Some(index) = pending.pop_front() else { break };
+                    if let Some(skip) = self.halted() {
+                        results.push((index, TagResult::Done(Outcome::Skipped(skip))));
+                    } else if let Some(tag) = &self.deleted[index].item.tag {
+                        chunk.push((index, tag));
+                    }
                 }
-                let Some(tag) = &self.deleted[index].item.tag else { continue };
-                in_flight.push(async move { (index, self.remove_tag(index, tag).await) });
+                if chunk.is_empty() {
+                    break;
+                }
+                in_flight.push(self.remove_chunk(chunk));
             }
-            let Some((index, result)) = in_flight.next().await else { break };
-            if let TagResult::Done(outcome) = &result {
-                self.record(outcome);
+            let Some(chunk) = in_flight.next().await else { break };
+            for (index, result) in chunk {
+                if let TagResult::Done(outcome) = &result {
+                    self.record(outcome);
+                }
+                results.push((index, result));
             }
-            results.push((index, result));
         }
         results
     }
 
-    async fn remove_tag(&self, index: usize, tag: &Tag) -> TagResult {
-        match self.recheck(index, tag).await {
-            Recheck::Unchanged => {}
-            Recheck::Gone => return TagResult::Done(Outcome::AlreadyGone),
-            Recheck::Moved(now) => return TagResult::Done(Outcome::Moved(now)),
-            Recheck::Failed(error) => return TagResult::Done(Outcome::Failed(error)),
+    /// Re-checks each tag of `chunk`, then removes those still as planned in one call.
+    async fn remove_chunk(&self, chunk: Vec<(usize, &Tag)>) -> Vec<(usize, TagResult)> {
+        let checks = join_all(chunk.iter().map(|&(index, tag)| self.recheck(index, tag))).await;
+        let mut results = Vec::new();
+        let mut unchanged = Vec::new();
+        for ((index, tag), check) in chunk.into_iter().zip(checks) {
+            let outcome = match check {
+                Recheck::Unchanged => {
+                    unchanged.push((index, tag.clone()));
+                    continue;
+                }
+                Recheck::Gone => Outcome::AlreadyGone,
+                Recheck::Moved(now) => Outcome::Moved(now),
+                Recheck::Failed(error) => Outcome::Failed(error),
+            };
+            results.push((index, TagResult::Done(outcome)));
         }
-        match self.registry.untag(self.repository, tag).await {
-            Ok(Untagged::Removed) => TagResult::Done(Outcome::Deleted),
-            Ok(Untagged::AlreadyGone) => TagResult::Done(Outcome::AlreadyGone),
-            Ok(Untagged::Tombstoned(digest)) => TagResult::Tombstoned(digest),
-            Err(source) => {
-                let error = ItemError::Untag { reference: self.reference(index), source };
-                TagResult::Done(Outcome::Failed(Arc::new(error)))
-            }
+        if unchanged.is_empty() {
+            return results;
         }
+        let tags: Vec<Tag> = unchanged.iter().map(|(_, tag)| tag.clone()).collect();
+        let removed = self.registry.untag_many(self.repository, &tags).await;
+        for ((index, _), result) in unchanged.into_iter().zip(removed) {
+            let result = match result {
+                Ok(Untagged::Removed) => TagResult::Done(Outcome::Deleted),
+                Ok(Untagged::AlreadyGone) => TagResult::Done(Outcome::AlreadyGone),
+                Ok(Untagged::Tombstoned(digest)) => TagResult::Tombstoned(digest),
+                Err(source) => {
+                    let error = ItemError::Untag { reference: self.reference(index), source };
+                    TagResult::Done(Outcome::Failed(Arc::new(error)))
+                }
+            };
+            results.push((index, result));
+        }
+        results
     }
 
     /// Does `tag` of deletion `index` still point at the planned digest?
@@ -657,41 +689,50 @@ impl Run<'_> {
         let mut outcomes = Vec::new();
         let mut ready: VecDeque<usize> =
             (0..groups.len()).filter(|&group| waiting[group] == 0).collect();
+        let batch = self.registry.batch_limit();
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < self.limit {
-                let Some(group) = ready.pop_front() else { break };
-                let halted = if groups[group].tombstone { None } else { self.halted() };
-                let skip = halted.or_else(|| {
-                    protected.get(&groups[group].digest).map(|tag| Skip::NewTag(tag.clone()))
-                });
-                if let Some(skip) = skip {
+                let mut jobs = Vec::new();
+                while jobs.len() < batch {
+                    let Some(group) = ready.pop_front() else { break };
+                    let halted = if groups[group].tombstone { None } else { self.halted() };
+                    let skip = halted.or_else(|| {
+                        protected.get(&groups[group].digest).map(|tag| Skip::NewTag(tag.clone()))
+                    });
+                    let Some(skip) = skip else {
+                        jobs.push(group);
+                        continue;
+                    };
                     finished[group] = true;
                     for &index in &groups[group].items {
                         outcomes.push((index, Outcome::Skipped(skip.clone())));
                     }
                     Self::hold_back(group, &groups, &after, &mut finished, &mut outcomes);
-                    continue;
                 }
-                let job = &groups[group];
-                in_flight.push(async move { (group, self.delete_group(job).await) });
+                if jobs.is_empty() {
+                    break;
+                }
+                in_flight.push(self.delete_batch(jobs, &groups));
             }
-            let Some((group, results)) = in_flight.next().await else { break };
-            finished[group] = true;
-            let removed = results.iter().all(|(_, outcome)| outcome.is_gone());
-            for (_, outcome) in &results {
-                self.record(outcome);
-            }
-            outcomes.extend(results);
-            if removed {
-                for &later in &after[group] {
-                    waiting[later] -= 1;
-                    if waiting[later] == 0 && !finished[later] {
-                        ready.push_back(later);
+            let Some(done) = in_flight.next().await else { break };
+            for (group, results) in done {
+                finished[group] = true;
+                let removed = results.iter().all(|(_, outcome)| outcome.is_gone());
+                for (_, outcome) in &results {
+                    self.record(outcome);
+                }
+                outcomes.extend(results);
+                if removed {
+                    for &later in &after[group] {
+                        waiting[later] -= 1;
+                        if waiting[later] == 0 && !finished[later] {
+                            ready.push_back(later);
+                        }
                     }
+                } else {
+                    Self::hold_back(group, &groups, &after, &mut finished, &mut outcomes);
                 }
-            } else {
-                Self::hold_back(group, &groups, &after, &mut finished, &mut outcomes);
             }
         }
         outcomes
@@ -720,20 +761,43 @@ impl Run<'_> {
         }
     }
 
-    /// Deletes one manifest: re-checks its planned tags, then the digest.
-    async fn delete_group(&self, group: &Group) -> Vec<(usize, Outcome)> {
+    /// Deletes the manifests of `jobs` (at most the registry's batch size of groups): re-checks
+    /// each group's planned tags, then deletes the digests of those still as planned in one
+    /// call. Returns the outcomes per group.
+    async fn delete_batch(
+        &self,
+        jobs: Vec<usize>,
+        groups: &[Group],
+    ) -> Vec<(usize, Vec<(usize, Outcome)>)> {
+        let checked = join_all(jobs.iter().map(|&group| self.recheck_group(&groups[group]))).await;
+        let mut done = Vec::new();
+        let mut unchanged = Vec::new();
+        for (group, checked) in jobs.into_iter().zip(checked) {
+            match checked {
+                Ok(checks) => unchanged.push((group, checks)),
+                Err(outcomes) => done.push((group, outcomes)),
+            }
+        }
+        if unchanged.is_empty() {
+            return done;
+        }
+        let digests: Vec<Digest> =
+            unchanged.iter().map(|(group, _)| groups[*group].digest.clone()).collect();
+        let removals = self.registry.delete_manifests(self.repository, &digests).await;
+        for ((group, checks), removal) in unchanged.into_iter().zip(removals) {
+            done.push((group, self.settle(&groups[group], checks, removal)));
+        }
+        done
+    }
+
+    /// Re-checks the planned tags of `group`: `Err` with every item's outcome when one moved
+    /// or could not be checked (then nothing on that digest is deleted).
+    async fn recheck_group(
+        &self,
+        group: &Group,
+    ) -> Result<Vec<(usize, Recheck)>, Vec<(usize, Outcome)>> {
         if group.tombstone {
-            let index = group.items[0];
-            let outcome = match self.registry.delete_manifest(self.repository, &group.digest).await
-            {
-                Ok(Removal::Removed | Removal::AlreadyGone) => Outcome::Deleted,
-                Err(source) => Outcome::Failed(Arc::new(ItemError::TombstoneDelete {
-                    reference: self.reference(index),
-                    digest: group.digest.clone(),
-                    source,
-                })),
-            };
-            return vec![(index, outcome)];
+            return Ok(vec![(group.items[0], Recheck::Unchanged)]);
         }
         let mut checks = Vec::new();
         for &index in &group.items {
@@ -747,23 +811,41 @@ impl Run<'_> {
             Recheck::Moved(_) | Recheck::Failed(_) => self.deleted[*index].item.tag.clone(),
             Recheck::Unchanged | Recheck::Gone => None,
         });
-        if let Some(changed) = changed {
-            return checks
-                .into_iter()
-                .map(|(index, check)| {
-                    let outcome = match check {
-                        Recheck::Moved(now) => Outcome::Moved(now),
-                        Recheck::Failed(error) => Outcome::Failed(error),
-                        Recheck::Gone => Outcome::AlreadyGone,
-                        Recheck::Unchanged => {
-                            Outcome::Skipped(Skip::SiblingChanged(changed.clone()))
-                        }
-                    };
-                    (index, outcome)
-                })
-                .collect();
+        let Some(changed) = changed else { return Ok(checks) };
+        Err(checks
+            .into_iter()
+            .map(|(index, check)| {
+                let outcome = match check {
+                    Recheck::Moved(now) => Outcome::Moved(now),
+                    Recheck::Failed(error) => Outcome::Failed(error),
+                    Recheck::Gone => Outcome::AlreadyGone,
+                    Recheck::Unchanged => Outcome::Skipped(Skip::SiblingChanged(changed.clone())),
+                };
+                (index, outcome)
+            })
+            .collect())
+    }
+
+    /// Each item's outcome once the digest of `group` was deleted (or not).
+    fn settle(
+        &self,
+        group: &Group,
+        checks: Vec<(usize, Recheck)>,
+        removal: Result<Removal, RegistryError>,
+    ) -> Vec<(usize, Outcome)> {
+        if group.tombstone {
+            let index = group.items[0];
+            let outcome = match removal {
+                Ok(Removal::Removed | Removal::AlreadyGone) => Outcome::Deleted,
+                Err(source) => Outcome::Failed(Arc::new(ItemError::TombstoneDelete {
+                    reference: self.reference(index),
+                    digest: group.digest.clone(),
+                    source,
+                })),
+            };
+            return vec![(index, outcome)];
         }
-        let deleted = match self.registry.delete_manifest(self.repository, &group.digest).await {
+        let deleted = match removal {
             Ok(Removal::Removed) => Ok(true),
             Ok(Removal::AlreadyGone) => Ok(false),
             Err(source) => {

@@ -135,7 +135,8 @@ pub async fn run_reporting(
     present: impl FnOnce(&Document),
 ) -> Result<ExitStatus, CleanupError> {
     let started = Instant::now();
-    let deadline = settings.policy.max_duration.map(|duration| started + duration);
+    // a deadline past what an `Instant` can hold is no deadline
+    let deadline = settings.policy.max_duration.and_then(|duration| started.checked_add(duration));
     if let Some(refusal) = registry.delete_refusal() {
         return Err(refusal.into());
     }

@@ -81,20 +81,24 @@ pub struct PlanItem {
 pub struct Deletion {
     #[serde(flatten)]
     pub item: PlanItem,
-    #[serde(skip)]
+    /// JSON `removes`: `"manifest"` (the manifest and every tag on it) or `"tag"` (this tag
+    /// alone; the manifest stays).
+    #[serde(rename = "removes")]
     pub method: DeleteMethod,
 }
 
 /// How a deletion may be carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum DeleteMethod {
     /// Delete the manifest by digest. Chosen only when every tag on the digest is deleted by this
     /// plan and nothing staying reaches it, so removing all its tags at once is intended (the
     /// digest may already be gone when a sibling tag's deletion removed it). Always the method
     /// of an untagged manifest.
+    #[serde(rename = "manifest")]
     Digest,
     /// Remove only this tag (tag DELETE, tombstone manifest, or the native untag API): another tag
     /// on the digest stays, or something staying needs the manifest.
+    #[serde(rename = "tag")]
     TagOnly,
 }
 
@@ -1530,12 +1534,14 @@ mod tests {
                     "digest": digest(1).as_str(),
                     "image": "api",
                     "reason": "deleted: matching no keep_tags pattern",
+                    "removes": "manifest",
                 },
                 {
                     "repository": "localhost:5000/app",
                     "tag": null,
                     "digest": digest(2).as_str(),
                     "reason": "deleted: untagged and unreachable from anything kept",
+                    "removes": "manifest",
                 },
             ])
         );

@@ -2,7 +2,8 @@
 //! in a dry run), its text table, and the Markdown table for a GitHub step summary.
 //!
 //! Owns turning a plan and the executor's outcomes into items with the SPEC's keys
-//! (`repository`, `tag`, `digest`, `reason`, plus `image`), so that every tag in scope appears
+//! (`repository`, `tag`, `digest`, `reason`, plus `image`, and for deletions `removes`: the
+//! tag alone or the manifest with its tags), so that every tag in scope appears
 //! exactly once: a planned deletion that did not happen is listed as kept, with the reason it
 //! stayed; a failed one is listed under `failed` with its error. Pure: `output` prints it.
 
@@ -12,7 +13,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::cleanup::execute::Outcome;
-use crate::cleanup::plan::{Plan, PlanItem};
+use crate::cleanup::plan::{Deletion, Plan, PlanItem};
 use crate::reference::Tag;
 
 /// The result of a cleanup, serialised as the SPEC says.
@@ -21,10 +22,10 @@ pub struct Document {
     pub kept: Vec<PlanItem>,
     /// What was deleted (absent in a dry run).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deleted: Option<Vec<PlanItem>>,
+    pub deleted: Option<Vec<Deletion>>,
     /// What a run would delete (dry run only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub would_delete: Option<Vec<PlanItem>>,
+    pub would_delete: Option<Vec<Deletion>>,
     /// Deletions that failed (present only when some did).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<FailedItem>,
@@ -47,7 +48,7 @@ impl Document {
         Self {
             kept: plan.kept.clone(),
             deleted: None,
-            would_delete: Some(plan.deleted.iter().map(|deletion| deletion.item.clone()).collect()),
+            would_delete: Some(plan.deleted.clone()),
             failed: Vec::new(),
             not_found: plan.not_found.clone(),
         }
@@ -61,10 +62,11 @@ impl Document {
         for (deletion, outcome) in plan.deleted.iter().zip(outcomes) {
             let mut item = deletion.item.clone();
             match outcome {
-                Outcome::Deleted => deleted.push(item),
+                Outcome::Deleted => deleted.push(deletion.clone()),
                 Outcome::AlreadyGone => {
-                    item.reason.push_str(" (already gone)");
-                    deleted.push(item);
+                    let mut gone = deletion.clone();
+                    gone.item.reason.push_str(" (already gone)");
+                    deleted.push(gone);
                 }
                 Outcome::Moved(now) => {
                     item.reason = format!("kept: moved to `{now}` since the plan (a newer push)");
@@ -89,7 +91,7 @@ impl Document {
     }
 
     /// The deletions listed (done, or planned in a dry run).
-    pub fn deletions(&self) -> &[PlanItem] {
+    pub fn deletions(&self) -> &[Deletion] {
         self.deleted.as_deref().or(self.would_delete.as_deref()).unwrap_or_default()
     }
 
@@ -106,7 +108,7 @@ impl Document {
                 reason,
             ));
         };
-        for item in self.kept.iter().chain(self.deletions()) {
+        for item in self.kept.iter().chain(self.deletions().iter().map(|deletion| &deletion.item)) {
             add(item, item.reason.clone());
         }
         for failed in &self.failed {
@@ -139,8 +141,8 @@ impl Document {
         for item in &self.kept {
             counts.entry(item.repository.to_string()).or_default()[0] += 1;
         }
-        for item in self.deletions() {
-            counts.entry(item.repository.to_string()).or_default()[1] += 1;
+        for deletion in self.deletions() {
+            counts.entry(deletion.item.repository.to_string()).or_default()[1] += 1;
         }
         for failed in &self.failed {
             counts.entry(failed.item.repository.to_string()).or_default()[2] += 1;
@@ -207,7 +209,11 @@ mod tests {
             .into_iter()
             .map(|(tag, n)| Deletion {
                 item: item(tag, n, "deleted: older than 2h"),
-                method: DeleteMethod::Digest,
+                method: if tag == Some("older") {
+                    DeleteMethod::TagOnly
+                } else {
+                    DeleteMethod::Digest
+                },
             })
             .collect(),
             budget_reached: false,
@@ -225,8 +231,10 @@ mod tests {
         let untagged = &json["would_delete"][3];
         let item_keys: Vec<&str> =
             untagged.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(item_keys, ["digest", "reason", "repository", "tag"]);
+        assert_eq!(item_keys, ["digest", "reason", "removes", "repository", "tag"]);
         assert!(untagged["tag"].is_null());
+        assert_eq!(untagged["removes"], "manifest");
+        assert_eq!(json["would_delete"][1]["removes"], "tag");
         let tagged: Vec<&str> =
             json["kept"][0].as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(tagged, ["digest", "image", "reason", "repository", "tag"]);
@@ -262,11 +270,10 @@ mod tests {
         assert_eq!(names(&document.kept), ["latest", "older", "moved"]);
         assert_eq!(document.kept[1].reason, "kept: max_duration reached, rerun to continue");
         assert!(document.kept[2].reason.starts_with("kept: moved to `sha256:"));
-        assert_eq!(names(document.deleted.as_ref().unwrap()), ["old", "-"]);
-        assert_eq!(
-            document.deleted.as_ref().unwrap()[1].reason,
-            "deleted: older than 2h (already gone)"
-        );
+        let deleted: Vec<PlanItem> =
+            document.deleted.iter().flatten().map(|deletion| deletion.item.clone()).collect();
+        assert_eq!(names(&deleted), ["old", "-"]);
+        assert_eq!(deleted[1].reason, "deleted: older than 2h (already gone)");
         assert_eq!(document.failed.len(), 1);
         assert_eq!(
             document.failed[0].error,

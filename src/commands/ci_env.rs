@@ -73,21 +73,47 @@ fn ci_exports(ci: &CiContext, settings: &GlobalSettings, job_dir: &Path) -> Vec<
     exports
 }
 
-/// Writes `text` to `path`, truncating, with mode 0600.
-fn write_private(path: &Path, text: &str, append: bool) -> Result<(), ArgumentError> {
+/// Appends `text` to the file `path` names (the runner's `$GITHUB_ENV`), creating it with mode
+/// 0600; a symbolic link there is refused, never followed.
+fn append_private(path: &Path, text: &str) -> Result<(), ArgumentError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).mode(0o600);
-    if append {
-        options.append(true)
-    } else {
-        options.write(true).truncate(true)
-    };
-    options
+    refuse_symlink(path)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
         .open(path)
         .and_then(|mut file| file.write_all(text.as_bytes()))
         .map_err(|source| ArgumentError::Write { path: path.to_owned(), source })
+}
+
+/// Replaces the file `path` with a new one holding `text`, mode 0600 whatever the old file's
+/// mode was: written beside it and renamed over it. A symbolic link there is refused, never
+/// followed.
+fn replace_private(path: &Path, text: &str) -> Result<(), ArgumentError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    refuse_symlink(path)?;
+    let write_error = |source| ArgumentError::Write { path: path.to_owned(), source };
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::Builder::new()
+        .prefix(".dockhand-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(write_error)?;
+    file.write_all(text.as_bytes()).map_err(write_error)?;
+    file.persist(path).map_err(|error| write_error(error.error))?;
+    Ok(())
+}
+
+fn refuse_symlink(path: &Path) -> Result<(), ArgumentError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            Err(ArgumentError::Symlink { path: path.to_owned() })
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn ci_env(
@@ -157,24 +183,26 @@ pub(super) fn ci_env(
 
     let exports = ci_exports(&ci, &settings, &job.path);
     let rendered = export::render(shell, &exports)?;
-    let mut stdout = rendered.stdout;
     if shell == Shell::Github {
-        // the runner masks only what it was told about: the token and the docker `auth` value
+        // the runner masks only what it was told about, in its log: each token and its docker
+        // `auth` value (always on stdout, never into a file)
         let logins = ci.credentials.iter().map(|login| (&login.username, &login.password));
         let minted = minted.iter().map(|login| (&login.username, &login.password));
+        let mut masks = String::new();
         for (username, password) in logins.chain(minted) {
-            stdout.push_str(&export::mask_lines(password.expose()));
-            stdout.push_str(&export::mask_lines(&docker_config::basic_auth_value(
+            masks.push_str(&export::mask_lines(password.expose()));
+            masks.push_str(&export::mask_lines(&docker_config::basic_auth_value(
                 username, password,
             )));
         }
+        output.raw(&masks);
     }
     if let Some(file) = &github_env {
-        write_private(file, &rendered.github_env, true)?;
+        append_private(file, &rendered.github_env)?;
     }
     match &args.output_file {
-        Some(path) => write_private(&process.workdir.join(path), &stdout, false)?,
-        None => output.raw(&stdout),
+        Some(path) => replace_private(&process.workdir.join(path), &rendered.stdout)?,
+        None => output.raw(&rendered.stdout),
     }
     log::info!("job docker config: {}", job.path.display());
     Ok(ExitStatus::Success)

@@ -67,6 +67,8 @@ pub enum ArgumentError {
     Stdin(#[source] std::io::Error),
     #[error("`--shell github` appends to the file `$GITHUB_ENV` names, and GITHUB_ENV is not set")]
     NoGithubEnv,
+    #[error("`{}` is a symbolic link; dockhand does not write through links", path.display())]
+    Symlink { path: PathBuf },
     #[error("Cannot write `{}`", path.display())]
     Write {
         path: PathBuf,
@@ -87,6 +89,7 @@ impl Classify for ArgumentError {
         match self {
             Self::EmptyPassword => Some("pipe it in: `printf %s \"$TOKEN\" | dockhand login REGISTRY -u USER --password-stdin`".into()),
             Self::NoGithubEnv => Some("use `--shell github` inside a GitHub Actions step, or another --shell".into()),
+            Self::Symlink { .. } => Some("name a regular file (or a new path) instead".into()),
             _ => None,
         }
     }

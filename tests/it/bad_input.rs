@@ -112,3 +112,37 @@ fn an_invalid_project_file_is_one_error_line_with_its_snippet() {
         assert!(run.stderr.contains('^'), "{file}: the caret snippet: {}", run.stderr);
     }
 }
+
+/// A credential helper that fails with the credential on stdout and nothing on stderr: the
+/// error names the helper and its status, never what it printed.
+#[test]
+fn a_failing_credential_helpers_stdout_is_never_quoted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    const SECRET: &str = "s3cr3t-from-the-helper";
+    let dir = tempfile::tempdir().unwrap();
+    let helper = dir.path().join("docker-credential-dhleaky");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nprintf '{{\"Username\":\"ci\",\"Secret\":\"{SECRET}\"}}'\nexit 3\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("docker");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("config.json"), r#"{"credHelpers":{"127.0.0.1:9":"dhleaky"}}"#)
+        .unwrap();
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap());
+    let run =
+        dockhand(dir.path(), &["-vvv", "cleanup", "--repo", "127.0.0.1:9/acme/app", "--dry-run"])
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", &config.display().to_string())
+            .run();
+    run.assert_code(2).assert_not_printed(SECRET);
+    assert!(
+        run.stderr
+            .contains("Credential helper `docker-credential-dhleaky` failed for `127.0.0.1:9`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("exited with status 3"), "{}", run.stderr);
+}

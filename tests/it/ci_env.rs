@@ -254,6 +254,17 @@ fn github_shell_appends_to_github_env_and_masks_the_token() {
         .unwrap()
         .replace_all(&filtered, "dockhand-[RANDOM]");
     insta::assert_snapshot!(filtered);
+
+    // with `-o`, the masks still reach the log (stdout) and no secret reaches the file
+    let run = with_env(
+        dockhand(work.path(), &["ci-env", "--shell", "github", "--no-login", "-o", "out"]),
+        &github_push_env(work.path()),
+    )
+    .run();
+    run.assert_code(0);
+    assert_eq!(run.stdout, format!("::add-mask::ghs_Sentinel0123456789\n::add-mask::{auth}\n"));
+    let file = std::fs::read_to_string(work.path().join("out")).unwrap();
+    assert!(!file.contains("ghs_Sentinel0123456789") && !file.contains(&auth), "{file}");
 }
 
 #[test]
@@ -311,6 +322,7 @@ fn output_file_is_truncated_and_private() {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("env.sh");
     std::fs::write(&file, "x".repeat(10_000)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let run = dockhand(
         work.path(),
         &["ci-env", "generic", "--no-login", "-o", "env.sh", "--shell", "dotenv"],
@@ -324,6 +336,23 @@ fn output_file_is_truncated_and_private() {
     assert!(!text.contains('x'.to_string().repeat(20).as_str()), "stale bytes survived: {text}");
     assert!(text.starts_with("DOCKER_CONFIG="), "{text}");
     assert!(text.contains("DOCKHAND_REPO=localhost:5000/acme/app\n"), "{text}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the old file's mode survived");
+}
+
+#[test]
+fn output_file_refuses_a_symbolic_link() {
+    let work = tempfile::tempdir().unwrap();
+    let victim = work.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, work.path().join("out")).unwrap();
+    let run = dockhand(work.path(), &["ci-env", "generic", "--no-login", "-o", "out"])
+        .env("TMPDIR", &work.path().display().to_string())
+        .env("DOCKHAND_REPO", "localhost:5000/acme/app")
+        .run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("is a symbolic link"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }
 
 #[test]

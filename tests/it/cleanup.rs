@@ -12,15 +12,15 @@ use dockhand::cleanup::inventory::{self, Inventory, ReadOptions, Resolve, Scope}
 use dockhand::cleanup::plan;
 use dockhand::cleanup::policy::{Policy, PolicyFlags};
 use dockhand::reference::{Digest, RepoAddress};
-use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST};
-use dockhand::registry::distribution::{BlobSource, Client, ClientOptions, ManifestRef};
+use dockhand::registry::distribution::ClientOptions;
 use dockhand::registry::{Implementation, Registry as Connected};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::support::binary::{Run, dockhand};
 use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
 use crate::support::proxy::{Fault, LinkStyle, Proxy};
+use crate::support::seed::{client, minutes_ago, push_image, push_index, tag_existing};
 use crate::support::{Auth, Deletes, Registry, registry};
 
 const DAY: i64 = 24 * 60;
@@ -29,10 +29,6 @@ fn client_options(registry: &Registry) -> ClientOptions {
     let mut options = registry.client_options();
     options.credentials = BTreeMap::from([(registry.registry_host(), registry.credential())]);
     options
-}
-
-fn client(registry: &Registry) -> Client {
-    Client::new(client_options(registry)).expect("client")
 }
 
 /// `registry` through the registry seam, as the default implementation.
@@ -47,90 +43,6 @@ async fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
     )
     .await
     .expect("connect")
-}
-
-/// `created` `minutes` ago, as an image config writes it.
-fn minutes_ago(minutes: i64) -> String {
-    (Timestamp::now() - SignedDuration::from_mins(minutes)).to_string()
-}
-
-/// Pushes a small OCI image (no layers, a unique config saying `created`) under `tag`, or
-/// untagged (by digest) when `tag` is `None`. Returns its digest.
-async fn push_image(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: Option<&str>,
-    created: &str,
-) -> Digest {
-    let config = serde_json::json!({
-        "created": created,
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Labels": {"seed": format!("{}-{}", tag.unwrap_or("untagged"), fastrand::u64(..))}},
-        "rootfs": {"type": "layers", "diff_ids": []},
-    })
-    .to_string();
-    let config_digest = client
-        .upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes()))
-        .await
-        .expect("config");
-    let body = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": [],
-    })
-    .to_string();
-    put(client, repository, tag, OCI_MANIFEST, body.as_bytes()).await
-}
-
-async fn put(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: Option<&str>,
-    media_type: &str,
-    body: &[u8],
-) -> Digest {
-    let reference = match tag {
-        Some(tag) => ManifestRef::Tag(tag.parse().expect("tag")),
-        None => ManifestRef::Digest(Digest::sha256_of(body)),
-    };
-    client.put_manifest(repository, &reference, media_type, body).await.expect("put manifest")
-}
-
-/// Points `tag` at the existing manifest `digest`.
-async fn tag_existing(client: &Client, repository: &RepoAddress, tag: &str, digest: &Digest) {
-    let manifest = client
-        .get_manifest(repository, &ManifestRef::Digest(digest.clone()))
-        .await
-        .expect("get manifest");
-    put(client, repository, Some(tag), &manifest.media_type, &manifest.bytes).await;
-}
-
-/// Pushes an OCI index of `children` under `tag`.
-async fn push_index(
-    client: &Client,
-    repository: &RepoAddress,
-    tag: &str,
-    children: &[Digest],
-) -> Digest {
-    let manifests: Vec<Value> = children
-        .iter()
-        .enumerate()
-        .map(|(position, child)| {
-            let architecture = if position == 0 { "amd64" } else { "arm64" };
-            serde_json::json!({
-                "mediaType": OCI_MANIFEST,
-                "digest": child,
-                "size": 1,
-                "platform": {"architecture": architecture, "os": "linux"},
-            })
-        })
-        .collect();
-    let body =
-        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
-            .to_string();
-    put(client, repository, Some(tag), OCI_INDEX, body.as_bytes()).await
 }
 
 /// A project directory with `dockhand.yaml` naming `images`.
@@ -231,6 +143,15 @@ async fn sibling_tags_on_one_digest_the_kept_one_survives() {
     assert_eq!(keys(&document), ["deleted", "kept"]);
     assert_eq!(tags_of(&document, "deleted"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["build-3", "latest"]);
+    // `build-1` shares its digest with the kept `latest`: the tag alone goes
+    let mut removes: Vec<(&str, &str)> = document["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| (item["tag"].as_str().unwrap(), item["removes"].as_str().unwrap()))
+        .collect();
+    removes.sort_unstable();
+    assert_eq!(removes, [("build-1", "tag"), ("build-2", "manifest")]);
     let item = &document["kept"].as_array().unwrap()[0];
     assert_eq!(keys(item), ["digest", "image", "reason", "repository", "tag"]);
     assert_eq!(item["repository"], format!("{}/acme/api", registry.host()));
@@ -531,6 +452,27 @@ async fn a_rerun_finishes_what_a_budget_left_and_removes_a_leftover_throw_away_m
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["keep"]);
 }
 
+/// The largest duration the grammar accepts is beyond any instant: no deadline, no panic.
+#[tokio::test]
+async fn the_largest_max_duration_means_no_deadline() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    push_image(&client, &api, Some("latest"), &minutes_ago(10 * DAY)).await;
+    push_image(&client, &api, Some("build-1"), &minutes_ago(10 * DAY)).await;
+    let dir = project(&["api"]);
+    let run = cleanup(
+        dir.path(),
+        &registry.host(),
+        &["--keep-tag", "latest", "--keep-last", "0", "--keep-within", "0s"]
+            .into_iter()
+            .chain(["--max-duration", "9223372036854775807s"])
+            .collect::<Vec<_>>(),
+    );
+    run.assert_code(0);
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["latest"]);
+}
+
 #[tokio::test]
 async fn a_dry_run_deletes_nothing() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
@@ -564,7 +506,7 @@ async fn a_dry_run_deletes_nothing() {
     assert_eq!(tags_of(&document, "would_delete"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["latest"]);
     for item in document["would_delete"].as_array().unwrap() {
-        assert_eq!(keys(item), ["digest", "image", "reason", "repository", "tag"]);
+        assert_eq!(keys(item), ["digest", "image", "reason", "removes", "repository", "tag"]);
         assert!(item["reason"].as_str().unwrap().starts_with("deleted: "), "{item}");
     }
 

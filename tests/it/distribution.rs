@@ -15,18 +15,12 @@ use dockhand::secret::Secret;
 
 use crate::support::peers::{self, Buildah};
 use crate::support::proxy::{Fault, LinkStyle, Proxy};
+use crate::support::seed::{client_as, push_layered_image};
 use crate::support::token_issuer::{self, REFRESH_TOKEN};
 use crate::support::{Auth, Deletes, Registry, registry};
 
 fn client(registry: &Registry) -> Client {
     Client::new(registry.client_options()).expect("client")
-}
-
-/// A client that presents `credential` to `registry` for every operation.
-fn client_as(registry: &Registry, credential: Credential) -> Client {
-    let mut options = registry.client_options();
-    options.credentials = BTreeMap::from([(registry.registry_host(), credential)]);
-    Client::new(options).expect("client")
 }
 
 fn tag(name: &str) -> Tag {
@@ -35,42 +29,6 @@ fn tag(name: &str) -> Tag {
 
 fn tags(names: &[&str]) -> Vec<Tag> {
     names.iter().map(|name| tag(name)).collect()
-}
-
-/// Pushes a one-layer OCI image whose layer is `content` and whose config says `created`,
-/// under `tag`, through the client itself. Returns the manifest digest.
-async fn push_image(
-    client: &Client,
-    repository: &RepoAddress,
-    tag_name: &str,
-    content: &str,
-) -> Digest {
-    let layer = client
-        .upload_blob(repository, &BlobSource::Bytes(content.as_bytes().to_vec()))
-        .await
-        .expect("upload layer");
-    let config = serde_json::json!({
-        "created": "2026-11-01T10:00:00Z",
-        "architecture": "amd64",
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [layer]},
-    })
-    .to_string();
-    let config_digest = client
-        .upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes()))
-        .await
-        .expect("upload config");
-    let body = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": manifest::OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": content.len()}],
-    })
-    .to_string();
-    client
-        .put_manifest(repository, &ManifestRef::Tag(tag(tag_name)), OCI_MANIFEST, body.as_bytes())
-        .await
-        .expect("put manifest")
 }
 
 fn basic(username: &str, password: &str) -> Credential {
@@ -234,8 +192,8 @@ async fn operations_in_every_auth_variant() {
         let client = client_as(&registry, registry.credential());
         let repository = registry.repository("dh/app");
 
-        let v1 = push_image(&client, &repository, "v1", &format!("{auth:?} one")).await;
-        let v2 = push_image(&client, &repository, "v2", &format!("{auth:?} two")).await;
+        let v1 = push_layered_image(&client, &repository, "v1", &format!("{auth:?} one")).await;
+        let v2 = push_layered_image(&client, &repository, "v2", &format!("{auth:?} two")).await;
         let again = client
             .put_manifest(
                 &repository,
@@ -360,14 +318,14 @@ async fn deleting_a_digest_removes_every_tag_on_it() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
     let client = client(&registry);
     let repository = registry.repository("dh/app");
-    let digest = push_image(&client, &repository, "v1", "shared").await;
+    let digest = push_layered_image(&client, &repository, "v1", "shared").await;
     let bytes =
         client.get_manifest(&repository, &ManifestRef::Digest(digest.clone())).await.unwrap().bytes;
     client
         .put_manifest(&repository, &ManifestRef::Tag(tag("latest")), OCI_MANIFEST, &bytes)
         .await
         .unwrap();
-    push_image(&client, &repository, "other", "not shared").await;
+    push_layered_image(&client, &repository, "other", "not shared").await;
 
     client.delete_manifest(&repository, &digest).await.unwrap();
     assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["other"]));
@@ -379,7 +337,7 @@ async fn deletes_disabled_are_reported_distinctly() {
     let registry = Registry::start(Auth::Htpasswd, Deletes::Disabled);
     let client = client_as(&registry, registry.credential());
     let repository = registry.repository("dh/app");
-    let digest = push_image(&client, &repository, "v1", "kept").await;
+    let digest = push_layered_image(&client, &repository, "v1", "kept").await;
 
     assert_eq!(client.probe_deletes(&repository).await.unwrap(), DeleteSupport::Disabled);
     let error = client.delete_manifest(&repository, &digest).await.unwrap_err();
@@ -405,7 +363,7 @@ async fn a_user_without_delete_permission_is_denied() {
     };
     let client = client_as(&registry, limited);
     let repository = registry.repository("dh/app");
-    let digest = push_image(&client, &repository, "v1", "pushed by the limited user").await;
+    let digest = push_layered_image(&client, &repository, "v1", "pushed by the limited user").await;
 
     let error = client.delete_manifest(&repository, &digest).await.unwrap_err();
     assert!(
@@ -456,7 +414,7 @@ async fn identity_tokens_work_for_operations() {
     let registry = Registry::start(Auth::Token, Deletes::Enabled);
     let client = client_as(&registry, Credential::IdentityToken(Secret::new(REFRESH_TOKEN)));
     let repository = registry.repository("dh/app");
-    let digest = push_image(&client, &repository, "v1", "via identity token").await;
+    let digest = push_layered_image(&client, &repository, "v1", "via identity token").await;
     client.delete_manifest(&repository, &digest).await.unwrap();
     let issuer = registry.issuer().expect("token variant");
     assert!(
@@ -642,11 +600,11 @@ async fn referrers_fall_back_to_the_tag_schema() {
     let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
     let client = client(&registry);
     let repository = registry.repository("dh/app");
-    let subject = push_image(&client, &repository, "v1", "signed image").await;
+    let subject = push_layered_image(&client, &repository, "v1", "signed image").await;
     let none = client.referrers(&repository, &subject).await.unwrap();
     assert_eq!((none.descriptors.len(), none.source), (0, ReferrersSource::TagSchema));
 
-    let signature = push_image(&client, &repository, "signature", "a signature").await;
+    let signature = push_layered_image(&client, &repository, "signature", "a signature").await;
     let signature_size = client
         .head_manifest(&repository, &ManifestRef::Digest(signature.clone()))
         .await
@@ -695,7 +653,7 @@ async fn tags_are_paged_through_relative_and_absolute_links() {
     let (_registry, proxy, client, repository) = behind_proxy();
     let names = ["a", "b", "c", "d", "e"];
     for name in names {
-        push_image(&client, &repository, name, name).await;
+        push_layered_image(&client, &repository, name, name).await;
     }
     for style in [LinkStyle::Relative, LinkStyle::Absolute] {
         proxy.page_tags(2, style);
@@ -719,12 +677,26 @@ async fn tags_are_paged_through_relative_and_absolute_links() {
     proxy.page_tags(2, LinkStyle::Looping);
     let error = client.list_tags(&repository).await.unwrap_err();
     assert!(matches!(error, DistributionError::PaginationLoop { .. }), "{error:?}");
+
+    // a fresh `last=` on every page, and never a new tag: stopped at the first such page
+    proxy.page_tags(2, LinkStyle::Endless);
+    let before = proxy.log().len();
+    let error = client.list_tags(&repository).await.unwrap_err();
+    assert!(matches!(error, DistributionError::PaginationLoop { .. }), "{error:?}");
+    assert_eq!(proxy.log().len() - before, 2);
+
+    // a next page on another origin is never requested
+    proxy.page_tags(2, LinkStyle::Foreign);
+    let before = proxy.log().len();
+    let error = client.list_tags(&repository).await.unwrap_err();
+    assert!(matches!(error, DistributionError::ForeignPage { .. }), "{error:?}");
+    assert_eq!(proxy.log().len() - before, 1);
 }
 
 #[tokio::test]
 async fn null_tags_are_an_empty_list() {
     let (_registry, proxy, client, repository) = behind_proxy();
-    push_image(&client, &repository, "v1", "v1").await;
+    push_layered_image(&client, &repository, "v1", "v1").await;
     proxy.null_tags();
     assert_eq!(client.list_tags(&repository).await.unwrap(), Vec::<Tag>::new());
 }
@@ -732,7 +704,7 @@ async fn null_tags_are_an_empty_list() {
 #[tokio::test]
 async fn rate_limits_are_waited_out_and_retries_are_bounded() {
     let (_registry, proxy, client, repository) = behind_proxy();
-    push_image(&client, &repository, "v1", "v1").await;
+    push_layered_image(&client, &repository, "v1", "v1").await;
     let soon = jiff::fmt::rfc2822::DateTimePrinter::new()
         .timestamp_to_rfc9110_string(&(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2)))
         .unwrap();
@@ -770,7 +742,7 @@ async fn rate_limits_are_waited_out_and_retries_are_bounded() {
 #[tokio::test]
 async fn insufficient_scope_widens_the_token_once() {
     let (registry, proxy, client, repository) = behind_proxy_with(Auth::Token);
-    push_image(&client, &repository, "v1", "v1").await;
+    push_layered_image(&client, &repository, "v1", "v1").await;
     let issuer = registry.issuer().expect("token variant");
     proxy.inject(Fault {
         status: 401,
@@ -780,6 +752,7 @@ async fn insufficient_scope_widens_the_token_once() {
             issuer.realm(),
             token_issuer::SERVICE
         )),
+        location: None,
     });
     let before = issuer.requests().len();
     assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["v1"]));
@@ -831,4 +804,35 @@ async fn a_failed_upload_starts_a_new_session() {
     assert_eq!(error.status().map(|status| status.as_u16()), Some(503), "{error:?}");
     assert_eq!(uploads(before), ["POST", "PUT", "POST", "PUT", "POST", "PUT"]);
     assert!(!client.blob_exists(&repository, &other_digest).await.unwrap());
+}
+
+/// A redirect to plain HTTP on a host not named insecure is refused before it is followed;
+/// one to a host named insecure is followed.
+#[tokio::test]
+async fn redirects_to_plain_http_reach_only_hosts_named_insecure() {
+    let (registry, proxy, client, repository) = behind_proxy();
+    push_layered_image(&client, &repository, "v1", "v1").await;
+    let elsewhere = Proxy::start(registry.port());
+    let target = |host: &str| format!("http://{host}/v2/dh/app/tags/list");
+    proxy.inject_matching_times(
+        "GET /v2/dh/app/tags/list",
+        Fault::redirect(&target(&elsewhere.host())),
+        1,
+    );
+    let error = client.list_tags(&repository).await.unwrap_err();
+    assert!(
+        dockhand::exit::causes(&error)
+            .iter()
+            .any(|cause| cause.contains("plain HTTP goes only to hosts named")),
+        "{error:?}"
+    );
+    assert!(elsewhere.log().is_empty(), "{:?}", elsewhere.log());
+
+    // the same redirect back to the proxy itself (named insecure) is followed
+    proxy.inject_matching_times(
+        "GET /v2/dh/app/tags/list",
+        Fault::redirect(&target(&proxy.host())),
+        1,
+    );
+    assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["v1"]));
 }

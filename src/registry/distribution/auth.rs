@@ -298,8 +298,12 @@ pub struct Token {
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// How long before the stated expiry a cached token stops being used.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// The longest a token is cached, whatever the token service says (a hostile one may say
+/// 2^64 - 1 seconds).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Parses a token response: `token` or else `access_token`, and `expires_in` (default 60 s).
+/// Parses a token response: `token` or else `access_token`, and `expires_in` (default 60 s,
+/// at most [`MAX_TOKEN_LIFETIME`]).
 pub fn parse_token_response(body: &[u8]) -> Result<Token, String> {
     let parsed: TokenBody = serde_json::from_slice(body)
         .map_err(|error| format!("the token response is not JSON ({error})"))?;
@@ -311,7 +315,8 @@ pub fn parse_token_response(body: &[u8]) -> Result<Token, String> {
     let lifetime = parsed
         .expires_in
         .filter(|&seconds| seconds > 0)
-        .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+        .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
+        .min(MAX_TOKEN_LIFETIME);
     Ok(Token { token: Secret::new(token), lifetime })
 }
 
@@ -400,8 +405,9 @@ impl TokenCache {
 
     pub fn insert(&self, key: TokenKey, token: &Token) {
         let usable = token.lifetime.saturating_sub(EXPIRY_MARGIN).max(token.lifetime / 2);
+        let Some(until) = Instant::now().checked_add(usable) else { return };
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.insert(key, (token.token.clone(), Instant::now() + usable));
+        entries.insert(key, (token.token.clone(), until));
     }
 
     pub fn remove(&self, key: &TokenKey) {
@@ -502,6 +508,7 @@ mod tests {
             (r#"{"token":"t1","expires_in":300}"#, Ok(("t1", 300))),
             (r#"{"access_token":"t2"}"#, Ok(("t2", 60))),
             (r#"{"token":"","access_token":"t3","expires_in":0}"#, Ok(("t3", 60))),
+            (r#"{"token":"t4","expires_in":18446744073709551615}"#, Ok(("t4", 86_400))),
             (
                 r#"{"token":"t4","access_token":"other","issued_at":"2026-01-01T00:00:00Z"}"#,
                 Ok(("t4", 60)),
@@ -513,6 +520,21 @@ mod tests {
                 .map(|token| (token.token.expose().to_owned(), token.lifetime.as_secs()))
                 .map_err(|_| ());
             assert_eq!(got, want.map(|(token, seconds)| (token.to_owned(), seconds)), "{body}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever lifetime a token service claims, caching the token neither panics nor
+        /// keeps it longer than the cap.
+        #[test]
+        fn any_token_lifetime_is_cached_safely(seconds: u64) {
+            let body = format!(r#"{{"token":"t","expires_in":{seconds}}}"#);
+            let token = parse_token_response(body.as_bytes()).unwrap();
+            proptest::prop_assert!(token.lifetime <= MAX_TOKEN_LIFETIME);
+            let key = TokenKey { realm: "r".to_owned(), service: None, scopes: Vec::new() };
+            let cache = TokenCache::default();
+            cache.insert(key.clone(), &token);
+            proptest::prop_assert!(cache.get(&key).is_some());
         }
     }
 

@@ -310,9 +310,19 @@ pub enum DistributionError {
         source: std::io::Error,
     },
 
-    /// Following `Link` headers revisited a page.
-    #[error("`{operation}` pagination loops: page `{page}` was already read")]
+    /// Following `Link` headers revisited a page, or reached a page that adds no new entry.
+    #[error("`{operation}` pagination loops: page `{page}` was already read or adds nothing new")]
     PaginationLoop { operation: Operation, page: String },
+
+    /// A `Link` to the next page leaves the registry's origin (another host, port or scheme).
+    #[error(
+        "`{operation}`: the next page `{page}` is not on the registry's own origin; dockhand does not follow it"
+    )]
+    ForeignPage { operation: Operation, page: String },
+
+    /// A listing grew past what dockhand reads for one repository.
+    #[error("`{operation}`: more than {limit} {what}; dockhand stops reading there")]
+    ListingTooLong { operation: Operation, limit: usize, what: &'static str },
 
     /// The HTTP client could not be built (e.g. no TLS provider).
     #[error("Could not build the HTTP client")]

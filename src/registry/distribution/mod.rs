@@ -197,6 +197,32 @@ fn preferred(challenges: Vec<Challenge>) -> Option<Challenge> {
     basic
 }
 
+/// Redirects followed per request before giving up (reqwest's own default).
+const MAX_REDIRECTS: usize = 10;
+
+/// Follows redirects (registries send blobs to a CDN on another host; reqwest drops the
+/// `Authorization` header there), but never to plain HTTP on a host not named insecure: an
+/// HTTPS registry must not be able to turn a request into cleartext.
+fn redirect_policy(insecure: &[RegistryHost]) -> reqwest::redirect::Policy {
+    let insecure: Vec<String> = insecure
+        .iter()
+        .flat_map(|host| [host.as_str().to_owned(), host.api_host().to_owned()])
+        .collect();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        let target = attempt.url();
+        if target.scheme() != "https" && !insecure.contains(&urls::host_port(target)) {
+            let refusal = format!(
+                "refused a redirect to `{target}`: plain HTTP goes only to hosts named with --insecure-registry"
+            );
+            return attempt.error(refusal);
+        }
+        attempt.follow()
+    })
+}
+
 impl Client {
     /// Builds a client. Installs the ring TLS provider for the process if none is installed yet,
     /// so library users and tests need no setup.
@@ -206,6 +232,7 @@ impl Client {
             .user_agent(options.user_agent.clone())
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
+            .redirect(redirect_policy(&options.insecure))
             .build()
             .map_err(DistributionError::ClientBuild)?;
         let permits = Semaphore::new(options.concurrency.max(1));

@@ -5,7 +5,7 @@
 //! into a typed result or a [`DistributionError`] carrying the registry's error codes. Bodies
 //! are verified against their digests. Decides nothing about what to keep or delete.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -22,7 +22,9 @@ use crate::reference::{Digest, RepoAddress, Tag};
 /// Tags asked for per page (`n`); registries may send fewer, or ignore it.
 const TAG_PAGE_SIZE: usize = 1000;
 /// Pages followed before giving up (a registry that never stops paging).
-const MAX_TAG_PAGES: usize = 100_000;
+pub const MAX_TAG_PAGES: usize = 10_000;
+/// Distinct tags read from one repository before giving up (memory stays bounded).
+pub const MAX_TAGS: usize = 1_000_000;
 /// Largest manifest accepted (distribution's own limit is 4 MiB).
 const MANIFEST_LIMIT: usize = 4 << 20;
 /// Largest blob [`Client::get_blob`] reads into memory.
@@ -139,16 +141,19 @@ impl Client {
     }
 
     /// Every tag of `repository`, sorted and without duplicates. Follows `Link: rel="next"`
-    /// (relative or absolute) with `n`/`last`; `"tags": null` is an empty list. Fails with
-    /// [`DistributionError::PaginationLoop`] if a page repeats, and with a `Registry` error
-    /// (404, `NAME_UNKNOWN`) for an unknown repository.
+    /// (relative or absolute, on the registry's own origin only) with `n`/`last`; `"tags":
+    /// null` is an empty list. Duplicates are dropped as pages arrive. Fails with
+    /// [`DistributionError::PaginationLoop`] if a page repeats or a page after the first adds
+    /// no new tag, [`DistributionError::ForeignPage`] for a next page elsewhere,
+    /// [`DistributionError::ListingTooLong`] past [`MAX_TAG_PAGES`] pages or [`MAX_TAGS`]
+    /// tags, and with a `Registry` error (404, `NAME_UNKNOWN`) for an unknown repository.
     pub async fn list_tags(&self, repository: &RepoAddress) -> Result<Vec<Tag>, DistributionError> {
         let operation = Self::operation(&Method::GET, format!("{repository} tags"));
         let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let mut url = urls::tags(&self.registry_url(repository), repository, Some(TAG_PAGE_SIZE));
         let mut seen_pages = HashSet::from([url.to_string()]);
         let mut seen_last = HashSet::new();
-        let mut names = Vec::new();
+        let mut names = BTreeSet::new();
         for _ in 0..MAX_TAG_PAGES {
             let mut outgoing = Outgoing::new(Method::GET, url.clone());
             outgoing.body_limit = TAGS_PAGE_LIMIT;
@@ -169,7 +174,18 @@ impl Client {
                     problem: format!("the tags page is not a tag list ({error})"),
                 }
             })?;
+            let before = names.len();
             names.extend(page.tags.unwrap_or_default());
+            if names.len() > MAX_TAGS {
+                return Err(DistributionError::ListingTooLong {
+                    operation,
+                    limit: MAX_TAGS,
+                    what: "tags",
+                });
+            }
+            if names.len() == before && seen_pages.len() > 1 {
+                return Err(DistributionError::PaginationLoop { operation, page: url.to_string() });
+            }
             let links = exchange
                 .headers
                 .get_all(header::LINK)
@@ -178,6 +194,9 @@ impl Client {
             let Some(next) = urls::next_link(links, &url) else {
                 return Self::sorted_tags(&operation, names);
             };
+            if !urls::same_origin(&next, &url) {
+                return Err(DistributionError::ForeignPage { operation, page: next.to_string() });
+            }
             let last = next
                 .query_pairs()
                 .find(|(name, _)| name == "last")
@@ -191,15 +210,13 @@ impl Client {
             }
             url = next;
         }
-        Err(DistributionError::PaginationLoop { operation, page: url.to_string() })
+        Err(DistributionError::ListingTooLong { operation, limit: MAX_TAG_PAGES, what: "pages" })
     }
 
     fn sorted_tags(
         operation: &Operation,
-        mut names: Vec<String>,
+        names: BTreeSet<String>,
     ) -> Result<Vec<Tag>, DistributionError> {
-        names.sort();
-        names.dedup();
         names
             .into_iter()
             .map(|name| {

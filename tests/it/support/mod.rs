@@ -1,13 +1,14 @@
 //! Fixtures shared by the integration tests: the built executable, real registries, a token
-//! service, a fault proxy.
+//! service, a fault proxy, and seeding a registry with images.
 //!
 //! Everything here starts on `127.0.0.1:0` and stops in `Drop`, so a test stops what it starts.
 
 pub mod binary;
-pub mod peers;
 pub mod moto;
+pub mod peers;
 pub mod proxy;
 pub mod registry;
+pub mod seed;
 pub mod token_issuer;
 
 pub use registry::{Auth, Deletes, Registry};

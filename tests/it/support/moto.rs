@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::proxy::{Request, Response, forward, parse_response, read_request, write_response};
 use super::Registry;
+use super::proxy::{Request, Response, forward, parse_response, read_request, write_response};
 
 /// The account moto uses for every call.
 pub const ACCOUNT: &str = "123456789012";
@@ -73,7 +73,10 @@ impl Moto {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto_server exited with {status}:\n{text}");
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "moto printed no address:\n{text}");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto printed no address:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -227,7 +230,12 @@ fn header<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
     })
 }
 
-fn answer(stream: &mut TcpStream, status: &str, headers: Vec<String>, body: &Value) -> std::io::Result<()> {
+fn answer(
+    stream: &mut TcpStream,
+    status: &str,
+    headers: Vec<String>,
+    body: &Value,
+) -> std::io::Result<()> {
     let response = Response {
         status_line: format!("HTTP/1.1 {status}"),
         headers,
@@ -236,7 +244,12 @@ fn answer(stream: &mut TcpStream, status: &str, headers: Vec<String>, body: &Val
     write_response(stream, &response)
 }
 
-fn registry_error(stream: &mut TcpStream, status: &str, code: &str, message: &str) -> std::io::Result<()> {
+fn registry_error(
+    stream: &mut TcpStream,
+    status: &str,
+    code: &str,
+    message: &str,
+) -> std::io::Result<()> {
     let body = json!({"errors": [{"code": code, "message": message}]});
     answer(stream, status, vec!["Content-Type: application/json".into()], &body)
 }
@@ -255,13 +268,25 @@ fn handle(
     }
     let expected = state.lock().unwrap().expected_auth.clone();
     if header(&request, "Authorization") != Some(expected.as_str()) {
-        let challenge = format!("WWW-Authenticate: Basic realm=\"http://127.0.0.1:{registry_port}/\",service=\"ecr.amazonaws.com\"");
+        let challenge = format!(
+            "WWW-Authenticate: Basic realm=\"http://127.0.0.1:{registry_port}/\",service=\"ecr.amazonaws.com\""
+        );
         let body = json!({"errors": [{"code": "DENIED", "message": "Your authorization token has expired. Reauthenticate and try again."}]});
-        return answer(&mut stream, "401 Unauthorized", vec![challenge, "Content-Type: application/json".into()], &body);
+        return answer(
+            &mut stream,
+            "401 Unauthorized",
+            vec![challenge, "Content-Type: application/json".into()],
+            &body,
+        );
     }
     if request.method == "DELETE" {
         state.lock().unwrap().registry_deletes += 1;
-        return registry_error(&mut stream, "405 Method Not Allowed", "UNSUPPORTED", "The operation is unsupported.");
+        return registry_error(
+            &mut stream,
+            "405 Method Not Allowed",
+            "UNSUPPORTED",
+            "The operation is unsupported.",
+        );
     }
     let path = request.target.split('?').next().unwrap_or_default().to_owned();
     let Some(rest) = path.strip_prefix("/v2/").filter(|rest| !rest.is_empty()) else {
@@ -283,14 +308,27 @@ fn handle(
     } else {
         json!({"imageTag": reference})
     };
-    let described = call(moto_port, "DescribeImages", &json!({"repositoryName": name, "imageIds": [id]}));
+    let described =
+        call(moto_port, "DescribeImages", &json!({"repositoryName": name, "imageIds": [id]}));
     let digest = match described {
-        Ok(found) => found["imageDetails"][0]["imageDigest"].as_str().unwrap_or_default().to_owned(),
+        Ok(found) => {
+            found["imageDetails"][0]["imageDigest"].as_str().unwrap_or_default().to_owned()
+        }
         Err((kind, _)) if kind == "RepositoryNotFoundException" => {
-            return registry_error(&mut stream, "404 Not Found", "NAME_UNKNOWN", "The repository does not exist");
+            return registry_error(
+                &mut stream,
+                "404 Not Found",
+                "NAME_UNKNOWN",
+                "The repository does not exist",
+            );
         }
         Err(_) => {
-            return registry_error(&mut stream, "404 Not Found", "MANIFEST_UNKNOWN", "Requested image not found");
+            return registry_error(
+                &mut stream,
+                "404 Not Found",
+                "MANIFEST_UNKNOWN",
+                "Requested image not found",
+            );
         }
     };
     let raw = forward(&request, &format!("/v2/{name}/manifests/{digest}"), registry_port)?;
@@ -301,7 +339,8 @@ fn tags_list(stream: &mut TcpStream, name: &str, moto_port: u16) -> std::io::Res
     let mut tags = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let mut input = json!({"repositoryName": name, "filter": {"tagStatus": "TAGGED"}, "maxResults": 1000});
+        let mut input =
+            json!({"repositoryName": name, "filter": {"tagStatus": "TAGGED"}, "maxResults": 1000});
         if let Some(token) = &token {
             input["nextToken"] = json!(token);
         }
@@ -318,13 +357,23 @@ fn tags_list(stream: &mut TcpStream, name: &str, moto_port: u16) -> std::io::Res
                 }
             }
             Err(_) => {
-                return registry_error(stream, "404 Not Found", "NAME_UNKNOWN", "The repository does not exist");
+                return registry_error(
+                    stream,
+                    "404 Not Found",
+                    "NAME_UNKNOWN",
+                    "The repository does not exist",
+                );
             }
         }
     }
     tags.sort();
     tags.dedup();
-    answer(stream, "200 OK", vec!["Content-Type: application/json".into()], &json!({"name": name, "tags": tags}))
+    answer(
+        stream,
+        "200 OK",
+        vec!["Content-Type: application/json".into()],
+        &json!({"name": name, "tags": tags}),
+    )
 }
 
 fn put_manifest(
@@ -336,7 +385,9 @@ fn put_manifest(
     registry_port: u16,
 ) -> std::io::Result<()> {
     if call(moto_port, "DescribeRepositories", &json!({"repositoryNames": [name]})).is_err() {
-        let message = format!("The repository with name '{name}' does not exist in the registry with id '{ACCOUNT}'");
+        let message = format!(
+            "The repository with name '{name}' does not exist in the registry with id '{ACCOUNT}'"
+        );
         return registry_error(stream, "404 Not Found", "NAME_UNKNOWN", &message);
     }
     let raw = forward(request, &request.target, registry_port)?;
@@ -401,16 +452,16 @@ fn ecr_api(
         return answer(stream, "400 Bad Request", vec![json_type], &body);
     }
     let mut injected = Vec::new();
-    if operation == "BatchDeleteImage" {
-        if let Some(ids) = input["imageIds"].as_array_mut() {
-            ids.retain(|id| {
-                let failing = id["imageTag"].as_str().and_then(|tag| failing.get(tag));
-                if let Some(code) = failing {
-                    injected.push(json!({"imageId": id.clone(), "failureCode": code, "failureReason": "injected by the test front"}));
-                }
-                failing.is_none()
-            });
-        }
+    if operation == "BatchDeleteImage"
+        && let Some(ids) = input["imageIds"].as_array_mut()
+    {
+        ids.retain(|id| {
+            let failing = id["imageTag"].as_str().and_then(|tag| failing.get(tag));
+            if let Some(code) = failing {
+                injected.push(json!({"imageId": id.clone(), "failureCode": code, "failureReason": "injected by the test front"}));
+            }
+            failing.is_none()
+        });
     }
     let emptied = input["imageIds"].as_array().is_some_and(Vec::is_empty);
     if operation == "BatchDeleteImage" && emptied {

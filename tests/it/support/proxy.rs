@@ -24,6 +24,11 @@ pub enum LinkStyle {
     Absolute,
     /// Always points at the page after the first one, so a client that follows it loops.
     Looping,
+    /// Serves the first page again and again, each time with a fresh `last=` (a hostile
+    /// registry that never ends: no page repeats, no tag is new).
+    Endless,
+    /// `<http://localhost:PORT/v2/…>`: the same proxy under another origin.
+    Foreign,
 }
 
 /// A canned answer for one request.
@@ -33,12 +38,24 @@ pub struct Fault {
     pub retry_after: Option<String>,
     /// A `WWW-Authenticate` header to send (for 401 faults).
     pub www_authenticate: Option<String>,
+    /// A `Location` header to send (for redirects).
+    pub location: Option<String>,
 }
 
 impl Fault {
     /// `status` with an optional `Retry-After`.
     pub fn status(status: u16, retry_after: Option<&str>) -> Self {
-        Self { status, retry_after: retry_after.map(str::to_owned), www_authenticate: None }
+        Self {
+            status,
+            retry_after: retry_after.map(str::to_owned),
+            www_authenticate: None,
+            location: None,
+        }
+    }
+
+    /// A `307` redirect to `location`.
+    pub fn redirect(location: &str) -> Self {
+        Self { location: Some(location.to_owned()), ..Self::status(307, None) }
     }
 }
 
@@ -230,7 +247,11 @@ pub(super) fn write_response(stream: &mut TcpStream, response: &Response) -> std
     stream.write_all(&response.body)
 }
 
-pub(super) fn forward(request: &Request, target: &str, upstream_port: u16) -> std::io::Result<Vec<u8>> {
+pub(super) fn forward(
+    request: &Request,
+    target: &str,
+    upstream_port: u16,
+) -> std::io::Result<Vec<u8>> {
     let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
     upstream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let head = format!(
@@ -277,6 +298,9 @@ fn handle(
         if let Some(challenge) = &fault.www_authenticate {
             headers.push(format!("WWW-Authenticate: {challenge}"));
         }
+        if let Some(location) = &fault.location {
+            headers.push(format!("Location: {location}"));
+        }
         let code = match fault.status {
             401 => "UNAUTHORIZED",
             405 => "UNSUPPORTED",
@@ -310,18 +334,25 @@ fn handle(
     let tags = super::sorted_strings(&listed["tags"]);
     let last =
         url.query_pairs().find(|(name, _)| name == "last").map(|(_, value)| value.into_owned());
-    let after: Vec<String> =
-        tags.iter().filter(|tag| last.as_ref().is_none_or(|last| *tag > last)).cloned().collect();
+    let after: Vec<String> = tags
+        .iter()
+        .filter(|tag| style == LinkStyle::Endless || last.as_ref().is_none_or(|last| *tag > last))
+        .cloned()
+        .collect();
     let page: Vec<String> = after.iter().take(size).cloned().collect();
-    if after.len() > page.len() {
+    if after.len() > page.len() || style == LinkStyle::Endless {
         let next_last = match style {
             LinkStyle::Looping => tags[size.min(tags.len()) - 1].clone(),
-            LinkStyle::Relative | LinkStyle::Absolute => page.last().cloned().unwrap_or_default(),
+            LinkStyle::Endless => format!("fresh-{}", fastrand::u64(..)),
+            LinkStyle::Relative | LinkStyle::Absolute | LinkStyle::Foreign => {
+                page.last().cloned().unwrap_or_default()
+            }
         };
         let path = format!("{}?n={size}&last={next_last}", url.path());
         let link = match style {
             LinkStyle::Absolute => format!("http://127.0.0.1:{port}{path}"),
-            LinkStyle::Relative | LinkStyle::Looping => path,
+            LinkStyle::Foreign => format!("http://localhost:{port}{path}"),
+            LinkStyle::Relative | LinkStyle::Looping | LinkStyle::Endless => path,
         };
         response.headers.retain(|header| !header.to_ascii_lowercase().starts_with("link:"));
         response.headers.push(format!("Link: <{link}>; rel=\"next\""));
