@@ -14,6 +14,7 @@ mod login;
 mod no_project;
 mod packaging;
 mod publish;
+mod registry_ecr;
 #[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]
 mod support;
 mod tls;

@@ -123,8 +123,8 @@ struct State {
     calls: Vec<(String, usize)>,
     /// Registry `DELETE`s received (each refused).
     registry_deletes: usize,
-    /// Tags `BatchDeleteImage` reports as failed with this code instead of deleting.
-    failing_tags: BTreeMap<String, String>,
+    /// Tags or digests `BatchDeleteImage` reports as failed with this code instead of deleting.
+    failing: BTreeMap<String, String>,
     /// After this many more ECR calls, every call answers `ExpiredTokenException`.
     expire_after: Option<usize>,
     /// The `Authorization` value `/v2/` accepts.
@@ -202,9 +202,10 @@ impl EcrFront {
         self.state.lock().unwrap().registry_deletes
     }
 
-    /// Makes `BatchDeleteImage` report `tag` as failed with `code`, leaving it in place.
-    pub fn fail_tag(&self, tag: &str, code: &str) {
-        self.state.lock().unwrap().failing_tags.insert(tag.to_owned(), code.to_owned());
+    /// Makes `BatchDeleteImage` report the id `tag_or_digest` as failed with `code`, leaving
+    /// it in place.
+    pub fn fail_image(&self, tag_or_digest: &str, code: &str) {
+        self.state.lock().unwrap().failing.insert(tag_or_digest.to_owned(), code.to_owned());
     }
 
     /// After `calls` more ECR API calls, answer every one with `ExpiredTokenException`.
@@ -444,7 +445,7 @@ fn ecr_api(
             }
             None => false,
         };
-        (expired, state.failing_tags.clone())
+        (expired, state.failing.clone())
     };
     let json_type = "Content-Type: application/x-amz-json-1.1".to_owned();
     if expired {
@@ -456,7 +457,8 @@ fn ecr_api(
         && let Some(ids) = input["imageIds"].as_array_mut()
     {
         ids.retain(|id| {
-            let failing = id["imageTag"].as_str().and_then(|tag| failing.get(tag));
+            let named = id["imageTag"].as_str().or(id["imageDigest"].as_str());
+            let failing = named.and_then(|name| failing.get(name));
             if let Some(code) = failing {
                 injected.push(json!({"imageId": id.clone(), "failureCode": code, "failureReason": "injected by the test front"}));
             }
