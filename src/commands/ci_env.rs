@@ -12,7 +12,7 @@ use crate::docker_config::{self, DockerConfig};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::ExitStatus;
 use crate::output::Output;
-use crate::reference::RegistryHost;
+use crate::reference::{RegistryHost, RepoAddress};
 use crate::registry;
 use crate::secret::Secret;
 use crate::settings::GlobalSettings;
@@ -211,22 +211,32 @@ pub(super) fn ci_env(
 pub(super) fn login(
     args: &LoginArgs,
     settings: &GlobalSettings,
+    env: &EnvMap,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
     let registry: RegistryHost = args
         .registry
         .parse()
         .map_err(|source| ArgumentError::Registry { value: args.registry.clone(), source })?;
-    let mut password = String::new();
-    std::io::stdin().read_to_string(&mut password).map_err(ArgumentError::Stdin)?;
-    let password = password
-        .strip_suffix('\n')
-        .map_or(password.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
-    if password.is_empty() {
-        return Err(ArgumentError::EmptyPassword.into());
-    }
-    let credentials =
-        JobLogin { registry, username: args.username.clone(), password: Secret::new(password) };
+    let credentials = match &args.username {
+        Some(username) if args.password_stdin => read_login(registry, username)?,
+        _ => {
+            let address = RepoAddress { registry: registry.clone(), path: String::new() };
+            let implementation = settings.implementation_for(&address);
+            let minted = block_on(registry::mint_login(
+                &registry,
+                implementation,
+                env,
+                &settings.insecure_registries,
+            ))?;
+            let login = minted.ok_or(ArgumentError::NoPassword(registry))?;
+            JobLogin {
+                registry: login.registry,
+                username: login.username,
+                password: login.password,
+            }
+        }
+    };
     verify(settings, &credentials)?;
     let dir = &settings.docker_config;
     std::fs::create_dir_all(dir)
@@ -239,4 +249,17 @@ pub(super) fn login(
         || format!("Login to `{}` as `{}` saved in `{}`", credentials.registry, credentials.username, dir.join(docker_config::CONFIG_FILE).display()),
     );
     Ok(ExitStatus::Success)
+}
+
+/// The login `dockhand login -u USER --password-stdin` was given.
+fn read_login(registry: RegistryHost, username: &str) -> Result<JobLogin, ArgumentError> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).map_err(ArgumentError::Stdin)?;
+    let password = password
+        .strip_suffix('\n')
+        .map_or(password.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
+    if password.is_empty() {
+        return Err(ArgumentError::EmptyPassword);
+    }
+    Ok(JobLogin { registry, username: username.to_owned(), password: Secret::new(password) })
 }

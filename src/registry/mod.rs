@@ -381,6 +381,20 @@ pub struct MintedLogin {
     pub password: Secret,
 }
 
+/// The login the vendor of `implementation` mints for `registry` from its own credentials;
+/// `None` where the vendor mints none (a password is then needed).
+pub async fn mint_login(
+    registry: &RegistryHost,
+    implementation: Implementation,
+    env: &EnvMap,
+    insecure: &[RegistryHost],
+) -> Result<Option<MintedLogin>, RegistryError> {
+    if implementation != Implementation::Ecr {
+        return Ok(None);
+    }
+    Ok(ecr::job_logins(std::slice::from_ref(registry), env, insecure).await?.pop())
+}
+
 /// The logins vendors mint from their own credentials for the registries a CI job uses: the
 /// images repo's host (`repo`, with its implementation) and the extra hosts `env` names
 /// (`DOCKHAND_ECR_REGISTRIES`). Empty where nothing is minted and the docker config or the CI

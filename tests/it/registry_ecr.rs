@@ -510,3 +510,35 @@ fn expired_credentials_before_anything_is_read_exit_1() {
     assert!(run.stderr.contains("ECR `GetAuthorizationToken`"), "{}", run.stderr);
     assert!(run.stderr.contains("ExpiredTokenException"), "{}", run.stderr);
 }
+
+#[test]
+fn login_without_a_password_mints_the_ecr_login_and_other_registries_need_one() {
+    let ecr = Ecr::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("docker");
+    let run = ecr
+        .dockhand(work.path(), &["-vvv", "login", &ecr.front.host(), "--output", "json"])
+        .env("DOCKHAND_DOCKER_CONFIG", &config.display().to_string())
+        .run();
+    run.assert_code(0).assert_not_printed(AWS_SECRET).assert_not_printed(MOTO_PASSWORD);
+    assert_eq!(json(&run)["username"], "AWS");
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(config.join("config.json")).unwrap())
+            .unwrap();
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{MOTO_PASSWORD}"));
+    assert_eq!(written["auths"][ecr.front.host()]["auth"], token, "{written}");
+    // the login was checked against `/v2/` (the front asks for exactly this login)
+    assert!(run.stderr.contains("verified"), "{}", run.stderr);
+
+    let run = ecr
+        .dockhand(work.path(), &["login", "localhost:5000"])
+        .env("DOCKHAND_REPO_IMPLEMENTATION", "default")
+        .env("DOCKHAND_DOCKER_CONFIG", &config.display().to_string())
+        .run();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("`localhost:5000` needs a user name and a password"),
+        "{}",
+        run.stderr
+    );
+}
