@@ -121,6 +121,8 @@ fn call(port: u16, operation: &str, input: &Value) -> Result<Value, (String, Val
 struct State {
     /// ECR operations in order, with the number of image ids of each `BatchDeleteImage`.
     calls: Vec<(String, usize)>,
+    /// The `maxResults` of each `DescribeImages` call (`None` when not sent).
+    describe_max_results: Vec<Option<i64>>,
     /// Registry `DELETE`s received (each refused).
     registry_deletes: usize,
     /// Tags or digests `BatchDeleteImage` reports as failed with this code instead of deleting.
@@ -195,6 +197,11 @@ impl EcrFront {
     /// The number of `DescribeImages` calls so far.
     pub fn describe_pages(&self) -> usize {
         self.operations().iter().filter(|name| *name == "DescribeImages").count()
+    }
+
+    /// The page size (`maxResults`) each `DescribeImages` call asked for.
+    pub fn describe_page_sizes(&self) -> Vec<Option<i64>> {
+        self.state.lock().unwrap().describe_max_results.clone()
     }
 
     /// Registry `DELETE`s received so far.
@@ -437,6 +444,9 @@ fn ecr_api(
         let mut state = state.lock().unwrap();
         let ids = input["imageIds"].as_array().map_or(0, Vec::len);
         state.calls.push((operation.to_owned(), ids));
+        if operation == "DescribeImages" {
+            state.describe_max_results.push(input["maxResults"].as_i64());
+        }
         let expired = match &mut state.expire_after {
             Some(0) => true,
             Some(left) => {
