@@ -21,8 +21,9 @@ use aws_config::BehaviorVersion;
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::operation::create_repository::CreateRepositoryError;
 use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
+use aws_sdk_ecr::operation::list_images::ListImagesError;
 use aws_sdk_ecr::types::{
-    ImageIdentifier, ImageScanningConfiguration, ImageTagMutability, TagStatus,
+    ImageIdentifier, ImageScanningConfiguration, ImageTagMutability, ListImagesFilter, TagStatus,
 };
 use base64::Engine as _;
 use jiff::Timestamp;
@@ -505,6 +506,51 @@ impl Vendor for Ecr {
         }
         log::debug!("DescribeImages `{repository}`: {} tags in {pages} pages", times.len());
         Ok(times)
+    }
+
+    /// `ListImages` with `tagStatus = UNTAGGED`, pages of 1,000: the children of multi-arch
+    /// indexes, signatures and images whose last tag moved away. A repository ECR does not know
+    /// has none.
+    async fn untagged_manifests(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<Vec<Digest>, RegistryError> {
+        let mut digests = Vec::new();
+        let mut next_token = None;
+        loop {
+            let answer = self
+                .api
+                .list_images()
+                .set_registry_id(self.registry_id.clone())
+                .repository_name(&repository.path)
+                .filter(ListImagesFilter::builder().tag_status(TagStatus::Untagged).build())
+                .max_results(DESCRIBE_PAGE_SIZE)
+                .set_next_token(next_token)
+                .send()
+                .await;
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(ListImagesError::is_repository_not_found_exception) =>
+                {
+                    return Ok(digests);
+                }
+                Err(error) => return Err(EcrError::api("ListImages", &repository, error).into()),
+            };
+            for id in answer.image_ids() {
+                if let Some(digest) = id.image_digest().and_then(|digest| digest.parse().ok()) {
+                    digests.push(digest);
+                }
+            }
+            next_token = answer.next_token().map(str::to_owned);
+            if next_token.is_none() {
+                break;
+            }
+        }
+        log::debug!("ListImages `{repository}`: {} untagged images", digests.len());
+        Ok(digests)
     }
 
     /// ECR deletes through its API, always enabled: nothing to probe.

@@ -296,6 +296,15 @@ pub trait Vendor {
         Ok(BTreeMap::new())
     }
 
+    /// The manifests of `repository` no tag points to, where the vendor's API lists them (the
+    /// distribution API cannot: an empty list).
+    async fn untagged_manifests(
+        &self,
+        _repository: &RepoAddress,
+    ) -> Result<Vec<Digest>, RegistryError> {
+        Ok(Vec::new())
+    }
+
     /// Whether deletes are enabled in `repository`, found out harmlessly.
     async fn probe_deletes(&self, repository: &RepoAddress)
     -> Result<DeleteSupport, RegistryError>;
@@ -448,6 +457,13 @@ impl Registry {
         repository: &RepoAddress,
     ) -> Result<BTreeMap<Tag, Timestamp>, RegistryError> {
         on_vendor!(self, vendor => vendor.tag_times(repository).await)
+    }
+
+    pub async fn untagged_manifests(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<Vec<Digest>, RegistryError> {
+        on_vendor!(self, vendor => vendor.untagged_manifests(repository).await)
     }
 
     pub async fn probe_deletes(

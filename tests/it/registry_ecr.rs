@@ -14,15 +14,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use dockhand::reference::{Digest, RegistryHost, RepoAddress};
-use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_MANIFEST};
-use dockhand::registry::distribution::{BlobSource, Client, ClientOptions, Credential};
+use dockhand::registry::distribution::{Client, ClientOptions, Credential};
 use dockhand::secret::Secret;
-use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use crate::support::binary::{Dockhand, Run, dockhand};
 use crate::support::moto::{ACCOUNT, EcrFront, REGION};
-use crate::support::{Auth, Deletes, Registry};
+use crate::support::{Auth, Deletes, Registry, seed};
 
 /// The secret half of the fake AWS credentials: it must never be printed.
 const AWS_SECRET: &str = "ecr-test-secret-7d1f0c";
@@ -109,46 +107,18 @@ impl Ecr {
 
 /// `created` 30 days ago: older than any policy here, so only the push time can keep an image.
 fn long_ago() -> String {
-    (Timestamp::now() - SignedDuration::from_hours(30 * 24)).to_string()
+    seed::minutes_ago(30 * 24 * 60)
 }
 
-/// Pushes a small OCI image (a unique config and a unique layer, so moto's digests never
-/// collide) under `tags`. Returns its digest.
+/// Pushes a small OCI image with a unique config saying [`long_ago`] under each of `tags`.
+/// Returns its digest.
 async fn push_image(client: &Client, repository: &RepoAddress, tags: &[&str]) -> Digest {
-    let seed = format!("{}-{}", tags.first().unwrap_or(&"untagged"), fastrand::u64(..));
-    let config = json!({
-        "created": long_ago(),
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Labels": {"seed": seed}},
-        "rootfs": {"type": "layers", "diff_ids": []},
-    })
-    .to_string();
-    let config_digest = client
-        .upload_blob(repository, &BlobSource::Bytes(config.clone().into_bytes()))
-        .await
-        .expect("config");
-    let layer = seed.into_bytes();
-    let layer_digest =
-        client.upload_blob(repository, &BlobSource::Bytes(layer.clone())).await.expect("layer");
-    let body = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
-    })
-    .to_string()
-    .into_bytes();
-    let mut digest = None;
-    for tag in tags {
-        let reference = dockhand::registry::distribution::ManifestRef::Tag(tag.parse().unwrap());
-        let pushed = client
-            .put_manifest(repository, &reference, OCI_MANIFEST, &body)
-            .await
-            .unwrap_or_else(|e| panic!("push {tag}: {e}"));
-        digest = Some(pushed);
+    let (first, others) = tags.split_first().expect("at least one tag");
+    let digest = seed::push_image(client, repository, Some(first), &long_ago()).await;
+    for tag in others {
+        seed::tag_existing(client, repository, tag, &digest).await;
     }
-    digest.expect("at least one tag")
+    digest
 }
 
 fn project(dir: &Path, extra: &str) {
@@ -478,21 +448,33 @@ async fn credentials_that_expire_mid_run_are_a_clear_credentials_error() {
     let client = ecr.client();
     let api = ecr.repository("acme/api");
     push_image(&client, &api, &["e-1"]).await;
-    // GetAuthorizationToken and DescribeImages pass; the delete meets an expired session
-    ecr.front.expire_credentials_after(2);
     let work = tempfile::tempdir().unwrap();
     project(work.path(), "");
-    let run = ecr
-        .dockhand(work.path(), &["-vvv", "cleanup", "--keep-last", "0", "--keep-within", "0s"])
-        .run();
+    let cleanup = || {
+        ecr.dockhand(work.path(), &["-vvv", "cleanup", "--keep-last", "0", "--keep-within", "0s"])
+            .run()
+    };
+    // GetAuthorizationToken and ListImages pass, DescribeImages meets an expired session: the
+    // inventory is incomplete and nothing is deleted
+    ecr.front.expire_credentials_after(2);
+    let run = cleanup();
     run.assert_not_printed(AWS_SECRET).assert_not_printed(MOTO_PASSWORD);
-    assert!(run.stderr.contains("ExpiredTokenException"), "{}", run.stderr);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("is incomplete, so nothing in it was deleted"), "{}", run.stderr);
+    assert!(run.stderr.contains("(ExpiredTokenException)"), "{}", run.stderr);
+    assert!(!ecr.front.operations().contains(&"BatchDeleteImage".to_owned()));
+    assert_eq!(ecr.tags("acme/api"), ["e-1"]);
+    // one call later, the delete itself meets it: that item fails, with what to do
+    ecr.front.expire_credentials_after(3);
+    let run = cleanup();
+    run.assert_code(2).assert_not_printed(AWS_SECRET).assert_not_printed(MOTO_PASSWORD);
+    assert!(run.stderr.contains("ECR `BatchDeleteImage`"), "{}", run.stderr);
+    assert!(run.stderr.contains("(ExpiredTokenException)"), "{}", run.stderr);
     assert!(
         run.stderr.contains("hint: give the job AWS credentials that are current"),
         "{}",
         run.stderr
     );
-    assert_ne!(run.code, 0);
     assert_eq!(ecr.tags("acme/api"), ["e-1"]);
 }
 
@@ -538,4 +520,38 @@ fn login_without_a_password_mints_the_ecr_login_and_other_registries_need_one() 
         "{}",
         run.stderr
     );
+}
+
+#[tokio::test]
+async fn untagged_images_from_list_images_go_and_children_of_a_kept_index_stay() {
+    let ecr = Ecr::start();
+    ecr.create_repository("acme/api");
+    let client = ecr.client();
+    let api = ecr.repository("acme/api");
+    let children = [
+        seed::push_image(&client, &api, None, &long_ago()).await,
+        seed::push_image(&client, &api, None, &long_ago()).await,
+    ];
+    let index = seed::push_index(&client, &api, "multi", &children).await;
+    let stray = seed::push_image(&client, &api, None, &long_ago()).await;
+    let work = tempfile::tempdir().unwrap();
+    project(work.path(), "");
+    let flags = ["cleanup", "--output", "json", "--keep-tag", "multi", "--keep-last", "0"];
+    let run = ecr
+        .dockhand(
+            work.path(),
+            &[&flags[..], &["--keep-within", "0s", "--delete-untagged"]].concat(),
+        )
+        .run();
+    run.assert_code(0);
+    assert!(ecr.front.operations().contains(&"ListImages".to_owned()));
+    let left: Vec<String> = ecr.images("acme/api").into_iter().map(|(digest, _)| digest).collect();
+    let mut want: Vec<String> = [&index, &children[0], &children[1]]
+        .iter()
+        .map(|digest| digest.as_str().to_owned())
+        .collect();
+    want.sort();
+    assert_eq!(left, want, "the stray `{stray}` goes, the index and its children stay");
+    assert_eq!(ecr.front.batch_sizes(), [1]);
+    assert_eq!(ecr.front.registry_deletes(), 0);
 }
