@@ -109,7 +109,7 @@ impl EcrError {
         if self.code().is_some_and(|code| CREDENTIAL_CODES.contains(&code)) {
             return true;
         }
-        if let Self::Api { source, .. } = self {
+        if let Self::Api { source, code: None, .. } = self {
             // the SDK reports a chain that found nothing as a dispatch failure whose cause
             // says so; it never reached the API
             let mut cause: Option<&(dyn StdError + 'static)> = Some(source.as_ref());

@@ -555,3 +555,22 @@ async fn untagged_images_from_list_images_go_and_children_of_a_kept_index_stay()
     assert_eq!(ecr.front.batch_sizes(), [1]);
     assert_eq!(ecr.front.registry_deletes(), 0);
 }
+
+#[test]
+fn no_aws_credentials_at_all_is_exit_1_with_a_hint() {
+    let ecr = Ecr::start();
+    let work = tempfile::tempdir().unwrap();
+    project(work.path(), "");
+    let run = dockhand(work.path(), &["cleanup", "--dry-run"])
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL_ECR", &ecr.front.endpoint())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &ecr.front.host())
+        .env("DOCKHAND_REPO_IMPLEMENTATION", "ecr")
+        .env("DOCKHAND_REPO", &format!("{}/acme", ecr.front.host()))
+        .run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("no providers in chain provided credentials"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: give the job AWS credentials"), "{}", run.stderr);
+    assert!(ecr.front.operations().is_empty(), "nothing reached the API");
+}
