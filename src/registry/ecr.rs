@@ -23,7 +23,8 @@ use aws_sdk_ecr::operation::create_repository::CreateRepositoryError;
 use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
 use aws_sdk_ecr::operation::list_images::ListImagesError;
 use aws_sdk_ecr::types::{
-    ImageIdentifier, ImageScanningConfiguration, ImageTagMutability, ListImagesFilter, TagStatus,
+    DescribeImagesFilter, ImageIdentifier, ImageScanningConfiguration, ImageTagMutability,
+    ListImagesFilter, TagStatus,
 };
 use base64::Engine as _;
 use jiff::Timestamp;
@@ -455,56 +456,45 @@ impl Vendor for Ecr {
         repository: &RepoAddress,
     ) -> Result<BTreeMap<Tag, Timestamp>, RegistryError> {
         let mut times = BTreeMap::new();
-        let mut next_token = None;
-        let mut pages = 0;
-        loop {
-            let answer = self
-                .api
-                .describe_images()
-                .set_registry_id(self.registry_id.clone())
-                .repository_name(&repository.path)
-                .filter(
-                    aws_sdk_ecr::types::DescribeImagesFilter::builder()
-                        .tag_status(TagStatus::Tagged)
-                        .build(),
-                )
-                .max_results(DESCRIBE_PAGE_SIZE)
-                .set_next_token(next_token)
-                .send()
-                .await;
-            let answer = match answer {
-                Ok(answer) => answer,
+        let mut pages = self
+            .api
+            .describe_images()
+            .set_registry_id(self.registry_id.clone())
+            .repository_name(&repository.path)
+            .filter(DescribeImagesFilter::builder().tag_status(TagStatus::Tagged).build())
+            .max_results(DESCRIBE_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut pages_read = 0;
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(page) => page,
                 Err(error)
                     if error
                         .as_service_error()
                         .is_some_and(DescribeImagesError::is_repository_not_found_exception) =>
                 {
                     log::info!("ECR has no repository `{repository}`");
-                    return Ok(times);
+                    break;
                 }
                 Err(error) => {
                     return Err(EcrError::api("DescribeImages", &repository, error).into());
                 }
             };
-            pages += 1;
-            for image in answer.image_details() {
-                let Some(pushed) =
-                    image.image_pushed_at().and_then(|at| Timestamp::from_second(at.secs()).ok())
-                else {
-                    continue;
-                };
-                for tag in image.image_tags() {
-                    if let Ok(tag) = tag.parse::<Tag>() {
-                        times.insert(tag, pushed);
-                    }
+            pages_read += 1;
+            for image in page.image_details() {
+                let pushed =
+                    image.image_pushed_at().and_then(|at| Timestamp::from_second(at.secs()).ok());
+                for (tag, pushed) in image
+                    .image_tags()
+                    .iter()
+                    .filter_map(|tag| Some((tag.parse::<Tag>().ok()?, pushed?)))
+                {
+                    times.insert(tag, pushed);
                 }
             }
-            next_token = answer.next_token().map(str::to_owned);
-            if next_token.is_none() {
-                break;
-            }
         }
-        log::debug!("DescribeImages `{repository}`: {} tags in {pages} pages", times.len());
+        log::debug!("DescribeImages `{repository}`: {} tags in {pages_read} pages", times.len());
         Ok(times)
     }
 
@@ -516,38 +506,29 @@ impl Vendor for Ecr {
         repository: &RepoAddress,
     ) -> Result<Vec<Digest>, RegistryError> {
         let mut digests = Vec::new();
-        let mut next_token = None;
-        loop {
-            let answer = self
-                .api
-                .list_images()
-                .set_registry_id(self.registry_id.clone())
-                .repository_name(&repository.path)
-                .filter(ListImagesFilter::builder().tag_status(TagStatus::Untagged).build())
-                .max_results(DESCRIBE_PAGE_SIZE)
-                .set_next_token(next_token)
-                .send()
-                .await;
-            let answer = match answer {
-                Ok(answer) => answer,
+        let mut pages = self
+            .api
+            .list_images()
+            .set_registry_id(self.registry_id.clone())
+            .repository_name(&repository.path)
+            .filter(ListImagesFilter::builder().tag_status(TagStatus::Untagged).build())
+            .max_results(DESCRIBE_PAGE_SIZE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(page) => page,
                 Err(error)
                     if error
                         .as_service_error()
                         .is_some_and(ListImagesError::is_repository_not_found_exception) =>
                 {
-                    return Ok(digests);
+                    break;
                 }
                 Err(error) => return Err(EcrError::api("ListImages", &repository, error).into()),
             };
-            for id in answer.image_ids() {
-                if let Some(digest) = id.image_digest().and_then(|digest| digest.parse().ok()) {
-                    digests.push(digest);
-                }
-            }
-            next_token = answer.next_token().map(str::to_owned);
-            if next_token.is_none() {
-                break;
-            }
+            let listed = page.image_ids().iter().filter_map(ImageIdentifier::image_digest);
+            digests.extend(listed.filter_map(|digest| digest.parse::<Digest>().ok()));
         }
         log::debug!("ListImages `{repository}`: {} untagged images", digests.len());
         Ok(digests)

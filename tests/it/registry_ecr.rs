@@ -18,9 +18,9 @@ use dockhand::registry::distribution::{Client, ClientOptions, Credential};
 use dockhand::secret::Secret;
 use serde_json::{Value, json};
 
-use crate::support::binary::{Dockhand, Run, dockhand};
+use crate::support::binary::{Dockhand, dockhand};
 use crate::support::moto::{ACCOUNT, EcrFront, REGION};
-use crate::support::{Auth, Deletes, Registry, seed};
+use crate::support::{Auth, Deletes, Registry, seed, tags_of};
 
 /// The secret half of the fake AWS credentials: it must never be printed.
 const AWS_SECRET: &str = "ecr-test-secret-7d1f0c";
@@ -123,21 +123,6 @@ async fn push_image(client: &Client, repository: &RepoAddress, tags: &[&str]) ->
 
 fn project(dir: &Path, extra: &str) {
     std::fs::write(dir.join("dockhand.yaml"), format!("images:\n  - name: api\n{extra}")).unwrap();
-}
-
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-}
-
-fn tags_of(document: &Value, key: &str) -> Vec<String> {
-    let mut tags: Vec<String> = document[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no `{key}` in {document}"))
-        .iter()
-        .map(|item| item["tag"].as_str().unwrap_or("-").to_owned())
-        .collect();
-    tags.sort();
-    tags
 }
 
 #[test]
@@ -308,7 +293,7 @@ async fn cleanup_by_push_time_removes_one_tag_of_two_and_leaves_the_image() {
 
     let run = ecr.dockhand(work.path(), &flags).run();
     run.assert_code(0).assert_not_printed(AWS_SECRET).assert_not_printed(MOTO_PASSWORD);
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(tags_of(&document, "deleted"), ["old-1", "old-2"]);
     assert_eq!(tags_of(&document, "kept"), ["new-1", "stable"]);
     // the config says 30 days for all: `new-1` is kept by its push time alone
@@ -340,7 +325,7 @@ async fn cleanup_by_push_time_removes_one_tag_of_two_and_leaves_the_image() {
     let batches = ecr.front.batch_sizes().len();
     let rerun = ecr.dockhand(work.path(), &flags).run();
     rerun.assert_code(0);
-    assert_eq!(tags_of(&json(&rerun), "deleted"), Vec::<String>::new());
+    assert_eq!(tags_of(&rerun.json(), "deleted"), Vec::<String>::new());
     assert_eq!(ecr.front.batch_sizes().len(), batches);
     assert!(ecr.front.describe_pages() > pages, "the rerun read push times again");
 }
@@ -364,7 +349,7 @@ async fn keep_last_keeps_the_newest_pushes() {
         )
         .run();
     run.assert_code(0);
-    assert_eq!(tags_of(&json(&run), "deleted"), ["b-1"]);
+    assert_eq!(tags_of(&run.json(), "deleted"), ["b-1"]);
     assert_eq!(ecr.tags("acme/api"), ["b-2", "b-3"]);
 }
 
@@ -390,7 +375,7 @@ async fn over_a_hundred_deletions_go_in_calls_of_at_most_100_ids() {
         )
         .run();
     run.assert_code(0);
-    assert_eq!(json(&run)["deleted"].as_array().map(Vec::len), Some(count));
+    assert_eq!(run.json()["deleted"].as_array().map(Vec::len), Some(count));
     assert_eq!(ecr.tags("acme/api"), Vec::<String>::new());
     // one call per 100 deleted images: full batches, ECR's limit
     assert_eq!(ecr.front.batch_sizes(), [100, 100, 100]);
@@ -437,7 +422,7 @@ fn a_repository_ecr_does_not_have_is_reported_and_nothing_is_deleted() {
         .run();
     run.assert_code(0);
     assert!(run.stderr.contains("acme/api"), "{}", run.stderr);
-    assert_eq!(tags_of(&json(&run), "deleted"), Vec::<String>::new());
+    assert_eq!(tags_of(&run.json(), "deleted"), Vec::<String>::new());
     assert!(!ecr.front.operations().contains(&"BatchDeleteImage".to_owned()));
 }
 
@@ -500,7 +485,7 @@ fn login_without_a_password_mints_the_ecr_login_and_other_registries_need_one() 
         .env("DOCKHAND_DOCKER_CONFIG", &config.display().to_string())
         .run();
     run.assert_code(0).assert_not_printed(AWS_SECRET).assert_not_printed(MOTO_PASSWORD);
-    assert_eq!(json(&run)["username"], "AWS");
+    assert_eq!(run.json()["username"], "AWS");
     let written: Value =
         serde_json::from_str(&std::fs::read_to_string(config.join("config.json")).unwrap())
             .unwrap();
