@@ -75,6 +75,10 @@ pub enum DockerConfigError {
     InvalidJson { origin: String, line: usize, column: usize },
     #[error("`{origin}` must be a JSON object")]
     NotAnObject { origin: String },
+    #[error("In `{origin}`, `{key}` must be {expected}")]
+    WrongType { origin: String, key: String, expected: &'static str },
+    #[error("`{}` is not a regular file of at most 4 MiB", path.display())]
+    NotAFile { path: PathBuf },
     #[error("The `auths` entry `{key}` is malformed: {problem}")]
     InvalidAuth { key: String, problem: &'static str },
     #[error("Credential helper `docker-credential-{helper}` is not on PATH")]
@@ -117,6 +121,8 @@ impl Classify for DockerConfigError {
             Self::Read { .. }
             | Self::InvalidJson { .. }
             | Self::NotAnObject { .. }
+            | Self::WrongType { .. }
+            | Self::NotAFile { .. }
             | Self::InvalidAuth { .. }
             | Self::HelperMissing { .. } => ExitStatus::Usage,
             Self::Helper { source, .. } => source.exit_status(),
@@ -129,7 +135,9 @@ impl Classify for DockerConfigError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            Self::InvalidJson { origin, .. } | Self::NotAnObject { origin } => {
+            Self::InvalidJson { origin, .. }
+            | Self::NotAnObject { origin }
+            | Self::WrongType { origin, .. } => {
                 Some(format!("fix `{origin}`, or point `--docker-config` at another directory"))
             }
             Self::HelperMissing { helper } => Some(format!(
@@ -157,9 +165,15 @@ impl DockerConfig {
     }
 
     /// Parses `text` as a config; `origin` names it in errors (a path, or a variable name).
+    /// The keys dockhand reads must have the types the docker CLI gives them (`auths` an
+    /// object of objects with string fields, `credHelpers` an object of strings,
+    /// `credsStore` a string): anything else is an error naming the key, never ignored.
     fn parse(text: &str, origin: &str) -> Result<Self, DockerConfigError> {
         match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(Value::Object(map)) => {
+                check_types(&map, origin)?;
+                Ok(Self(map))
+            }
             Ok(_) => Err(DockerConfigError::NotAnObject { origin: origin.to_owned() }),
             Err(error) => Err(DockerConfigError::InvalidJson {
                 origin: origin.to_owned(),
@@ -173,6 +187,13 @@ impl DockerConfig {
     /// object is a usage error naming the file.
     pub fn load(dir: &Path) -> Result<Option<Self>, DockerConfigError> {
         let path = dir.join(CONFIG_FILE);
+        // a FIFO or a device (`/dev/zero`) would be read forever: only a bounded regular file
+        match fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() && metadata.len() <= MAX_CONFIG_SIZE => {}
+            Ok(_) => return Err(DockerConfigError::NotAFile { path }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(DockerConfigError::Read { path, source }),
+        }
         match fs::read_to_string(&path) {
             Ok(text) => Self::parse(&text, &path.display().to_string()).map(Some),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -185,12 +206,6 @@ impl DockerConfig {
     /// the variable, never its content.
     pub fn merge_auth_config(&mut self, json: &str) -> Result<(), DockerConfigError> {
         let Self(other) = Self::parse(json, env_vars::DOCKER_AUTH_CONFIG)?;
-        for section in [AUTHS, CRED_HELPERS] {
-            if other.get(section).is_some_and(|value| !value.is_object()) {
-                let origin = format!("{}.{section}", env_vars::DOCKER_AUTH_CONFIG);
-                return Err(DockerConfigError::NotAnObject { origin });
-            }
-        }
         for (key, value) in other {
             match value {
                 Value::Object(entries) if key == AUTHS || key == CRED_HELPERS => {
@@ -385,6 +400,47 @@ impl DockerConfig {
         }
         slot.as_object_mut().expect("just made an object")
     }
+}
+
+/// The largest `config.json` read (real ones are a few KiB).
+const MAX_CONFIG_SIZE: u64 = 4 << 20;
+
+/// Checks the types of the keys dockhand reads (see [`DockerConfig::parse`]).
+fn check_types(map: &Map<String, Value>, origin: &str) -> Result<(), DockerConfigError> {
+    let wrong = |key: String, expected| DockerConfigError::WrongType {
+        origin: origin.to_owned(),
+        key,
+        expected,
+    };
+    match map.get(AUTHS) {
+        None => {}
+        Some(Value::Object(auths)) => {
+            for (host, entry) in auths {
+                let Value::Object(fields) = entry else {
+                    return Err(wrong(format!("{AUTHS}.{host}"), "an object"));
+                };
+                for field in ["auth", "identitytoken", "username", "password"] {
+                    if fields.get(field).is_some_and(|value| !value.is_string()) {
+                        return Err(wrong(format!("{AUTHS}.{host}.{field}"), "a string"));
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(wrong(AUTHS.to_owned(), "an object")),
+    }
+    match map.get(CRED_HELPERS) {
+        None => {}
+        Some(Value::Object(helpers)) => {
+            if let Some((host, _)) = helpers.iter().find(|(_, helper)| !helper.is_string()) {
+                return Err(wrong(format!("{CRED_HELPERS}.{host}"), "a string"));
+            }
+        }
+        Some(_) => return Err(wrong(CRED_HELPERS.to_owned(), "an object")),
+    }
+    if map.get(CREDS_STORE).is_some_and(|store| !store.is_string()) {
+        return Err(wrong(CREDS_STORE.to_owned(), "a string"));
+    }
+    Ok(())
 }
 
 /// The credential an `auths` entry holds, `None` for an entry without one (as written next to
@@ -731,6 +787,14 @@ esac
         fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
+    /// A directory whose `config.json` is a link to `fifo`.
+    fn fifo_dir(fifo: &Path) -> PathBuf {
+        let dir = fifo.with_extension("dir");
+        fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(fifo, dir.join("config.json")).unwrap();
+        dir
+    }
+
     #[test]
     fn load_missing_invalid_and_valid() {
         let dir = tempfile::tempdir().unwrap();
@@ -751,6 +815,27 @@ esac
             DockerConfig::load(dir.path()),
             Err(DockerConfigError::NotAnObject { .. })
         ));
+
+        for (text, key) in [
+            (r#"{"auths": ["ghcr.io"]}"#, "auths"),
+            (r#"{"auths": {"ghcr.io": "x"}}"#, "auths.ghcr.io"),
+            (r#"{"auths": {"ghcr.io": {"auth": 12}}}"#, "auths.ghcr.io.auth"),
+            (r#"{"credHelpers": {"ghcr.io": true}}"#, "credHelpers.ghcr.io"),
+            (r#"{"credsStore": ["desktop"]}"#, "credsStore"),
+        ] {
+            fs::write(dir.path().join("config.json"), text).unwrap();
+            let error = DockerConfig::load(dir.path()).unwrap_err();
+            assert!(
+                matches!(&error, DockerConfigError::WrongType { key: got, .. } if got == key),
+                "{text}: {error:?}"
+            );
+        }
+
+        // a FIFO is refused, not read forever
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let error = DockerConfig::load(&fifo_dir(&fifo)).unwrap_err();
+        assert!(matches!(error, DockerConfigError::NotAFile { .. }), "{error:?}");
 
         fs::write(dir.path().join("config.json"), r#"{"auths": {}, "experimental": "enabled"}"#)
             .unwrap();
@@ -800,7 +885,7 @@ esac
         assert!(error.to_string().contains("`DOCKER_AUTH_CONFIG`"), "{error}");
         assert!(!error.to_string().contains("sentinel-secret"));
         let error = merged.merge_auth_config(r#"{"auths": "sentinel-secret"}"#).unwrap_err();
-        assert_eq!(error.to_string(), "`DOCKER_AUTH_CONFIG.auths` must be a JSON object");
+        assert_eq!(error.to_string(), "In `DOCKER_AUTH_CONFIG`, `auths` must be an object");
         assert_eq!(merged, DockerConfig::new(), "a failed merge changes nothing");
     }
 

@@ -126,12 +126,12 @@ impl Output {
 
     /// Reports a failure on stderr: the message, each cause, and a hint.
     pub fn error(&self, message: &str, causes: &[String], hint: Option<&str>) {
-        eprintln!("error: {message}");
+        eprintln!("error: {}", inert(message));
         for cause in causes {
-            eprintln!("  Caused by: {cause}");
+            eprintln!("  Caused by: {}", inert(cause));
         }
         if let Some(hint) = hint {
-            eprintln!("hint: {hint}");
+            eprintln!("hint: {}", inert(hint));
         }
         if self.github_actions {
             // annotations take one line: escape as the runner expects
@@ -225,8 +225,79 @@ pub fn init_logging(rust_log: Option<&str>, verbose: u8, quiet: u8) {
             log::Level::Debug => "debug: ",
             log::Level::Trace => "trace: ",
         };
-        writeln!(buf, "{clear}{prefix}{}", record.args())
+        writeln!(buf, "{clear}{prefix}{}", inert(&record.args().to_string()))
     });
     builder.target(env_logger::Target::Stderr);
     let _ = builder.try_init();
+}
+
+/// `text` made safe to print where CI runners read commands out of the log: every control
+/// character but the line break and tab is escaped (`\u{1b}`: no ANSI sequence, no carriage
+/// return, no GitLab section marker), and a line that would begin a GitHub workflow command
+/// (`::name::…`, leading blanks allowed) has those two colons written as `%3A%3A`. Registry
+/// answers, tag names, CI variables and helpers' output reach errors and logs through this.
+pub fn inert(text: &str) -> String {
+    fn push_escaped(out: &mut String, text: &str) {
+        for character in text.chars() {
+            if character.is_control() && character != '\t' {
+                out.extend(character.escape_unicode());
+            } else {
+                out.push(character);
+            }
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for (number, line) in text.split('\n').enumerate() {
+        if number > 0 {
+            out.push('\n');
+        }
+        let trimmed = line.trim_start();
+        let (lead, rest) = line.split_at(line.len() - trimmed.len());
+        push_escaped(&mut out, lead);
+        match rest.strip_prefix("::") {
+            Some(after) => {
+                out.push_str("%3A%3A");
+                push_escaped(&mut out, after);
+            }
+            None => push_escaped(&mut out, rest),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inert;
+
+    #[test]
+    fn outside_text_cannot_command_the_runner() {
+        for (hostile, printed) in [
+            ("plain `tag`: fine", "plain `tag`: fine"),
+            ("denied\n::set-output name=x::y", "denied\n%3A%3Aset-output name=x::y"),
+            ("  ::add-mask::abc", "  %3A%3Aadd-mask::abc"),
+            ("\u{1b}[2Jcleared", "\\u{1b}[2Jcleared"),
+            ("a\rb", "a\\u{d}b"),
+            (
+                "\u{1b}[0Ksection_start:1:x\r\u{1b}[0K",
+                "\\u{1b}[0Ksection_start:1:x\\u{d}\\u{1b}[0K",
+            ),
+            ("tab\there", "tab\there"),
+            ("\r::set-env", "\\u{d}%3A%3Aset-env"),
+        ] {
+            assert_eq!(inert(hostile), printed, "{hostile:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever comes in, no printed line starts a workflow command or holds a control
+        /// character other than a tab.
+        #[test]
+        fn no_line_of_anything_is_a_command(text in proptest::prelude::any::<String>()) {
+            let printed = inert(&text);
+            for line in printed.split('\n') {
+                proptest::prop_assert!(!line.trim_start().starts_with("::"), "{line:?}");
+                proptest::prop_assert!(!line.chars().any(|c| c.is_control() && c != '\t'), "{line:?}");
+            }
+        }
+    }
 }

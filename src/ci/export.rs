@@ -184,17 +184,43 @@ fn sh_line(export: &Export) -> String {
     format!("export {}='{}'\n", export.name, export.value.replace('\'', r"'\''"))
 }
 
-/// `$env:NAME = 'value'`: PowerShell treats the typographic single quotes as `'` too, so each
-/// of them is doubled like `'`.
+/// `$env:NAME = 'value'`, in ASCII only: Windows PowerShell 5.1 reads a script without a BOM
+/// as the ANSI code page (cp1252), where a UTF-8 `ё` turns into bytes that can end the string
+/// early. So ASCII runs go in single quotes (`'` doubled) and every other character is added as
+/// `[char]0xXXXX` (or `[char]::ConvertFromUtf32(0xXXXXX)` beyond the BMP), which also covers
+/// the typographic quotes PowerShell would take for `'`. The expression starts with a string,
+/// so `+` concatenates.
 fn powershell_line(export: &Export) -> String {
-    let mut value = String::with_capacity(export.value.len());
+    use std::fmt::Write as _;
+    let mut expression = String::from("'");
+    let mut quoted = true;
     for c in export.value.chars() {
-        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}') {
-            value.push(c);
+        if c.is_ascii() {
+            if !quoted {
+                expression.push_str(" + '");
+                quoted = true;
+            }
+            if c == '\'' {
+                expression.push('\'');
+            }
+            expression.push(c);
+        } else {
+            if quoted {
+                expression.push('\'');
+                quoted = false;
+            }
+            let code = u32::from(c);
+            if code <= 0xFFFF {
+                let _ = write!(expression, " + [char]0x{code:04X}");
+            } else {
+                let _ = write!(expression, " + [char]::ConvertFromUtf32(0x{code:X})");
+            }
         }
-        value.push(c);
     }
-    format!("$env:{} = '{value}'\n", export.name)
+    if quoted {
+        expression.push('\'');
+    }
+    format!("$env:{} = {expression}\n", export.name)
 }
 
 /// `set "NAME=value"`: inside the quotes `&|<>^` are literal; `%` is doubled, which is how a
@@ -281,7 +307,14 @@ mod tests {
             (Shell::Sh, "l1\nl2", "export NAME='l1\nl2'\n"),
             (Shell::Powershell, "it's", "$env:NAME = 'it''s'\n"),
             (Shell::Powershell, "$X `n \"q\"", "$env:NAME = '$X `n \"q\"'\n"),
-            (Shell::Powershell, "it\u{2019}s", "$env:NAME = 'it\u{2019}\u{2019}s'\n"),
+            (Shell::Powershell, "it\u{2019}s", "$env:NAME = 'it' + [char]0x2019 + 's'\n"),
+            (Shell::Powershell, "\u{451};calc;#", "$env:NAME = '' + [char]0x0451 + ';calc;#'\n"),
+            (
+                Shell::Powershell,
+                "a\u{1F600}",
+                "$env:NAME = 'a' + [char]::ConvertFromUtf32(0x1F600)\n",
+            ),
+            (Shell::Powershell, "", "$env:NAME = ''\n"),
             (Shell::Powershell, "l1\nl2", "$env:NAME = 'l1\nl2'\n"),
             (Shell::Cmd, "100% done", "set \"NAME=100%% done\"\n"),
             (Shell::Cmd, "a&b|c<d>e^f", "set \"NAME=a&b|c<d>e^f\"\n"),
@@ -292,6 +325,17 @@ mod tests {
             let rendered = one(shell, Export::new("NAME", value)).unwrap();
             assert_eq!(rendered.stdout, want, "{shell} {value:?}");
             assert_eq!(rendered.github_env, "", "{shell} {value:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the value, the PowerShell line is ASCII, so cp1252 (Windows PowerShell 5.1
+        /// without a BOM) and UTF-8 read the same bytes.
+        #[test]
+        fn powershell_lines_are_ascii(value in proptest::prelude::any::<String>()) {
+            let value: String = value.chars().filter(|c| *c != '\0').collect();
+            let rendered = one(Shell::Powershell, Export::new("NAME", &value)).unwrap();
+            proptest::prop_assert!(rendered.stdout.is_ascii(), "{:?}", rendered.stdout);
         }
     }
 

@@ -35,7 +35,12 @@ pub fn context(env: &EnvMap, workdir: &Path) -> Result<CiContext, CiError> {
                 registry: env_vars::DOCKHAND_REGISTRY,
                 repo: env_vars::DOCKHAND_REPO,
             })?;
-            Some(JobLogin { registry, username, password: Secret::new(password) })
+            Some(JobLogin::from_user(
+                registry,
+                username,
+                Secret::new(password),
+                env_vars::DOCKHAND_REGISTRY_USERNAME,
+            )?)
         }
         (Some(_), None) => {
             return Err(CiError::IncompleteCredentials {

@@ -39,11 +39,15 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
     let is_pull_request =
         non_empty(env, env_vars::GITHUB_EVENT_NAME).is_some_and(|name| name == "pull_request");
 
-    let pr_number = pull_request.and_then(|pr| pr.get("number")).and_then(scalar);
+    // the payload is a file anyone with write access shapes: keep only well-formed values
+    let pr_number = pull_request
+        .and_then(|pr| pr.get("number"))
+        .and_then(scalar)
+        .filter(|number| well_formed("pull_request.number", number, is_pr_number));
     let pr_head_sha = pull_request
         .and_then(|pr| pr.pointer("/head/sha"))
         .and_then(Value::as_str)
-        .filter(|sha| !sha.is_empty())
+        .filter(|sha| !sha.is_empty() && well_formed("pull_request.head.sha", sha, is_commit_id))
         .map(str::to_owned);
     let sha = match (is_pull_request, &pr_head_sha) {
         (true, Some(head)) => Some(head.clone()),
@@ -174,6 +178,25 @@ fn read_event(env: &EnvMap) -> Option<Value> {
 }
 
 /// A JSON number or string as text.
+/// `check(value)`, with a warning naming the event field when it fails.
+fn well_formed(field: &str, value: &str, check: fn(&str) -> bool) -> bool {
+    let ok = check(value);
+    if !ok {
+        log::warn!("ignoring the event payload's `{field}`: `{value}` is not well-formed");
+    }
+    ok
+}
+
+/// A pull request number: 1 to 20 ASCII digits.
+fn is_pr_number(value: &str) -> bool {
+    (1..=20).contains(&value.len()) && value.bytes().all(|byte| byte.is_ascii_digit())
+}
+
+/// A full commit id: 40 (SHA-1) or 64 (SHA-256) hex digits.
+fn is_commit_id(value: &str) -> bool {
+    matches!(value.len(), 40 | 64) && value.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
 fn scalar(value: &Value) -> Option<String> {
     match value {
         Value::Number(number) => Some(number.to_string()),
@@ -473,5 +496,22 @@ mod tests {
         let got = context(&env).unwrap();
         assert_eq!(got.repo, None);
         assert!(got.credentials.is_some());
+    }
+
+    #[test]
+    fn malformed_pull_request_fields_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = dir.path().join("hostile.json");
+        std::fs::write(
+            &event,
+            r#"{"pull_request":{"number":"42; rm -rf /","head":{"sha":"$(id)\n::add-mask::x"}}}"#,
+        )
+        .unwrap();
+        let env = with(base_env(&event), &[("GITHUB_EVENT_NAME", "pull_request")]);
+        let got = context(&env).unwrap();
+        assert_eq!((got.pr_number, got.pr_head_sha), (None, None));
+        // the head commit is not taken from the payload: GITHUB_SHA stays
+        assert_eq!(got.sha.as_deref(), env.get("GITHUB_SHA").map(String::as_str));
+        assert!(super::is_commit_id(HEAD) && super::is_pr_number("42") && !super::is_pr_number(""));
     }
 }

@@ -103,6 +103,21 @@ pub struct JobLogin {
 }
 
 impl JobLogin {
+    /// A login whose username came from the user (`origin`: the flag or variable that gave
+    /// it). A `:` in it is refused: Basic auth joins `user:password`, so the registry would
+    /// split it elsewhere.
+    pub fn from_user(
+        registry: RegistryHost,
+        username: String,
+        password: Secret,
+        origin: &'static str,
+    ) -> Result<Self, CiError> {
+        if username.contains(':') {
+            return Err(CiError::ColonInUsername { origin });
+        }
+        Ok(Self { registry, username, password })
+    }
+
     /// The login as the registry client sends it.
     pub fn credential(&self) -> Credential {
         Credential::Basic { username: self.username.clone(), password: self.password.clone() }
@@ -173,6 +188,8 @@ pub enum CiError {
         "Registry credentials are set, but neither `{registry}` nor `{repo}` names the registry"
     )]
     MissingRegistry { registry: &'static str, repo: &'static str },
+    #[error("The username in `{origin}` contains `:`, which no registry login can hold")]
+    ColonInUsername { origin: &'static str },
 }
 
 impl Classify for CiError {
@@ -194,6 +211,9 @@ impl Classify for CiError {
             Self::MissingRegistry { registry, .. } => {
                 format!("set `{registry}` to the registry host the credentials are for")
             }
+            Self::ColonInUsername { origin } => format!(
+                "give the username alone in `{origin}` (Basic auth sends `user:password`, so a `:` would move the rest into the password)"
+            ),
         })
     }
 }

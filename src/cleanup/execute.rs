@@ -29,13 +29,14 @@
 //! resolve.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use crate::cleanup::graph::Graph;
 use crate::cleanup::inventory::{Inventory, RepositoryInventory};
 use crate::cleanup::plan::{DeleteMethod, Deletion, Plan};
 use crate::exit::{Classify, ExitStatus};
@@ -331,7 +332,7 @@ impl<'a> Executor<'a> {
                 roots.push(digest);
                 references.push(ImageRef::tagged(repository.clone(), tag.clone()));
             }
-            let reached = reachable(inventory, &roots);
+            let reached = Graph::new(inventory).reachable(&roots);
             references.extend(reached.into_iter().map(|digest| ImageRef {
                 repository: repository.clone(),
                 tag: None,
@@ -356,35 +357,6 @@ impl<'a> Executor<'a> {
             .collect()
             .await
     }
-}
-
-/// Every manifest reachable from `roots` (excluding the roots): index children and referrers
-/// (manifests whose `subject` is reached), transitively, as far as the inventory knows them.
-fn reachable<'i>(inventory: &'i RepositoryInventory, roots: &[&'i Digest]) -> BTreeSet<&'i Digest> {
-    let mut referrers: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
-    for (digest, entry) in &inventory.manifests {
-        if let Some(subject) = &entry.subject {
-            referrers.entry(subject).or_default().push(digest);
-        }
-    }
-    let root_set: HashSet<&Digest> = roots.iter().copied().collect();
-    let mut seen: HashSet<&Digest> = root_set.clone();
-    let mut queue: VecDeque<&Digest> = roots.iter().copied().collect();
-    let mut reached = BTreeSet::new();
-    while let Some(digest) = queue.pop_front() {
-        let children = inventory.manifests.get(digest).map(|entry| entry.children.iter());
-        let next = children
-            .into_iter()
-            .flatten()
-            .chain(referrers.get(digest).into_iter().flatten().copied());
-        for found in next {
-            if seen.insert(found) {
-                reached.insert(found);
-                queue.push_back(found);
-            }
-        }
-    }
-    reached
 }
 
 /// The result of phase 1 for one tag-only deletion.

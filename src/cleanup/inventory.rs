@@ -314,14 +314,21 @@ struct Reader<'a> {
     /// Every digest asked for, and (once read) what it is; `None` while unread or when the
     /// registry does not have it.
     manifests: HashMap<Digest, Option<ManifestEntry>>,
-    /// Each config blob asked for, and the manifests waiting for its `created`.
-    configs: HashMap<Digest, Vec<Digest>>,
+    /// Each config blob asked for: the manifests waiting for its `created`, or (once read)
+    /// the `created` it says, for manifests that name it later.
+    configs: HashMap<Digest, ConfigRead>,
     /// Manifests read so far, in order, for the referrers API once it is known to exist.
     read: Vec<Digest>,
     referrers_api: ReferrersApi,
     problems: Vec<DistributionError>,
     /// Manifests the registry answered 404 for, with that answer.
     missing: HashMap<Digest, DistributionError>,
+}
+
+/// One config blob's read: asked for, with the manifests waiting for it, or done.
+enum ConfigRead {
+    Waiting(Vec<Digest>),
+    Done(Option<Timestamp>),
 }
 
 impl<'a> Reader<'a> {
@@ -389,17 +396,12 @@ impl<'a> Reader<'a> {
                 self.missing.insert(digest, error);
             }
             Done::Config(config, Ok(image_config)) => {
-                for digest in self.configs.get(&config).into_iter().flatten() {
-                    if let Some(Some(entry)) = self.manifests.get_mut(digest) {
-                        entry.created = image_config.created;
-                        if image_config.created.is_some() {
-                            entry.created_source = TimeSource::ImageConfigCreated;
-                        }
-                    }
-                }
+                self.config_read(config, image_config.created);
             }
             // a missing config leaves the age unknown, which keeps the image
-            Done::Config(_, Err(error)) if error.is_not_found() => {}
+            Done::Config(config, Err(error)) if error.is_not_found() => {
+                self.config_read(config, None);
+            }
             Done::Referrers(Ok(referrers)) => {
                 for descriptor in referrers.descriptors {
                     self.want_manifest(&descriptor.digest);
@@ -417,9 +419,30 @@ impl<'a> Reader<'a> {
             Done::Head(_, Err(error))
             | Done::Get(_, Err(error))
             | Done::Manifest(_, Err(error))
-            | Done::Config(_, Err(error))
             | Done::Referrers(Err(error))
             | Done::ProbeReferrers(Err(error)) => self.problems.push(error),
+            Done::Config(config, Err(error)) => {
+                self.config_read(config, None);
+                self.problems.push(error);
+            }
+        }
+    }
+
+    /// Records what the config blob `config` says, for the manifests waiting for it and for
+    /// those that name it later.
+    fn config_read(&mut self, config: Digest, created: Option<Timestamp>) {
+        let previous = self.configs.insert(config, ConfigRead::Done(created));
+        if let Some(ConfigRead::Waiting(waiting)) = previous {
+            for digest in waiting {
+                self.set_created(&digest, created);
+            }
+        }
+    }
+
+    fn set_created(&mut self, digest: &Digest, created: Option<Timestamp>) {
+        if let (Some(Some(entry)), Some(created)) = (self.manifests.get_mut(digest), created) {
+            entry.created = Some(created);
+            entry.created_source = TimeSource::ImageConfigCreated;
         }
     }
 
@@ -452,18 +475,21 @@ impl<'a> Reader<'a> {
                 && [manifest::OCI_IMAGE_CONFIG, DOCKER_IMAGE_CONFIG]
                     .contains(&config.media_type.as_str())
         });
-        if let Some(config) = config {
-            let waiting = self.configs.entry(config.digest.clone()).or_default();
-            if waiting.is_empty() {
-                self.pending.push_back(Job::Config(config.digest.clone()));
-            }
-            waiting.push(digest.clone());
-        }
+        let config = config.map(|config| config.digest.clone());
         if self.referrers_api == ReferrersApi::Supported {
             self.pending.push_back(Job::Referrers(digest.clone()));
         }
         self.read.push(digest.clone());
-        self.manifests.insert(digest, Some(entry));
+        self.manifests.insert(digest.clone(), Some(entry));
+        let Some(config) = config else { return };
+        match self.configs.get_mut(&config) {
+            Some(ConfigRead::Waiting(waiting)) => waiting.push(digest),
+            Some(&mut ConfigRead::Done(created)) => self.set_created(&digest, created),
+            None => {
+                self.pending.push_back(Job::Config(config.clone()));
+                self.configs.insert(config, ConfigRead::Waiting(vec![digest]));
+            }
+        }
     }
 
     /// The inventory: tags sorted into scope, manifests with the ages of indexes filled in.

@@ -11,6 +11,7 @@
 //! repository whose inventory is incomplete.
 
 pub mod execute;
+pub mod graph;
 pub mod inventory;
 pub mod plan;
 pub mod plan_file;
@@ -51,6 +52,10 @@ pub enum CleanupError {
     },
     #[error("Cannot write the GitHub step outputs or step summary")]
     GithubFiles(#[source] std::io::Error),
+    #[error(
+        "max_duration ({max_duration}) was reached while reading the inventory; nothing was deleted"
+    )]
+    InventoryDeadline { max_duration: String },
 }
 
 impl Classify for CleanupError {
@@ -60,6 +65,7 @@ impl Classify for CleanupError {
             Self::Execute(error) => error.exit_status(),
             Self::PlanFile(error) => error.exit_status(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => ExitStatus::Failure,
+            Self::InventoryDeadline { .. } => ExitStatus::Unfinished,
         }
     }
 
@@ -69,6 +75,9 @@ impl Classify for CleanupError {
             Self::Execute(error) => error.hint(),
             Self::PlanFile(error) => error.hint(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => None,
+            Self::InventoryDeadline { .. } => Some(
+                "rerun to try again, or allow more time with --max-duration (the registry may be slow or throttling)".to_owned(),
+            ),
         }
     }
 }
@@ -144,7 +153,19 @@ pub async fn run_reporting(
     let saved = settings.apply_plan.as_deref().map(SavedPlan::load).transpose()?;
     let section =
         output.section("dockhand_cleanup_progress", "dockhand cleanup: inventory and deletions");
-    let (inventory, problems) = read_inventory(settings, registry).await;
+    // one deadline for the whole cleanup: the inventory stops at it (nothing is deleted then),
+    // the executor starts no deletion after it
+    let (inventory, problems) = match (deadline, settings.policy.max_duration) {
+        (Some(deadline), Some(max_duration)) => tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            read_inventory(settings, registry),
+        )
+        .await
+        .map_err(|_| CleanupError::InventoryDeadline {
+            max_duration: policy::format_duration(max_duration),
+        })?,
+        _ => read_inventory(settings, registry).await,
+    };
     let mut plan = plan::plan(&inventory, &settings.policy, now);
     if let Some(saved) = &saved {
         plan = plan_file::restrict(plan, saved);

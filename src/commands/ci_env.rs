@@ -176,34 +176,43 @@ pub(super) fn ci_env(
     if let Some(credentials) = &ci.credentials {
         job.config.set_auth(&credentials.registry, &credentials.username, &credentials.password);
     }
-    for login in &minted {
-        job.config.set_auth(&login.registry, &login.username, &login.password);
-    }
-    job.write()?;
-
-    let exports = ci_exports(&ci, &settings, &job.path);
-    let rendered = export::render(shell, &exports)?;
-    if shell == Shell::Github {
-        // the runner masks only what it was told about, in its log: each token and its docker
-        // `auth` value (always on stdout, never into a file)
-        let logins = ci.credentials.iter().map(|login| (&login.username, &login.password));
-        let minted = minted.iter().map(|login| (&login.username, &login.password));
-        let mut masks = String::new();
-        for (username, password) in logins.chain(minted) {
-            masks.push_str(&export::mask_lines(password.expose()));
-            masks.push_str(&export::mask_lines(&docker_config::basic_auth_value(
-                username, password,
-            )));
+    // a job directory nobody is told about must not stay behind with the credential in it
+    let exported = (|| -> Result<(), Failure> {
+        for login in &minted {
+            job.config.set_auth(&login.registry, &login.username, &login.password);
         }
-        output.raw(&masks);
+        job.write()?;
+        let exports = ci_exports(&ci, &settings, &job.path);
+        let rendered = export::render(shell, &exports)?;
+        if shell == Shell::Github {
+            // the runner masks only what it was told about, in its log: each token and its
+            // docker `auth` value (always on stdout, never into a file)
+            let logins = ci.credentials.iter().map(|login| (&login.username, &login.password));
+            let minted = minted.iter().map(|login| (&login.username, &login.password));
+            let mut masks = String::new();
+            for (username, password) in logins.chain(minted) {
+                masks.push_str(&export::mask_lines(password.expose()));
+                masks.push_str(&export::mask_lines(&docker_config::basic_auth_value(
+                    username, password,
+                )));
+            }
+            output.raw(&masks);
+        }
+        if let Some(file) = &github_env {
+            append_private(file, &rendered.github_env)?;
+        }
+        match &args.output_file {
+            Some(path) => replace_private(&process.workdir.join(path), &rendered.stdout)?,
+            None => output.raw(&rendered.stdout),
+        }
+        Ok(())
+    })();
+    if exported.is_err()
+        && let Err(error) = std::fs::remove_dir_all(&job.path)
+    {
+        log::warn!("cannot remove the unused job directory `{}`: {error}", job.path.display());
     }
-    if let Some(file) = &github_env {
-        append_private(file, &rendered.github_env)?;
-    }
-    match &args.output_file {
-        Some(path) => replace_private(&process.workdir.join(path), &rendered.stdout)?,
-        None => output.raw(&rendered.stdout),
-    }
+    exported?;
     log::info!("job docker config: {}", job.path.display());
     Ok(ExitStatus::Success)
 }
@@ -252,14 +261,14 @@ pub(super) fn login(
 }
 
 /// The login `dockhand login -u USER --password-stdin` was given.
-fn read_login(registry: RegistryHost, username: &str) -> Result<JobLogin, ArgumentError> {
+fn read_login(registry: RegistryHost, username: &str) -> Result<JobLogin, Failure> {
     let mut password = String::new();
     std::io::stdin().read_to_string(&mut password).map_err(ArgumentError::Stdin)?;
     let password = password
         .strip_suffix('\n')
         .map_or(password.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
     if password.is_empty() {
-        return Err(ArgumentError::EmptyPassword);
+        return Err(ArgumentError::EmptyPassword.into());
     }
-    Ok(JobLogin { registry, username: username.to_owned(), password: Secret::new(password) })
+    Ok(JobLogin::from_user(registry, username.to_owned(), Secret::new(password), "--username")?)
 }

@@ -40,10 +40,8 @@ use crate::secret::Secret;
 
 /// Most image ids one `BatchDeleteImage` call takes (ECR's API limit).
 pub const BATCH_DELETE_LIMIT: usize = 100;
-/// Most images one `DescribeImages` page returns (ECR's API limit).
-pub const DESCRIBE_PAGE_SIZE: i32 = 1000;
-/// The user name of every ECR registry login.
-pub const LOGIN_USER: &str = "AWS";
+/// Most images one `DescribeImages` or `ListImages` page returns (ECR's API limit).
+pub const PAGE_SIZE: i32 = 1000;
 
 /// A failed call to the ECR API, or an answer dockhand cannot use.
 #[derive(Debug, thiserror::Error)]
@@ -462,7 +460,7 @@ impl Vendor for Ecr {
             .set_registry_id(self.registry_id.clone())
             .repository_name(&repository.path)
             .filter(DescribeImagesFilter::builder().tag_status(TagStatus::Tagged).build())
-            .max_results(DESCRIBE_PAGE_SIZE)
+            .max_results(PAGE_SIZE)
             .into_paginator()
             .send();
         let mut pages_read = 0;
@@ -512,7 +510,7 @@ impl Vendor for Ecr {
             .set_registry_id(self.registry_id.clone())
             .repository_name(&repository.path)
             .filter(ListImagesFilter::builder().tag_status(TagStatus::Untagged).build())
-            .max_results(DESCRIBE_PAGE_SIZE)
+            .max_results(PAGE_SIZE)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {

@@ -146,3 +146,18 @@ fn a_failing_credential_helpers_stdout_is_never_quoted() {
     );
     assert!(run.stderr.contains("exited with status 3"), "{}", run.stderr);
 }
+
+/// Outside text in an error (here the address typed, as a CI variable would bring it) cannot
+/// start a workflow command or carry an ANSI escape onto the log.
+#[test]
+fn hostile_text_in_errors_is_inert() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = "ghcr.io/Acme\n::add-mask::x\n\u{1b}[2J";
+    let run = dockhand(dir.path(), &["registry", "detect", hostile]).run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("%3A%3Aadd-mask::x"), "{}", run.stderr);
+    for line in run.stderr.lines() {
+        assert!(!line.trim_start().starts_with("::"), "{line:?}");
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+    }
+}

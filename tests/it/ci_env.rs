@@ -40,7 +40,7 @@ fn generic_env<'a>(
         ("DOCKHAND_REGISTRY_USERNAME", user.to_owned()),
         ("DOCKHAND_REGISTRY_PASSWORD", password.to_owned()),
         ("DOCKHAND_REPO", format!("{}/acme/app", registry.host())),
-        ("DOCKHAND_INSECURE_REGISTRIES", registry.host()),
+        ("DOCKHAND_INSECURE_REGISTRIES", registry.insecure_hosts()),
     ]
 }
 
@@ -338,6 +338,27 @@ fn output_file_is_truncated_and_private() {
     assert!(text.contains("DOCKHAND_REPO=localhost:5000/acme/app\n"), "{text}");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the old file's mode survived");
+}
+
+/// A value the shell cannot carry (a newline in dotenv) fails the command, and the job
+/// directory made for it, credential inside, does not stay behind.
+#[test]
+fn a_refused_render_leaves_no_job_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let run = dockhand(work.path(), &["ci-env", "generic", "--no-login", "--shell", "dotenv"])
+        .env("TMPDIR", &work.path().display().to_string())
+        .env("DOCKHAND_REPO", "localhost:5000/acme/app")
+        .env("DOCKHAND_REGISTRY_USERNAME", "ci")
+        .env("DOCKHAND_REGISTRY_PASSWORD", "p-Sentinel-123")
+        .env("DOCKHAND_REF_NAME", "main\nEVIL=1")
+        .run();
+    run.assert_code(1).assert_not_printed("p-Sentinel-123");
+    let left: Vec<String> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("dockhand-"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
 }
 
 #[test]

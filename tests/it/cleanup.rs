@@ -113,7 +113,7 @@ async fn sibling_tags_on_one_digest_the_kept_one_survives() {
     argv.extend(["--keep-within", "2h", "--keep-last", "0"]);
     let run = dockhand(dir.path(), &argv)
         .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
-        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
         .env("DOCKER_CONFIG", &config_dir.display().to_string())
         .run();
     run.assert_code(0).assert_not_printed(registry::PASSWORD);
@@ -252,7 +252,7 @@ async fn monorepo_cleans_each_image_and_leaves_foreign_tags_alone() {
     )
     .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
     .env("DOCKHAND_REPO_MODE", "monorepo")
-    .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+    .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
     .run();
     run.assert_code(0);
     assert_eq!(skopeo_tags(&registry, "acme"), ["api-2", "tools-1", "web-2"]);
@@ -741,4 +741,79 @@ async fn a_terminal_gets_a_progress_counter_and_a_pipe_does_not() {
     assert!(shown.status.success(), "{screen}");
     assert!(screen.contains("\rdeleting: 1/1"), "{screen:?}");
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-3"]);
+}
+
+/// Many manifests sharing one config blob: each gets the config's `created`, however the
+/// reads interleave (a manifest read after its config was could be left without an age).
+#[tokio::test]
+async fn manifests_sharing_a_config_all_get_its_age_on_every_run() {
+    use dockhand::registry::distribution::BlobSource;
+    use dockhand::registry::distribution::manifest::{OCI_IMAGE_CONFIG, OCI_MANIFEST};
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let api = registry.repository("acme/api");
+    let connected = connect(&registry, &api).await;
+    let client = connected.client();
+    let config = serde_json::json!({
+        "created": minutes_ago(10 * DAY),
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+    })
+    .to_string();
+    let config_digest =
+        client.upload_blob(&api, &BlobSource::Bytes(config.clone().into_bytes())).await.unwrap();
+    for number in 0..40 {
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_IMAGE_CONFIG, "digest": config_digest, "size": config.len()},
+            "layers": [],
+            "annotations": {"build": number.to_string()},
+        })
+        .to_string();
+        crate::support::seed::put(
+            client,
+            &api,
+            Some(&format!("build-{number}")),
+            OCI_MANIFEST,
+            body.as_bytes(),
+        )
+        .await;
+    }
+    for run in 0..10 {
+        let options = ReadOptions { concurrency: 8, resolve: Resolve::Head };
+        let read =
+            inventory::read(&connected, &api, &Scope::Image("api".to_owned()), options).await;
+        assert!(read.inventory.complete, "{:?}", read.problems);
+        let unknown: Vec<String> = read
+            .inventory
+            .tags
+            .iter()
+            .filter(|entry| read.inventory.manifests[&entry.digest].created_at().is_none())
+            .map(|entry| entry.tag.to_string())
+            .collect();
+        assert_eq!(unknown, Vec::<String>::new(), "run {run}");
+    }
+}
+
+/// A registry that keeps throttling the inventory (asking for a minute's wait each time) does
+/// not outlast `--max-duration`: the run ends at the deadline with exit 3, nothing deleted.
+#[tokio::test]
+async fn max_duration_governs_the_inventory_too() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    push_image(&client, &api, Some("build-1"), &minutes_ago(10 * DAY)).await;
+    proxy.inject_matching("/tags/list", Fault::status(429, Some("60")));
+    let dir = project(&["api"]);
+    let run = cleanup(dir.path(), &proxy.host(), &["--keep-last", "0", "--max-duration", "2s"]);
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains("max_duration (2s) was reached while reading the inventory"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(writes(&proxy), Vec::<String>::new());
+    assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1"]);
 }

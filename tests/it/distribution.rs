@@ -638,11 +638,11 @@ fn behind_proxy_with(auth: Auth) -> (Registry, Proxy, Client, RepoAddress) {
     let registry = Registry::start(auth, Deletes::Enabled);
     let proxy = Proxy::start(registry.port());
     let host: dockhand::reference::RegistryHost = proxy.host().parse().unwrap();
-    let options = ClientOptions {
-        insecure: vec![host.clone()],
-        credentials: BTreeMap::from([(host, registry.credential())]),
-        ..registry.client_options()
-    };
+    let mut options = registry.client_options();
+    // the proxy stands in for the registry; the token service (if any) stays named insecure
+    options.insecure.retain(|insecure| insecure.as_str() != registry.host());
+    options.insecure.push(host.clone());
+    options.credentials = BTreeMap::from([(host, registry.credential())]);
     let client = Client::new(options).unwrap();
     let repository: RepoAddress = format!("{}/dh/app", proxy.host()).parse().unwrap();
     (registry, proxy, client, repository)
@@ -804,6 +804,21 @@ async fn a_failed_upload_starts_a_new_session() {
     assert_eq!(error.status().map(|status| status.as_u16()), Some(503), "{error:?}");
     assert_eq!(uploads(before), ["POST", "PUT", "POST", "PUT", "POST", "PUT"]);
     assert!(!client.blob_exists(&repository, &other_digest).await.unwrap());
+}
+
+/// Naming the registry insecure does not send its credentials over plain HTTP to a token
+/// service on another host: that host must be named too.
+#[tokio::test]
+async fn a_plain_http_token_service_must_be_named_insecure_itself() {
+    let registry = Registry::start(Auth::Token, Deletes::Enabled);
+    let mut options = registry.client_options();
+    options.insecure = vec![registry.registry_host()];
+    options.credentials = BTreeMap::from([(registry.registry_host(), registry.credential())]);
+    let client = Client::new(options).unwrap();
+    let issuer = registry.issuer().expect("token variant");
+    let error = client.list_tags(&registry.repository("dh/app")).await.unwrap_err();
+    assert!(matches!(error, DistributionError::InsecureRealm { .. }), "{error:?}");
+    assert!(issuer.requests().is_empty());
 }
 
 /// A redirect to plain HTTP on a host not named insecure is refused before it is followed;

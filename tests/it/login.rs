@@ -14,7 +14,7 @@ fn login_checks_and_saves_credentials() {
         let run =
             dockhand(work.path(), &["login", &registry.host(), "-u", USER, "--password-stdin"])
                 .env("DOCKER_CONFIG", &config_dir.display().to_string())
-                .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+                .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
                 .stdin(&format!("{PASSWORD}\n"))
                 .run();
         run.assert_code(0).assert_not_printed(PASSWORD);
@@ -45,13 +45,22 @@ fn login_rejections() {
         let run =
             dockhand(work.path(), &["login", &registry.host(), "-u", USER, "--password-stdin"])
                 .env("DOCKER_CONFIG", &config_dir.display().to_string())
-                .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+                .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
                 .stdin(stdin)
                 .run();
         run.assert_code(code).assert_not_printed("wrong-Sentinel-pw");
         assert!(run.stderr.contains(needle), "{stdin:?}: {}", run.stderr);
         assert!(!config_dir.join("config.json").exists(), "nothing saved after a failed login");
     }
+    // a `:` in the username would split differently at the registry
+    let run =
+        dockhand(work.path(), &["login", &registry.host(), "-u", "admin:x", "--password-stdin"])
+            .env("DOCKER_CONFIG", &config_dir.display().to_string())
+            .stdin("pw\n")
+            .run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("contains `:`"), "{}", run.stderr);
+    assert!(!config_dir.join("config.json").exists());
     // the password is never an argument
     let run =
         dockhand(work.path(), &["login", &registry.host(), "-u", USER, "--password", "x"]).run();

@@ -45,7 +45,7 @@ fn dockerfile_only() -> tempfile::TempDir {
 fn job(dir: &Path, registry: &Registry, sha: &str, args: &[&str]) -> Dockhand {
     dockhand(dir, args)
         .env("TMPDIR", &dir.display().to_string())
-        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
         .env("DOCKHAND_REGISTRY_USERNAME", USER)
         .env("DOCKHAND_REGISTRY_PASSWORD", PASSWORD)
         .env("DOCKHAND_REPO", &format!("{}/acme/app", registry.host()))

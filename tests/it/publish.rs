@@ -71,7 +71,7 @@ impl Project {
 fn generic_runner(command: Dockhand, registry: &Registry, tmp: &Path) -> Dockhand {
     command
         .env("TMPDIR", &tmp.display().to_string())
-        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.host())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
         .env("DOCKHAND_REGISTRY", &registry.host())
         .env("DOCKHAND_REGISTRY_USERNAME", USER)
         .env("DOCKHAND_REGISTRY_PASSWORD", PASSWORD)

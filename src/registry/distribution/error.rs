@@ -288,7 +288,7 @@ pub enum DistributionError {
     TokenService { registry: RegistryHost, realm: String, problem: String },
 
     /// A token service or upload location would receive credentials over plain HTTP although
-    /// the registry is not named insecure.
+    /// its host is not named insecure.
     #[error("Registry `{registry}` sends credentials to `{url}` over plain HTTP; refusing")]
     InsecureRealm { registry: RegistryHost, url: String },
 

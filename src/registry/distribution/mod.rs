@@ -353,8 +353,9 @@ impl Client {
         match realm.scheme() {
             "https" => {}
             "http" => {
-                let allowed =
-                    self.is_insecure(registry) || self.is_insecure_host(&urls::host_port(&realm));
+                // the realm's own host must be named insecure: naming the registry does not
+                // let its credentials travel in cleartext to another host
+                let allowed = self.is_insecure_host(&urls::host_port(&realm));
                 if !allowed && *credential != Credential::Anonymous {
                     return Err(DistributionError::InsecureRealm {
                         registry: registry.clone(),

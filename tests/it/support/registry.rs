@@ -163,6 +163,15 @@ impl Registry {
         self.host().parse().expect("registry host")
     }
 
+    /// The hosts to name insecure (comma-separated, as `DOCKHAND_INSECURE_REGISTRIES` takes
+    /// them): the registry and, for the token variant, its plain-HTTP token service.
+    pub fn insecure_hosts(&self) -> String {
+        std::iter::once(self.host())
+            .chain(self.issuer.as_ref().map(TokenIssuer::host))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The repository `path` on this registry.
     pub fn repository(&self, path: &str) -> RepoAddress {
         format!("{}/{path}", self.host()).parse().expect("repository")
@@ -194,7 +203,11 @@ impl Registry {
     /// Client options that speak plain HTTP to this registry and retry quickly.
     pub fn client_options(&self) -> ClientOptions {
         ClientOptions {
-            insecure: vec![self.registry_host()],
+            insecure: self
+                .insecure_hosts()
+                .split(',')
+                .map(|host| host.parse().expect("insecure host"))
+                .collect(),
             retry: RetryPolicy {
                 max_retries: 2,
                 initial_backoff: Duration::from_millis(10),

@@ -90,7 +90,12 @@ impl TokenIssuer {
 
     /// The realm URL to configure the registry with.
     pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
+        format!("http://{}/token", self.host())
+    }
+
+    /// `127.0.0.1:PORT`: to be named insecure with the registry, since it speaks plain HTTP.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// Every token request so far.

@@ -1,0 +1,1168 @@
+//! The planner's tests: every rule, the ordering, and invariants over random inventories.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::cleanup::inventory::{ManifestEntry, RepositoryInventory, TagEntry};
+use crate::cleanup::policy::{KeepTag, PolicyFlags};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MINUTE: i64 = 1;
+const HOUR: i64 = 60;
+const DAY: i64 = 24 * HOUR;
+
+fn now() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().unwrap()
+}
+
+fn ago(minutes: i64) -> Timestamp {
+    now() - SignedDuration::from_mins(minutes)
+}
+
+fn digest(n: u32) -> Digest {
+    Digest::sha256_of(&n.to_be_bytes())
+}
+
+/// `#N` for the test digest `digest(N)`.
+fn label(digest: &Digest) -> String {
+    (0..1000)
+        .find(|&n| self::digest(n) == *digest)
+        .map_or_else(|| digest.to_string(), |n| format!("#{n}"))
+}
+
+fn manifest(
+    media_type: &str,
+    children: &[u32],
+    subject: Option<u32>,
+    minutes_ago: Option<i64>,
+) -> ManifestEntry {
+    ManifestEntry {
+        media_type: media_type.to_owned(),
+        children: children.iter().map(|&n| digest(n)).collect(),
+        subject: subject.map(digest),
+        created: minutes_ago.map(ago),
+        created_source: if minutes_ago.is_some() {
+            TimeSource::ImageConfigCreated
+        } else {
+            TimeSource::Unknown
+        },
+        tombstone: false,
+    }
+}
+
+fn image(minutes_ago: i64) -> ManifestEntry {
+    manifest(OCI_MANIFEST, &[], None, Some(minutes_ago))
+}
+
+fn index(children: &[u32], minutes_ago: i64) -> ManifestEntry {
+    manifest(OCI_INDEX, children, None, Some(minutes_ago))
+}
+
+fn referrer(subject: u32, minutes_ago: i64) -> ManifestEntry {
+    manifest(OCI_MANIFEST, &[], Some(subject), Some(minutes_ago))
+}
+
+fn tag(name: &str, image: &str, digest: u32) -> TagEntry {
+    TagEntry {
+        tag: name.parse().unwrap(),
+        image: image.to_owned(),
+        image_tag: name.to_owned(),
+        digest: self::digest(digest),
+        pushed: None,
+    }
+}
+
+fn monorepo_tag(image: &str, image_tag: &str, digest: u32) -> TagEntry {
+    TagEntry {
+        image_tag: image_tag.to_owned(),
+        ..tag(&format!("{image}-{image_tag}"), image, digest)
+    }
+}
+
+fn repository(
+    path: &str,
+    tags: Vec<TagEntry>,
+    manifests: Vec<(u32, ManifestEntry)>,
+) -> RepositoryInventory {
+    RepositoryInventory {
+        address: format!("localhost:5000/{path}").parse().unwrap(),
+        complete: true,
+        tags,
+        manifests: manifests.into_iter().map(|(n, entry)| (digest(n), entry)).collect(),
+        foreign_tags: BTreeMap::new(),
+    }
+}
+
+fn one(repository: RepositoryInventory) -> Inventory {
+    Inventory { repositories: vec![repository] }
+}
+
+/// A policy with no rule at all; tests switch on what they exercise.
+fn bare() -> Policy {
+    Policy {
+        keep_last: None,
+        keep_within: None,
+        keep_tags: Vec::new(),
+        delete_untagged: false,
+        delete_releases: false,
+        max_deletes: None,
+        max_duration: None,
+        delete_tags: Vec::new(),
+    }
+}
+
+fn keep_tags(patterns: &[&str]) -> Vec<KeepTag> {
+    patterns.iter().map(|pattern| KeepTag::new(pattern).unwrap()).collect()
+}
+
+fn item_label(item: &PlanItem) -> String {
+    item.tag.as_ref().map_or_else(|| label(&item.digest), ToString::to_string)
+}
+
+fn kept(plan: &Plan) -> Vec<(String, String)> {
+    plan.kept.iter().map(|item| (item_label(item), item.reason.clone())).collect()
+}
+
+fn deleted(plan: &Plan) -> Vec<(String, DeleteMethod, String)> {
+    plan.deleted.iter().map(|d| (item_label(&d.item), d.method, d.item.reason.clone())).collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+}
+
+fn triples(items: &[(&str, DeleteMethod, &str)]) -> Vec<(String, DeleteMethod, String)> {
+    items.iter().map(|(a, m, b)| ((*a).to_owned(), *m, (*b).to_owned())).collect()
+}
+
+fn targeted(tags: &[&str]) -> Policy {
+    // every retention rule on, to show that a targeted delete ignores them
+    Policy {
+        keep_last: Some(1),
+        keep_within: Some(Duration::from_secs(3600)),
+        keep_tags: keep_tags(&["keep-.*"]),
+        delete_tags: tags.iter().map(|tag| tag.parse().unwrap()).collect(),
+        ..bare()
+    }
+}
+
+#[test]
+fn a_targeted_delete_deletes_exactly_the_named_tags() {
+    let inventory = one(repository(
+        "app",
+        vec![
+            tag("pr-1", "app", 1),
+            tag("twin", "app", 2),
+            tag("pr-2", "app", 2),
+            tag("v1.0.0", "app", 3),
+            tag("keep-me", "app", 4),
+            tag("old", "app", 5),
+        ],
+        vec![
+            (1, image(MINUTE)),
+            (2, image(10 * DAY)),
+            (3, image(20 * DAY)),
+            (4, image(30 * DAY)),
+            (5, image(40 * DAY)),
+            (9, image(50 * DAY)),
+        ],
+    ));
+    let plan = plan(&inventory, &targeted(&["pr-1", "pr-2", "v1.0.0", "keep-me", "gone"]), now());
+    assert_eq!(
+        deleted(&plan),
+        triples(&[
+            ("keep-me", DeleteMethod::Digest, "deleted: named by --delete-tag `keep-me`"),
+            ("v1.0.0", DeleteMethod::Digest, "deleted: named by --delete-tag `v1.0.0`"),
+            // its twin stays, so only the tag goes
+            ("pr-2", DeleteMethod::TagOnly, "deleted: named by --delete-tag `pr-2`"),
+            ("pr-1", DeleteMethod::Digest, "deleted: named by --delete-tag `pr-1`"),
+        ])
+    );
+    assert_eq!(
+        kept(&plan),
+        pairs(&[
+            ("old", "kept: not named by --delete-tag"),
+            ("twin", "kept: not named by --delete-tag"),
+        ])
+    );
+    let not_found: Vec<&str> = plan.not_found.iter().map(Tag::as_str).collect();
+    assert_eq!(not_found, ["gone"]);
+    assert!(plan.incomplete.is_empty() && !plan.budget_reached);
+}
+
+#[test]
+fn a_targeted_delete_keeps_what_a_kept_tag_needs() {
+    // `child` is a platform image of the kept `latest` index, and `sha256-…` a referrers tag
+    let inventory = one(repository(
+        "app",
+        vec![
+            tag("latest", "app", 1),
+            tag("child", "app", 2),
+            tag(&format!("sha256-{}", digest(1).hex()), "app", 3),
+        ],
+        vec![(1, index(&[2], DAY)), (2, image(DAY)), (3, referrer(1, DAY))],
+    ));
+    let signature = format!("sha256-{}", digest(1).hex());
+    let plan = plan(&inventory, &targeted(&["child", &signature]), now());
+    assert_eq!(
+        deleted(&plan),
+        triples(&[("child", DeleteMethod::TagOnly, "deleted: named by --delete-tag `child`")])
+    );
+    let kept = kept(&plan);
+    assert!(kept.contains(&("latest".to_owned(), "kept: not named by --delete-tag".to_owned())));
+    assert!(
+        kept.iter().any(|(tag, reason)| *tag == signature && reason.contains("which is kept")),
+        "{kept:?}"
+    );
+    assert!(plan.not_found.is_empty());
+}
+
+#[test]
+fn a_targeted_delete_matches_the_published_tag_in_monorepo_mode() {
+    let inventory = one(repository(
+        "app",
+        vec![
+            monorepo_tag("api", "pr-7", 1),
+            monorepo_tag("web", "pr-7", 2),
+            monorepo_tag("api", "main", 3),
+        ],
+        vec![(1, image(DAY)), (2, image(DAY)), (3, image(DAY))],
+    ));
+    let plan = plan(&inventory, &targeted(&["pr-7"]), now());
+    let names: Vec<String> = plan.deleted.iter().map(|d| item_label(&d.item)).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"api-pr-7".to_owned()) && names.contains(&"web-pr-7".to_owned()));
+    assert_eq!(kept(&plan), pairs(&[("api-main", "kept: not named by --delete-tag")]));
+}
+
+#[test]
+fn children_of_a_kept_index_are_never_deleted() {
+    let inventory = one(repository(
+        "app",
+        vec![tag("latest", "app", 1), tag("old", "app", 4)],
+        vec![
+            (1, index(&[2, 3], 3 * DAY)),
+            (2, image(3 * DAY)),
+            (3, image(3 * DAY)),
+            (4, image(10 * DAY)),
+            (9, image(5 * DAY)),
+        ],
+    ));
+    let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+    let plan = plan(&inventory, &policy, now());
+    assert_eq!(
+        kept(&plan),
+        pairs(&[
+            ("latest", "kept: matches keep_tags `latest`"),
+            ("#2", "kept: reachable from kept tag `latest` as an index child"),
+            ("#3", "kept: reachable from kept tag `latest` as an index child"),
+        ])
+    );
+    assert_eq!(
+        deleted(&plan),
+        triples(&[
+            ("old", DeleteMethod::Digest, "deleted: matching no keep_tags pattern"),
+            ("#9", DeleteMethod::Digest, "deleted: untagged and unreachable from anything kept"),
+        ])
+    );
+    assert!(plan.incomplete.is_empty() && !plan.budget_reached);
+}
+
+#[test]
+fn tags_outside_the_scope_keep_what_they_reach() {
+    let mut repository = repository(
+        "shared",
+        vec![monorepo_tag("api", "old", 1), monorepo_tag("api", "older", 3)],
+        vec![
+            (1, image(10 * DAY)),
+            (2, index(&[3, 5], 10 * DAY)),
+            (3, image(10 * DAY)),
+            (5, image(10 * DAY)),
+            (6, image(10 * DAY)),
+        ],
+    );
+    // `web-x` (no image of the project) shares `api-old`'s digest; `other` is an index
+    repository.foreign_tags = [("web-x", 1), ("other", 2)]
+        .into_iter()
+        .map(|(name, n)| (name.parse().unwrap(), digest(n)))
+        .collect();
+    let policy = Policy { delete_untagged: true, ..bare() };
+    let plan = plan(&one(repository), &policy, now());
+    // neither tag's digest may go: `web-x` is on one, `other` reaches the other
+    assert_eq!(
+        deleted(&plan),
+        triples(&[
+            ("api-old", DeleteMethod::TagOnly, "deleted: no keep rule is configured"),
+            ("api-older", DeleteMethod::TagOnly, "deleted: no keep rule is configured"),
+            ("#6", DeleteMethod::Digest, "deleted: untagged and unreachable from anything kept"),
+        ])
+    );
+    assert_eq!(
+        kept(&plan),
+        pairs(&[(
+            "#5",
+            "kept: reachable from kept tag `other` (outside the cleanup's scope) as an index child"
+        )])
+    );
+}
+
+#[test]
+fn a_tag_left_on_a_throw_away_manifest_is_deleted_whatever_the_rules() {
+    let tombstone = ManifestEntry { tombstone: true, ..manifest(OCI_MANIFEST, &[], None, None) };
+    let inventory = one(repository(
+        "app",
+        vec![tag("latest", "app", 1), tag("build-1", "app", 2)],
+        vec![(1, tombstone), (2, image(MINUTE))],
+    ));
+    let policy = Policy {
+        keep_tags: keep_tags(&["latest"]),
+        ..Policy::resolve(None, &PolicyFlags::default()).unwrap()
+    };
+    let plan = plan(&inventory, &policy, now());
+    assert_eq!(
+        deleted(&plan),
+        triples(&[(
+            "latest",
+            DeleteMethod::Digest,
+            "deleted: a throw-away manifest an interrupted cleanup left on this tag"
+        )])
+    );
+}
+
+#[test]
+fn a_digest_another_tag_keeps_is_only_untagged() {
+    let inventory = one(repository(
+        "app",
+        vec![
+            tag("latest", "app", 1),
+            tag("build-1", "app", 1),
+            tag("build-2", "app", 2),
+            tag("build-3", "app", 3),
+            tag("multi", "app", 4),
+        ],
+        vec![(1, image(DAY)), (2, image(2 * DAY)), (3, image(3 * DAY)), (4, index(&[3], 4 * DAY))],
+    ));
+    let policy = Policy { keep_tags: keep_tags(&["latest", "multi"]), ..bare() };
+    let plan = plan(&inventory, &policy, now());
+    // build-1 shares `latest`'s digest; build-3's digest is a child of the kept index `multi`
+    assert_eq!(
+        deleted(&plan),
+        triples(&[
+            ("build-3", DeleteMethod::TagOnly, "deleted: matching no keep_tags pattern"),
+            ("build-2", DeleteMethod::Digest, "deleted: matching no keep_tags pattern"),
+            ("build-1", DeleteMethod::TagOnly, "deleted: matching no keep_tags pattern"),
+        ])
+    );
+}
+
+#[test]
+fn referrers_and_referrers_tags_follow_their_subject() {
+    let hex = |n: u32| digest(n).hex().to_owned();
+    let signature_of_1 = format!("sha256-{}.sig", hex(1));
+    let signature_of_2 = format!("sha256-{}.sig", hex(2));
+    let inventory = one(repository(
+        "app",
+        vec![
+            tag("latest", "app", 1),
+            tag("old", "app", 2),
+            tag(&signature_of_1, "app", 6),
+            tag(&signature_of_2, "app", 7),
+        ],
+        vec![
+            (1, image(3 * DAY)),
+            (2, image(10 * DAY)),
+            (5, referrer(1, 3 * DAY)),
+            (6, image(3 * DAY)),
+            (7, image(9 * DAY)),
+            (8, referrer(2, DAY)),
+        ],
+    ));
+    let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+    let plan = plan(&inventory, &policy, now());
+    assert_eq!(
+        kept(&plan),
+        vec![
+            ("latest".to_owned(), "kept: matches keep_tags `latest`".to_owned()),
+            (
+                signature_of_1.clone(),
+                format!("kept: referrers tag of `{}`, which is kept", digest(1))
+            ),
+            ("#5".to_owned(), "kept: reachable from kept tag `latest` as a referrer".to_owned()),
+        ]
+    );
+    // the referrer #8 goes before its subject #2, although #2 is older
+    assert_eq!(
+        deleted(&plan),
+        vec![
+            (
+                signature_of_2,
+                DeleteMethod::Digest,
+                format!(
+                    "deleted: referrers tag of `{}`, which is not kept and matching no keep_tags pattern",
+                    digest(2)
+                )
+            ),
+            (
+                "#8".to_owned(),
+                DeleteMethod::Digest,
+                "deleted: untagged and unreachable from anything kept".to_owned()
+            ),
+            (
+                "old".to_owned(),
+                DeleteMethod::Digest,
+                "deleted: matching no keep_tags pattern".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn keep_last_counts_distinct_digests_per_image() {
+    let inventory = one(repository(
+        "app",
+        vec![
+            tag("a1", "api", 1),
+            tag("a1-again", "api", 1),
+            tag("a2", "api", 2),
+            tag("a3", "api", 3),
+            tag("w1", "web", 4),
+            tag("w2", "web", 5),
+            tag("w3", "web", 6),
+        ],
+        vec![
+            (1, image(DAY)),
+            (2, image(2 * DAY)),
+            (3, image(3 * DAY)),
+            (4, image(5 * DAY)),
+            (5, image(6 * DAY)),
+            (6, image(7 * DAY)),
+        ],
+    ));
+    let policy = Policy { keep_last: Some(2), ..bare() };
+    let plan = plan(&inventory, &policy, now());
+    assert_eq!(
+        kept(&plan),
+        pairs(&[
+            ("a1", "kept: among the newest 2 images of `api`"),
+            ("a1-again", "kept: among the newest 2 images of `api`"),
+            ("a2", "kept: among the newest 2 images of `api`"),
+            ("w1", "kept: among the newest 2 images of `web`"),
+            ("w2", "kept: among the newest 2 images of `web`"),
+        ])
+    );
+    assert_eq!(
+        deleted(&plan),
+        triples(&[
+            ("w3", DeleteMethod::Digest, "deleted: not among the newest 2 images of `web`"),
+            ("a3", DeleteMethod::Digest, "deleted: not among the newest 2 images of `api`"),
+        ])
+    );
+}
+
+#[test]
+fn reasons_name_the_rule_and_where_the_age_came_from() {
+    let pushed_recently = TagEntry { pushed: Some(ago(10 * MINUTE)), ..tag("promoted", "web", 11) };
+    let inventory = one(repository(
+        "app",
+        vec![
+            tag("b1", "api", 1),
+            tag("b2", "api", 2),
+            tag("b3", "api", 3),
+            tag("young", "web", 10),
+            pushed_recently,
+            tag("v1.2.3", "web", 12),
+            tag("mystery", "web", 13),
+        ],
+        vec![
+            (1, image(DAY)),
+            (2, image(2 * DAY)),
+            (3, image(3 * DAY + 4 * HOUR + 5)),
+            (10, image(35 * MINUTE)),
+            (11, image(5 * DAY)),
+            (12, image(30 * DAY)),
+            (13, manifest(OCI_MANIFEST, &[], None, None)),
+        ],
+    ));
+    let policy =
+        Policy { keep_last: Some(2), ..Policy::resolve(None, &PolicyFlags::default()).unwrap() };
+    let plan = plan(&inventory, &policy, now());
+    assert_eq!(
+        kept(&plan),
+        pairs(&[
+            ("b1", "kept: among the newest 2 images of `api`"),
+            ("b2", "kept: among the newest 2 images of `api`"),
+            ("mystery", "kept: age unknown"),
+            ("promoted", "kept: younger than 2h (pushed 10m ago)"),
+            ("v1.2.3", "kept: `v1.2.3` looks like a release (delete_releases is off)"),
+            ("young", "kept: younger than 2h (image config created 35m ago)"),
+        ])
+    );
+    assert_eq!(
+        deleted(&plan),
+        triples(&[(
+            "b3",
+            DeleteMethod::Digest,
+            "deleted: older than 2h (image config created 3d4h ago) and not among the newest 2 images of `api`"
+        )])
+    );
+}
+
+#[test]
+fn monorepo_tags_match_by_the_tag_they_were_published_under() {
+    let inventory = one(repository(
+        "app",
+        vec![
+            monorepo_tag("api", "latest", 1),
+            monorepo_tag("api", "1.2.3", 2),
+            monorepo_tag("api", "main", 3),
+        ],
+        vec![(1, image(10 * DAY)), (2, image(10 * DAY)), (3, image(10 * DAY))],
+    ));
+    let policy = Policy { keep_tags: keep_tags(&["latest"]), ..bare() };
+    let protected = plan(&inventory, &policy, now());
+    assert_eq!(
+        kept(&protected),
+        pairs(&[
+            ("api-1.2.3", "kept: `1.2.3` looks like a release (delete_releases is off)"),
+            ("api-latest", "kept: matches keep_tags `latest`"),
+        ])
+    );
+    assert_eq!(deleted(&protected).len(), 1);
+    assert_eq!(protected.deleted[0].item.image.as_deref(), Some("api"));
+
+    let releases_too = plan(&inventory, &Policy { delete_releases: true, ..policy }, now());
+    let mut gone: Vec<String> = releases_too.deleted.iter().map(|d| item_label(&d.item)).collect();
+    gone.sort();
+    assert_eq!(gone, ["api-1.2.3", "api-main"]);
+}
+
+#[test]
+fn an_incomplete_repository_deletes_nothing() {
+    let full = repository(
+        "full",
+        vec![tag("old", "full", 1)],
+        vec![(1, image(10 * DAY)), (2, image(10 * DAY))],
+    );
+    let failed = RepositoryInventory {
+        complete: false,
+        ..repository(
+            "failed",
+            vec![tag("old", "failed", 1)],
+            vec![(1, image(10 * DAY)), (2, image(10 * DAY))],
+        )
+    };
+    // complete by its own account, but the manifest of `old` was never read
+    let contradictory = repository(
+        "contradictory",
+        vec![tag("old", "contradictory", 1)],
+        vec![(2, image(10 * DAY))],
+    );
+    let inventory = Inventory { repositories: vec![full, failed.clone(), contradictory.clone()] };
+    let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+    let plan = plan(&inventory, &policy, now());
+    assert_eq!(plan.incomplete, [failed.address.clone(), contradictory.address.clone()]);
+    let address = |item: &PlanItem| item.repository.path.clone();
+    assert_eq!(
+        plan.deleted.iter().map(|d| (address(&d.item), item_label(&d.item))).collect::<Vec<_>>(),
+        [("full".to_owned(), "old".to_owned()), ("full".to_owned(), "#2".to_owned())]
+    );
+    assert_eq!(
+        plan.kept
+            .iter()
+            .map(|item| (address(item), item_label(item), item.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("failed".to_owned(), "old".to_owned(), INCOMPLETE),
+            ("failed".to_owned(), "#2".to_owned(), INCOMPLETE),
+            ("contradictory".to_owned(), "old".to_owned(), INCOMPLETE),
+            ("contradictory".to_owned(), "#2".to_owned(), INCOMPLETE),
+        ]
+    );
+}
+
+#[test]
+fn duplicate_tags_make_the_inventory_incomplete() {
+    let inventory = one(repository(
+        "app",
+        vec![tag("old", "app", 1), tag("old", "app", 2)],
+        vec![(1, image(DAY)), (2, image(DAY))],
+    ));
+    let plan = plan(&inventory, &Policy { keep_tags: keep_tags(&["latest"]), ..bare() }, now());
+    assert!(plan.deleted.is_empty());
+    assert_eq!(plan.incomplete.len(), 1);
+}
+
+#[test]
+fn the_budget_deletes_the_oldest_first_and_keeps_the_rest() {
+    let inventory = one(repository(
+        "app",
+        (1..=5).map(|n| tag(&format!("t{n}"), "app", n)).collect(),
+        (1..=5).map(|n| (n, image(i64::from(n) * DAY))).collect(),
+    ));
+    let policy = Policy { keep_tags: keep_tags(&["latest"]), max_deletes: Some(2), ..bare() };
+    let plan = plan(&inventory, &policy, now());
+    let held = "kept: budget reached, rerun to continue (max_deletes 2)";
+    assert_eq!(kept(&plan), pairs(&[("t1", held), ("t2", held), ("t3", held)]));
+    assert_eq!(
+        deleted(&plan),
+        triples(&[
+            ("t5", DeleteMethod::Digest, "deleted: matching no keep_tags pattern"),
+            ("t4", DeleteMethod::Digest, "deleted: matching no keep_tags pattern"),
+        ])
+    );
+    assert!(plan.budget_reached);
+
+    let enough = super::plan(&inventory, &Policy { max_deletes: Some(5), ..policy }, now());
+    assert!(!enough.budget_reached);
+    assert_eq!(enough.deleted.len(), 5);
+}
+
+#[test]
+fn what_the_budget_holds_back_keeps_what_it_needs() {
+    let inventory = one(repository(
+        "app",
+        vec![
+            tag("old-index", "app", 1),
+            TagEntry { pushed: Some(ago(5 * DAY)), ..tag("a", "app", 5) },
+            TagEntry { pushed: Some(ago(4 * DAY)), ..tag("b", "app", 5) },
+        ],
+        vec![
+            (1, index(&[2, 3], DAY)),
+            (2, image(6 * DAY)),
+            (3, image(6 * DAY)),
+            (5, image(7 * DAY)),
+        ],
+    ));
+    let policy = Policy {
+        keep_tags: keep_tags(&["latest"]),
+        delete_untagged: true,
+        max_deletes: Some(3),
+        ..bare()
+    };
+    let plan = plan(&inventory, &policy, now());
+    // the budget picks #2, #3 and `a` (oldest); holding back `old-index` keeps its children,
+    // and holding back `b` turns `a` into a tag-only delete
+    let held = "kept: budget reached, rerun to continue (max_deletes 3)";
+    assert_eq!(
+        kept(&plan),
+        pairs(&[
+            ("b", held),
+            ("old-index", held),
+            ("#2", "kept: reachable from kept tag `old-index` as an index child"),
+            ("#3", "kept: reachable from kept tag `old-index` as an index child"),
+        ])
+    );
+    assert_eq!(
+        deleted(&plan),
+        triples(&[("a", DeleteMethod::TagOnly, "deleted: matching no keep_tags pattern")])
+    );
+    assert!(plan.budget_reached);
+}
+
+#[test]
+fn an_index_is_deleted_before_its_children() {
+    let inventory = one(repository(
+        "app",
+        vec![tag("old", "app", 1)],
+        vec![(1, index(&[2, 3], DAY)), (2, image(3 * DAY)), (3, image(4 * DAY))],
+    ));
+    let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+    let plan = plan(&inventory, &policy, now());
+    let order: Vec<String> = plan.deleted.iter().map(|d| item_label(&d.item)).collect();
+    assert_eq!(order, ["old", "#3", "#2"]);
+    assert!(plan.deleted.iter().all(|d| d.method == DeleteMethod::Digest));
+}
+
+#[test]
+fn a_young_untagged_index_keeps_its_old_children() {
+    let inventory = one(repository(
+        "app",
+        vec![],
+        vec![
+            (1, index(&[2], 30 * MINUTE)),
+            (2, image(3 * DAY)),
+            (3, manifest(OCI_MANIFEST, &[], None, None)),
+        ],
+    ));
+    let policy = Policy {
+        keep_within: Some(Duration::from_secs(2 * 3600)),
+        delete_untagged: true,
+        ..bare()
+    };
+    let plan = plan(&inventory, &policy, now());
+    let mut kept = kept(&plan);
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            (
+                "#1".to_owned(),
+                "kept: untagged, younger than 2h (image config created 30m ago)".to_owned()
+            ),
+            (
+                "#2".to_owned(),
+                format!("kept: reachable from kept manifest `{}` as an index child", digest(1))
+            ),
+            ("#3".to_owned(), "kept: age unknown".to_owned()),
+        ]
+    );
+    assert!(plan.deleted.is_empty());
+}
+
+#[test]
+fn untagged_manifests_stay_unlisted_without_delete_untagged_and_protect_what_they_need() {
+    let inventory = one(repository(
+        "app",
+        vec![tag("old", "app", 2)],
+        vec![(1, index(&[2], 3 * DAY)), (2, image(3 * DAY))],
+    ));
+    let plan = plan(&inventory, &Policy { keep_tags: keep_tags(&["latest"]), ..bare() }, now());
+    assert!(plan.kept.is_empty());
+    assert_eq!(
+        deleted(&plan),
+        triples(&[("old", DeleteMethod::TagOnly, "deleted: matching no keep_tags pattern")])
+    );
+}
+
+#[test]
+fn reference_cycles_terminate_and_delete_nothing_needed() {
+    let inventory = one(repository(
+        "app",
+        vec![tag("latest", "app", 1), tag("old", "app", 3)],
+        vec![
+            (1, index(&[2], DAY)),
+            (2, index(&[1], DAY)),
+            (3, index(&[4], DAY)),
+            (4, index(&[3], DAY)),
+        ],
+    ));
+    let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+    let plan = plan(&inventory, &policy, now());
+    assert_eq!(
+        kept(&plan).iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
+        ["latest", "#2"]
+    );
+    let mut gone: Vec<String> = plan.deleted.iter().map(|d| item_label(&d.item)).collect();
+    gone.sort();
+    assert_eq!(gone, ["#4", "old"]);
+}
+
+#[test]
+fn items_serialise_with_the_spec_keys() {
+    let inventory =
+        one(repository("app", vec![tag("old", "api", 1)], vec![(1, image(DAY)), (2, image(DAY))]));
+    let policy = Policy { keep_tags: keep_tags(&["latest"]), delete_untagged: true, ..bare() };
+    let plan = plan(&inventory, &policy, now());
+    let json = serde_json::to_value(&plan.deleted).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([
+            {
+                "repository": "localhost:5000/app",
+                "tag": "old",
+                "digest": digest(1).as_str(),
+                "image": "api",
+                "reason": "deleted: matching no keep_tags pattern",
+                "removes": "manifest",
+            },
+            {
+                "repository": "localhost:5000/app",
+                "tag": null,
+                "digest": digest(2).as_str(),
+                "reason": "deleted: untagged and unreachable from anything kept",
+                "removes": "manifest",
+            },
+        ])
+    );
+}
+
+// ---- invariants over random inventories ----
+
+const NAMES: [&str; 10] = [
+    "latest",
+    "main",
+    "dev",
+    "v1.2.3",
+    "2.0.0",
+    "v3.0.0-rc.1",
+    "pr-7",
+    "sha-1a2b",
+    "old",
+    "feature-x",
+];
+const PATTERNS: [&str; 3] = ["latest", "v.*", "main|dev"];
+const IMAGES: [&str; 2] = ["api", "web"];
+
+type ManifestSeed = (Vec<u8>, Option<u8>, Option<i64>, u8);
+type TagSeed = (u8, usize, usize, usize, Option<i64>);
+
+fn manifest_seed() -> impl Strategy<Value = (bool, ManifestSeed)> {
+    (
+        prop::bool::weighted(0.95),
+        (
+            prop::collection::vec(any::<u8>(), 0..3),
+            prop::option::of(any::<u8>()),
+            prop::option::of(-90i64..20_000),
+            0u8..4,
+        ),
+    )
+}
+
+fn tag_seed(digests: usize) -> impl Strategy<Value = TagSeed> {
+    (0u8..13, 0..IMAGES.len(), 0..digests, 0..digests, prop::option::weighted(0.3, -90i64..20_000))
+}
+
+fn build_repository(
+    index: usize,
+    manifests: &[(bool, ManifestSeed)],
+    tags: &[TagSeed],
+    complete: bool,
+    monorepo: bool,
+) -> RepositoryInventory {
+    let mut entries = BTreeMap::new();
+    for (position, (present, (children, subject, minutes, source))) in manifests.iter().enumerate()
+    {
+        if !present {
+            continue;
+        }
+        // children and subjects point only to lower positions: content addressing makes cycles impossible
+        let below = |raw: u8| {
+            (position > 0).then(|| digest(u32::from(raw) % u32::try_from(position).unwrap()))
+        };
+        let created_source = match source {
+            0 => TimeSource::Unknown,
+            1 => TimeSource::TagPushed,
+            _ => TimeSource::ImageConfigCreated,
+        };
+        entries.insert(
+            digest(u32::try_from(position).unwrap()),
+            ManifestEntry {
+                media_type: if children.is_empty() { OCI_MANIFEST } else { OCI_INDEX }.to_owned(),
+                children: children.iter().filter_map(|&raw| below(raw)).collect(),
+                subject: subject.and_then(below),
+                created: minutes.map(ago),
+                created_source,
+                tombstone: false,
+            },
+        );
+    }
+    let mut seen = BTreeSet::new();
+    let mut entries_tags = Vec::new();
+    for &(kind, image, target, subject, pushed) in tags {
+        let subject_hex = digest(u32::try_from(subject).unwrap()).hex().to_owned();
+        let published = match kind {
+            11 => format!("sha256-{subject_hex}"),
+            12 => format!("sha256-{subject_hex}.sig"),
+            _ => NAMES[usize::from(kind) % NAMES.len()].to_owned(),
+        };
+        let stored = if monorepo && kind < 11 {
+            format!("{}-{published}", IMAGES[image])
+        } else {
+            published.clone()
+        };
+        if !seen.insert(stored.clone()) {
+            continue;
+        }
+        entries_tags.push(TagEntry {
+            tag: stored.parse().unwrap(),
+            image: IMAGES[image].to_owned(),
+            image_tag: published,
+            digest: digest(u32::try_from(target).unwrap()),
+            pushed: pushed.map(ago),
+        });
+    }
+    RepositoryInventory {
+        address: format!("localhost:5000/repo{index}").parse().unwrap(),
+        complete,
+        tags: entries_tags,
+        manifests: entries,
+        foreign_tags: BTreeMap::new(),
+    }
+}
+
+fn inventories() -> impl Strategy<Value = Inventory> {
+    let repository = (1usize..8).prop_flat_map(|digests| {
+        (
+            prop::collection::vec(manifest_seed(), digests),
+            prop::collection::vec(tag_seed(digests), 0..12),
+            prop::bool::weighted(0.9),
+            any::<bool>(),
+        )
+    });
+    prop::collection::vec(repository, 1..4).prop_map(|seeds| Inventory {
+        repositories: seeds
+            .iter()
+            .enumerate()
+            .map(|(index, (manifests, tags, complete, monorepo))| {
+                build_repository(index, manifests, tags, *complete, *monorepo)
+            })
+            .collect(),
+    })
+}
+
+fn policies() -> impl Strategy<Value = Policy> {
+    (
+        prop::option::of(1usize..4),
+        prop::option::of(prop::sample::select(vec![30u64, 120, 1440])),
+        0u8..8,
+        any::<bool>(),
+        any::<bool>(),
+        prop::option::of(1usize..6),
+    )
+        .prop_map(
+            |(keep_last, within_minutes, mask, delete_untagged, delete_releases, max_deletes)| {
+                Policy {
+                    keep_last,
+                    keep_within: within_minutes.map(|minutes| Duration::from_secs(minutes * 60)),
+                    keep_tags: (0..PATTERNS.len())
+                        .filter(|bit| mask & (1 << bit) != 0)
+                        .map(|bit| KeepTag::new(PATTERNS[bit]).unwrap())
+                        .collect(),
+                    delete_untagged,
+                    delete_releases,
+                    max_deletes,
+                    max_duration: None,
+                    delete_tags: Vec::new(),
+                }
+            },
+        )
+}
+
+fn age_of(repository: &RepositoryInventory, entry: &TagEntry) -> Option<Timestamp> {
+    entry.pushed.or_else(|| repository.manifests.get(&entry.digest)?.created_at().map(|(at, _)| at))
+}
+
+/// Checks every invariant the module promises, computed independently of the planner.
+#[expect(clippy::too_many_lines, reason = "one checker per promise keeps the proptest readable")]
+fn check(inventory: &Inventory, policy: &Policy, plan: &Plan) -> Result<(), TestCaseError> {
+    let within = policy.keep_within.map(signed);
+    for item in plan.kept.iter().chain(plan.deleted.iter().map(|d| &d.item)) {
+        prop_assert!(
+            item.reason.starts_with("kept: ") || item.reason.starts_with("deleted: "),
+            "{}",
+            item.reason
+        );
+    }
+    for item in &plan.kept {
+        prop_assert!(item.reason.starts_with("kept: "), "{}", item.reason);
+    }
+    for deletion in &plan.deleted {
+        prop_assert!(deletion.item.reason.starts_with("deleted: "), "{}", deletion.item.reason);
+    }
+    if let Some(max) = policy.max_deletes {
+        prop_assert!(plan.deleted.len() <= max);
+    } else {
+        prop_assert!(!plan.budget_reached);
+    }
+    if !plan.budget_reached {
+        prop_assert!(plan.kept.iter().all(|item| !item.reason.contains("budget reached")));
+    }
+    // the budget deletes the oldest first: nothing held back is older than a deletion
+    let item_age = |item: &PlanItem| {
+        let repository = inventory.repositories.iter().find(|r| r.address == item.repository)?;
+        match &item.tag {
+            Some(tag) => {
+                age_of(repository, repository.tags.iter().find(|entry| entry.tag == *tag)?)
+            }
+            None => repository.manifests.get(&item.digest)?.created_at().map(|(at, _)| at),
+        }
+    };
+    let newest_deleted = plan.deleted.iter().filter_map(|d| item_age(&d.item)).max();
+    for held in plan.kept.iter().filter(|item| item.reason.contains("budget reached")) {
+        prop_assert!(
+            item_age(held) >= newest_deleted,
+            "{:?} held back before an older one",
+            held.tag
+        );
+    }
+
+    for repository in &inventory.repositories {
+        let address = &repository.address;
+        let kept: Vec<&PlanItem> =
+            plan.kept.iter().filter(|item| item.repository == *address).collect();
+        let deleted: Vec<&Deletion> =
+            plan.deleted.iter().filter(|d| d.item.repository == *address).collect();
+        let tagged: HashSet<&Digest> = repository.tags.iter().map(|entry| &entry.digest).collect();
+        let untagged: Vec<&Digest> =
+            repository.manifests.keys().filter(|digest| !tagged.contains(digest)).collect();
+
+        // every tag in scope exactly once, untagged manifests exactly once when in scope
+        let mut expected: Vec<(Option<&Tag>, Option<&Digest>)> =
+            repository.tags.iter().map(|entry| (Some(&entry.tag), None)).collect();
+        if policy.delete_untagged {
+            expected.extend(untagged.iter().map(|digest| (None, Some(*digest))));
+        }
+        let mut actual: Vec<(Option<&Tag>, Option<&Digest>)> = kept
+            .iter()
+            .copied()
+            .chain(deleted.iter().map(|d| &d.item))
+            .map(|item| (item.tag.as_ref(), item.tag.is_none().then_some(&item.digest)))
+            .collect();
+        expected.sort();
+        actual.sort();
+        prop_assert_eq!(actual, expected);
+
+        let consistent = tagged.iter().all(|digest| repository.manifests.contains_key(*digest));
+        if !(repository.complete && consistent) {
+            prop_assert!(deleted.is_empty());
+            prop_assert!(kept.iter().all(|item| item.reason == INCOMPLETE));
+            prop_assert!(plan.incomplete.contains(address));
+            continue;
+        }
+        prop_assert!(!plan.incomplete.contains(address));
+
+        // what the deletions remove from the registry
+        let removed: HashSet<&Digest> = deleted
+            .iter()
+            .filter(|d| d.method == DeleteMethod::Digest)
+            .map(|d| &d.item.digest)
+            .collect();
+        let untagged_removed = deleted.iter().filter(|d| d.item.tag.is_none()).count();
+        prop_assert!(
+            deleted
+                .iter()
+                .filter(|d| d.item.tag.is_none())
+                .all(|d| d.method == DeleteMethod::Digest)
+        );
+        prop_assert!(untagged_removed == 0 || policy.delete_untagged);
+
+        // deleting a tag never removes another tag
+        for item in &kept {
+            if item.tag.is_some() {
+                prop_assert!(
+                    !removed.contains(&item.digest),
+                    "kept tag {:?} loses its digest",
+                    item.tag
+                );
+            }
+        }
+        // nothing reachable from a kept tag (children, referrers, transitively) is removed
+        let mut referrers: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+        for (digest, manifest) in &repository.manifests {
+            if let Some(subject) = &manifest.subject {
+                referrers.entry(subject).or_default().push(digest);
+            }
+        }
+        let mut reachable: HashSet<&Digest> = HashSet::new();
+        let mut stack: Vec<&Digest> =
+            kept.iter().filter(|item| item.tag.is_some()).map(|item| &item.digest).collect();
+        while let Some(digest) = stack.pop() {
+            if reachable.insert(digest) {
+                if let Some(manifest) = repository.manifests.get(digest) {
+                    stack.extend(&manifest.children);
+                }
+                stack.extend(referrers.get(digest).into_iter().flatten());
+            }
+        }
+        prop_assert!(reachable.is_disjoint(&removed), "a digest a kept tag needs is removed");
+        // and nothing staying points to a removed manifest or loses a referrer
+        for (digest, manifest) in &repository.manifests {
+            if removed.contains(digest) {
+                continue;
+            }
+            prop_assert!(
+                manifest.children.iter().all(|child| !removed.contains(child)),
+                "child of staying {}",
+                digest
+            );
+            prop_assert!(
+                referrers
+                    .get(digest)
+                    .into_iter()
+                    .flatten()
+                    .all(|referrer| !removed.contains(referrer)),
+                "referrer of staying {}",
+                digest
+            );
+        }
+
+        // the rules: unknown age never deletes, keep always beats delete
+        let mut times: HashMap<(&str, &Digest), Timestamp> = HashMap::new();
+        for entry in &repository.tags {
+            if let (Some(at), None) = (age_of(repository, entry), referrers_subject(&entry.tag)) {
+                let time = times.entry((entry.image.as_str(), &entry.digest)).or_insert(at);
+                *time = (*time).max(at);
+            }
+        }
+        for deletion in &deleted {
+            let item = &deletion.item;
+            let Some(tag) = &item.tag else {
+                let at = repository.manifests[&item.digest].created_at().map(|(at, _)| at);
+                prop_assert!(at.is_some(), "untagged {} of unknown age deleted", item.digest);
+                if let (Some(within), Some(at)) = (within, at) {
+                    prop_assert!(now().duration_since(at) >= within);
+                }
+                continue;
+            };
+            let entry = repository.tags.iter().find(|entry| entry.tag == *tag).unwrap();
+            let names = [entry.tag.as_str(), entry.image_tag.as_str()];
+            let at = age_of(repository, entry);
+            prop_assert!(at.is_some(), "tag {} of unknown age deleted", tag);
+            prop_assert!(policy.keep_tag_match(&names).is_none(), "tag {} matches keep_tags", tag);
+            prop_assert!(
+                policy.delete_releases || !names.iter().any(|name| looks_like_release(name))
+            );
+            if let (Some(within), Some(at)) = (within, at) {
+                prop_assert!(now().duration_since(at) >= within, "young tag {} deleted", tag);
+            }
+            if let (Some(keep_last), None) = (policy.keep_last, referrers_subject(tag)) {
+                let mine = times[&(entry.image.as_str(), &entry.digest)];
+                let newer = times
+                    .iter()
+                    .filter(|((image, digest), at)| {
+                        *image == entry.image
+                            && (**at > mine || (**at == mine && *digest < &entry.digest))
+                    })
+                    .count();
+                prop_assert!(newer >= keep_last, "tag {} is among the newest {}", tag, keep_last);
+            }
+            // a referrers tag goes only with its subject
+            if let Some(subject) = referrers_subject(tag) {
+                prop_assert!(
+                    !repository.manifests.contains_key(&subject) || removed.contains(&subject)
+                );
+            }
+        }
+
+        // removal order: a manifest goes before anything it points to
+        let order: Vec<&Digest> = deleted
+            .iter()
+            .filter(|d| d.method == DeleteMethod::Digest)
+            .map(|d| &d.item.digest)
+            .collect();
+        for (position, earlier) in order.iter().enumerate() {
+            for later in &order[position + 1..] {
+                if let Some(manifest) = repository.manifests.get(*later) {
+                    prop_assert!(
+                        !manifest.children.contains(earlier)
+                            && manifest.subject.as_ref() != Some(*earlier),
+                        "{} is removed before {} which points to it",
+                        earlier,
+                        later
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn plans_keep_every_invariant(inventory in inventories(), policy in policies()) {
+        let planned = plan(&inventory, &policy, now());
+        check(&inventory, &policy, &planned)?;
+
+        // the order the registry listed tags in changes nothing
+        let mut reversed = inventory.clone();
+        for repository in &mut reversed.repositories {
+            repository.tags.reverse();
+        }
+        prop_assert_eq!(plan(&reversed, &policy, now()), planned);
+    }
+}
