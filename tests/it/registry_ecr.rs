@@ -121,8 +121,12 @@ async fn push_image(client: &Client, repository: &RepoAddress, tags: &[&str]) ->
     digest
 }
 
-fn project(dir: &Path, extra: &str) {
-    std::fs::write(dir.join("dockhand.yaml"), format!("images:\n  - name: api\n{extra}")).unwrap();
+/// A working directory with a project file of one image `api` (plus `extra`).
+fn project(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dockhand.yaml"), format!("images:\n  - name: api\n{extra}"))
+        .unwrap();
+    dir
 }
 
 #[test]
@@ -191,8 +195,7 @@ fn a_host_that_is_not_ecr_in_the_registry_list_is_a_usage_error() {
 #[test]
 fn a_plain_http_endpoint_not_named_insecure_is_refused() {
     let ecr = Ecr::start();
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let run = ecr
         .dockhand(work.path(), &["cleanup", "--dry-run"])
         .env("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9")
@@ -205,16 +208,14 @@ fn a_plain_http_endpoint_not_named_insecure_is_refused() {
 #[test]
 fn publish_creates_the_repository_with_the_project_settings() {
     let ecr = Ecr::start();
-    let work = tempfile::tempdir().unwrap();
+    let work = project(
+        "    context: api\ntags: [\"{branch}\"]\nrepositories:\n  scan_on_push: true\n  tag_mutability: immutable\n",
+    );
     let context = work.path().join("api");
     std::fs::create_dir(&context).unwrap();
     std::fs::write(context.join("file.txt"), "ecr api").unwrap();
     std::fs::write(context.join("Containerfile"), "FROM scratch\nCOPY file.txt /file.txt\n")
         .unwrap();
-    project(
-        work.path(),
-        "    context: api\ntags: [\"{branch}\"]\nrepositories:\n  scan_on_push: true\n  tag_mutability: immutable\n",
-    );
     let storage = work.path().join("storage");
     std::fs::write(
         work.path().join("storage.conf"),
@@ -270,8 +271,7 @@ async fn cleanup_by_push_time_removes_one_tag_of_two_and_leaves_the_image() {
     std::thread::sleep(Duration::from_millis(4200));
     let young = push_image(&client, &api, &["new-1"]).await;
 
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let flags = [
         "cleanup",
         "--output",
@@ -340,8 +340,7 @@ async fn keep_last_keeps_the_newest_pushes() {
         push_image(&client, &api, &[tag]).await;
         std::thread::sleep(Duration::from_millis(1100));
     }
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let run = ecr
         .dockhand(
             work.path(),
@@ -366,8 +365,7 @@ async fn over_a_hundred_deletions_go_in_calls_of_at_most_100_ids() {
         async move { push_image(client, api, &[&format!("build-{n}")]).await }
     });
     futures_util::future::join_all(pushes).await;
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let run = ecr
         .dockhand(
             work.path(),
@@ -395,8 +393,7 @@ async fn a_per_id_failure_is_reported_and_exits_2_while_the_rest_goes() {
     // real ECR refuses an image an index still needs; moto does not model it: the front does
     ecr.front.fail_image("x-2", "ImageReferencedByManifestList");
     ecr.front.fail_image(failing.as_str(), "ImageReferencedByManifestList");
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let run = ecr
         .dockhand(
             work.path(),
@@ -412,8 +409,7 @@ async fn a_per_id_failure_is_reported_and_exits_2_while_the_rest_goes() {
 #[test]
 fn a_repository_ecr_does_not_have_is_reported_and_nothing_is_deleted() {
     let ecr = Ecr::start();
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let run = ecr
         .dockhand(
             work.path(),
@@ -433,8 +429,7 @@ async fn credentials_that_expire_mid_run_are_a_clear_credentials_error() {
     let client = ecr.client();
     let api = ecr.repository("acme/api");
     push_image(&client, &api, &["e-1"]).await;
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let cleanup = || {
         ecr.dockhand(work.path(), &["-vvv", "cleanup", "--keep-last", "0", "--keep-within", "0s"])
             .run()
@@ -467,8 +462,7 @@ async fn credentials_that_expire_mid_run_are_a_clear_credentials_error() {
 fn expired_credentials_before_anything_is_read_exit_1() {
     let ecr = Ecr::start();
     ecr.front.expire_credentials_after(0);
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let run = ecr.dockhand(work.path(), &["cleanup"]).run();
     run.assert_code(1).assert_not_printed(AWS_SECRET);
     assert!(run.stderr.contains("ECR `GetAuthorizationToken`"), "{}", run.stderr);
@@ -519,8 +513,7 @@ async fn untagged_images_from_list_images_go_and_children_of_a_kept_index_stay()
     ];
     let index = seed::push_index(&client, &api, "multi", &children).await;
     let stray = seed::push_image(&client, &api, None, &long_ago()).await;
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let flags = ["cleanup", "--output", "json", "--keep-tag", "multi", "--keep-last", "0"];
     let run = ecr
         .dockhand(
@@ -544,8 +537,7 @@ async fn untagged_images_from_list_images_go_and_children_of_a_kept_index_stay()
 #[test]
 fn no_aws_credentials_at_all_is_exit_1_with_a_hint() {
     let ecr = Ecr::start();
-    let work = tempfile::tempdir().unwrap();
-    project(work.path(), "");
+    let work = project("");
     let run = dockhand(work.path(), &["cleanup", "--dry-run"])
         .env("AWS_REGION", REGION)
         .env("AWS_EC2_METADATA_DISABLED", "true")
