@@ -75,6 +75,20 @@ pub struct GlobalArgs {
     )]
     pub insecure_registries: Vec<String>,
 
+    /// Longest wait for a TCP and TLS connection to a registry or API host, e.g. `15s`
+    /// [default: 15s]
+    #[arg(long, global = true, value_name = "DURATION", env = env_vars::DOCKHAND_CONNECT_TIMEOUT)]
+    pub connect_timeout: Option<String>,
+
+    /// Longest wait for more bytes of an answer (a stalled or dripping server) [default: 30s]
+    #[arg(long, global = true, value_name = "DURATION", env = env_vars::DOCKHAND_READ_TIMEOUT)]
+    pub read_timeout: Option<String>,
+
+    /// Longest wait for one whole request, body included; uploads from a file get one second
+    /// more per MiB [default: 2m]
+    #[arg(long, global = true, value_name = "DURATION", env = env_vars::DOCKHAND_REQUEST_TIMEOUT)]
+    pub request_timeout: Option<String>,
+
     /// Output format: `json` prints one JSON document on stdout; logs always go to stderr
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text, env = env_vars::DOCKHAND_OUTPUT)]
     pub output: OutputFormat,
@@ -112,7 +126,7 @@ pub enum Command {
     Images(ImagesArgs),
 
     /// Build every image of the project file
-    Build(BuildArgs),
+    Build(BuildCommandArgs),
 
     /// Push the built images under every tag the tag rules give
     Publish(PublishArgs),
@@ -220,6 +234,23 @@ pub struct BuildArgs {
     pub builder: Option<String>,
 }
 
+/// How `build` and `run` run the builder.
+#[derive(Debug, Args)]
+pub struct BuildRunArgs {
+    /// Stop an image's build that takes longer than this, e.g. `30m` or `1h30m`, and fail
+    /// (exit 2) [default: no limit]
+    #[arg(long, value_name = "DURATION", env = env_vars::DOCKHAND_BUILD_TIMEOUT)]
+    pub build_timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildCommandArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+    #[command(flatten)]
+    pub build_run: BuildRunArgs,
+}
+
 /// The tag rules of `publish` and `run`.
 #[derive(Debug, Args)]
 pub struct TagArgs {
@@ -296,6 +327,8 @@ impl CleanupArgs {}
 pub struct RunArgs {
     #[command(flatten)]
     pub build: BuildArgs,
+    #[command(flatten)]
+    pub build_run: BuildRunArgs,
     #[command(flatten)]
     pub publish: TagArgs,
     #[command(flatten)]

@@ -23,10 +23,19 @@ pub const DOCKHAND_REPO_MODE: &str = "DOCKHAND_REPO_MODE";
 pub const DOCKHAND_DOCKER_CONFIG: &str = "DOCKHAND_DOCKER_CONFIG";
 /// Comma-separated hosts spoken to over plain HTTP, like `--insecure-registry`.
 pub const DOCKHAND_INSECURE_REGISTRIES: &str = "DOCKHAND_INSECURE_REGISTRIES";
+/// Longest wait for a connection, like `--connect-timeout` (e.g. `15s`).
+pub const DOCKHAND_CONNECT_TIMEOUT: &str = "DOCKHAND_CONNECT_TIMEOUT";
+/// Longest wait for more bytes of an answer, like `--read-timeout` (e.g. `30s`).
+pub const DOCKHAND_READ_TIMEOUT: &str = "DOCKHAND_READ_TIMEOUT";
+/// Longest wait for one whole request, like `--request-timeout` (e.g. `2m`).
+pub const DOCKHAND_REQUEST_TIMEOUT: &str = "DOCKHAND_REQUEST_TIMEOUT";
 /// `text` or `json`, like `--output`.
 pub const DOCKHAND_OUTPUT: &str = "DOCKHAND_OUTPUT";
 /// Builder backend, like `--builder` (`build`, `publish` and `run`).
 pub const DOCKHAND_BUILDER: &str = "DOCKHAND_BUILDER";
+/// `--build-timeout`: how long one image's build may take (`30m`, `1h30m`) before the builder
+/// is stopped and the command fails (exit 2). Unset: no limit.
+pub const DOCKHAND_BUILD_TIMEOUT: &str = "DOCKHAND_BUILD_TIMEOUT";
 
 // --- generic runner inputs and the CI facts `ci-env` exports ---
 
@@ -64,12 +73,31 @@ pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// A whole docker `config.json` in one variable (GitLab runners, some CI systems).
 pub const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
 
+// --- registry vendor APIs (credentials and base URLs for native deletes) ---
+
+/// GitHub token for the Packages API (`github` implementation), before `GITHUB_TOKEN` and the
+/// docker config password of the registry host. Never printed.
+pub const DOCKHAND_GITHUB_TOKEN: &str = "DOCKHAND_GITHUB_TOKEN";
+/// Docker Hub user (or organisation) name for the Hub API (`dockerhub` implementation), with
+/// `DOCKHAND_DOCKERHUB_TOKEN`; else the docker config entry of the registry host.
+pub const DOCKHAND_DOCKERHUB_USERNAME: &str = "DOCKHAND_DOCKERHUB_USERNAME";
+/// Docker Hub access token (personal or organisation) or password for the Hub API. Never
+/// printed.
+pub const DOCKHAND_DOCKERHUB_TOKEN: &str = "DOCKHAND_DOCKERHUB_TOKEN";
+/// Docker Hub API base URL (default `https://hub.docker.com`; a stand-in in tests).
+pub const DOCKHAND_DOCKERHUB_API_URL: &str = "DOCKHAND_DOCKERHUB_API_URL";
+
 // --- builders (read by `build`; the tools read them too) ---
 
 /// buildah's storage driver (e.g. `vfs` in unprivileged containers); passed as `--storage-driver`.
 pub const STORAGE_DRIVER: &str = "STORAGE_DRIVER";
 /// buildah's isolation (`chroot` in containers without user namespaces); passed as `--isolation`.
 pub const BUILDAH_ISOLATION: &str = "BUILDAH_ISOLATION";
+/// Seconds since the Unix epoch to write into images instead of the build time (config
+/// `created`, history, layer file times, the `org.opencontainers.image.created` label), so that
+/// rebuilding one commit gives one digest. Read by `build` and `run` (default: the commit's
+/// time when known); set for docker and buildx, passed to buildah as `--timestamp`.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 /// Set to `1` for `docker build`, so that the classic CLI uses BuildKit (needed for `--secret`).
 pub const DOCKER_BUILDKIT: &str = "DOCKER_BUILDKIT";
 /// Set by `build` for buildah (and podman's docker shim) when registries are named insecure: a
@@ -82,7 +110,8 @@ pub const CONTAINERS_REGISTRIES_CONF: &str = "CONTAINERS_REGISTRIES_CONF";
 pub const HOME: &str = "HOME";
 /// Executable search path, used to find credential helpers and builders.
 pub const PATH: &str = "PATH";
-/// Temp directory for the job's docker config outside GitHub Actions.
+/// Temp directory for the job's docker config outside GitHub Actions, and for each build's
+/// temporary files (`dockhand-build-*`, removed when the build ends; `/var/tmp` when unset).
 pub const TMPDIR: &str = "TMPDIR";
 /// Log filter for env_logger.
 pub const RUST_LOG: &str = "RUST_LOG";
@@ -123,7 +152,8 @@ pub const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
 pub const GITHUB_JOB: &str = "GITHUB_JOB";
 /// `https://github.com` or the GHES URL.
 pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
-/// REST API base URL (GHES, or a stand-in in tests).
+/// REST API base URL (GHES, or a stand-in in tests); also where the `github` implementation
+/// deletes package versions.
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 /// File that later steps read variables from (`NAME=value` lines).
 pub const GITHUB_ENV: &str = "GITHUB_ENV";
@@ -156,6 +186,9 @@ pub const CI_COMMIT_REF_NAME: &str = "CI_COMMIT_REF_NAME";
 pub const CI_COMMIT_BRANCH: &str = "CI_COMMIT_BRANCH";
 /// Tag name; set only in tag pipelines.
 pub const CI_COMMIT_TAG: &str = "CI_COMMIT_TAG";
+/// When `CI_COMMIT_SHA` was made, ISO 8601 (`2022-01-31T16:47:55Z`): the default
+/// `SOURCE_DATE_EPOCH` of builds.
+pub const CI_COMMIT_TIMESTAMP: &str = "CI_COMMIT_TIMESTAMP";
 /// Merge request number within the project.
 pub const CI_MERGE_REQUEST_IID: &str = "CI_MERGE_REQUEST_IID";
 /// Head commit of the merge request's source branch.

@@ -77,6 +77,16 @@ impl Output {
         Progress { label: label.to_owned(), total, done: Cell::new(0), draw }
     }
 
+    /// One line a child process (a builder) printed, passed to stderr as it comes, made
+    /// [`inert`]: a line the child prints (`::add-mask::`, a GitLab section marker, ANSI
+    /// sequences) is shown, never obeyed. `-q` silences it (the error report still quotes the
+    /// last lines of a failed child).
+    pub fn child_line(&self, line: &str) {
+        if log::log_enabled!(log::Level::Info) {
+            eprintln!("{}", inert(line));
+        }
+    }
+
     /// Opens a collapsible log section in GitLab CI (a plain heading elsewhere) and returns
     /// a guard that closes it.
     pub fn section(&self, name: &str, title: &str) -> Section {

@@ -1,22 +1,45 @@
-//! Child processes: run a program, feed it stdin, capture what it prints.
+//! Child processes: run a program, feed it stdin, capture what it prints, or stream it.
 //!
 //! Owns [`Command`], [`Output`] and [`CommandError`]. Callers build the argument vector (git,
 //! credential helpers, builders); this module only runs it. Secrets reach a child through
 //! [`Command::stdin`] or [`Command::env`], never through arguments, and neither stdin nor
 //! environment values ever appear in [`Command`]'s `Display` or in errors. A failed run keeps
 //! the child's stderr so the user sees why it failed.
+//!
+//! Long-running children (builders) go through [`Command::stream`]: each line is handed to the
+//! caller as it comes, only a bounded tail is kept for the error, and the child runs in a
+//! process group of its own, so that a timeout or dockhand's own termination
+//! ([`forward_termination`]: SIGTERM or SIGINT, how CI cancels a job) stops the child and
+//! everything it started: SIGTERM to the group, then SIGKILL after [`STOP_GRACE`].
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::{self, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::time::Instant;
 
 use crate::exit::{Classify, ExitStatus};
 
 /// How many trailing lines of a failed child's output an error message quotes.
 const QUOTED_LINES: usize = 20;
+/// How much of a streamed child's output (its last lines) is kept for the error report.
+pub const TAIL_BYTES: usize = 64 * 1024;
+/// How long a stopped child's process group has between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Process groups of the streamed children running now: what a termination signal stops.
+static RUNNING: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+/// The signal that asked dockhand to stop (0: none yet).
+static TERMINATING: AtomicI32 = AtomicI32::new(0);
 
 /// A child process to run: program, arguments, working directory, extra environment, stdin.
 pub struct Command {
@@ -118,6 +141,264 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Runs the child to completion in a process group of its own, handing every line it
+    /// prints on stdout or stderr to `on_line` as soon as it is read (the two streams
+    /// interleaved as they come). Only the last [`TAIL_BYTES`] are kept, for the error.
+    ///
+    /// When `timeout` passes, or when dockhand is asked to terminate (see
+    /// [`forward_termination`]), the whole group is stopped (SIGTERM, SIGKILL after
+    /// [`STOP_GRACE`]) and the run fails with [`CommandError::TimedOut`] or
+    /// [`CommandError::Interrupted`]. A failed exit gives [`CommandError::Failed`] whose
+    /// `stderr` is that tail (both streams) and whose `stdout` is empty.
+    pub async fn stream(
+        mut self,
+        timeout: Option<Duration>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<(), CommandError> {
+        let display = self.to_string();
+        let stdin = self.stdin.take();
+        self.inner
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut self.inner, 0);
+        let mut command = tokio::process::Command::from(self.inner);
+        command.kill_on_drop(true);
+        // spawned and registered under the lock, so a signal cannot fall in between
+        let (mut child, running) = {
+            let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+            let child = command
+                .spawn()
+                .map_err(|source| CommandError::Spawn { command: display.clone(), source })?;
+            let group = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(Pid::from_raw)
+                .expect("a child that was just spawned has a process id");
+            running.push(group);
+            (child, Running(group))
+        };
+        let group = running.0;
+        let writer = match (child.stdin.take(), stdin) {
+            (Some(mut pipe), Some(bytes)) => {
+                Some(tokio::spawn(async move { pipe.write_all(&bytes).await }))
+            }
+            _ => None,
+        };
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped")).split(b'\n');
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr is piped")).split(b'\n');
+        let (mut stdout_open, mut stderr_open) = (true, true);
+        let mut tail = Tail::default();
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let mut timed_out = false;
+        let mut kill_at: Option<Instant> = None;
+        while stdout_open || stderr_open {
+            tokio::select! {
+                segment = stdout.next_segment(), if stdout_open => match segment {
+                    Ok(Some(bytes)) => tail.push(&bytes, on_line),
+                    _ => stdout_open = false,
+                },
+                segment = stderr.next_segment(), if stderr_open => match segment {
+                    Ok(Some(bytes)) => tail.push(&bytes, on_line),
+                    _ => stderr_open = false,
+                },
+                () = at(deadline), if !timed_out => {
+                    log::debug!("`{display}` ran past its timeout: stopping its process group");
+                    timed_out = true;
+                    signal_group(group, Signal::TERM);
+                    kill_at = Some(Instant::now() + STOP_GRACE);
+                },
+                () = at(kill_at) => {
+                    signal_group(group, Signal::KILL);
+                    kill_at = None;
+                },
+            }
+        }
+        let interrupted = terminating();
+        if timed_out || interrupted.is_some() {
+            // whatever is left of the group goes too: the leader, even exited, still holds it
+            signal_group(group, Signal::KILL);
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|source| CommandError::Wait { command: display.clone(), source })?;
+        drop(running);
+        let written = match writer {
+            Some(handle) => handle.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        };
+        if let Some(signal) = interrupted {
+            return Err(CommandError::Interrupted { command: display, signal });
+        }
+        if let (true, Some(after)) = (timed_out, timeout) {
+            return Err(CommandError::TimedOut { command: display, after, tail: tail.text() });
+        }
+        if !status.success() {
+            return Err(CommandError::Failed {
+                command: display,
+                status,
+                stdout: String::new(),
+                stderr: tail.text(),
+            });
+        }
+        match written {
+            Err(source) if source.kind() != io::ErrorKind::BrokenPipe => {
+                Err(CommandError::Stdin { command: display, source })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A streamed child's process group, listed in [`RUNNING`] while this lives.
+struct Running(Pid);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+        running.retain(|group| *group != self.0);
+    }
+}
+
+/// Completes at `instant`, never when there is none.
+async fn at(instant: Option<Instant>) {
+    match instant {
+        Some(instant) => tokio::time::sleep_until(instant).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `signal` to every process of `group`; a group already gone is not an error.
+fn signal_group(group: Pid, signal: Signal) {
+    if let Err(error) = rustix::process::kill_process_group(group, signal) {
+        log::debug!("signal {signal:?} to process group {group:?}: {error}");
+    }
+}
+
+/// The last lines of a child's output, at most [`TAIL_BYTES`] of them.
+#[derive(Debug, Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Tail {
+    /// Hands one line (without its newline, or a carriage return before it) to `on_line` and
+    /// keeps it, dropping the oldest lines beyond the bound.
+    fn push(&mut self, bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
+        let line = String::from_utf8_lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes)).into_owned();
+        on_line(&line);
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line);
+        while self.bytes > TAIL_BYTES {
+            let Some(oldest) = self.lines.pop_front() else { break };
+            self.bytes -= oldest.len() + 1;
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut text = String::with_capacity(self.bytes);
+        for line in &self.lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// The signal dockhand was asked to terminate with, once one arrived.
+fn terminating() -> Option<TerminationSignal> {
+    match TERMINATING.load(Ordering::SeqCst) {
+        0 => None,
+        number if number == Signal::INT.as_raw() => Some(TerminationSignal::Interrupt),
+        _ => Some(TerminationSignal::Terminate),
+    }
+}
+
+/// A signal with which CI (or a user at a terminal) stops dockhand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminationSignal {
+    /// SIGTERM: CI systems cancelling a job.
+    Terminate,
+    /// SIGINT: Ctrl-C.
+    Interrupt,
+}
+
+impl TerminationSignal {
+    fn signal(self) -> Signal {
+        match self {
+            Self::Terminate => Signal::TERM,
+            Self::Interrupt => Signal::INT,
+        }
+    }
+}
+
+impl fmt::Display for TerminationSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Terminate => "SIGTERM",
+            Self::Interrupt => "SIGINT",
+        })
+    }
+}
+
+/// Makes SIGTERM and SIGINT stop the streamed children before dockhand stops: from now on,
+/// such a signal stops every running [`Command::stream`] child's process group (which then
+/// fails with [`CommandError::Interrupted`], so its caller's temporary files are removed on
+/// the way out); when none runs, dockhand exits at once with status 128 + the signal number,
+/// as a shell reports a process the signal ended. Called before the first build; later calls
+/// add nothing. Watches from a thread of its own.
+pub fn forward_termination() -> io::Result<()> {
+    static WATCHING: Mutex<bool> = Mutex::new(false);
+    let mut watching = WATCHING.lock().unwrap_or_else(PoisonError::into_inner);
+    if !*watching {
+        watch_termination()?;
+        *watching = true;
+    }
+    Ok(())
+}
+
+fn watch_termination() -> io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (mut terminate, mut interrupt) = {
+        let _context = runtime.enter();
+        (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
+    };
+    thread::Builder::new().name("termination".into()).spawn(move || {
+        runtime.block_on(async {
+            loop {
+                let received = tokio::select! {
+                    _ = terminate.recv() => TerminationSignal::Terminate,
+                    _ = interrupt.recv() => TerminationSignal::Interrupt,
+                };
+                stop_running(received);
+            }
+        });
+    })?;
+    Ok(())
+}
+
+/// What [`forward_termination`] does on `received`.
+fn stop_running(received: TerminationSignal) {
+    let number = received.signal().as_raw();
+    TERMINATING.store(number, Ordering::SeqCst);
+    let groups = RUNNING.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    if groups.is_empty() {
+        std::process::exit(128 + number);
+    }
+    log::warn!("{received} received: stopping the running builder");
+    for group in &groups {
+        signal_group(*group, Signal::TERM);
+    }
+    thread::sleep(STOP_GRACE);
+    for group in RUNNING.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        signal_group(*group, Signal::KILL);
+    }
+}
+
 impl fmt::Display for Command {
     /// The program and its arguments, space-separated (stdin and environment are not shown).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -156,6 +437,15 @@ pub enum CommandError {
     },
     #[error("`{command}` {}{}", describe_status(*.status), quote_output(.stderr, .stdout))]
     Failed { command: String, status: process::ExitStatus, stdout: String, stderr: String },
+    #[error("`{command}` was stopped after running for {}s, its time limit", .after.as_secs())]
+    TimedOut {
+        command: String,
+        after: Duration,
+        /// The last lines it printed (both streams), at most [`TAIL_BYTES`].
+        tail: String,
+    },
+    #[error("`{command}` was stopped because dockhand received {signal}")]
+    Interrupted { command: String, signal: TerminationSignal },
 }
 
 impl CommandError {
@@ -211,7 +501,9 @@ pub fn find_program(program: &str, path_env: Option<&str>) -> Option<std::path::
 
 #[cfg(test)]
 mod tests {
-    use super::{Command, CommandError};
+    use std::time::{Duration, Instant};
+
+    use super::{Command, CommandError, TAIL_BYTES};
     use crate::exit::{Classify, ExitStatus};
 
     #[test]
@@ -262,6 +554,92 @@ mod tests {
         let output =
             Command::new("true").stdin(vec![b'x'; 1 << 20]).output().expect("broken pipe ignored");
         assert_eq!(output.stdout, "");
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn stream_hands_over_each_line_before_the_child_ends() {
+        let mut lines = Vec::new();
+        let mut on_line = |line: &str| lines.push((line.to_owned(), Instant::now()));
+        let started = Instant::now();
+        runtime()
+            .block_on(
+                Command::new("sh")
+                    .args([
+                        "-c",
+                        "echo one; sleep 1; printf 'two\\r\\n' >&2; sleep 0.3; printf three",
+                    ])
+                    .stream(None, &mut on_line),
+            )
+            .unwrap();
+        let ended = Instant::now();
+        let texts: Vec<&str> = lines.iter().map(|(line, _)| line.as_str()).collect();
+        assert_eq!(texts, ["one", "two", "three"]);
+        assert!(ended - lines[0].1 >= Duration::from_millis(800), "`one` came at the end");
+        assert!(lines[0].1 - started < Duration::from_millis(800));
+    }
+
+    #[test]
+    fn stream_keeps_a_bounded_tail_for_the_error() {
+        let mut count = 0;
+        let mut on_line = |_: &str| count += 1;
+        let error = runtime()
+            .block_on(
+                Command::new("sh")
+                    .args(["-c", "seq 1 20000; echo last words >&2; exit 4"])
+                    .stream(None, &mut on_line),
+            )
+            .unwrap_err();
+        assert_eq!(count, 20_001);
+        let CommandError::Failed { status, stdout, stderr, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(status.code(), Some(4));
+        assert!(stdout.is_empty());
+        assert!(stderr.len() <= TAIL_BYTES && stderr.len() > TAIL_BYTES - 16, "{}", stderr.len());
+        assert!(stderr.ends_with("20000\nlast words\n"), "{stderr}");
+        assert!(!stderr.starts_with("1\n"));
+        assert!(error.to_string().ends_with("20000\nlast words"), "{error}");
+    }
+
+    #[test]
+    fn stream_timeout_stops_the_whole_process_group() {
+        let mut pids = Vec::new();
+        let mut on_line = |line: &str| pids.push(line.to_owned());
+        let started = Instant::now();
+        let error = runtime()
+            .block_on(
+                Command::new("sh")
+                    .args(["-c", "sleep 60 & echo $!; sleep 61"])
+                    .stream(Some(Duration::from_millis(500)), &mut on_line),
+            )
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "stopped at once: {:?}",
+            started.elapsed()
+        );
+        let CommandError::TimedOut { after, tail, .. } = &error else { panic!("{error:?}") };
+        assert_eq!(*after, Duration::from_millis(500));
+        assert_eq!(tail.trim(), pids[0]);
+        assert_eq!(error.exit_status(), ExitStatus::Failure);
+        // the background child was in the group too: it is gone (reaped by init) soon after
+        let proc = std::path::PathBuf::from(format!("/proc/{}", pids[0]));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while alive(&proc) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!alive(&proc), "{} survived the timeout", pids[0]);
+    }
+
+    /// A process that exists and is not a zombie.
+    fn alive(proc: &std::path::Path) -> bool {
+        std::fs::read_to_string(proc.join("stat")).is_ok_and(|stat| {
+            stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! OCI image layout ([`push_layout`]): each blob is uploaded once per repository (or mounted
 //! from a repository of the same registry that already has it), child manifests of an index go
 //! by digest, and every tag is one manifest PUT of the same bytes, so all tags of an image
-//! share one digest. Manifests are read into memory (they are small and their bytes are
+//! share one digest. A tag that already names the image's digest (a reproducible rebuild of
+//! the same commit) is left alone: the repository's tags are listed and each existing one
+//! resolved with a HEAD first, and when every
+//! tag of a repository is current nothing is uploaded there at all. Manifests are read into memory (they are small and their bytes are
 //! sent); config and layer blobs are streamed from their files and checked against their
 //! digests on the way, never read whole. Must never delete anything.
 
@@ -190,6 +193,10 @@ pub struct Pushed {
     /// `registry/repository:tag`.
     pub reference: String,
     pub digest: Digest,
+    /// `true` when the tag already named this digest, so nothing was sent for it (shown in
+    /// JSON only then).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 /// A manifest read from the layout: its exact bytes and media type.
@@ -308,8 +315,10 @@ pub async fn ensure_repositories(
 }
 
 /// Pushes `layout` to every target (all of one image): blobs once per repository, then one
-/// manifest PUT per tag. Returns what was pushed; each push is logged as it completes, so a
-/// failure part-way leaves a record of what is already in the registry.
+/// manifest PUT per tag, for the tags that do not already name the layout's digest (the tag
+/// list and a HEAD per existing tag say; a tag they cannot resolve is pushed). Returns every target, those left
+/// alone marked `unchanged`; each push is logged as it completes, so a failure part-way leaves
+/// a record of what is already in the registry.
 pub async fn push_layout(
     registry: &Registry,
     layout: &Layout,
@@ -323,7 +332,19 @@ pub async fn push_layout(
     }
     let mut pushed = Vec::with_capacity(targets.len());
     for (repository, targets) in by_repository {
-        let first = &targets[0].reference;
+        let (current, targets) = current_tags(client, layout, repository, targets).await;
+        for target in current {
+            log::info!("{} is already {}: nothing sent", target.reference, layout.top.digest);
+            pushed.push(Pushed {
+                image: layout.image.clone(),
+                reference: target.reference.to_string(),
+                digest: layout.top.digest.clone(),
+                unchanged: true,
+            });
+        }
+        let Some(first) = targets.first().map(|target| &target.reference) else {
+            continue;
+        };
         let fail =
             |source| PublishError::Push { reference: first.to_string(), source: Box::new(source) };
         let uploads = layout.blobs.iter().map(|(digest, size)| {
@@ -374,11 +395,50 @@ pub async fn push_layout(
                 image: layout.image.clone(),
                 reference: target.reference.to_string(),
                 digest,
+                unchanged: false,
             })
         });
         pushed.extend(try_join_all(puts).await?);
     }
     Ok(pushed)
+}
+
+/// Splits `targets` (all in `repository`) into the tags that already name the layout's digest
+/// and the rest: one tag list (a repository that does not exist has none), then one manifest
+/// HEAD per tag that exists. A read that fails counts the tag as not current: the push that
+/// follows reports what is wrong.
+async fn current_tags<'t>(
+    client: &Client,
+    layout: &Layout,
+    repository: &RepoAddress,
+    targets: Vec<&'t Target>,
+) -> (Vec<&'t Target>, Vec<&'t Target>) {
+    let existing: Option<BTreeSet<Tag>> = match client.list_tags(repository).await {
+        Ok(tags) => Some(tags.into_iter().collect()),
+        Err(error) if error.is_not_found() => Some(BTreeSet::new()),
+        Err(error) => {
+            log::debug!("cannot list the tags of {repository} before the push: {error}");
+            None
+        }
+    };
+    let existing = &existing;
+    let heads = targets.iter().map(|target| async move {
+        let tag = target.reference.tag.clone().expect("targets are tagged");
+        if existing.as_ref().is_some_and(|existing| !existing.contains(&tag)) {
+            return false;
+        }
+        match client.head_manifest(repository, &ManifestRef::Tag(tag)).await {
+            Ok(head) => head.is_some_and(|head| head.digest == layout.top.digest),
+            Err(error) => {
+                log::debug!("cannot resolve {} before the push: {error}", target.reference);
+                false
+            }
+        }
+    });
+    let current = futures_util::future::join_all(heads).await;
+    let (current, stale): (Vec<_>, Vec<_>) =
+        targets.into_iter().zip(current).partition(|(_, current)| *current);
+    (current.into_iter().map(|(t, _)| t).collect(), stale.into_iter().map(|(t, _)| t).collect())
 }
 
 /// Makes one blob present in the repository of `reference`: nothing if it is there, a mount
@@ -456,6 +516,7 @@ pub fn push_with_docker(
             image: image.to_owned(),
             reference: target.reference.to_string(),
             digest,
+            unchanged: false,
         });
     }
     Ok(pushed)

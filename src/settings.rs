@@ -6,17 +6,19 @@
 //! looking at the maps it is handed.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::builder::{self, Backend, BuildError, BuildSpec, Builder, buildah};
 use crate::ci::CiContext;
 use crate::cleanup::CleanupSettings;
-use crate::cleanup::policy::{Policy, PolicyError, PolicyFlags};
+use crate::cleanup::policy::{self, DurationError, Policy, PolicyError, PolicyFlags};
 use crate::cli::{CleanupArgs, GlobalArgs, OutputFormat};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::{Mode, NamingError, RequestedMode, UnknownMode};
 use crate::project::{self, ProjectError, ProjectFile};
 use crate::reference::{ReferenceError, RegistryHost, RepoAddress, Tag};
+use crate::registry::distribution::ClientOptions;
 use crate::registry::{Capabilities, Implementation, UnknownImplementation, detect};
 use crate::tags::{TagRuleError, TagRules};
 
@@ -45,6 +47,8 @@ pub enum SettingsError {
         #[source]
         source: UnknownMode,
     },
+    #[error("Invalid {option}: {problem}")]
+    Timeout { option: &'static str, problem: String },
     #[error("No images repo is configured")]
     MissingRepo,
     #[error("Cannot find the home directory for the default docker config `~/.docker`")]
@@ -69,6 +73,15 @@ pub enum SettingsError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error("Invalid build timeout `{value}` from {origin}")]
+    BuildTimeout {
+        value: String,
+        origin: &'static str,
+        #[source]
+        source: DurationError,
+    },
+    #[error("`SOURCE_DATE_EPOCH` is `{0}`, not a number of seconds since 1970-01-01 UTC")]
+    SourceDateEpoch(String),
 }
 
 impl Classify for SettingsError {
@@ -103,6 +116,12 @@ impl Classify for SettingsError {
             Self::Naming(error) => error.hint(),
             Self::Build(error) => error.hint(),
             Self::Policy(error) => error.hint(),
+            Self::BuildTimeout { .. } => Some(
+                "give a duration such as `45m`, `1h30m` or `2h` (units w, d, h, m, s)".into(),
+            ),
+            Self::SourceDateEpoch(_) => Some(
+                "set `SOURCE_DATE_EPOCH` to whole seconds, e.g. `$(git log -1 --format=%ct)`, or unset it to use the commit's time".into(),
+            ),
             Self::Repo { .. } => Some("an images repo looks like `ghcr.io/acme/app` or `localhost:5000/team`".into()),
             _ => None,
         }
@@ -129,6 +148,49 @@ pub struct GlobalSettings {
     pub output: OutputFormat,
     /// `$CI_REGISTRY` in GitLab CI: its host is GitLab whatever it is called.
     pub gitlab_registry: Option<RegistryHost>,
+    /// Per-request time limits for every registry and API request.
+    pub timeouts: Timeouts,
+}
+
+/// How long one request may take (`--connect-timeout`, `--read-timeout`, `--request-timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let defaults = ClientOptions::default();
+        Self {
+            connect: defaults.connect_timeout,
+            read: defaults.read_timeout,
+            request: defaults.request_timeout,
+        }
+    }
+}
+
+impl Timeouts {
+    fn resolve(args: &GlobalArgs) -> Result<Self, SettingsError> {
+        let defaults = Self::default();
+        let one = |value: Option<&String>, option: &'static str, default: Duration| {
+            let Some(text) = value.filter(|text| !text.is_empty()) else { return Ok(default) };
+            match policy::parse_duration(text) {
+                Ok(duration) if duration.is_zero() => Err(SettingsError::Timeout {
+                    option,
+                    problem: "it must be more than zero".to_owned(),
+                }),
+                Ok(duration) => Ok(duration),
+                Err(error) => Err(SettingsError::Timeout { option, problem: error.to_string() }),
+            }
+        };
+        Ok(Self {
+            connect: one(args.connect_timeout.as_ref(), "--connect-timeout", defaults.connect)?,
+            read: one(args.read_timeout.as_ref(), "--read-timeout", defaults.read)?,
+            request: one(args.request_timeout.as_ref(), "--request-timeout", defaults.request)?,
+        })
+    }
 }
 
 impl GlobalSettings {
@@ -214,6 +276,7 @@ impl GlobalSettings {
             insecure_registries,
             output: args.output,
             gitlab_registry,
+            timeouts: Timeouts::resolve(args)?,
         })
     }
 
@@ -384,17 +447,25 @@ pub struct BuildSettings {
     /// The tag of the local images (`localhost/dockhand/IMAGE:ID`): derived from the commit,
     /// so `build` and a later `publish` in another process agree on it.
     pub build_id: Tag,
+    /// `--build-timeout`/`DOCKHAND_BUILD_TIMEOUT`: how long each image's build may take.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl BuildSettings {
-    /// `builder_flag` (`--builder`/`DOCKHAND_BUILDER`) wins over the file's `builder:`.
+    /// `builder_flag` (`--builder`/`DOCKHAND_BUILDER`) wins over the file's `builder:`;
+    /// `timeout` is `--build-timeout` (or its variable). The images' time
+    /// ([`BuildSpec::source_date_epoch`], and their `created` label) is `SOURCE_DATE_EPOCH`,
+    /// else the commit's time when the CI context knows it, else `now`'s (not reproducible).
     pub fn resolve(
         global: &GlobalSettings,
         builder_flag: Option<&str>,
+        timeout: Option<&str>,
         ci: &CiContext,
         env: &EnvMap,
         now: jiff::Timestamp,
     ) -> Result<Self, SettingsError> {
+        let timeout = build_timeout(timeout)?;
+        let epoch = source_date_epoch(env, ci)?;
         let builder: Builder =
             builder_flag.or(global.project.builder.as_deref()).unwrap_or("buildah").parse()?;
         if crate::process::find_program(
@@ -430,7 +501,9 @@ impl BuildSettings {
             spec.build_args.clone_from(&image.build_args);
             spec.target.clone_from(&image.target);
             spec.platforms.clone_from(&image.platforms);
-            spec.labels = builder::image_labels(ci, now, source.as_deref(), &image.labels);
+            spec.labels =
+                builder::image_labels(ci, epoch.unwrap_or(now), source.as_deref(), &image.labels);
+            spec.source_date_epoch = epoch;
             spec.check(builder, env)?;
             specs.push(spec);
         }
@@ -439,7 +512,34 @@ impl BuildSettings {
             .as_deref()
             .and_then(|sha| crate::naming::sanitize_tag(&sha.chars().take(12).collect::<String>()))
             .unwrap_or_else(|| "dev".parse().expect("a valid tag"));
-        Ok(Self { backend, specs, build_id })
+        Ok(Self { backend, specs, build_id, timeout })
+    }
+}
+
+/// `--build-timeout`: a duration, where `0s` (like none) means no limit.
+fn build_timeout(value: Option<&str>) -> Result<Option<std::time::Duration>, SettingsError> {
+    let Some(value) = value else { return Ok(None) };
+    let timeout = policy::parse_duration(value).map_err(|source| SettingsError::BuildTimeout {
+        value: value.to_owned(),
+        origin: "--build-timeout or DOCKHAND_BUILD_TIMEOUT",
+        source,
+    })?;
+    Ok(Some(timeout).filter(|timeout| !timeout.is_zero()))
+}
+
+/// `SOURCE_DATE_EPOCH` (whole seconds; empty means unset), else the commit's time.
+fn source_date_epoch(
+    env: &EnvMap,
+    ci: &CiContext,
+) -> Result<Option<jiff::Timestamp>, SettingsError> {
+    match env.get(env_vars::SOURCE_DATE_EPOCH).map(|value| value.trim()).filter(|v| !v.is_empty()) {
+        Some(value) => value
+            .parse::<i64>()
+            .ok()
+            .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
+            .map(Some)
+            .ok_or_else(|| SettingsError::SourceDateEpoch(value.to_owned())),
+        None => Ok(ci.commit_time),
     }
 }
 
@@ -534,6 +634,54 @@ mod tests {
         let cli = Cli::try_parse_from(full).unwrap();
         let env: EnvMap = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         GlobalSettings::resolve(&cli.global, &env, Path::new("/nonexistent-workdir"), ci)
+    }
+
+    #[test]
+    fn source_date_epoch_then_the_commit_time() {
+        let commit: jiff::Timestamp = "2024-06-01T12:00:00Z".parse().unwrap();
+        let ci = CiContext {
+            commit_time: Some(commit),
+            ..CiContext::empty(crate::ci::Provider::Generic)
+        };
+        let epoch = |value: Option<&str>, ci: &CiContext| {
+            let env: EnvMap = value
+                .map(|value| ("SOURCE_DATE_EPOCH".to_owned(), value.to_owned()))
+                .into_iter()
+                .collect();
+            source_date_epoch(&env, ci)
+        };
+        assert_eq!(epoch(None, &ci).unwrap(), Some(commit));
+        assert_eq!(epoch(Some(""), &ci).unwrap(), Some(commit), "empty is unset");
+        assert_eq!(epoch(Some("0"), &ci).unwrap(), Some(jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(epoch(Some(" 1700000000\n"), &ci).unwrap().unwrap().as_second(), 1_700_000_000);
+        let none = CiContext::empty(crate::ci::Provider::Generic);
+        assert_eq!(epoch(None, &none).unwrap(), None);
+        for bad in ["yesterday", "1.5", "99999999999999999999"] {
+            let error = epoch(Some(bad), &ci).unwrap_err();
+            assert!(matches!(&error, SettingsError::SourceDateEpoch(value) if value == bad));
+            assert_eq!(error.exit_status(), ExitStatus::Usage);
+            assert!(error.hint().unwrap().contains("SOURCE_DATE_EPOCH"));
+        }
+    }
+
+    #[test]
+    fn build_timeouts() {
+        assert_eq!(build_timeout(None).unwrap(), None);
+        assert_eq!(build_timeout(Some("0s")).unwrap(), None, "0s is no limit");
+        assert_eq!(
+            build_timeout(Some("1h30m")).unwrap(),
+            Some(std::time::Duration::from_secs(5400))
+        );
+        let error = build_timeout(Some("10")).unwrap_err();
+        assert!(
+            matches!(&error, SettingsError::BuildTimeout { value, .. } if value == "10"),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "Invalid build timeout `10` from --build-timeout or DOCKHAND_BUILD_TIMEOUT"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
     }
 
     #[test]

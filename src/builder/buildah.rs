@@ -128,6 +128,10 @@ pub fn build_argv(
     if !spec.platforms.is_empty() {
         args.extend(["--platform".into(), spec.platforms.join(",").into()]);
     }
+    if let Some(epoch) = spec.source_date_epoch {
+        // created time, history and every file's time in the layers
+        args.extend(["--timestamp".into(), epoch.as_second().to_string().into()]);
+    }
     args.extend(["-f".into(), spec.containerfile.as_os_str().to_owned()]);
     let name_flag = if spec.platforms.len() > 1 { "--manifest" } else { "-t" };
     args.extend([name_flag.into(), local_ref.to_string().into()]);
@@ -298,6 +302,7 @@ mod tests {
             platforms: Vec::new(),
             labels: BTreeMap::new(),
             secrets: Vec::new(),
+            source_date_epoch: None,
         }
     }
 
@@ -320,6 +325,7 @@ mod tests {
                 BuildSecret { id: "npm".into(), source: SecretSource::Env("NPM_TOKEN".into()) },
                 BuildSecret { id: "key".into(), source: SecretSource::File("/run/key".into()) },
             ],
+            source_date_epoch: Some("2024-06-01T12:00:00Z".parse().unwrap()),
             ..spec()
         };
         let isolated = BuildahOptions {
@@ -347,7 +353,8 @@ mod tests {
                 isolated,
                 "--root /tmp/t/root --runroot /tmp/t/run --storage-driver vfs bud --format docker \
                  --isolation chroot --layers --authfile /cfg/config.json \
-                 --platform linux/arm64 -f /src/api/Containerfile -t localhost/dockhand/api:42 \
+                 --platform linux/arm64 --timestamp 1717243200 \
+                 -f /src/api/Containerfile -t localhost/dockhand/api:42 \
                  --build-arg A=x y --build-arg B=2 --target runtime \
                  --label org.opencontainers.image.revision=abc \
                  --secret id=npm,env=NPM_TOKEN --secret id=key,src=/run/key /src/api",

@@ -22,6 +22,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::{BuildSpec, common_args};
+use crate::env_vars;
 use crate::reference::{ImageRef, RegistryHost};
 
 /// Options of `docker build`.
@@ -85,9 +86,22 @@ pub fn build_argv(
     }
     args.extend(["-f".into(), spec.containerfile.as_os_str().to_owned()]);
     args.extend(["-t".into(), local_ref.to_string().into()]);
+    args.extend(epoch_args(spec));
     args.extend(common_args(spec));
     args.push(spec.context.as_os_str().to_owned());
     args
+}
+
+/// `--build-arg SOURCE_DATE_EPOCH=N`, which BuildKit (0.11 and later) reads for the image's
+/// timestamps, unless the user passes that build argument themselves.
+fn epoch_args(spec: &BuildSpec) -> Vec<OsString> {
+    match spec.source_date_epoch {
+        Some(epoch) if !spec.build_args.contains_key(env_vars::SOURCE_DATE_EPOCH) => vec![
+            "--build-arg".into(),
+            format!("{}={}", env_vars::SOURCE_DATE_EPOCH, epoch.as_second()).into(),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// `docker [--config DIR] buildx build [--builder B] [--platform P,…] -f FILE` followed by the
@@ -125,6 +139,7 @@ pub fn buildx_argv(
             args.push(output);
         }
     }
+    args.extend(epoch_args(spec));
     args.extend(common_args(spec));
     args.push(spec.context.as_os_str().to_owned());
     args
@@ -181,6 +196,7 @@ mod tests {
                 BuildSecret { id: "npm".into(), source: SecretSource::Env("NPM_TOKEN".into()) },
                 BuildSecret { id: "key".into(), source: SecretSource::File("/run/key".into()) },
             ],
+            source_date_epoch: None,
         }
     }
 
@@ -275,6 +291,25 @@ mod tests {
         let configured =
             BuildxOptions { config: Some("/tmp/c".into()), ..BuildxOptions::default() };
         assert_eq!(line(&buildx_version_argv(&configured)), "--config /tmp/c buildx version");
+    }
+
+    #[test]
+    fn source_date_epoch_is_a_build_arg_unless_the_user_gives_one() {
+        let epoch = Some("2024-06-01T12:00:00Z".parse().unwrap());
+        let reproducible = BuildSpec { source_date_epoch: epoch, ..spec() };
+        let want = format!(
+            "build -f /src/api/Dockerfile -t localhost/dockhand/api:42 \
+             --build-arg SOURCE_DATE_EPOCH=1717243200 {COMMON}"
+        );
+        let options = DockerOptions::default();
+        assert_eq!(line(&build_argv(&reproducible, &options, &local())), squeeze(&want));
+        let buildx = line(&buildx_argv(&reproducible, &BuildxOptions::default(), &local()));
+        assert!(buildx.contains("--load --build-arg SOURCE_DATE_EPOCH=1717243200 "), "{buildx}");
+        let mut own = reproducible.clone();
+        own.build_args.insert("SOURCE_DATE_EPOCH".into(), "0".into());
+        let line = line(&build_argv(&own, &options, &local()));
+        assert_eq!(line.matches("SOURCE_DATE_EPOCH").count(), 1, "{line}");
+        assert!(line.contains("--build-arg SOURCE_DATE_EPOCH=0"), "{line}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use jiff::Timestamp;
 
@@ -24,7 +25,7 @@ use crate::ci::CiContext;
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::valid_image_name;
-use crate::process::{self, CommandError};
+use crate::process::{self, CommandError, TerminationSignal};
 use crate::reference::{ImageRef, RegistryHost, RepoAddress, Tag};
 use crate::tags::Placeholder;
 
@@ -181,6 +182,10 @@ pub struct BuildSpec {
     /// Every label of the image; see [`image_labels`] for the OCI ones from the CI context.
     pub labels: BTreeMap<String, String>,
     pub secrets: Vec<BuildSecret>,
+    /// `SOURCE_DATE_EPOCH`: the time written into the image (config `created`, history,
+    /// file times of the layers) instead of the build's own, so that a rebuild of the same
+    /// commit gives the same digest; `None` leaves the builder's clock.
+    pub source_date_epoch: Option<Timestamp>,
 }
 
 impl BuildSpec {
@@ -202,6 +207,7 @@ impl BuildSpec {
             platforms: Vec::new(),
             labels: BTreeMap::new(),
             secrets: Vec::new(),
+            source_date_epoch: None,
         })
     }
 
@@ -368,19 +374,41 @@ pub struct BuiltImage {
     pub built: Built,
 }
 
+/// How a build runs: how long it may take, and where its output goes as it comes.
+pub struct Live<'a> {
+    /// The builder is stopped (its whole process group) after this long.
+    pub timeout: Option<Duration>,
+    /// Every line the builder prints (stdout and stderr), as soon as it prints it.
+    pub on_line: &'a mut dyn FnMut(&str),
+}
+
 /// Builds `spec` with `backend`, naming the result `local_ref`. Every variable of `env` is set
 /// in the tool's environment (so its `PATH` is where the tool is looked up, and `env=` secrets
-/// are read from it). Blocks until the tool exits: async callers run it with
-/// `tokio::task::spawn_blocking`.
-pub fn build(
+/// are read from it). The tool's output is streamed to `live.on_line`; it is stopped after
+/// `live.timeout`, or when dockhand is asked to terminate ([`process::forward_termination`]),
+/// and the temporary files of the build are removed either way.
+pub async fn build(
     backend: &Backend,
     spec: &BuildSpec,
     local_ref: &ImageRef,
     env: &EnvMap,
+    live: Live<'_>,
 ) -> Result<BuiltImage, BuildError> {
     let builder = backend.builder();
     spec.check(builder, env)?;
     let mut child_env = env.clone();
+    // the tool's own temporary files (buildah leaves `buildahNNN` directories behind, and a
+    // stopped build more) go into a directory of this build, removed when it ends either way;
+    // without `TMPDIR` it is in `/var/tmp`, where buildah puts them (`/tmp` may be small)
+    let tool_temp = env
+        .get(env_vars::TMPDIR)
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+    let scratch = tempfile::Builder::new()
+        .prefix("dockhand-build-")
+        .tempdir_in(tool_temp)
+        .map_err(BuildError::TempDir)?;
+    child_env.insert(env_vars::TMPDIR.to_owned(), scratch.path().display().to_string());
     // plain HTTP to the registries named insecure, and to no other: kept until the tool exits
     let insecure = match backend {
         Backend::Buildah(options) => options.insecure_registries.as_slice(),
@@ -422,6 +450,10 @@ pub fn build(
         }
         Backend::Docker(options) => {
             child_env.insert(env_vars::DOCKER_BUILDKIT.to_owned(), "1".to_owned());
+            if let Some(epoch) = spec.source_date_epoch {
+                child_env
+                    .insert(env_vars::SOURCE_DATE_EPOCH.to_owned(), epoch.as_second().to_string());
+            }
             (docker::build_argv(spec, options, local_ref), Built::DockerStore(local_ref.clone()))
         }
         Backend::Buildx(options) => {
@@ -431,6 +463,10 @@ pub fn build(
             if let Err(error) = tool(builder.program(), &probe, env).output() {
                 log::debug!("buildx is not usable: {error}");
                 return Err(BuildError::NotInstalled { builder });
+            }
+            if let Some(epoch) = spec.source_date_epoch {
+                child_env
+                    .insert(env_vars::SOURCE_DATE_EPOCH.to_owned(), epoch.as_second().to_string());
             }
             let built = match &options.output {
                 docker::BuildxOutput::Load => Built::DockerStore(local_ref.clone()),
@@ -447,7 +483,8 @@ pub fn build(
     };
     log::info!("building `{}` with {builder}", spec.image);
     tool(builder.program(), &args, &child_env)
-        .output()
+        .stream(live.timeout, live.on_line)
+        .await
         .map_err(|source| tool_failure(builder, &spec.image, source))?;
     Ok(BuiltImage { image: spec.image.clone(), builder, built })
 }
@@ -459,18 +496,21 @@ fn registries_conf_file(
     env: &EnvMap,
 ) -> Result<tempfile::NamedTempFile, BuildError> {
     use std::io::Write as _;
-    let dir = env
-        .get(env_vars::TMPDIR)
-        .filter(|dir| !dir.is_empty())
-        .map_or_else(std::env::temp_dir, PathBuf::from);
     let mut file = tempfile::Builder::new()
         .prefix("dockhand-registries-")
         .suffix(".conf")
-        .tempfile_in(dir)
+        .tempfile_in(temp_root(env))
         .map_err(BuildError::TempDir)?;
     file.write_all(buildah::registries_conf(insecure).as_bytes()).map_err(BuildError::TempDir)?;
     log::debug!("plain HTTP for base images from {insecure:?} only: {}", file.path().display());
     Ok(file)
+}
+
+/// `TMPDIR` of `env`, else the system's temporary directory.
+fn temp_root(env: &EnvMap) -> PathBuf {
+    env.get(env_vars::TMPDIR)
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(std::env::temp_dir, PathBuf::from)
 }
 
 /// The labels of the image `reference` in `backend`'s storage (`buildah inspect --type image`
@@ -528,12 +568,19 @@ fn parse_labels(builder: Builder, stdout: &str) -> Result<BTreeMap<String, Strin
     }
 }
 
-/// A failed run of the builder: not installed, or the build failed.
+/// A failed run of the builder: not installed, stopped, or the build failed.
 fn tool_failure(builder: Builder, image: &str, source: CommandError) -> BuildError {
-    if source.is_not_found() {
-        return BuildError::NotInstalled { builder };
+    let image = image.to_owned();
+    match source {
+        source if source.is_not_found() => BuildError::NotInstalled { builder },
+        CommandError::TimedOut { after, .. } => {
+            BuildError::TimedOut { image, builder, timeout: after, source: Box::new(source) }
+        }
+        CommandError::Interrupted { signal, .. } => {
+            BuildError::Interrupted { image, builder, signal, source: Box::new(source) }
+        }
+        source => BuildError::Failed { image, builder, source: Box::new(source) },
     }
-    BuildError::Failed { image: image.to_owned(), builder, source: Box::new(source) }
 }
 
 /// `program args…` with every variable of `env` set.
@@ -619,6 +666,25 @@ pub enum BuildError {
         #[source]
         source: Box<CommandError>,
     },
+    #[error(
+        "Building image `{image}` with {builder} took longer than the build timeout ({}s)",
+        .timeout.as_secs()
+    )]
+    TimedOut {
+        image: String,
+        builder: Builder,
+        timeout: Duration,
+        #[source]
+        source: Box<CommandError>,
+    },
+    #[error("Building image `{image}` with {builder} was cancelled by {signal}")]
+    Interrupted {
+        image: String,
+        builder: Builder,
+        signal: TerminationSignal,
+        #[source]
+        source: Box<CommandError>,
+    },
     #[error("Exporting `{reference}` to the OCI layout `{}` failed", dir.display())]
     Export {
         reference: Box<ImageRef>,
@@ -651,6 +717,8 @@ impl Classify for BuildError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Failed { .. }
+            | Self::TimedOut { .. }
+            | Self::Interrupted { .. }
             | Self::Export { .. }
             | Self::TempDir(_)
             | Self::DigestFile { .. }
@@ -689,6 +757,12 @@ impl Classify for BuildError {
                     builder.install(),
                     others.join("|")
                 ))
+            }
+            Self::TimedOut { .. } => Some(
+                "raise `--build-timeout` (or `DOCKHAND_BUILD_TIMEOUT`), or find the step that hangs in the output above".into(),
+            ),
+            Self::Interrupted { .. } => {
+                Some("the job was cancelled; nothing was published by this run".into())
             }
             Self::Failed { builder, .. } => Some(format!(
                 "the {builder} output above says why; the same command line reproduces it locally"

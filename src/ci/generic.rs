@@ -21,7 +21,8 @@ use crate::secret::Secret;
 /// - without `DOCKHAND_SHA`: `git rev-parse HEAD` in `workdir`; without `DOCKHAND_REF_NAME`:
 ///   the checked-out branch, else a tag pointing exactly at `HEAD`;
 /// - `tag` is `DOCKHAND_TAG`, else the ref name when the ref is a tag. A ref type that is not
-///   given and not known from git stays unknown.
+///   given and not known from git stays unknown. The commit's time is looked up by
+///   [`super::detect`], as for every provider.
 pub fn context(env: &EnvMap, workdir: &Path) -> Result<CiContext, CiError> {
     let repo = repo_var(env, env_vars::DOCKHAND_REPO)?;
     let registry = registry_var(env, env_vars::DOCKHAND_REGISTRY)?
@@ -90,7 +91,15 @@ pub fn context(env: &EnvMap, workdir: &Path) -> Result<CiContext, CiError> {
         default_branch: non_empty(env, env_vars::DOCKHAND_DEFAULT_BRANCH),
         job_id: non_empty(env, env_vars::DOCKHAND_JOB_ID),
         pipeline_id: non_empty(env, env_vars::DOCKHAND_PIPELINE_ID),
+        commit_time: None,
     })
+}
+
+/// The committer date of `sha` in the checkout at `workdir` (`git show -s --format=%ct`), or
+/// `None` when git is missing, the directory is not a checkout or it lacks that commit.
+pub(super) fn commit_time(workdir: &Path, sha: &str) -> Option<jiff::Timestamp> {
+    let seconds = git(workdir, &["show", "-s", "--format=%ct", sha, "--"])?;
+    jiff::Timestamp::from_second(seconds.parse().ok()?).ok()
 }
 
 /// The full commit of `HEAD` in `workdir`.

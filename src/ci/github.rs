@@ -53,6 +53,14 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
         (true, Some(head)) => Some(head.clone()),
         _ => non_empty(env, env_vars::GITHUB_SHA),
     };
+    // push events carry the head commit's time
+    let commit_time = event
+        .as_ref()
+        .and_then(|event| event.get("head_commit"))
+        .filter(|commit| commit.get("id").and_then(Value::as_str) == sha.as_deref())
+        .and_then(|commit| commit.get("timestamp"))
+        .and_then(Value::as_str)
+        .and_then(|text| text.parse::<jiff::Timestamp>().ok());
     let ref_name = if is_pull_request {
         non_empty(env, env_vars::GITHUB_HEAD_REF)
     } else {
@@ -108,6 +116,7 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
         default_branch,
         job_id: non_empty(env, env_vars::GITHUB_JOB),
         pipeline_id: non_empty(env, env_vars::GITHUB_RUN_ID),
+        commit_time,
     })
 }
 
@@ -338,6 +347,27 @@ mod tests {
         for (name, env, want) in cases {
             assert_eq!(context(&env).unwrap(), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_push_event_gives_the_head_commits_time() {
+        let dir = tempfile::tempdir().unwrap();
+        // the `push` payload's `head_commit` (docs.github.com, "Webhook events and payloads")
+        let event = dir.path().join("push.json");
+        std::fs::write(
+            &event,
+            format!(
+                r#"{{"ref":"refs/heads/main","head_commit":{{"id":"{PUSHED}","timestamp":"2024-06-01T14:00:00+02:00"}}}}"#
+            ),
+        )
+        .unwrap();
+        let push = |sha: &str| {
+            let env = with(base_env(&event), &[("GITHUB_EVENT_NAME", "push"), ("GITHUB_SHA", sha)]);
+            context(&env).unwrap().commit_time
+        };
+        assert_eq!(push(PUSHED), Some("2024-06-01T12:00:00Z".parse().unwrap()));
+        // the payload's commit is not the one built: its time says nothing
+        assert_eq!(push("0000000000000000000000000000000000000000"), None);
     }
 
     #[test]

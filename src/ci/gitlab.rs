@@ -63,6 +63,16 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
     let source_sha = non_empty(env, env_vars::CI_MERGE_REQUEST_SOURCE_BRANCH_SHA);
     let sha = source_sha.clone().or_else(|| non_empty(env, env_vars::CI_COMMIT_SHA));
     let pr_head_sha = if pr_number.is_some() { sha.clone() } else { None };
+    // the timestamp is `CI_COMMIT_SHA`'s: of no use when the build is of another commit
+    let commit_time = non_empty(env, env_vars::CI_COMMIT_TIMESTAMP)
+        .filter(|_| sha == non_empty(env, env_vars::CI_COMMIT_SHA))
+        .and_then(|text| match text.parse::<jiff::Timestamp>() {
+            Ok(time) => Some(time),
+            Err(error) => {
+                log::warn!("`{}` is not a timestamp ({error})", env_vars::CI_COMMIT_TIMESTAMP);
+                None
+            }
+        });
 
     Ok(CiContext {
         provider: Provider::Gitlab,
@@ -78,6 +88,7 @@ pub fn context(env: &EnvMap) -> Result<CiContext, CiError> {
         default_branch: non_empty(env, env_vars::CI_DEFAULT_BRANCH),
         job_id: non_empty(env, env_vars::CI_JOB_ID),
         pipeline_id: non_empty(env, env_vars::CI_PIPELINE_ID),
+        commit_time,
     })
 }
 
@@ -132,6 +143,24 @@ mod tests {
         context.pipeline_id = Some("1000".into());
         change(&mut context);
         context
+    }
+
+    #[test]
+    fn the_commit_timestamp_is_used_for_its_own_commit_only() {
+        let time = |pairs: &[(&str, &str)]| context(&env(pairs)).unwrap().commit_time;
+        let want: jiff::Timestamp = "2022-01-31T16:47:55Z".parse().unwrap();
+        assert_eq!(time(&[("CI_COMMIT_TIMESTAMP", "2022-01-31T16:47:55+00:00")]), Some(want));
+        assert_eq!(time(&[("CI_COMMIT_TIMESTAMP", "2022-01-31T17:47:55+01:00")]), Some(want));
+        // merged results: the build is of the source branch head, whose time GitLab does not give
+        let merged = [
+            ("CI_COMMIT_TIMESTAMP", "2022-01-31T16:47:55Z"),
+            ("CI_COMMIT_SHA", MERGE),
+            ("CI_MERGE_REQUEST_IID", "7"),
+            ("CI_MERGE_REQUEST_SOURCE_BRANCH_SHA", SHA),
+        ];
+        assert_eq!(time(&merged), None);
+        assert_eq!(time(&[("CI_COMMIT_TIMESTAMP", "yesterday")]), None);
+        assert_eq!(time(&[]), None);
     }
 
     #[test]

@@ -146,6 +146,9 @@ pub struct CiContext {
     pub default_branch: Option<String>,
     pub job_id: Option<String>,
     pub pipeline_id: Option<String>,
+    /// When the commit `sha` was made (its committer date): the default `SOURCE_DATE_EPOCH`
+    /// of builds.
+    pub commit_time: Option<jiff::Timestamp>,
 }
 
 impl CiContext {
@@ -165,6 +168,7 @@ impl CiContext {
             default_branch: None,
             job_id: None,
             pipeline_id: None,
+            commit_time: None,
         }
     }
 }
@@ -220,17 +224,26 @@ impl Classify for CiError {
 
 /// Reads the CI context for `choice`. With [`ProviderChoice::Auto`] the provider is
 /// [`detect_provider`]'s. `workdir` is the checkout the generic provider asks git about when
-/// the commit and ref are not given in the environment.
+/// the commit and ref are not given in the environment, and where every provider looks up the
+/// commit's time when the CI gives none.
 pub fn detect(choice: ProviderChoice, env: &EnvMap, workdir: &Path) -> Result<CiContext, CiError> {
     let provider = match choice {
         ProviderChoice::Auto => detect_provider(env),
         ProviderChoice::Named(provider) => provider,
     };
-    match provider {
+    let mut context = match provider {
         Provider::Github => github::context(env),
         Provider::Gitlab => gitlab::context(env),
         Provider::Generic => generic::context(env, workdir),
+    }?;
+    if context.commit_time.is_none()
+        && let Some(sha) =
+            context.sha.as_deref().filter(|sha| sha.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        // the CI did not say: ask the checkout, if it has that commit
+        context.commit_time = generic::commit_time(workdir, sha);
     }
+    Ok(context)
 }
 
 /// Parses the variable `name`, when set and not empty, as a registry host.

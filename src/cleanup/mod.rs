@@ -119,8 +119,8 @@ impl CleanupSettings {
 
 /// Runs a cleanup: reads the inventory of every repository in scope, plans at `now`, prints
 /// and saves the plan, and (unless a dry run) applies it. Returns the exit status the SPEC
-/// gives the outcome: 2 when an inventory was incomplete, a deletion failed or a kept tag no
-/// longer resolves; 3 when a budget left work for the next run; else 0. Those outcomes are
+/// gives the outcome: 1 when the credentials were refused (reading or deleting), 2 when an
+/// inventory was otherwise incomplete, a deletion failed or a kept tag no longer resolves; 3 when a budget left work for the next run; else 0. Those outcomes are
 /// reported through `output` as they are found; an `Err` means nothing was deleted.
 pub async fn run(
     settings: &CleanupSettings,
@@ -225,7 +225,7 @@ pub async fn run_reporting(
             ),
         );
     }
-    let status = if problems.is_empty() { ExitStatus::Success } else { ExitStatus::Failure };
+    let status = inventory_status(&problems);
     match applied {
         None => Ok(status),
         Some(report) => {
@@ -239,6 +239,20 @@ pub async fn run_reporting(
             );
             Ok(status)
         }
+    }
+}
+
+/// The exit status the inventory's problems give: 0 without any, 1 when a read was refused for
+/// the credentials (a wrong or under-scoped token: the user's to fix), else 2.
+fn inventory_status(problems: &[(RepoAddress, Vec<RegistryError>)]) -> ExitStatus {
+    let credentials_refused = problems
+        .iter()
+        .flat_map(|(_, errors)| errors)
+        .any(|error| error.exit_status() == ExitStatus::Usage);
+    match (problems.is_empty(), credentials_refused) {
+        (true, _) => ExitStatus::Success,
+        (false, true) => ExitStatus::Usage,
+        (false, false) => ExitStatus::Failure,
     }
 }
 
@@ -286,8 +300,8 @@ async fn read_inventory(
 }
 
 /// Reports failed items (the first [`REPORTED_FAILURES`]) and broken kept items, and returns the
-/// exit status: 2 on any failure (or an earlier `status` of 2), else 3 when work is left for the
-/// next run, else `status`.
+/// exit status: 1 when every failure was refused for the credentials, 2 on any other failure (or
+/// an earlier `status` of 2), else 3 when work is left for the next run, else `status`.
 fn report_outcomes(
     report: &execute::Report,
     output: &Output,
@@ -295,11 +309,15 @@ fn report_outcomes(
     budget_reached: bool,
 ) -> ExitStatus {
     let mut failed = 0;
+    let mut refused = 0;
     let mut left = 0;
     for outcome in &report.outcomes {
         match outcome {
             Outcome::Failed(error) => {
                 failed += 1;
+                if error.exit_status() == ExitStatus::Usage {
+                    refused += 1;
+                }
                 if failed <= REPORTED_FAILURES {
                     output.error(
                         &error.to_string(),
@@ -318,7 +336,11 @@ fn report_outcomes(
     for broken in &report.broken {
         output.error(&broken.to_string(), &causes(broken), None);
     }
-    if failed > 0 || !report.broken.is_empty() || status == ExitStatus::Failure {
+    if failed > 0 && failed == refused && report.broken.is_empty() && status != ExitStatus::Failure
+    {
+        // every failure was the credentials' (e.g. a token without delete rights): fix and rerun
+        ExitStatus::Usage
+    } else if failed > 0 || !report.broken.is_empty() || status == ExitStatus::Failure {
         ExitStatus::Failure
     } else if left > 0 || budget_reached {
         log::warn!("partial cleanup: work is left for the next run; rerun to continue");

@@ -6,15 +6,18 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{Failure, Process, block_on, connect, job_settings};
-use crate::builder::{self, Backend, Built, BuiltImage, LocalImage, buildah};
+use crate::builder::{self, Backend, Built, BuiltImage, Live, LocalImage, buildah};
 use crate::ci::CiContext;
 use crate::cleanup::report::Document;
 use crate::cleanup::{self, CleanupSettings};
-use crate::cli::{BuildArgs, GlobalArgs, ImagesArgs, PublishArgs, RunArgs};
+use crate::cli::{
+    BuildArgs, BuildCommandArgs, BuildRunArgs, GlobalArgs, ImagesArgs, PublishArgs, RunArgs,
+};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::ExitStatus;
 use crate::naming::{self, Mode};
 use crate::output::Output;
+use crate::process;
 use crate::publish::{self, BlobLocations, Layout, Pushed, Target};
 use crate::reference::Tag;
 use crate::registry::distribution::DistributionError;
@@ -30,23 +33,65 @@ struct Phases {
 }
 
 impl Phases {
+    /// `timeout` is `--build-timeout` (`None` for publish, which builds nothing).
     fn resolve(
         global: &GlobalArgs,
         builder: Option<&str>,
+        timeout: Option<&str>,
         process: &Process<'_>,
     ) -> Result<Self, Failure> {
         let (ci, settings) = job_settings(global, process)?;
-        let build =
-            BuildSettings::resolve(&settings, builder, &ci, process.env, jiff::Timestamp::now())?;
+        let build = BuildSettings::resolve(
+            &settings,
+            builder,
+            timeout,
+            &ci,
+            process.env,
+            jiff::Timestamp::now(),
+        )?;
         Ok(Self { ci, settings, build })
     }
 
-    /// Builds every image, in the order of the project file.
-    fn build(&self, env: &EnvMap) -> Result<Vec<BuiltImage>, Failure> {
+    /// [`Phases::resolve`] for `build` and `run`, which take the builder and its timeout.
+    fn resolve_for_build(
+        global: &GlobalArgs,
+        build: &BuildArgs,
+        build_run: &BuildRunArgs,
+        process: &Process<'_>,
+    ) -> Result<Self, Failure> {
+        let timeout = build_run.build_timeout.as_deref();
+        Self::resolve(global, build.builder.as_deref(), timeout, process)
+    }
+
+    /// Builds every image, in the order of the project file, each one's output streamed into
+    /// a collapsible section of its own. From here on SIGTERM and SIGINT stop the builder
+    /// before dockhand stops.
+    fn build(&self, env: &EnvMap, output: &Output) -> Result<Vec<BuiltImage>, Failure> {
+        if let Err(error) = process::forward_termination() {
+            log::warn!(
+                "cannot watch for SIGTERM and SIGINT, a cancelled job may leave the builder running: {error}"
+            );
+        }
+        if let Some(epoch) = self.build.specs.first().and_then(|spec| spec.source_date_epoch) {
+            log::info!("image timestamps: {epoch:.0} (SOURCE_DATE_EPOCH={})", epoch.as_second());
+        }
         let mut built = Vec::with_capacity(self.build.specs.len());
         for spec in &self.build.specs {
             let local = builder::local_ref(&spec.image, &self.build.build_id)?;
-            let image = builder::build(&self.build.backend, spec, &local, env)?;
+            let image = {
+                let name: String = spec
+                    .image
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                let _section = output.section(
+                    &format!("dockhand_build_{name}"),
+                    &format!("dockhand: build {}", spec.image),
+                );
+                let mut on_line = |line: &str| output.child_line(line);
+                let live = Live { timeout: self.build.timeout, on_line: &mut on_line };
+                block_on(builder::build(&self.build.backend, spec, &local, env, live))?
+            };
             log::info!("built `{}` as {local}", spec.image);
             built.push(image);
         }
@@ -196,13 +241,13 @@ struct BuiltItem {
 }
 
 pub(super) fn build(
-    args: &BuildArgs,
+    args: &BuildCommandArgs,
     global: &GlobalArgs,
     process: &Process<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
-    let phases = Phases::resolve(global, args.builder.as_deref(), process)?;
-    let built = phases.build(process.env)?;
+    let phases = Phases::resolve_for_build(global, &args.build, &args.build_run, process)?;
+    let built = phases.build(process.env, output)?;
     let report = BuiltReport {
         built: built
             .iter()
@@ -279,7 +324,7 @@ pub(super) fn publish(
     process: &Process<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
-    let phases = Phases::resolve(global, args.build.builder.as_deref(), process)?;
+    let phases = Phases::resolve(global, args.build.builder.as_deref(), None, process)?;
     let images = ImagesSettings::resolve(&phases.settings, &args.tags.tags)?;
     let built = phases.previously_built()?;
     phases.check_previously_built(&built, process.env)?;
@@ -307,15 +352,13 @@ pub(super) fn run(
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
     // every phase's settings are checked before the first one starts
-    let phases = Phases::resolve(global, args.build.builder.as_deref(), process)?;
+    let phases = Phases::resolve_for_build(global, &args.build, &args.build_run, process)?;
     let images = ImagesSettings::resolve(&phases.settings, &args.publish.tags)?;
     // a build for which no rule gives a tag fails here, before anything is built
     images.tag_rules.render(&phases.ci, jiff::Timestamp::now(), &[])?;
     let cleanup = CleanupSettings::resolve(&args.cleanup, &phases.settings, process.workdir)?;
-    let built = {
-        let _section = output.section("dockhand_build", "dockhand: build");
-        phases.build(process.env)?
-    };
+    // one section per image (GitHub's groups do not nest)
+    let built = phases.build(process.env, output)?;
     let published = {
         let _section = output.section("dockhand_publish", "dockhand: publish");
         let pushed = phases.publish(&images, &built, process.env)?;

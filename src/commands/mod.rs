@@ -171,6 +171,9 @@ fn client_options(
         insecure: settings.insecure_registries.clone(),
         credentials,
         concurrency,
+        connect_timeout: settings.timeouts.connect,
+        read_timeout: settings.timeouts.read,
+        request_timeout: settings.timeouts.request,
         ..ClientOptions::default()
     }
 }

@@ -13,7 +13,10 @@
 pub mod default;
 pub mod detect;
 pub mod distribution;
+pub mod docker_hub;
 pub mod ecr;
+pub mod github;
+mod rest;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -247,6 +250,10 @@ pub enum RegistryError {
     Tombstone(#[source] DistributionError),
     #[error(transparent)]
     Ecr(#[from] ecr::EcrError),
+    #[error(transparent)]
+    Github(#[from] github::GithubError),
+    #[error(transparent)]
+    DockerHub(#[from] docker_hub::DockerHubError),
 }
 
 impl RegistryError {
@@ -256,6 +263,8 @@ impl RegistryError {
                 source
             }
             Self::Ecr(source) => source,
+            Self::Github(source) => source,
+            Self::DockerHub(source) => source,
         }
     }
 }
@@ -358,7 +367,9 @@ pub trait Vendor {
 #[derive(Debug)]
 pub enum Registry {
     Distribution(default::Distribution),
-    Ecr(ecr::Ecr),
+    Ecr(Box<ecr::Ecr>),
+    Github(Box<github::Github>),
+    DockerHub(Box<docker_hub::DockerHub>),
 }
 
 /// Builds the [`Registry`] for `implementation` at `repo`: the distribution client from
@@ -374,12 +385,28 @@ pub async fn connect(
     repositories: &RepositoriesSection,
 ) -> Result<Registry, RegistryError> {
     let capabilities = implementation.capabilities(repo);
-    if implementation == Implementation::Ecr {
-        let vendor = ecr::Ecr::connect(repo, options, env, capabilities, repositories).await?;
-        return Ok(Registry::Ecr(vendor));
+    match implementation {
+        Implementation::Ecr => {
+            let vendor = ecr::Ecr::connect(repo, options, env, capabilities, repositories).await?;
+            Ok(Registry::Ecr(Box::new(vendor)))
+        }
+        Implementation::Github => {
+            let github = github::Github::connect(repo, options, capabilities, env)?;
+            Ok(Registry::Github(Box::new(github)))
+        }
+        Implementation::DockerHub => {
+            let hub = docker_hub::DockerHub::connect(repo, options, capabilities, env)?;
+            Ok(Registry::DockerHub(Box::new(hub)))
+        }
+        _ => {
+            let client = Client::new(options)?;
+            Ok(Registry::Distribution(default::Distribution::new(
+                client,
+                implementation,
+                capabilities,
+            )))
+        }
     }
-    let client = Client::new(options)?;
-    Ok(Registry::Distribution(default::Distribution::new(client, implementation, capabilities)))
 }
 
 /// A registry login a vendor mints from its own credentials (not from the docker config).
@@ -431,6 +458,8 @@ macro_rules! on_vendor {
         match $registry {
             Registry::Distribution($vendor) => $call,
             Registry::Ecr($vendor) => $call,
+            Registry::Github($vendor) => $call,
+            Registry::DockerHub($vendor) => $call,
         }
     };
 }

@@ -35,6 +35,16 @@ fn bad_input_table() {
             "Cannot read the project file",
         ),
         (&["registry", "detect"], 1, "No images repo is configured"),
+        (
+            &["--read-timeout", "0s", "registry", "detect", "ghcr.io/a"],
+            1,
+            "Invalid --read-timeout: it must be more than zero",
+        ),
+        (
+            &["--connect-timeout", "5", "registry", "detect", "ghcr.io/a"],
+            1,
+            "Invalid --connect-timeout: `5` has no unit",
+        ),
         (&["no-such-command"], 1, "unrecognized subcommand"),
         (&["--output", "yaml", "schema"], 1, "invalid value 'yaml'"),
     ] {

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use dockhand::builder::buildah::{self, BuildahOptions, PushDestination, PushOptions};
 use dockhand::builder::{
-    self, Backend, BuildError, BuildSecret, BuildSpec, Builder, Built, LocalImage, SecretSource,
+    self, Backend, BuildError, BuildSecret, BuildSpec, Builder, Built, BuiltImage, Live,
+    LocalImage, SecretSource,
 };
 use dockhand::ci::{CiContext, Provider, RefType};
 use dockhand::env_vars::EnvMap;
@@ -19,6 +20,7 @@ use dockhand::process::CommandError;
 use dockhand::reference::{Digest, ImageRef};
 use serde_json::Value;
 
+use crate::support::peers::{self, commit_busybox_base};
 use crate::support::registry::{Auth, Deletes, Registry};
 
 const SHA: &str = "ffac537e6cbbf934b08745a378932722df287a53";
@@ -68,24 +70,37 @@ impl Storage {
     /// `buildah <storage> args…` run directly, as a peer client reading what dockhand built.
     fn buildah(&self, args: &[&str]) -> String {
         let options = self.options();
-        let output = Command::new("buildah")
-            .arg("--root")
-            .arg(options.root.unwrap())
-            .arg("--runroot")
-            .arg(options.runroot.unwrap())
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .env_clear()
-            .envs(self.env())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "buildah {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let stdout = peers::run(
+            Command::new("buildah")
+                .arg("--root")
+                .arg(options.root.unwrap())
+                .arg("--runroot")
+                .arg(options.runroot.unwrap())
+                .args(["--storage-driver", "vfs"])
+                .args(args)
+                .env_clear()
+                .envs(self.env()),
         );
-        String::from_utf8(output.stdout).unwrap()
+        String::from_utf8(stdout).unwrap()
     }
+}
+
+/// [`builder::build`] run to completion on a runtime of its own, its output discarded.
+fn build(
+    backend: &Backend,
+    spec: &BuildSpec,
+    local: &ImageRef,
+    env: &EnvMap,
+) -> Result<BuiltImage, BuildError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut on_line = |_: &str| {};
+    runtime.block_on(builder::build(
+        backend,
+        spec,
+        local,
+        env,
+        Live { timeout: None, on_line: &mut on_line },
+    ))
 }
 
 fn local(image: &str) -> ImageRef {
@@ -127,7 +142,7 @@ fn buildah_builds_and_exports_an_oci_layout_with_the_labels() {
     assert_eq!(spec.containerfile, context.join("Containerfile"));
 
     let backend = Backend::Buildah(storage.options());
-    let built = builder::build(&backend, &spec, &local("api"), &storage.env()).unwrap();
+    let built = build(&backend, &spec, &local("api"), &storage.env()).unwrap();
     let image = LocalImage { reference: local("api"), manifest_list: false };
     assert_eq!(built.built, Built::Buildah(image.clone()));
     assert_eq!(built.builder, Builder::Buildah);
@@ -170,11 +185,11 @@ fn several_platforms_build_a_manifest_list_exported_as_an_index() {
     };
     assert_eq!(spec.containerfile, context.join("Dockerfile"));
     let backend = Backend::Buildah(storage.options());
-    let built = builder::build(&backend, &spec, &local("multi"), &storage.env()).unwrap();
+    let built = build(&backend, &spec, &local("multi"), &storage.env()).unwrap();
     let image = LocalImage { reference: local("multi"), manifest_list: true };
     assert_eq!(built.built, Built::Buildah(image.clone()));
     // a rebuild under the same name starts a fresh list instead of adding two more images
-    builder::build(&backend, &spec, &local("multi"), &storage.env()).unwrap();
+    build(&backend, &spec, &local("multi"), &storage.env()).unwrap();
 
     let layout = storage.path().join("layout");
     let digest =
@@ -197,23 +212,7 @@ fn several_platforms_build_a_manifest_list_exported_as_an_index() {
 fn build_secrets_reach_run_steps_by_env_and_by_file() {
     let storage = Storage::new();
     // a busybox base image, so that the Containerfile can have a RUN step
-    let container = storage.buildah(&["from", "scratch"]);
-    let container = container.trim();
-    storage.buildah(&["copy", container, "/bin/busybox", "/bin/busybox"]);
-    storage.buildah(&[
-        "run",
-        "--isolation",
-        "chroot",
-        container,
-        "--",
-        "/bin/busybox",
-        "--install",
-        "-s",
-        "/bin",
-    ]);
-    storage.buildah(&["config", "--env", "PATH=/bin", container]);
-    storage.buildah(&["commit", "-q", container, "localhost/dh/busybox:base"]);
-    storage.buildah(&["rm", container]);
+    commit_busybox_base(|args| storage.buildah(args));
 
     let context = storage.context(&[(
         "Containerfile",
@@ -231,7 +230,7 @@ fn build_secrets_reach_run_steps_by_env_and_by_file() {
     };
     let mut env = storage.env();
     env.insert("DH_TEST_TOKEN".into(), "sentinel-from-env".into());
-    builder::build(&Backend::Buildah(storage.options()), &spec, &local("secret"), &env).unwrap();
+    build(&Backend::Buildah(storage.options()), &spec, &local("secret"), &env).unwrap();
 
     let container = storage.buildah(&["from", "localhost/dockhand/secret:t1"]);
     let seen =
@@ -252,8 +251,8 @@ fn a_failing_build_is_exit_2_with_the_tool_stderr() {
     };
     let mut env = storage.env();
     env.insert("DH_TEST_TOKEN".into(), "sentinel-s3cret".into());
-    let error = builder::build(&Backend::Buildah(storage.options()), &spec, &local("broken"), &env)
-        .unwrap_err();
+    let error =
+        build(&Backend::Buildah(storage.options()), &spec, &local("broken"), &env).unwrap_err();
     assert_eq!(error.exit_status(), ExitStatus::Failure);
     let printed = format!("{error} {error:?} {}", std::error::Error::source(&error).unwrap());
     assert!(printed.contains("--secret id=tok,env=DH_TEST_TOKEN"), "{printed}");
@@ -283,18 +282,16 @@ fn a_missing_containerfile_or_context_is_a_usage_error() {
     std::fs::write(context.join("Containerfile"), "FROM scratch\n").unwrap();
     let spec = BuildSpec::new("api", &context, None).unwrap();
     std::fs::remove_file(context.join("Containerfile")).unwrap();
-    let error =
-        builder::build(&Backend::Buildah(storage.options()), &spec, &local("api"), &storage.env())
-            .unwrap_err();
+    let error = build(&Backend::Buildah(storage.options()), &spec, &local("api"), &storage.env())
+        .unwrap_err();
     assert!(
         matches!(&error, BuildError::ContainerfileMissing(path) if *path == context.join("Containerfile"))
     );
     assert_eq!(error.exit_status(), ExitStatus::Usage);
 
     let gone = BuildSpec { context: storage.path().join("gone"), ..spec };
-    let error =
-        builder::build(&Backend::Buildah(storage.options()), &gone, &local("api"), &storage.env())
-            .unwrap_err();
+    let error = build(&Backend::Buildah(storage.options()), &gone, &local("api"), &storage.env())
+        .unwrap_err();
     assert!(
         matches!(&error, BuildError::ContextMissing(path) if *path == storage.path().join("gone"))
     );
@@ -311,7 +308,7 @@ fn a_builder_missing_from_path_is_not_installed() {
     env.insert("PATH".into(), empty_bin.display().to_string());
     for builder in [Builder::Buildah, Builder::Docker, Builder::Buildx] {
         let backend = Backend::with_defaults(builder, &env);
-        let error = builder::build(&backend, &spec, &local("api"), &env).unwrap_err();
+        let error = build(&backend, &spec, &local("api"), &env).unwrap_err();
         assert!(
             matches!(&error, BuildError::NotInstalled { builder: b } if *b == builder),
             "{error:?}"
@@ -339,7 +336,7 @@ fn buildx_without_its_plugin_is_not_installed() {
     let mut env = storage.env();
     env.insert("DOCKER_CONFIG".into(), storage.path().join("docker").display().to_string());
     let backend = Backend::with_defaults(Builder::Buildx, &env);
-    let error = builder::build(&backend, &spec, &local("api"), &env).unwrap_err();
+    let error = build(&backend, &spec, &local("api"), &env).unwrap_err();
     assert!(matches!(error, BuildError::NotInstalled { builder: Builder::Buildx }), "{error:?}");
 }
 
@@ -360,8 +357,7 @@ fn plain_http_reaches_only_the_registries_named_insecure() {
         ("from-other", &format!("FROM {}/acme/base:1\nCOPY hello.txt /again\n", other.host())),
     ]);
     let base = BuildSpec::new("base", &context, None).unwrap();
-    builder::build(&Backend::Buildah(storage.options()), &base, &local("base"), &storage.env())
-        .unwrap();
+    build(&Backend::Buildah(storage.options()), &base, &local("base"), &storage.env()).unwrap();
     for registry in [&named, &other] {
         let destination = format!("docker://{}/acme/base:1", registry.host());
         storage.buildah(&[
@@ -381,10 +377,10 @@ fn plain_http_reaches_only_the_registries_named_insecure() {
     });
 
     let from_named = BuildSpec::new("app", &context, Some(Path::new("from-named"))).unwrap();
-    builder::build(&backend, &from_named, &local("app"), &env).unwrap();
+    build(&backend, &from_named, &local("app"), &env).unwrap();
 
     let from_other = BuildSpec::new("app", &context, Some(Path::new("from-other"))).unwrap();
-    let error = builder::build(&backend, &from_other, &local("app"), &env).unwrap_err();
+    let error = build(&backend, &from_other, &local("app"), &env).unwrap_err();
     let BuildError::Failed { source, .. } = &error else { panic!("{error:?}") };
     let CommandError::Failed { command, stderr, .. } = &**source else { panic!("{source:?}") };
     assert!(
@@ -408,8 +404,7 @@ fn a_buildah_image_pushes_with_push_argv() {
     let spec = BuildSpec::new("api", &context, None).unwrap();
     let options = storage.options();
     let built =
-        builder::build(&Backend::Buildah(options.clone()), &spec, &local("api"), &storage.env())
-            .unwrap();
+        build(&Backend::Buildah(options.clone()), &spec, &local("api"), &storage.env()).unwrap();
     let Built::Buildah(image) = built.built else { panic!("{built:?}") };
 
     let registry = Registry::start(Auth::Htpasswd, Deletes::Disabled);

@@ -23,7 +23,7 @@ use crate::support::proxy::{Fault, LinkStyle, Proxy};
 use crate::support::seed::{client, minutes_ago, push_image, push_index, tag_existing};
 use crate::support::{Auth, Deletes, Registry, registry, tags_of};
 
-const DAY: i64 = 24 * 60;
+pub(crate) const DAY: i64 = 24 * 60;
 
 fn client_options(registry: &Registry) -> ClientOptions {
     let mut options = registry.client_options();
@@ -46,7 +46,7 @@ async fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
 }
 
 /// A project directory with `dockhand.yaml` naming `images`.
-fn project(images: &[&str]) -> tempfile::TempDir {
+pub(crate) fn project(images: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("project dir");
     let list: Vec<String> = images.iter().map(|image| format!("  - name: {image}")).collect();
     std::fs::write(dir.path().join("dockhand.yaml"), format!("images:\n{}\n", list.join("\n")))
@@ -509,11 +509,12 @@ async fn a_dry_run_deletes_nothing() {
 #[tokio::test]
 async fn native_api_registries_are_refused_before_any_request() {
     let dir = project(&["api"]);
-    let run =
-        dockhand(dir.path(), &["cleanup", "--dry-run"]).env("DOCKHAND_REPO", "ghcr.io/acme").run();
+    let run = dockhand(dir.path(), &["cleanup", "--dry-run"])
+        .env("DOCKHAND_REPO", "harbor.example.com/acme")
+        .run();
     run.assert_code(1);
     assert!(
-        run.stderr.contains("error: Deleting tags on `github` registries needs their native API, which this version of dockhand does not support"),
+        run.stderr.contains("error: Deleting tags on `harbor` registries needs their native API, which this version of dockhand does not support"),
         "{}",
         run.stderr
     );

@@ -851,3 +851,31 @@ async fn redirects_to_plain_http_reach_only_hosts_named_insecure() {
     );
     assert_eq!(client.list_tags(&repository).await.unwrap(), tags(&["v1"]));
 }
+
+/// A server that accepts and then never answers holds each attempt only as long as the read
+/// timeout allows; the error says the registry could not be reached.
+#[tokio::test]
+async fn a_silent_server_is_given_up_on_after_the_read_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    // keep every accepted connection open, never writing a byte, until the test is done
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let held = std::thread::spawn(move || {
+        let open: Vec<_> = listener.incoming().take(3).collect();
+        let _ = finished.recv();
+        drop(open);
+    });
+    let options = ClientOptions {
+        insecure: vec![host.parse().unwrap()],
+        read_timeout: std::time::Duration::from_millis(200),
+        retry: RetryPolicy { max_retries: 2, ..RetryPolicy::default() },
+        ..ClientOptions::default()
+    };
+    let client = Client::new(options).unwrap();
+    let repository: RepoAddress = format!("{host}/dh/app").parse().unwrap();
+    let error = client.list_tags(&repository).await.unwrap_err();
+    let DistributionError::Unreachable { source, .. } = &error else { panic!("{error:?}") };
+    assert!(source.is_timeout(), "{source:?}");
+    done.send(()).unwrap();
+    held.join().unwrap();
+}

@@ -10,11 +10,14 @@ mod distribution;
 mod docs;
 mod help;
 mod layers;
+mod live_build;
 mod login;
 mod no_project;
 mod packaging;
 mod publish;
+mod registry_docker_hub;
 mod registry_ecr;
+mod registry_github;
 #[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]
 mod support;
 mod tls;

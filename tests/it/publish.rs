@@ -9,7 +9,8 @@ use dockhand::reference::Digest;
 use dockhand::registry::distribution::Client;
 
 use crate::support::binary::{Dockhand, Run, dockhand};
-use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
+use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags, write_storage_conf};
+use crate::support::proxy::Proxy;
 use crate::support::registry::{PASSWORD, USER};
 use crate::support::{Auth, Deletes, Registry};
 
@@ -39,16 +40,7 @@ impl Project {
             format!("images:\n  - name: api\n    context: api\n  - name: web\n    context: web\n{yaml_extra}"),
         )
         .unwrap();
-        let storage = dir.path().join("storage");
-        std::fs::write(
-            dir.path().join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}/root\"\nrunroot = \"{}/run\"\n",
-                storage.display(),
-                storage.display()
-            ),
-        )
-        .unwrap();
+        write_storage_conf(dir.path());
         Self { dir }
     }
 
@@ -296,7 +288,7 @@ fn github_outputs_and_step_summary() {
     let project = Project::new("");
     let outputs = project.path().join("github-output");
     let summary = project.path().join("step-summary");
-    project
+    let run = project
         .dockhand(&registry, &["run"])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_SHA", SHA)
@@ -304,8 +296,18 @@ fn github_outputs_and_step_summary() {
         .env("GITHUB_REF_TYPE", "branch")
         .env("GITHUB_OUTPUT", &outputs.display().to_string())
         .env("GITHUB_STEP_SUMMARY", &summary.display().to_string())
-        .run()
-        .assert_code(0);
+        .run();
+    run.assert_code(0);
+    // each image's build output is a group of its own (groups do not nest)
+    for image in ["api", "web"] {
+        let (_, rest) = run
+            .stderr
+            .split_once(&format!("::group::dockhand: build {image}\n"))
+            .unwrap_or_else(|| panic!("no group for {image}:\n{}", run.stderr));
+        let (inside, _) = rest.split_once("::endgroup::\n").expect("the group is closed");
+        assert!(inside.contains("COMMIT localhost/dockhand/"), "{inside}");
+        assert!(!inside.contains("::group::"), "groups do not nest: {inside}");
+    }
     let outputs = std::fs::read_to_string(outputs).unwrap();
     assert!(
         outputs.contains(&format!(
@@ -408,10 +410,14 @@ fn docker_builder_runs_tag_and_push_through_the_cli() {
     let bin = project.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let log = project.path().join("docker-argv.log");
+    let epoch = project.path().join("docker-epoch");
     let script = format!(
-        "#!/bin/sh\necho \"$*\" >> {log}\nif [ \"$1\" = push ]; then echo \"main: digest: sha256:{} size: 528\"; fi\n",
+        "#!/bin/sh\necho \"$*\" >> {log}\n\
+         if [ \"$1\" = build ]; then printf %s \"$SOURCE_DATE_EPOCH\" > {epoch}; fi\n\
+         if [ \"$1\" = push ]; then echo \"main: digest: sha256:{} size: 528\"; fi\n",
         "a".repeat(64),
-        log = log.display()
+        log = log.display(),
+        epoch = epoch.display()
     );
     std::fs::write(bin.join("docker"), script).unwrap();
     Command::new("chmod").arg("+x").arg(bin.join("docker")).status().unwrap();
@@ -419,9 +425,18 @@ fn docker_builder_runs_tag_and_push_through_the_cli() {
     let run = project
         .dockhand(&registry, &["run", "--builder", "docker", "--output", "json"])
         .env("PATH", &format!("{}:{}", path.display(), std::env::var("PATH").unwrap()))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
         .run();
     run.assert_code(0);
     let argv = std::fs::read_to_string(&log).unwrap();
+    // BuildKit gets the time both ways, and the created label says the same
+    assert_eq!(std::fs::read_to_string(&epoch).unwrap(), "1700000000");
+    let build = argv.lines().next().unwrap();
+    assert!(build.contains(" --build-arg SOURCE_DATE_EPOCH=1700000000 "), "{build}");
+    assert!(
+        build.contains(" --label org.opencontainers.image.created=2023-11-14T22:13:20Z "),
+        "{build}"
+    );
     let host = registry.host();
     let want = format!(
         "build -f {dir}/api/Containerfile -t localhost/dockhand/api:1ecfd275763e",
@@ -462,18 +477,18 @@ fn docker_auth_config_alone_authenticates_the_push() {
 
 #[test]
 fn run_on_a_native_api_registry_publishes_and_skips_cleanup() {
-    // `--repo-implementation github` on a local registry: pushing goes through the registry
-    // API like on ghcr.io, and cleanup, which needs GitHub's REST API, is skipped with a reason
+    // `--repo-implementation harbor` on a local registry: pushing goes through the registry
+    // API like on Harbor, and cleanup, which needs Harbor's REST API, is skipped with a reason
     let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
     let project = Project::new("tags: [\"{branch}\"]\n");
     let run = project
-        .dockhand(&registry, &["--repo-implementation", "github", "run", "--output", "json"])
+        .dockhand(&registry, &["--repo-implementation", "harbor", "run", "--output", "json"])
         .run();
     run.assert_code(0);
     let document: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(document["pushed"].as_array().map(Vec::len), Some(2));
     assert!(
-        document["cleanup_skipped"].as_str().unwrap().contains("`github` needs its native API"),
+        document["cleanup_skipped"].as_str().unwrap().contains("`harbor` needs its native API"),
         "{}",
         run.stdout
     );
@@ -481,8 +496,69 @@ fn run_on_a_native_api_registry_publishes_and_skips_cleanup() {
     assert_eq!(skopeo_tags(&registry, "acme/app/api"), ["main"]);
     // asked for explicitly, cleanup says no
     let cleanup =
-        project.dockhand(&registry, &["--repo-implementation", "github", "cleanup"]).run();
+        project.dockhand(&registry, &["--repo-implementation", "harbor", "cleanup"]).run();
     cleanup.assert_code(1);
+}
+
+#[tokio::test]
+async fn run_on_github_publishes_then_cleans_up_through_the_packages_api_standin() {
+    use crate::support::stand_in::{Flavor, GithubToken, StandIn};
+    // ghcr.io played by the GitHub stand-in in front of a real registry; the registry login of
+    // the job (the docker config password) is also the Packages API token, as on GitHub (the
+    // registry is anonymous: the stand-in deletes manifests on it directly)
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let github = StandIn::start(Flavor::Github, registry.port());
+    github.add_owner("acme", true);
+    github.add_github_token(
+        PASSWORD,
+        GithubToken::Classic("read:packages, write:packages, delete:packages"),
+    );
+    let front = github.host();
+    let client = Client::new(dockhand::registry::distribution::ClientOptions {
+        insecure: vec![front.parse().unwrap()],
+        credentials: BTreeMap::from([(
+            front.parse().unwrap(),
+            dockhand::secret::Credential::Basic {
+                username: USER.to_owned(),
+                password: dockhand::secret::Secret::new(PASSWORD),
+            },
+        )]),
+        ..Default::default()
+    })
+    .unwrap();
+    let api_repository = format!("{front}/acme/app/api").parse().unwrap();
+    let old = crate::support::seed::minutes_ago(10 * crate::cleanup::DAY);
+    crate::support::seed::push_image(&client, &api_repository, Some("old-1"), &old).await;
+    github.set_time(
+        "acme/app/api",
+        "old-1",
+        jiff::Timestamp::now() - jiff::SignedDuration::from_hours(240),
+    );
+
+    let project = Project::new("tags: [\"{branch}\"]\n");
+    let argv = ["--repo-implementation", "github", "run", "--output", "json"];
+    let run = project
+        .dockhand(&registry, &[&argv[..], &["--keep-last", "1", "--keep-within", "0s"]].concat())
+        .env("DOCKHAND_INSECURE_REGISTRIES", &github.insecure_hosts())
+        .env("DOCKHAND_REGISTRY", &front)
+        .env("DOCKHAND_REPO", &format!("{front}/acme/app"))
+        .env("GITHUB_API_URL", &github.api_url())
+        .run();
+    run.assert_code(0).assert_not_printed(PASSWORD);
+    let document: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(document["pushed"].as_array().map(Vec::len), Some(2));
+    assert!(document["cleanup_skipped"].is_null(), "{}", run.stdout);
+    assert_eq!(crate::support::tags_of(&document, "deleted"), ["old-1"]);
+    assert_eq!(skopeo_tags(&registry, "acme/app/api"), ["main"]);
+    assert_eq!(skopeo_tags(&registry, "acme/app/web"), ["main"]);
+    let log = github.log();
+    assert!(log.iter().all(|line| !line.starts_with("REGISTRY DELETE")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|line| line
+                .starts_with("API DELETE /orgs/acme/packages/container/app%2Fapi/versions/")),
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -702,4 +778,141 @@ fn a_layer_that_does_not_match_its_digest_is_a_layout_error() {
         .unwrap();
     assert!(!exists, "the registry committed the wrong layer");
     assert!(!skopeo_resolves(&registry, "acme/app/big:main"));
+}
+
+/// Makes `project` a git checkout of one commit with fixed names and dates, so that two
+/// projects with the same files have the same commit; returns its SHA.
+fn commit_fixed(project: &Project, date: &str) -> String {
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .current_dir(project.path())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "api", "web", "dockhand.yaml"]);
+    git(&["commit", "-q", "-m", "release"]);
+    git(&["rev-parse", "HEAD"])
+}
+
+#[test]
+fn a_rebuild_of_the_same_commit_gives_the_same_digest_and_its_publish_uploads_nothing() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let proxy = Proxy::start(registry.port());
+    let yaml = "tags: [\"{sha}\", \"{branch}\"]\n";
+    // two runners with fresh storage, each with a checkout of the same commit
+    let (first, second) = (Project::new(yaml), Project::new(yaml));
+    let date = "2024-06-01T12:00:00+00:00";
+    let sha = commit_fixed(&first, date);
+    assert_eq!(commit_fixed(&second, date), sha);
+    let through_proxy = |project: &Project, args: &[&str]| {
+        project
+            .dockhand(&registry, args)
+            .env("DOCKHAND_REGISTRY", &proxy.host())
+            .env("DOCKHAND_REPO", &format!("{}/acme/app", proxy.host()))
+            .env("DOCKHAND_INSECURE_REGISTRIES", &proxy.host())
+            .env("DOCKHAND_SHA", &sha)
+            .run()
+    };
+    let publish = ["publish", "--output", "json"];
+    through_proxy(&first, &["build"]).assert_code(0);
+    let before = through_proxy(&first, &publish);
+    before.assert_code(0).assert_not_printed(PASSWORD);
+    let first_requests = proxy.log();
+    let manifest_puts = first_requests
+        .iter()
+        .filter(|line| line.starts_with("PUT ") && line.contains("/manifests/"));
+    assert_eq!(manifest_puts.count(), 4, "the first publish pushes every tag: {first_requests:?}");
+    let built = through_proxy(&second, &["build"]);
+    built.assert_code(0);
+    assert!(built.stderr.contains("SOURCE_DATE_EPOCH=1717243200"), "{}", built.stderr);
+    let sent_before = proxy.log().len();
+    let again = through_proxy(&second, &publish);
+    again.assert_code(0).assert_not_printed(PASSWORD);
+    let requests: Vec<String> = proxy.log()[sent_before..].to_vec();
+
+    // one digest per image, whichever runner built it
+    let (before, after) = (pushed(&before), pushed(&again));
+    assert_eq!(before.len(), 4, "two images × two tags");
+    let sorted = |mut list: Vec<(String, String, String)>| {
+        list.sort();
+        list
+    };
+    assert_eq!(sorted(before), sorted(after.clone()));
+    // the second publish sent no blob and no manifest, and said so
+    let writes: Vec<&String> = requests
+        .iter()
+        .filter(|line| !line.starts_with("GET ") && !line.starts_with("HEAD "))
+        .collect();
+    assert!(writes.is_empty(), "requests that upload: {writes:?}");
+    let json: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert!(json["pushed"].as_array().unwrap().iter().all(|item| item["unchanged"] == true));
+    assert_eq!(again.stderr.matches(": nothing sent").count(), 4, "{}", again.stderr);
+    // the figure in docs/benchmarks.md: per repository one tag list, per tag one manifest
+    // HEAD; the first request of each repository is answered 401 (the client learns the
+    // realm) and repeated with credentials
+    let mut want: Vec<String> = Vec::new();
+    for image in ["api", "web"] {
+        want.push(format!("GET /v2/acme/app/{image}/tags/list?n=1000"));
+        for tag in [sha.as_str(), "main"] {
+            want.push(format!("HEAD /v2/acme/app/{image}/manifests/{tag}"));
+        }
+    }
+    want.sort();
+    let distinct: std::collections::BTreeSet<&String> = requests.iter().collect();
+    assert_eq!(distinct.into_iter().cloned().collect::<Vec<_>>(), want, "{requests:?}");
+    assert_eq!(requests.len(), 7, "the one 401 is the first tag list's: {requests:?}");
+
+    // with one new tag beside a current one, only the new tag's manifest is sent
+    let sent_before = proxy.log().len();
+    let partly = through_proxy(
+        &second,
+        &["publish", "--output", "json", "--tag", "{branch}", "--tag", "extra"],
+    );
+    partly.assert_code(0);
+    let requests = proxy.log()[sent_before..].to_vec();
+    let mut puts: Vec<&String> = requests.iter().filter(|line| line.starts_with("PUT ")).collect();
+    puts.sort();
+    assert_eq!(
+        puts,
+        ["PUT /v2/acme/app/api/manifests/extra", "PUT /v2/acme/app/web/manifests/extra"],
+        "{requests:?}"
+    );
+    assert!(!requests.iter().any(|line| line.starts_with("POST ")), "no blob upload: {requests:?}");
+    let json: serde_json::Value = serde_json::from_str(&partly.stdout).unwrap();
+    for item in json["pushed"].as_array().unwrap() {
+        let extra = item["reference"].as_str().unwrap().ends_with(":extra");
+        assert_eq!(item.get("unchanged").is_some(), !extra, "{item}");
+    }
+
+    // the image's time is the commit's: in the config and in the label, the same
+    let auth_file = registry.auth_file();
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--authfile"])
+        .arg(&auth_file)
+        .arg(format!("docker://{}/acme/app/api:main", registry.host()))
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    let inspect: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(inspect["Created"], "2024-06-01T12:00:00Z");
+    assert_eq!(inspect["Labels"]["org.opencontainers.image.created"], "2024-06-01T12:00:00Z");
+    assert_eq!(inspect["Labels"]["org.opencontainers.image.revision"], sha.as_str());
 }

@@ -52,6 +52,8 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// Longest wait for a TCP (and TLS) connection.
     pub connect_timeout: Duration,
+    /// Longest wait for more bytes of an answer once it started (a stalled or dripping server).
+    pub read_timeout: Duration,
     /// Longest wait for one whole request, body included. A blob streamed from a file gets
     /// one more second per MiB ([`blob::upload_timeout`]), so large layers are not cut off.
     pub request_timeout: Duration,
@@ -69,6 +71,7 @@ impl Default for ClientOptions {
             insecure: Vec::new(),
             user_agent: USER_AGENT.to_owned(),
             connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             concurrency: 16,
@@ -231,6 +234,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(options.user_agent.clone())
             .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
             .timeout(options.request_timeout)
             .redirect(redirect_policy(&options.insecure))
             .build()

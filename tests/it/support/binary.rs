@@ -102,7 +102,14 @@ impl Dockhand {
         (run, peak)
     }
 
-    fn run_with(self, mut command: Command) -> Run {
+    /// Starts it with stdout and stderr piped, for a test that reads them while it runs (the
+    /// caller waits for it, or kills it).
+    pub fn spawn(self) -> std::process::Child {
+        let command = Command::new(env!("CARGO_BIN_EXE_dockhand"));
+        self.start(command)
+    }
+
+    fn start(&self, mut command: Command) -> std::process::Child {
         let mut child = command
             .args(&self.args)
             .env_clear()
@@ -121,6 +128,11 @@ impl Dockhand {
                 .write_all(input.as_bytes())
                 .expect("stdin written");
         }
+        child
+    }
+
+    fn run_with(self, command: Command) -> Run {
+        let child = self.start(command);
         let output = child.wait_with_output().expect("dockhand finishes");
         Run {
             code: output.status.code().expect("dockhand exits, not killed by a signal"),

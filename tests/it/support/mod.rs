@@ -1,14 +1,17 @@
 //! Fixtures shared by the integration tests: the built executable, real registries, a token
-//! service, a fault proxy, and seeding a registry with images.
+//! service, a fault proxy, stand-ins for vendor APIs, and seeding a registry with images.
 //!
 //! Everything here starts on `127.0.0.1:0` and stops in `Drop`, so a test stops what it starts.
 
 pub mod binary;
+mod docker_hub_api;
+mod github_api;
 pub mod moto;
 pub mod peers;
 pub mod proxy;
 pub mod registry;
 pub mod seed;
+pub mod stand_in;
 pub mod token_issuer;
 
 pub use registry::{Auth, Deletes, Registry};

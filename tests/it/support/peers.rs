@@ -11,7 +11,8 @@ use dockhand::reference::Digest;
 
 use super::Registry;
 
-fn run(command: &mut Command) -> Vec<u8> {
+/// Runs `command` to success (panicking with its stderr otherwise) and returns its stdout.
+pub fn run(command: &mut Command) -> Vec<u8> {
     let output = command.output().unwrap_or_else(|error| panic!("run {command:?}: {error}"));
     assert!(
         output.status.success(),
@@ -166,4 +167,45 @@ impl Buildah {
             .arg(format!("docker://{}/{destination}", registry.host()));
         run(&mut command);
     }
+}
+
+/// Writes `DIR/storage.conf`, a containers-storage configuration with the vfs driver and its
+/// root under `DIR/storage`, for dockhand's own buildah runs (`CONTAINERS_STORAGE_CONF`), and
+/// returns its path.
+pub fn write_storage_conf(dir: &Path) -> PathBuf {
+    let storage = dir.join("storage");
+    let conf = dir.join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}/root\"\nrunroot = \"{}/run\"\n",
+            storage.display(),
+            storage.display()
+        ),
+    )
+    .expect("write storage.conf");
+    conf
+}
+
+/// Commits `localhost/dh/busybox:base` (Debian's static busybox, its applets linked into
+/// `/bin`) with `buildah`, a function running buildah on the test's storage, so that a
+/// Containerfile can have `RUN` steps (which need chroot isolation here).
+pub fn commit_busybox_base(buildah: impl Fn(&[&str]) -> String) {
+    let container = buildah(&["from", "scratch"]);
+    let container = container.trim();
+    buildah(&["copy", container, "/bin/busybox", "/bin/busybox"]);
+    buildah(&[
+        "run",
+        "--isolation",
+        "chroot",
+        container,
+        "--",
+        "/bin/busybox",
+        "--install",
+        "-s",
+        "/bin",
+    ]);
+    buildah(&["config", "--env", "PATH=/bin", container]);
+    buildah(&["commit", "-q", container, "localhost/dh/busybox:base"]);
+    buildah(&["rm", container]);
 }
