@@ -39,6 +39,14 @@ impl Ecr {
         Self { front: EcrFront::start(&registry), _registry: registry }
     }
 
+    /// A front with the ECR repository `acme/api` created, a client to seed it, its address.
+    fn with_repository() -> (Self, Client, RepoAddress) {
+        let ecr = Self::start();
+        ecr.create_repository("acme/api");
+        let (client, api) = (ecr.client(), ecr.repository("acme/api"));
+        (ecr, client, api)
+    }
+
     /// `dockhand ARGS` in `dir` as a CI job with AWS credentials would run it, on the images
     /// repo `FRONT/acme`.
     fn dockhand(&self, dir: &Path, args: &[&str]) -> Dockhand {
@@ -262,10 +270,7 @@ fn publish_creates_the_repository_with_the_project_settings() {
 
 #[tokio::test]
 async fn cleanup_by_push_time_removes_one_tag_of_two_and_leaves_the_image() {
-    let ecr = Ecr::start();
-    ecr.create_repository("acme/api");
-    let client = ecr.client();
-    let api = ecr.repository("acme/api");
+    let (ecr, client, api) = Ecr::with_repository();
     let gone = push_image(&client, &api, &["old-1"]).await;
     let shared = push_image(&client, &api, &["old-2", "stable"]).await;
     std::thread::sleep(Duration::from_millis(4200));
@@ -332,10 +337,7 @@ async fn cleanup_by_push_time_removes_one_tag_of_two_and_leaves_the_image() {
 
 #[tokio::test]
 async fn keep_last_keeps_the_newest_pushes() {
-    let ecr = Ecr::start();
-    ecr.create_repository("acme/api");
-    let client = ecr.client();
-    let api = ecr.repository("acme/api");
+    let (ecr, client, api) = Ecr::with_repository();
     for tag in ["b-1", "b-2", "b-3"] {
         push_image(&client, &api, &[tag]).await;
         std::thread::sleep(Duration::from_millis(1100));
@@ -354,10 +356,7 @@ async fn keep_last_keeps_the_newest_pushes() {
 
 #[tokio::test]
 async fn over_a_hundred_deletions_go_in_calls_of_at_most_100_ids() {
-    let ecr = Ecr::start();
-    ecr.create_repository("acme/api");
-    let client = ecr.client();
-    let api = ecr.repository("acme/api");
+    let (ecr, client, api) = Ecr::with_repository();
     let count = 300;
     let pushes = (0..count).map(|n| {
         let client = &client;
@@ -383,10 +382,7 @@ async fn over_a_hundred_deletions_go_in_calls_of_at_most_100_ids() {
 
 #[tokio::test]
 async fn a_per_id_failure_is_reported_and_exits_2_while_the_rest_goes() {
-    let ecr = Ecr::start();
-    ecr.create_repository("acme/api");
-    let client = ecr.client();
-    let api = ecr.repository("acme/api");
+    let (ecr, client, api) = Ecr::with_repository();
     push_image(&client, &api, &["x-1"]).await;
     let failing = push_image(&client, &api, &["x-2"]).await;
     push_image(&client, &api, &["x-3"]).await;
@@ -424,10 +420,7 @@ fn a_repository_ecr_does_not_have_is_reported_and_nothing_is_deleted() {
 
 #[tokio::test]
 async fn credentials_that_expire_mid_run_are_a_clear_credentials_error() {
-    let ecr = Ecr::start();
-    ecr.create_repository("acme/api");
-    let client = ecr.client();
-    let api = ecr.repository("acme/api");
+    let (ecr, client, api) = Ecr::with_repository();
     push_image(&client, &api, &["e-1"]).await;
     let work = project("");
     let cleanup = || {
@@ -503,10 +496,7 @@ fn login_without_a_password_mints_the_ecr_login_and_other_registries_need_one() 
 
 #[tokio::test]
 async fn untagged_images_from_list_images_go_and_children_of_a_kept_index_stay() {
-    let ecr = Ecr::start();
-    ecr.create_repository("acme/api");
-    let client = ecr.client();
-    let api = ecr.repository("acme/api");
+    let (ecr, client, api) = Ecr::with_repository();
     let children = [
         seed::push_image(&client, &api, None, &long_ago()).await,
         seed::push_image(&client, &api, None, &long_ago()).await,
