@@ -98,6 +98,83 @@ impl Command {
         self
     }
 
+    /// [`Command::output`] for a short-lived helper that dockhand does not trust to behave (a
+    /// credential helper): stopped (killed) when it runs longer than `limit` or prints more
+    /// than `max_output` bytes on either stream, with [`CommandError::TimedOut`] or
+    /// [`CommandError::TooMuchOutput`]; its output is never quoted then.
+    pub fn output_bounded(
+        mut self,
+        limit: Duration,
+        max_output: usize,
+    ) -> Result<Output, CommandError> {
+        use std::io::Read as _;
+        use std::sync::atomic::AtomicBool;
+        let display = self.to_string();
+        self.inner
+            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self
+            .inner
+            .spawn()
+            .map_err(|source| CommandError::Spawn { command: display.clone(), source })?;
+        if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), self.stdin.take()) {
+            thread::spawn(move || pipe.write_all(&bytes));
+        }
+        let overflow = std::sync::Arc::new(AtomicBool::new(false));
+        let read = |pipe: Option<Box<dyn io::Read + Send>>| {
+            let overflow = std::sync::Arc::clone(&overflow);
+            thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(pipe) = pipe {
+                    let cap = u64::try_from(max_output).unwrap_or(u64::MAX).saturating_add(1);
+                    let _ = pipe.take(cap).read_to_end(&mut bytes);
+                }
+                if bytes.len() > max_output {
+                    overflow.store(true, Ordering::SeqCst);
+                }
+                bytes
+            })
+        };
+        let stdout =
+            read(child.stdout.take().map(|pipe| Box::new(pipe) as Box<dyn io::Read + Send>));
+        let stderr =
+            read(child.stderr.take().map(|pipe| Box::new(pipe) as Box<dyn io::Read + Send>));
+        let started = std::time::Instant::now();
+        let status = loop {
+            if overflow.load(Ordering::SeqCst) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CommandError::TooMuchOutput { command: display, limit: max_output });
+            }
+            if started.elapsed() >= limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CommandError::TimedOut {
+                    command: display,
+                    after: limit,
+                    tail: String::new(),
+                });
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => thread::sleep(Duration::from_millis(10)),
+                Err(source) => return Err(CommandError::Wait { command: display, source }),
+            }
+        };
+        let text = |handle: thread::JoinHandle<Vec<u8>>| {
+            String::from_utf8_lossy(&handle.join().unwrap_or_default()).into_owned()
+        };
+        let (stdout, stderr) = (text(stdout), text(stderr));
+        if overflow.load(Ordering::SeqCst) {
+            return Err(CommandError::TooMuchOutput { command: display, limit: max_output });
+        }
+        if !status.success() {
+            return Err(CommandError::Failed { command: display, status, stdout, stderr });
+        }
+        Ok(Output { stdout, stderr })
+    }
+
     /// Runs the child to completion and captures stdout and stderr.
     ///
     /// Fails when the program cannot be started, when writing its stdin fails for another
@@ -446,6 +523,8 @@ pub enum CommandError {
     },
     #[error("`{command}` was stopped because dockhand received {signal}")]
     Interrupted { command: String, signal: TerminationSignal },
+    #[error("`{command}` was stopped: it printed more than {limit} bytes")]
+    TooMuchOutput { command: String, limit: usize },
 }
 
 impl CommandError {
@@ -649,5 +728,25 @@ mod tests {
         assert_eq!(error.exit_status(), ExitStatus::Usage);
         assert_eq!(error.hint().unwrap(), "install `dockhand-no-such-program` or put it on PATH");
         assert_eq!(error.to_string(), "Failed to start `dockhand-no-such-program x`");
+    }
+
+    #[test]
+    fn a_bounded_run_stops_a_hanging_or_flooding_helper() {
+        let limit = Duration::from_millis(300);
+        let hang = Command::new("sh").args(["-c", "sleep 30"]).output_bounded(limit, 1024);
+        assert!(matches!(hang, Err(CommandError::TimedOut { .. })), "{hang:?}");
+        let flood = Command::new("sh")
+            .args(["-c", "yes \"$WORD\""])
+            .env("WORD", "secret-ish")
+            .output_bounded(Duration::from_secs(30), 1024);
+        let Err(error) = flood else { panic!("{flood:?}") };
+        assert!(matches!(error, CommandError::TooMuchOutput { limit: 1024, .. }), "{error:?}");
+        assert!(!error.to_string().contains("secret-ish"), "{error}");
+        let fine = Command::new("sh")
+            .args(["-c", "read line; printf '%s' \"$line\""])
+            .stdin("hello\n")
+            .output_bounded(Duration::from_secs(30), 1024)
+            .unwrap();
+        assert_eq!(fine.stdout, "hello");
     }
 }

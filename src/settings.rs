@@ -102,6 +102,9 @@ impl Classify for SettingsError {
                     .into(),
             ),
             Self::NoHome => Some("pass --docker-config DIR or set DOCKER_CONFIG".into()),
+            Self::Timeout { option, .. } => {
+                Some(format!("give {option} a duration such as `30s`, `2m` or `1m30s`"))
+            }
             Self::NothingToBuild { .. } => Some(
                 "add a Containerfile or Dockerfile here, or write dockhand.yaml, e.g. `images: [{name: app, context: ., containerfile: Dockerfile}]` (`dockhand schema` prints every key)"
                     .into(),

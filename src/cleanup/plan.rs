@@ -224,7 +224,7 @@ struct RepositoryPlan<'a> {
     tags_by_name: Vec<usize>,
     /// Index children and referrers of each manifest.
     graph: Graph<'a>,
-    /// Referrers-schema tag indices per subject digest.
+    /// Referrers-schema tag indices per subject digest, in tag-name order.
     referrers_tags_of: HashMap<Digest, Vec<usize>>,
     tag_ages: Vec<Option<Age>>,
     untagged_ages: Vec<Option<Age>>,
@@ -269,8 +269,9 @@ impl<'a> RepositoryPlan<'a> {
                 vec![Decision::keep(INCOMPLETE.to_owned()); state.untagged.len()];
             return state;
         }
-        for (index, entry) in inventory.tags.iter().enumerate() {
-            if let Some(subject) = referrers_subject(&entry.tag) {
+        // in tag-name order, like every root, so the plan does not depend on the tag order
+        for &index in &state.tags_by_name {
+            if let Some(subject) = referrers_subject(&inventory.tags[index].tag) {
                 state.referrers_tags_of.entry(subject).or_default().push(index);
             }
         }

@@ -151,13 +151,7 @@ impl DockerHub {
         let base = api_base(base, &options.insecure).map_err(DockerHubError::from)?;
         let mut headers = HeaderMap::new();
         headers.insert("accept", HeaderValue::from_static("application/json"));
-        let api = Rest::new(
-            &options.user_agent,
-            options.connect_timeout,
-            options.request_timeout,
-            headers,
-        )
-        .map_err(DockerHubError::from)?;
+        let api = Rest::new(&options, headers).map_err(DockerHubError::from)?;
         Ok(Self {
             client: Client::new(options)?,
             capabilities,

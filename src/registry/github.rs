@@ -203,13 +203,7 @@ impl Github {
         let mut headers = HeaderMap::new();
         headers.insert("accept", HeaderValue::from_static("application/vnd.github+json"));
         headers.insert("x-github-api-version", HeaderValue::from_static("2022-11-28"));
-        let api = Rest::new(
-            &options.user_agent,
-            options.connect_timeout,
-            options.request_timeout,
-            headers,
-        )
-        .map_err(GithubError::from)?;
+        let api = Rest::new(&options, headers).map_err(GithubError::from)?;
         let has_token = token.is_some();
         if let Some(token) = token {
             api.set_token(token);

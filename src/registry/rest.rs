@@ -15,6 +15,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::distribution::retry::parse_retry_after;
+use super::distribution::{ClientOptions, http_client};
 use crate::exit::{Classify, ExitStatus};
 use crate::reference::RegistryHost;
 use crate::secret::Secret;
@@ -168,20 +169,10 @@ pub struct Rest {
 }
 
 impl Rest {
-    /// A client sending `headers` (e.g. `Accept`) with every request.
-    pub fn new(
-        user_agent: &str,
-        connect_timeout: Duration,
-        request_timeout: Duration,
-        headers: HeaderMap,
-    ) -> Result<Self, RestError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .connect_timeout(connect_timeout)
-            .timeout(request_timeout)
-            .build()
-            .map_err(RestError::ClientBuild)?;
+    /// A client sending `headers` (e.g. `Accept`) with every request, with the registry
+    /// client's TLS, timeouts and redirect rules (`options`).
+    pub fn new(options: &ClientOptions, headers: HeaderMap) -> Result<Self, RestError> {
+        let http = http_client(options).build().map_err(RestError::ClientBuild)?;
         Ok(Self { http, headers, token: Mutex::new(None) })
     }
 

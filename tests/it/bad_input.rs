@@ -5,6 +5,8 @@ use crate::support::binary::dockhand;
 
 #[test]
 fn bad_input_table() {
+    use std::fmt::Write as _;
+    let mut everything = String::new();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("unknown-key.yaml"), "repo: localhost:5000/a\nimagez: []\n")
         .unwrap();
@@ -53,7 +55,12 @@ fn bad_input_table() {
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
         assert!(run.stdout.is_empty(), "{args:?} printed on stdout: {}", run.stdout);
         assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+        let _ = writeln!(everything, "$ dockhand {}\n{}", args.join(" "), run.stderr);
     }
+    // the whole of what a user reads, error, causes and hints, in one reviewed snapshot
+    insta::with_settings!({filters => vec![(regex::escape(&dir.path().display().to_string()).as_str(), "[DIR]")]}, {
+        insta::assert_snapshot!(everything);
+    });
 }
 
 #[test]

@@ -504,6 +504,14 @@ async fn a_dry_run_deletes_nothing() {
     assert!(text.stdout.contains("latest   sha256:"), "{}", text.stdout);
     assert!(text.stdout.ends_with("1 kept, 2 to delete (dry run)\n"), "{}", text.stdout);
     assert_eq!(writes(&proxy), Vec::<String>::new());
+    // the table as a user reads it (ports and digests vary)
+    insta::with_settings!({filters => vec![
+        (r"127\.0\.0\.1:\d+", "[HOST]"),
+        (r"sha256:[0-9a-f]{12}", "sha256:[DIGEST]"),
+        (r"\d+ days ago", "[N] days ago"),
+    ]}, {
+        insta::assert_snapshot!(text.stdout);
+    });
 }
 
 #[tokio::test]

@@ -916,3 +916,52 @@ fn a_rebuild_of_the_same_commit_gives_the_same_digest_and_its_publish_uploads_no
     assert_eq!(inspect["Labels"]["org.opencontainers.image.created"], "2024-06-01T12:00:00Z");
     assert_eq!(inspect["Labels"]["org.opencontainers.image.revision"], sha.as_str());
 }
+
+/// kill -9 at seeded points of a two-image publish, then one rerun: the registry ends as one
+/// clean publish leaves it (every tag at the image's digest, nothing else), whatever the kills
+/// interrupted (a blob upload, a manifest PUT, between tags).
+#[test]
+fn a_publish_killed_at_any_point_is_completed_by_a_rerun() {
+    let project = Project::new("tags: [\"{sha}\", \"{branch}\"]\n");
+    let reference = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    project.dockhand(&reference, &["build"]).run().assert_code(0);
+    let publish = |registry: &Registry| {
+        project.dockhand(registry, &["--repo-mode", "multirepo", "publish", "--output", "json"])
+    };
+    // the state one clean publish leaves, and how long it takes
+    let started = std::time::Instant::now();
+    let clean = publish(&reference).run();
+    clean.assert_code(0);
+    let clean_ms = u64::try_from(started.elapsed().as_millis()).unwrap().max(20);
+    let state = |registry: &Registry| -> Vec<(String, Vec<(String, String)>)> {
+        ["acme/app/api", "acme/app/web"]
+            .into_iter()
+            .map(|path| {
+                let tags = tags_if_any(registry, path)
+                    .into_iter()
+                    .map(|tag| {
+                        let digest = skopeo_digest(registry, &format!("{path}:{tag}"));
+                        (tag, digest.as_str().to_owned())
+                    })
+                    .collect();
+                (path.to_owned(), tags)
+            })
+            .collect()
+    };
+    let want = state(&reference);
+
+    let mut rng = fastrand::Rng::with_seed(0x00d0_c4a2);
+    for round in 0..4 {
+        let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+        // up to three kills at seeded instants within a clean run's duration
+        for _ in 0..=round % 3 {
+            let mut child = publish(&registry).spawn();
+            std::thread::sleep(std::time::Duration::from_millis(rng.u64(0..clean_ms)));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let rerun = publish(&registry).run();
+        rerun.assert_code(0);
+        assert_eq!(state(&registry), want, "round {round}");
+    }
+}

@@ -226,19 +226,24 @@ fn redirect_policy(insecure: &[RegistryHost]) -> reqwest::redirect::Policy {
     })
 }
 
+/// The HTTP client every request to a registry or a vendor API goes through: the process's
+/// ring TLS (installed here if nothing is yet), `options`' user agent and timeouts, and
+/// redirects that never reach plain HTTP on a host not named insecure.
+pub fn http_client(options: &ClientOptions) -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(options.user_agent.clone())
+        .connect_timeout(options.connect_timeout)
+        .read_timeout(options.read_timeout)
+        .timeout(options.request_timeout)
+        .redirect(redirect_policy(&options.insecure))
+}
+
 impl Client {
     /// Builds a client. Installs the ring TLS provider for the process if none is installed yet,
     /// so library users and tests need no setup.
     pub fn new(options: ClientOptions) -> Result<Self, DistributionError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(options.user_agent.clone())
-            .connect_timeout(options.connect_timeout)
-            .read_timeout(options.read_timeout)
-            .timeout(options.request_timeout)
-            .redirect(redirect_policy(&options.insecure))
-            .build()
-            .map_err(DistributionError::ClientBuild)?;
+        let http = http_client(&options).build().map_err(DistributionError::ClientBuild)?;
         let permits = Semaphore::new(options.concurrency.max(1));
         Ok(Self {
             inner: Arc::new(Inner {
