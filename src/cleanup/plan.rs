@@ -33,6 +33,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::fmt;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -41,9 +42,6 @@ use crate::cleanup::graph::{Edge, Graph};
 use crate::cleanup::inventory::{Inventory, RepositoryInventory, TagEntry, TimeSource};
 use crate::cleanup::policy::{Policy, format_approximately, format_duration, looks_like_release};
 use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
-
-/// The reason of everything in a repository whose inventory is incomplete.
-pub const INCOMPLETE: &str = "kept: inventory incomplete";
 
 /// What a cleanup will keep and delete, each item with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,20 +162,159 @@ impl Age {
     }
 }
 
-/// A keep or delete decision and its reason.
-#[derive(Debug, Clone)]
-struct Decision {
-    keep: bool,
-    reason: String,
+/// A keep or delete decision and its reason: the rules' words are written once, in its
+/// `Display` (what the plan's items say after `kept:` or `deleted:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    Keep(Keep),
+    Delete(Delete),
+}
+
+/// Why something stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Keep {
+    /// The repository's inventory is incomplete (everything in it stays).
+    Incomplete,
+    /// A targeted cleanup (`--delete-tag`) that does not name it.
+    NotNamed,
+    /// A `keep_tags` pattern matches.
+    Pattern(String),
+    /// The tag looks like a release and `delete_releases` is off.
+    Release(String),
+    /// Younger than `keep_within`; `age` as described at planning time.
+    Younger {
+        within: Duration,
+        age: String,
+    },
+    /// Among the newest `keep_last` images of the image.
+    Newest {
+        keep_last: usize,
+        image: String,
+    },
+    AgeUnknown,
+    /// Untagged manifests are out of scope without `delete_untagged`.
+    UntaggedNotInScope,
+    UntaggedYounger {
+        within: Duration,
+        age: String,
+    },
+    /// A referrers-schema tag whose subject stays.
+    ReferrersOfKept(Digest),
+    /// Something staying reaches it (described by [`Reach::describe`]).
+    Reachable(String),
+    /// `max_deletes` left it for the next run.
+    Budget {
+        max_deletes: usize,
+    },
+}
+
+/// Why something goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Delete {
+    /// Named by `--delete-tag` (the name as matched).
+    Named(String),
+    /// A throw-away manifest an interrupted cleanup left on the tag.
+    Tombstone,
+    /// No keep rule kept it, for these reasons (at least one).
+    Rules(Vec<Why>),
+    /// Untagged and unreachable, and older than `keep_within` when that is set.
+    Untagged { older: Option<(Duration, String)> },
+}
+
+/// One reason a tag is not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Why {
+    ReferrersOfUnkept(Digest),
+    OlderThan { within: Duration, age: String },
+    NotNewest { keep_last: usize, image: String },
+    NoKeepTag,
+    NoKeepRule,
 }
 
 impl Decision {
-    fn keep(reason: String) -> Self {
-        Self { keep: true, reason }
+    fn keeps(&self) -> bool {
+        matches!(self, Self::Keep(_))
     }
+}
 
-    fn delete(reason: String) -> Self {
-        Self { keep: false, reason }
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Keep(keep) => write!(f, "kept: {keep}"),
+            Self::Delete(delete) => write!(f, "deleted: {delete}"),
+        }
+    }
+}
+
+impl fmt::Display for Keep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Incomplete => f.write_str("inventory incomplete"),
+            Self::NotNamed => f.write_str("not named by --delete-tag"),
+            Self::Pattern(pattern) => write!(f, "matches keep_tags `{pattern}`"),
+            Self::Release(tag) => {
+                write!(f, "`{tag}` looks like a release (delete_releases is off)")
+            }
+            Self::Younger { within, age } => {
+                write!(f, "younger than {} ({age})", format_duration(*within))
+            }
+            Self::Newest { keep_last, image } => {
+                write!(f, "among the newest {keep_last} images of `{image}`")
+            }
+            Self::AgeUnknown => f.write_str("age unknown"),
+            Self::UntaggedNotInScope => f.write_str("untagged and delete_untagged is off"),
+            Self::UntaggedYounger { within, age } => {
+                write!(f, "untagged, younger than {} ({age})", format_duration(*within))
+            }
+            Self::ReferrersOfKept(digest) => {
+                write!(f, "referrers tag of `{digest}`, which is kept")
+            }
+            Self::Reachable(how) => write!(f, "reachable from kept {how}"),
+            Self::Budget { max_deletes } => {
+                write!(f, "budget reached, rerun to continue (max_deletes {max_deletes})")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Delete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Named(target) => write!(f, "named by --delete-tag `{target}`"),
+            Self::Tombstone => {
+                f.write_str("a throw-away manifest an interrupted cleanup left on this tag")
+            }
+            Self::Rules(why) => {
+                let parts: Vec<String> = why.iter().map(ToString::to_string).collect();
+                f.write_str(&join_and(&parts))
+            }
+            Self::Untagged { older: None } => {
+                f.write_str("untagged and unreachable from anything kept")
+            }
+            Self::Untagged { older: Some((within, age)) } => write!(
+                f,
+                "untagged, unreachable from anything kept, and older than {} ({age})",
+                format_duration(*within)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ReferrersOfUnkept(subject) => {
+                write!(f, "referrers tag of `{subject}`, which is not kept")
+            }
+            Self::OlderThan { within, age } => {
+                write!(f, "older than {} ({age})", format_duration(*within))
+            }
+            Self::NotNewest { keep_last, image } => {
+                write!(f, "not among the newest {keep_last} images of `{image}`")
+            }
+            Self::NoKeepTag => f.write_str("matching no keep_tags pattern"),
+            Self::NoKeepRule => f.write_str("no keep rule is configured"),
+        }
     }
 }
 
@@ -187,6 +324,23 @@ struct Reach<'a> {
     root: Root<'a>,
     /// The last hop: `None` for the root itself.
     via: Option<Edge>,
+}
+
+impl Reach<'_> {
+    /// "tag `latest` as an index child", for [`Keep::Reachable`].
+    fn describe(self) -> String {
+        let root = match self.root {
+            Root::Tag(tag) => format!("tag `{tag}`"),
+            Root::Foreign(tag) => format!("tag `{tag}` (outside the cleanup's scope)"),
+            Root::Manifest(digest) => format!("manifest `{digest}`"),
+        };
+        let via = match self.via {
+            None => "",
+            Some(Edge::IndexChild) => " as an index child",
+            Some(Edge::Referrer) => " as a referrer",
+        };
+        format!("{root}{via}")
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -264,9 +418,8 @@ impl<'a> RepositoryPlan<'a> {
             reach: HashMap::new(),
         };
         if !state.complete {
-            state.tags = vec![Decision::keep(INCOMPLETE.to_owned()); inventory.tags.len()];
-            state.untagged_decisions =
-                vec![Decision::keep(INCOMPLETE.to_owned()); state.untagged.len()];
+            state.tags = vec![Decision::Keep(Keep::Incomplete); inventory.tags.len()];
+            state.untagged_decisions = vec![Decision::Keep(Keep::Incomplete); state.untagged.len()];
             return state;
         }
         // in tag-name order, like every root, so the plan does not depend on the tag order
@@ -342,87 +495,68 @@ impl<'a> RepositoryPlan<'a> {
         let names = [entry.tag.as_str(), entry.image_tag.as_str()];
         if !policy.delete_tags.is_empty() {
             return match policy.delete_tag_match(&names) {
-                Some(target) => {
-                    Decision::delete(format!("deleted: named by --delete-tag `{target}`"))
-                }
-                None => Decision::keep("kept: not named by --delete-tag".to_owned()),
+                Some(target) => Decision::Delete(Delete::Named(target.to_string())),
+                None => Decision::Keep(Keep::NotNamed),
             };
         }
         if self.inventory.manifests.get(&entry.digest).is_some_and(|manifest| manifest.tombstone) {
-            return Decision::delete(
-                "deleted: a throw-away manifest an interrupted cleanup left on this tag".to_owned(),
-            );
+            return Decision::Delete(Delete::Tombstone);
         }
         if let Some(keep) = policy.keep_tag_match(&names) {
-            return Decision::keep(format!("kept: matches keep_tags `{}`", keep.pattern()));
+            return Decision::Keep(Keep::Pattern(keep.pattern().to_owned()));
         }
         if !policy.delete_releases
             && let Some(release) = names.into_iter().find(|name| looks_like_release(name))
         {
-            return Decision::keep(format!(
-                "kept: `{release}` looks like a release (delete_releases is off)"
-            ));
+            return Decision::Keep(Keep::Release(release.to_owned()));
         }
         let subject = referrers_subject(&entry.tag);
         let age = self.tag_ages[index];
         if let (Some(within), Some(age)) = (policy.keep_within, age)
             && now.duration_since(age.at) < signed(within)
         {
-            return Decision::keep(format!(
-                "kept: younger than {} ({})",
-                format_duration(within),
-                age.describe(now)
-            ));
+            return Decision::Keep(Keep::Younger { within, age: age.describe(now) });
         }
         if let Some(keep_last) = policy.keep_last
             && newest.contains(&(entry.image.as_str(), &entry.digest))
         {
-            return Decision::keep(format!(
-                "kept: among the newest {keep_last} images of `{}`",
-                entry.image
-            ));
+            return Decision::Keep(Keep::Newest { keep_last, image: entry.image.clone() });
         }
-        let Some(age) = age else { return Decision::keep("kept: age unknown".to_owned()) };
+        let Some(age) = age else { return Decision::Keep(Keep::AgeUnknown) };
         let mut why = Vec::new();
         if let Some(subject) = &subject {
-            why.push(format!("referrers tag of `{subject}`, which is not kept"));
+            why.push(Why::ReferrersOfUnkept(subject.clone()));
         }
         if let Some(within) = policy.keep_within {
-            why.push(format!("older than {} ({})", format_duration(within), age.describe(now)));
+            why.push(Why::OlderThan { within, age: age.describe(now) });
         }
         if let (Some(keep_last), None) = (policy.keep_last, &subject) {
-            why.push(format!("not among the newest {keep_last} images of `{}`", entry.image));
+            why.push(Why::NotNewest { keep_last, image: entry.image.clone() });
         }
         if !policy.keep_tags.is_empty() {
-            why.push("matching no keep_tags pattern".to_owned());
+            why.push(Why::NoKeepTag);
         }
         if why.is_empty() {
-            why.push("no keep rule is configured".to_owned());
+            why.push(Why::NoKeepRule);
         }
-        Decision::delete(format!("deleted: {}", join_and(&why)))
+        Decision::Delete(Delete::Rules(why))
     }
 
     fn decide_untagged(&self, index: usize, now: Timestamp) -> Decision {
         if !self.policy.delete_untagged {
-            return Decision::keep("kept: untagged and delete_untagged is off".to_owned());
+            return Decision::Keep(Keep::UntaggedNotInScope);
         }
         let Some(age) = self.untagged_ages[index] else {
-            return Decision::keep("kept: age unknown".to_owned());
+            return Decision::Keep(Keep::AgeUnknown);
         };
         match self.policy.keep_within {
-            Some(within) if now.duration_since(age.at) < signed(within) => Decision::keep(format!(
-                "kept: untagged, younger than {} ({})",
-                format_duration(within),
-                age.describe(now)
-            )),
-            Some(within) => Decision::delete(format!(
-                "deleted: untagged, unreachable from anything kept, and older than {} ({})",
-                format_duration(within),
-                age.describe(now)
-            )),
-            None => {
-                Decision::delete("deleted: untagged and unreachable from anything kept".to_owned())
+            Some(within) if now.duration_since(age.at) < signed(within) => {
+                Decision::Keep(Keep::UntaggedYounger { within, age: age.describe(now) })
             }
+            Some(within) => {
+                Decision::Delete(Delete::Untagged { older: Some((within, age.describe(now))) })
+            }
+            None => Decision::Delete(Delete::Untagged { older: None }),
         }
     }
 
@@ -437,7 +571,7 @@ impl<'a> RepositoryPlan<'a> {
         let mut reach: HashMap<&'a Digest, Reach<'a>> = HashMap::new();
         let mut queue: VecDeque<&'a Digest> = VecDeque::new();
         for &index in &self.tags_by_name {
-            if self.tags[index].keep {
+            if self.tags[index].keeps() {
                 let entry = &inventory.tags[index];
                 visit(
                     &mut reach,
@@ -451,7 +585,7 @@ impl<'a> RepositoryPlan<'a> {
             visit(&mut reach, &mut queue, digest, Reach { root: Root::Foreign(tag), via: None });
         }
         for (index, digest) in self.untagged.iter().enumerate() {
-            if self.untagged_decisions[index].keep {
+            if self.untagged_decisions[index].keeps() {
                 visit(
                     &mut reach,
                     &mut queue,
@@ -463,10 +597,9 @@ impl<'a> RepositoryPlan<'a> {
         while let Some(digest) = queue.pop_front() {
             let root = reach[digest].root;
             for &index in self.referrers_tags_of.get(digest).into_iter().flatten() {
-                if !self.tags[index].keep {
+                if !self.tags[index].keeps() {
                     let entry = &inventory.tags[index];
-                    self.tags[index] =
-                        Decision::keep(format!("kept: referrers tag of `{digest}`, which is kept"));
+                    self.tags[index] = Decision::Keep(Keep::ReferrersOfKept((*digest).clone()));
                     visit(
                         &mut reach,
                         &mut queue,
@@ -480,8 +613,9 @@ impl<'a> RepositoryPlan<'a> {
             }
         }
         for (index, digest) in self.untagged.iter().enumerate() {
-            if let (false, Some(how)) = (self.untagged_decisions[index].keep, reach.get(digest)) {
-                self.untagged_decisions[index] = Decision::keep(reachable_reason(*how));
+            if let (false, Some(how)) = (self.untagged_decisions[index].keeps(), reach.get(digest))
+            {
+                self.untagged_decisions[index] = Decision::Keep(Keep::Reachable(how.describe()));
             }
         }
         self.reach = reach;
@@ -489,7 +623,7 @@ impl<'a> RepositoryPlan<'a> {
 
     /// Current deletions with their age, for the budget.
     fn deletions(&self) -> impl Iterator<Item = (Target, Option<Timestamp>, &'a str)> + '_ {
-        let tags = self.tags.iter().enumerate().filter(|(_, decision)| !decision.keep).map(
+        let tags = self.tags.iter().enumerate().filter(|(_, decision)| !decision.keeps()).map(
             |(index, _)| {
                 (
                     Target::Tag(index),
@@ -498,16 +632,18 @@ impl<'a> RepositoryPlan<'a> {
                 )
             },
         );
-        let untagged =
-            self.untagged_decisions.iter().enumerate().filter(|(_, decision)| !decision.keep).map(
-                |(index, _)| {
-                    (
-                        Target::Untagged(index),
-                        self.untagged_ages[index].map(|age| age.at),
-                        self.untagged[index].as_str(),
-                    )
-                },
-            );
+        let untagged = self
+            .untagged_decisions
+            .iter()
+            .enumerate()
+            .filter(|(_, decision)| !decision.keeps())
+            .map(|(index, _)| {
+                (
+                    Target::Untagged(index),
+                    self.untagged_ages[index].map(|age| age.at),
+                    self.untagged[index].as_str(),
+                )
+            });
         tags.chain(untagged)
     }
 
@@ -525,7 +661,7 @@ impl<'a> RepositoryPlan<'a> {
             tag: Some(entry.tag.clone()),
             digest: entry.digest.clone(),
             image: Some(entry.image.clone()),
-            reason: self.tags[index].reason.clone(),
+            reason: self.tags[index].to_string(),
         }
     }
 
@@ -535,7 +671,7 @@ impl<'a> RepositoryPlan<'a> {
             tag: None,
             digest: self.untagged[index].clone(),
             image: None,
-            reason: self.untagged_decisions[index].reason.clone(),
+            reason: self.untagged_decisions[index].to_string(),
         }
     }
 
@@ -545,12 +681,12 @@ impl<'a> RepositoryPlan<'a> {
         }
         let listed_untagged = self.policy.delete_untagged;
         for &index in &self.tags_by_name {
-            if self.tags[index].keep {
+            if self.tags[index].keeps() {
                 plan.kept.push(self.tag_item(index));
             }
         }
         for (index, decision) in self.untagged_decisions.iter().enumerate() {
-            if decision.keep && listed_untagged {
+            if decision.keeps() && listed_untagged {
                 plan.kept.push(self.untagged_item(index));
             }
         }
@@ -666,9 +802,8 @@ fn apply_budget(repositories: &mut [RepositoryPlan<'_>], policy: &Policy) -> boo
         .map(|(_, repository, _, target)| (repository, target))
         .collect();
     for (repository, target) in held_back {
-        *repositories[repository].decision_mut(target) = Decision::keep(format!(
-            "kept: budget reached, rerun to continue (max_deletes {max_deletes})"
-        ));
+        *repositories[repository].decision_mut(target) =
+            Decision::Keep(Keep::Budget { max_deletes });
     }
     true
 }
@@ -684,20 +819,6 @@ fn visit<'a>(
         slot.insert(how);
         queue.push_back(digest);
     }
-}
-
-fn reachable_reason(how: Reach<'_>) -> String {
-    let root = match how.root {
-        Root::Tag(tag) => format!("tag `{tag}`"),
-        Root::Foreign(tag) => format!("tag `{tag}` (outside the cleanup's scope)"),
-        Root::Manifest(digest) => format!("manifest `{digest}`"),
-    };
-    let via = match how.via {
-        None => "",
-        Some(Edge::IndexChild) => " as an index child",
-        Some(Edge::Referrer) => " as a referrer",
-    };
-    format!("kept: reachable from kept {root}{via}")
 }
 
 fn signed(duration: Duration) -> SignedDuration {

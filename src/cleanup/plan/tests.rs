@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::*;
+
+/// The reason of everything in a repository whose inventory is incomplete.
+const INCOMPLETE: &str = "kept: inventory incomplete";
 use crate::cleanup::inventory::{ManifestEntry, RepositoryInventory, TagEntry};
 use crate::cleanup::policy::{KeepTag, PolicyFlags};
 
@@ -1164,5 +1167,30 @@ proptest! {
             repository.tags.reverse();
         }
         prop_assert_eq!(plan(&reversed, &policy, now()), planned);
+    }
+}
+
+#[test]
+fn every_reason_reads_as_before() {
+    let digest = Digest::sha256_of(b"subject");
+    let hour = Duration::from_secs(3600);
+    for (decision, text) in [
+        (Decision::Keep(Keep::Incomplete), INCOMPLETE.to_owned()),
+        (Decision::Keep(Keep::Budget { max_deletes: 5 }), "kept: budget reached, rerun to continue (max_deletes 5)".to_owned()),
+        (
+            Decision::Delete(Delete::Rules(vec![
+                Why::ReferrersOfUnkept(digest.clone()),
+                Why::OlderThan { within: hour, age: "pushed 2h ago".to_owned() },
+                Why::NoKeepTag,
+            ])),
+            format!("deleted: referrers tag of `{digest}`, which is not kept, older than 1h (pushed 2h ago) and matching no keep_tags pattern"),
+        ),
+        (
+            Decision::Delete(Delete::Untagged { older: Some((hour, "image config created 3h ago".to_owned())) }),
+            "deleted: untagged, unreachable from anything kept, and older than 1h (image config created 3h ago)".to_owned(),
+        ),
+    ] {
+        assert_eq!(decision.to_string(), text);
+        assert_eq!(decision.keeps(), text.starts_with("kept: "));
     }
 }
