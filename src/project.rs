@@ -42,6 +42,29 @@ pub struct ProjectFile {
     /// Retention policy for `dockhand cleanup`; the policy flags add to it.
     #[serde(default)]
     pub cleanup: Option<PolicySection>,
+    /// Settings for the repositories dockhand creates before the first push, on registries that
+    /// need them created (ECR). Ignored elsewhere and for repositories that exist.
+    #[serde(default)]
+    pub repositories: RepositoriesSection,
+}
+
+/// The `repositories:` section of `dockhand.yaml`: how new repositories are created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoriesSection {
+    /// Scan each image when it is pushed. Default: the registry's (off on ECR).
+    pub scan_on_push: Option<bool>,
+    /// `mutable` (a tag may be pushed again) or `immutable`. Default: the registry's
+    /// (`mutable` on ECR). dockhand's cleanup works with both on ECR.
+    pub tag_mutability: Option<TagMutability>,
+}
+
+/// Whether a tag may be pushed again to another image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TagMutability {
+    Mutable,
+    Immutable,
 }
 
 /// One image of the project.

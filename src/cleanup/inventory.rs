@@ -7,7 +7,8 @@
 //! distinct digest; index children; the image config for `created`; and referrers — from the
 //! `sha256-<hex>` tag schema that is already in the tag list, and from the referrers API only
 //! when a probe shows the registry has one; last, the push time of each tag where the registry
-//! records one ([`Registry::tag_times`]). Requests run concurrently, at most
+//! records one ([`Registry::tag_times`]); untagged manifests where the vendor lists them
+//! ([`Registry::untagged_manifests`]) are read like any other. Requests run concurrently, at most
 //! [`ReadOptions::concurrency`] at once. Any failed read marks the repository incomplete
 //! (`complete: false`) and is kept in [`RepositoryRead::problems`], so the planner deletes nothing
 //! there and the command can say why. Decides nothing about what to delete.
@@ -212,8 +213,18 @@ pub async fn read(
         Resolve::Head => Job::Head,
     };
     reader.pending.extend(tags.into_iter().map(job));
+    let untagged = registry.untagged_manifests(repository).await;
+    if let Ok(digests) = &untagged {
+        for digest in digests {
+            reader.want_manifest(digest);
+        }
+    }
     reader.run(options.concurrency.max(1)).await;
     let mut read = reader.finish(scope);
+    if let Err(error) = untagged {
+        read.inventory.complete = false;
+        read.problems.push(error);
+    }
     match registry.tag_times(repository).await {
         Ok(times) => {
             for entry in &mut read.inventory.tags {

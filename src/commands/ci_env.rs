@@ -12,7 +12,8 @@ use crate::docker_config::{self, DockerConfig};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::ExitStatus;
 use crate::output::Output;
-use crate::reference::RegistryHost;
+use crate::reference::{RegistryHost, RepoAddress};
+use crate::registry;
 use crate::secret::Secret;
 use crate::settings::GlobalSettings;
 
@@ -153,6 +154,12 @@ pub(super) fn ci_env(
             "no registry credentials in this CI environment; the job's config carries the runner's only"
         ),
     }
+    let repo =
+        settings.repo.as_ref().map(|repo| (&repo.registry, settings.implementation_for(repo)));
+    let minted = block_on(registry::mint_logins(repo, process.env, &settings.insecure_registries))?;
+    for login in &minted {
+        log::info!("login for `{}` minted from the vendor's credentials", login.registry);
+    }
     let parent = job_dir_parent(&ci, process.env);
     let removed =
         docker_config::remove_stale_job_dirs(&parent, STALE_JOB_DIR_AGE, SystemTime::now());
@@ -171,17 +178,24 @@ pub(super) fn ci_env(
     }
     // a job directory nobody is told about must not stay behind with the credential in it
     let exported = (|| -> Result<(), Failure> {
+        for login in &minted {
+            job.config.set_auth(&login.registry, &login.username, &login.password);
+        }
         job.write()?;
         let exports = ci_exports(&ci, &settings, &job.path);
         let rendered = export::render(shell, &exports)?;
-        if let (Shell::Github, Some(credentials)) = (shell, &ci.credentials) {
-            // the runner masks only what it was told about, in its log: the token and the
+        if shell == Shell::Github {
+            // the runner masks only what it was told about, in its log: each token and its
             // docker `auth` value (always on stdout, never into a file)
-            let mut masks = export::mask_lines(credentials.password.expose());
-            masks.push_str(&export::mask_lines(&docker_config::basic_auth_value(
-                &credentials.username,
-                &credentials.password,
-            )));
+            let logins = ci.credentials.iter().map(|login| (&login.username, &login.password));
+            let minted = minted.iter().map(|login| (&login.username, &login.password));
+            let mut masks = String::new();
+            for (username, password) in logins.chain(minted) {
+                masks.push_str(&export::mask_lines(password.expose()));
+                masks.push_str(&export::mask_lines(&docker_config::basic_auth_value(
+                    username, password,
+                )));
+            }
             output.raw(&masks);
         }
         if let Some(file) = &github_env {
@@ -206,22 +220,32 @@ pub(super) fn ci_env(
 pub(super) fn login(
     args: &LoginArgs,
     settings: &GlobalSettings,
+    env: &EnvMap,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
     let registry: RegistryHost = args
         .registry
         .parse()
         .map_err(|source| ArgumentError::Registry { value: args.registry.clone(), source })?;
-    let mut password = String::new();
-    std::io::stdin().read_to_string(&mut password).map_err(ArgumentError::Stdin)?;
-    let password = password
-        .strip_suffix('\n')
-        .map_or(password.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
-    if password.is_empty() {
-        return Err(ArgumentError::EmptyPassword.into());
-    }
-    let credentials =
-        JobLogin::from_user(registry, args.username.clone(), Secret::new(password), "--username")?;
+    let credentials = match &args.username {
+        Some(username) if args.password_stdin => read_login(registry, username)?,
+        _ => {
+            let address = RepoAddress { registry: registry.clone(), path: String::new() };
+            let implementation = settings.implementation_for(&address);
+            let minted = block_on(registry::mint_login(
+                &registry,
+                implementation,
+                env,
+                &settings.insecure_registries,
+            ))?;
+            let login = minted.ok_or(ArgumentError::NoPassword(registry))?;
+            JobLogin {
+                registry: login.registry,
+                username: login.username,
+                password: login.password,
+            }
+        }
+    };
     verify(settings, &credentials)?;
     let dir = &settings.docker_config;
     std::fs::create_dir_all(dir)
@@ -234,4 +258,17 @@ pub(super) fn login(
         || format!("Login to `{}` as `{}` saved in `{}`", credentials.registry, credentials.username, dir.join(docker_config::CONFIG_FILE).display()),
     );
     Ok(ExitStatus::Success)
+}
+
+/// The login `dockhand login -u USER --password-stdin` was given.
+fn read_login(registry: RegistryHost, username: &str) -> Result<JobLogin, Failure> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).map_err(ArgumentError::Stdin)?;
+    let password = password
+        .strip_suffix('\n')
+        .map_or(password.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
+    if password.is_empty() {
+        return Err(ArgumentError::EmptyPassword.into());
+    }
+    Ok(JobLogin::from_user(registry, username.to_owned(), Secret::new(password), "--username")?)
 }

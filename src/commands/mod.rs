@@ -63,6 +63,8 @@ pub enum ArgumentError {
     },
     #[error("No password on stdin for `dockhand login`")]
     EmptyPassword,
+    #[error("`{0}` needs a user name and a password: this registry's vendor mints no login")]
+    NoPassword(RegistryHost),
     #[error("Cannot read the password from stdin")]
     Stdin(#[source] std::io::Error),
     #[error("`--shell github` appends to the file `$GITHUB_ENV` names, and GITHUB_ENV is not set")]
@@ -87,7 +89,7 @@ impl Classify for ArgumentError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            Self::EmptyPassword => Some("pipe it in: `printf %s \"$TOKEN\" | dockhand login REGISTRY -u USER --password-stdin`".into()),
+            Self::EmptyPassword | Self::NoPassword(_) => Some("pipe it in: `printf %s \"$TOKEN\" | dockhand login REGISTRY -u USER --password-stdin`".into()),
             Self::NoGithubEnv => Some("use `--shell github` inside a GitHub Actions step, or another --shell".into()),
             Self::Symlink { .. } => Some("name a regular file (or a new path) instead".into()),
             _ => None,
@@ -117,7 +119,7 @@ pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatu
         Command::Login(args) => {
             let settings =
                 GlobalSettings::resolve(&cli.global, process.env, process.workdir, None)?;
-            ci_env::login(&args, &settings, output)
+            ci_env::login(&args, &settings, process.env, output)
         }
         Command::Images(args) => images::images(&args, &cli.global, process, output),
         Command::Build(args) => images::build(&args, &cli.global, process, output),
@@ -212,5 +214,11 @@ fn connect(
         None => log::debug!("no credentials for `{registry}`: anonymous"),
     }
     let options = client_options(settings, credentials, concurrency);
-    Ok(block_on(crate::registry::connect(implementation, repo, options, env))?)
+    Ok(block_on(crate::registry::connect(
+        implementation,
+        repo,
+        options,
+        env,
+        &settings.project.repositories,
+    ))?)
 }

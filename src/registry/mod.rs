@@ -14,6 +14,7 @@ pub mod default;
 pub mod detect;
 pub mod distribution;
 pub mod docker_hub;
+pub mod ecr;
 pub mod github;
 mod rest;
 
@@ -26,7 +27,9 @@ use jiff::Timestamp;
 use crate::env_vars::EnvMap;
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::Mode;
-use crate::reference::{Digest, RepoAddress, Tag};
+use crate::project::RepositoriesSection;
+use crate::reference::{Digest, RegistryHost, RepoAddress, Tag};
+use crate::secret::Secret;
 use distribution::{Client, ClientOptions, DeleteSupport, DistributionError};
 
 /// A registry implementation dockhand knows the quirks of.
@@ -246,6 +249,8 @@ pub enum RegistryError {
     #[error("Pointing the tag at a throw-away manifest (to delete only that tag) failed")]
     Tombstone(#[source] DistributionError),
     #[error(transparent)]
+    Ecr(#[from] ecr::EcrError),
+    #[error(transparent)]
     Github(#[from] github::GithubError),
     #[error(transparent)]
     DockerHub(#[from] docker_hub::DockerHubError),
@@ -257,6 +262,7 @@ impl RegistryError {
             Self::Distribution(source) | Self::TagDelete(source) | Self::Tombstone(source) => {
                 source
             }
+            Self::Ecr(source) => source,
             Self::Github(source) => source,
             Self::DockerHub(source) => source,
         }
@@ -303,6 +309,15 @@ pub trait Vendor {
         _repository: &RepoAddress,
     ) -> Result<BTreeMap<Tag, Timestamp>, RegistryError> {
         Ok(BTreeMap::new())
+    }
+
+    /// The manifests of `repository` no tag points to, where the vendor's API lists them (the
+    /// distribution API cannot: an empty list).
+    async fn untagged_manifests(
+        &self,
+        _repository: &RepoAddress,
+    ) -> Result<Vec<Digest>, RegistryError> {
+        Ok(Vec::new())
     }
 
     /// Whether deletes are enabled in `repository`, found out harmlessly.
@@ -358,6 +373,7 @@ pub trait Vendor {
 #[derive(Debug)]
 pub enum Registry {
     Distribution(default::Distribution),
+    Ecr(Box<ecr::Ecr>),
     Github(Box<github::Github>),
     DockerHub(Box<docker_hub::DockerHub>),
 }
@@ -365,19 +381,21 @@ pub enum Registry {
 /// Builds the [`Registry`] for `implementation` at `repo`: the distribution client from
 /// `options` (the credentials the docker config or the CI gave), plus whatever credentials
 /// the vendor's own API needs, found in `env` (tokens, API base URL overrides) and minted
-/// here where the vendor mints them.
-#[expect(
-    clippy::unused_async,
-    reason = "vendors that mint credentials at connect await here; those so far mint lazily"
-)]
+/// here where the vendor mints them. `repositories` says how repositories created before a
+/// push are set up.
 pub async fn connect(
     implementation: Implementation,
     repo: &RepoAddress,
     options: ClientOptions,
     env: &EnvMap,
+    repositories: &RepositoriesSection,
 ) -> Result<Registry, RegistryError> {
     let capabilities = implementation.capabilities(repo);
     match implementation {
+        Implementation::Ecr => {
+            let vendor = ecr::Ecr::connect(repo, options, env, capabilities, repositories).await?;
+            Ok(Registry::Ecr(Box::new(vendor)))
+        }
         Implementation::Github => {
             let github = github::Github::connect(repo, options, capabilities, env)?;
             Ok(Registry::Github(Box::new(github)))
@@ -397,11 +415,55 @@ pub async fn connect(
     }
 }
 
+/// A registry login a vendor mints from its own credentials (not from the docker config).
+#[derive(Debug, Clone)]
+pub struct MintedLogin {
+    pub registry: RegistryHost,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// The login the vendor of `implementation` mints for `registry` from its own credentials;
+/// `None` where the vendor mints none (a password is then needed).
+pub async fn mint_login(
+    registry: &RegistryHost,
+    implementation: Implementation,
+    env: &EnvMap,
+    insecure: &[RegistryHost],
+) -> Result<Option<MintedLogin>, RegistryError> {
+    if implementation != Implementation::Ecr {
+        return Ok(None);
+    }
+    Ok(ecr::job_logins(std::slice::from_ref(registry), env, insecure).await?.pop())
+}
+
+/// The logins vendors mint from their own credentials for the registries a CI job uses: the
+/// images repo's host (`repo`, with its implementation) and the extra hosts `env` names
+/// (`DOCKHAND_ECR_REGISTRIES`). Empty where nothing is minted and the docker config or the CI
+/// provides the logins.
+pub async fn mint_logins(
+    repo: Option<(&RegistryHost, Implementation)>,
+    env: &EnvMap,
+    insecure: &[RegistryHost],
+) -> Result<Vec<MintedLogin>, RegistryError> {
+    let mut hosts = ecr::extra_registries(env)?;
+    if let Some((host, Implementation::Ecr)) = repo
+        && !hosts.contains(host)
+    {
+        hosts.insert(0, host.clone());
+    }
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(ecr::job_logins(&hosts, env, insecure).await?)
+}
+
 /// Calls `$call` on the vendor inside `$registry`: one arm per variant of [`Registry`].
 macro_rules! on_vendor {
     ($registry:expr, $vendor:ident => $call:expr) => {
         match $registry {
             Registry::Distribution($vendor) => $call,
+            Registry::Ecr($vendor) => $call,
             Registry::Github($vendor) => $call,
             Registry::DockerHub($vendor) => $call,
         }
@@ -430,6 +492,13 @@ impl Registry {
         repository: &RepoAddress,
     ) -> Result<BTreeMap<Tag, Timestamp>, RegistryError> {
         on_vendor!(self, vendor => vendor.tag_times(repository).await)
+    }
+
+    pub async fn untagged_manifests(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<Vec<Digest>, RegistryError> {
+        on_vendor!(self, vendor => vendor.untagged_manifests(repository).await)
     }
 
     pub async fn probe_deletes(

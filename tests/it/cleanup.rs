@@ -21,7 +21,7 @@ use crate::support::binary::{Run, dockhand};
 use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
 use crate::support::proxy::{Fault, LinkStyle, Proxy};
 use crate::support::seed::{client, minutes_ago, push_image, push_index, tag_existing};
-use crate::support::{Auth, Deletes, Registry, registry};
+use crate::support::{Auth, Deletes, Registry, registry, tags_of};
 
 pub(crate) const DAY: i64 = 24 * 60;
 
@@ -34,9 +34,15 @@ fn client_options(registry: &Registry) -> ClientOptions {
 /// `registry` through the registry seam, as the default implementation.
 async fn connect(registry: &Registry, repo: &RepoAddress) -> Connected {
     let env = dockhand::env_vars::EnvMap::new();
-    dockhand::registry::connect(Implementation::Default, repo, client_options(registry), &env)
-        .await
-        .expect("connect")
+    dockhand::registry::connect(
+        Implementation::Default,
+        repo,
+        client_options(registry),
+        &env,
+        &dockhand::project::RepositoriesSection::default(),
+    )
+    .await
+    .expect("connect")
 }
 
 /// A project directory with `dockhand.yaml` naming `images`.
@@ -63,22 +69,6 @@ fn cleanup_with(dir: &Path, host: &str, flags: &[&str], vars: &[(&str, &str)]) -
         .env("DOCKHAND_INSECURE_REGISTRIES", host)
         .envs(vars.iter().copied())
         .run()
-}
-
-pub(crate) fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|error| panic!("{error}: {}", run.stdout))
-}
-
-/// The `tag` of every item under `key`, sorted (`-` for untagged items).
-pub(crate) fn tags_of(document: &Value, key: &str) -> Vec<String> {
-    let mut tags: Vec<String> = document[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no `{key}` in {document}"))
-        .iter()
-        .map(|item| item["tag"].as_str().unwrap_or("-").to_owned())
-        .collect();
-    tags.sort();
-    tags
 }
 
 fn keys(value: &Value) -> Vec<&str> {
@@ -133,7 +123,7 @@ async fn sibling_tags_on_one_digest_the_kept_one_survives() {
     assert_eq!(skopeo_digest(&registry, "acme/api:build-3"), young);
     assert!(!skopeo_resolves(&registry, &format!("acme/api@{older}")));
 
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(keys(&document), ["deleted", "kept"]);
     assert_eq!(tags_of(&document, "deleted"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["build-3", "latest"]);
@@ -198,7 +188,7 @@ async fn untagged_children_of_a_kept_index_stay() {
         assert!(!skopeo_resolves(&registry, &format!("acme/api@{digest}")), "{digest} must go");
     }
     assert!(skopeo_resolves(&registry, &format!("acme/api@{stray}")));
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(tags_of(&document, "deleted"), ["-", "-", "old-multi"]);
     let child_reasons: Vec<&str> = document["kept"]
         .as_array()
@@ -237,7 +227,7 @@ async fn a_signature_of_a_kept_image_stays_and_one_of_a_deleted_image_goes() {
     want.sort();
     assert_eq!(skopeo_tags(&registry, "acme/api"), want);
     assert!(!skopeo_resolves(&registry, &format!("acme/api@{dropped}")));
-    let document = json(&run);
+    let document = run.json();
     let mut deleted = vec!["build-1".to_owned(), dropped_signature];
     deleted.sort();
     assert_eq!(tags_of(&document, "deleted"), deleted);
@@ -271,7 +261,7 @@ async fn monorepo_cleans_each_image_and_leaves_foreign_tags_alone() {
     assert!(!skopeo_resolves(&registry, &format!("acme@{web_old}")));
     assert!(run.stderr.contains("1 tags belong to no image of the project"), "{}", run.stderr);
 
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(tags_of(&document, "deleted"), ["api-1", "web-1"]);
     assert_eq!(tags_of(&document, "kept"), ["api-2", "web-2"]);
     let images: Vec<&str> = document["kept"]
@@ -313,7 +303,7 @@ async fn a_tag_repointed_between_plan_and_apply_is_left_alone() {
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1", "stable"]);
     assert_eq!(skopeo_digest(&registry, "acme/api:build-1"), repushed);
     assert!(!skopeo_resolves(&registry, &format!("acme/api@{second}")));
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(tags_of(&document, "deleted"), ["build-2"]);
     let build_1 = document["kept"]
         .as_array()
@@ -350,7 +340,7 @@ async fn a_listing_that_fails_half_way_deletes_nothing() {
     );
     assert_eq!(writes(&proxy), Vec::<String>::new());
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["a", "b", "c", "d", "e"]);
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(tags_of(&document, "deleted"), Vec::<String>::new());
 }
 
@@ -426,15 +416,15 @@ async fn a_rerun_finishes_what_a_budget_left_and_removes_a_leftover_throw_away_m
     first.assert_code(3);
     assert!(first.stderr.contains("rerun to continue"), "{}", first.stderr);
     assert_eq!(skopeo_tags(&registry, "acme/api").len(), 3);
-    let document = json(&first);
+    let document = first.json();
     assert_eq!(document["deleted"].as_array().unwrap().len(), 3);
 
     let second = cleanup(dir.path(), &registry.host(), &argv);
     second.assert_code(0);
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["keep"]);
-    let all: Vec<String> = tags_of(&json(&first), "deleted")
+    let all: Vec<String> = tags_of(&first.json(), "deleted")
         .into_iter()
-        .chain(tags_of(&json(&second), "deleted"))
+        .chain(tags_of(&second.json(), "deleted"))
         .collect();
     let mut all = all;
     all.sort();
@@ -442,7 +432,7 @@ async fn a_rerun_finishes_what_a_budget_left_and_removes_a_leftover_throw_away_m
 
     let third = cleanup(dir.path(), &registry.host(), &policy);
     third.assert_code(0);
-    assert_eq!(tags_of(&json(&third), "deleted"), Vec::<String>::new());
+    assert_eq!(tags_of(&third.json(), "deleted"), Vec::<String>::new());
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["keep"]);
 }
 
@@ -495,7 +485,7 @@ async fn a_dry_run_deletes_nothing() {
     run.assert_code(0);
     assert_eq!(writes(&proxy), Vec::<String>::new());
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1", "build-2", "latest"]);
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(keys(&document), ["kept", "would_delete"]);
     assert_eq!(tags_of(&document, "would_delete"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["latest"]);
@@ -664,7 +654,7 @@ async fn keep_going_reports_every_failure_and_deletes_the_rest() {
     let run = cleanup(dir.path(), &proxy.host(), &argv);
     run.assert_code(2);
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["b"]);
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(keys(&document), ["deleted", "failed", "kept"]);
     assert_eq!(tags_of(&document, "deleted"), ["a", "c", "d"]);
     assert_eq!(tags_of(&document, "failed"), ["b"]);
@@ -681,7 +671,7 @@ async fn keep_going_reports_every_failure_and_deletes_the_rest() {
     }
     let run = cleanup(dir.path(), &proxy.host(), &policy);
     run.assert_code(2);
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(tags_of(&document, "failed"), ["b"]);
     let mut left = tags_of(&document, "kept");
     for item in document["kept"].as_array().unwrap() {

@@ -16,6 +16,7 @@ mod no_project;
 mod packaging;
 mod publish;
 mod registry_docker_hub;
+mod registry_ecr;
 mod registry_github;
 #[allow(dead_code, reason = "fixtures serve every test module; not each uses every helper")]
 mod support;

@@ -832,3 +832,34 @@ fn gitlab_template_publishes_and_hands_the_references_to_later_jobs() {
     }
     assert!(!log.contains(PASSWORD), "the password was printed: {log}");
 }
+
+/// One TLS stack, rustls with ring: neither aws-lc (the AWS SDK's default) nor OpenSSL nor a
+/// second rustls is in the dependency graph, dev-dependencies included (`Cargo.lock`), and
+/// `cargo tree -i aws-lc-rs` finds nothing to print.
+#[test]
+fn one_tls_stack_with_ring_and_no_aws_lc() {
+    let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).unwrap();
+    let packages: Vec<&str> = lock
+        .lines()
+        .filter_map(|line| line.strip_prefix("name = "))
+        .map(|name| name.trim_matches('"'))
+        .collect();
+    for banned in [
+        "aws-lc-rs",
+        "aws-lc-sys",
+        "aws-lc-fips-sys",
+        "openssl",
+        "openssl-sys",
+        "native-tls",
+        "s2n-tls",
+    ] {
+        assert!(!packages.contains(&banned), "`{banned}` is in Cargo.lock");
+    }
+    assert_eq!(packages.iter().filter(|name| **name == "rustls").count(), 1, "one rustls");
+    assert!(packages.contains(&"ring"), "rustls uses ring");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = run(Command::new(cargo)
+        .args(["tree", "--offline", "--locked", "-e", "all", "-i", "aws-lc-rs"])
+        .current_dir(repo_root()));
+    assert!(output.stdout.is_empty(), "cargo tree -i aws-lc-rs printed:\n{}", text(&output));
+}

@@ -548,7 +548,7 @@ async fn run_on_github_publishes_then_cleans_up_through_the_packages_api_standin
     let document: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(document["pushed"].as_array().map(Vec::len), Some(2));
     assert!(document["cleanup_skipped"].is_null(), "{}", run.stdout);
-    assert_eq!(crate::cleanup::tags_of(&document, "deleted"), ["old-1"]);
+    assert_eq!(crate::support::tags_of(&document, "deleted"), ["old-1"]);
     assert_eq!(skopeo_tags(&registry, "acme/app/api"), ["main"]);
     assert_eq!(skopeo_tags(&registry, "acme/app/web"), ["main"]);
     let log = github.log();

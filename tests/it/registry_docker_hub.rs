@@ -11,11 +11,12 @@ use dockhand::reference::{Digest, RepoAddress};
 use dockhand::registry::distribution::Client;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::cleanup::{DAY, json, project, tags_of};
+use crate::cleanup::{DAY, project};
 use crate::support::binary::Run;
 use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
 use crate::support::seed::{minutes_ago, push_image, push_index, tag_existing};
 use crate::support::stand_in::{Flavor, HubAccess, StandIn};
+use crate::support::tags_of;
 use crate::support::{Auth, Deletes, Registry};
 
 const USER: &str = "acme-ci";
@@ -81,7 +82,7 @@ async fn a_sibling_tag_survives_through_the_hub_tag_delete_standin() {
     assert_eq!(skopeo_digest(registry, "acme/api:build-3"), young);
     // the Hub deletes tags only: the untagged manifest stays for the Hub to keep or collect
     assert!(skopeo_resolves(registry, &format!("acme/api@{older}")));
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(tags_of(&document, "deleted"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["build-3", "latest"]);
     let mut deletes = setup.api_deletes();
@@ -104,7 +105,7 @@ async fn a_sibling_tag_survives_through_the_hub_tag_delete_standin() {
     let before = setup.hub.writes().len();
     let rerun = setup.cleanup(dir.path(), TOKEN, &policy);
     rerun.assert_code(0);
-    assert_eq!(tags_of(&json(&rerun), "deleted"), Vec::<String>::new());
+    assert_eq!(tags_of(&rerun.json(), "deleted"), Vec::<String>::new());
     assert_eq!(setup.hub.writes().len(), before, "{:?}", setup.hub.writes());
 }
 
@@ -141,7 +142,7 @@ async fn a_kept_index_keeps_its_untagged_children_standin() {
         assert!(skopeo_resolves(registry, &format!("acme/api@{child}")), "{child} must stay");
     }
     assert_eq!(setup.api_deletes(), ["API DELETE /v2/repositories/acme/api/tags/old-multi/"]);
-    assert!(tags_of(&json(&run), "deleted").contains(&"old-multi".to_owned()));
+    assert!(tags_of(&run.json(), "deleted").contains(&"old-multi".to_owned()));
 }
 
 #[tokio::test]
@@ -155,7 +156,7 @@ async fn a_dry_run_deletes_and_pushes_nothing_standin() {
     let run =
         setup.cleanup(dir.path(), TOKEN, &["--dry-run", "--keep-last", "1", "--keep-within", "0s"]);
     run.assert_code(0);
-    assert_eq!(tags_of(&json(&run), "would_delete"), ["build-1", "build-2"]);
+    assert_eq!(tags_of(&run.json(), "would_delete"), ["build-1", "build-2"]);
     assert_eq!(setup.hub.writes()[seeded..], [] as [String; 0]);
     assert!(
         setup.hub.api_requests().iter().any(|line| line

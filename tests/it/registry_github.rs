@@ -11,11 +11,12 @@ use dockhand::reference::{Digest, RepoAddress};
 use dockhand::registry::distribution::Client;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::cleanup::{DAY, json, project, tags_of};
+use crate::cleanup::{DAY, project};
 use crate::support::binary::{Run, dockhand};
 use crate::support::peers::{skopeo_digest, skopeo_resolves, skopeo_tags};
 use crate::support::seed::{minutes_ago, push_image, push_index, tag_existing};
 use crate::support::stand_in::{Flavor, GithubToken, StandIn};
+use crate::support::tags_of;
 use crate::support::{Auth, Deletes, Registry};
 
 /// A classic personal access token with what a cleanup needs.
@@ -81,7 +82,7 @@ async fn a_sibling_tag_survives_and_no_registry_delete_is_sent_standin() {
     assert_eq!(skopeo_digest(registry, "acme/api:latest"), old);
     assert_eq!(skopeo_digest(registry, "acme/api:build-3"), young);
     assert!(!skopeo_resolves(registry, &format!("acme/api@{older}")));
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(tags_of(&document, "deleted"), ["build-1", "build-2"]);
     assert_eq!(tags_of(&document, "kept"), ["build-3", "latest"]);
 
@@ -115,7 +116,7 @@ async fn a_sibling_tag_survives_and_no_registry_delete_is_sent_standin() {
         &["--keep-tag", "latest", "--keep-within", "2h", "--keep-last", "0"],
     );
     rerun.assert_code(0);
-    assert_eq!(tags_of(&json(&rerun), "deleted"), Vec::<String>::new());
+    assert_eq!(tags_of(&rerun.json(), "deleted"), Vec::<String>::new());
     assert_eq!(setup.github.writes().len(), before, "{:?}", setup.github.writes());
 }
 
@@ -164,7 +165,7 @@ async fn a_kept_index_keeps_its_untagged_children_for_a_user_owner_standin() {
     assert_eq!(left, want);
     let log = setup.github.api_requests();
     assert!(log.iter().any(|line| line.starts_with("API DELETE /users/acme/packages/container/api/versions/")), "{log:?}");
-    assert_eq!(tags_of(&json(&run), "deleted"), ["-", "-", "old-multi"]);
+    assert_eq!(tags_of(&run.json(), "deleted"), ["-", "-", "old-multi"]);
 }
 
 #[tokio::test]
@@ -197,7 +198,7 @@ async fn a_signature_of_a_kept_image_stays_and_an_unreadable_manifest_deletes_no
     assert_eq!(skopeo_tags(&setup.registry, "acme/api"), want);
     let mut deleted = vec!["build-1".to_owned(), dropped_signature];
     deleted.sort();
-    assert_eq!(tags_of(&json(&run), "deleted"), deleted);
+    assert_eq!(tags_of(&run.json(), "deleted"), deleted);
 }
 
 #[tokio::test]
@@ -211,7 +212,7 @@ async fn a_dry_run_deletes_and_pushes_nothing_and_a_nested_package_is_url_encode
     let run =
         setup.cleanup(dir.path(), TOKEN, &["--dry-run", "--keep-last", "1", "--keep-within", "0s"]);
     run.assert_code(0);
-    let document = json(&run);
+    let document = run.json();
     assert_eq!(tags_of(&document, "would_delete"), ["build-1", "build-2"]);
     let during: Vec<String> = setup.github.log()[seeded..].to_vec();
     assert!(
@@ -351,7 +352,7 @@ async fn unknown_owner_and_unknown_package_standin() {
     let nothing = project(&["never-pushed"]);
     let run = setup.cleanup(nothing.path(), TOKEN, &["--keep-last", "0", "--keep-within", "0s"]);
     run.assert_code(0);
-    assert_eq!(json(&run)["deleted"], serde_json::json!([]));
+    assert_eq!(run.json()["deleted"], serde_json::json!([]));
 
     // an owner GitHub does not know
     let other = setup.repository("nobody/api");
@@ -390,7 +391,7 @@ async fn bench_github_deletes_standin() {
     let run = setup.cleanup(dir.path(), TOKEN, &["--keep-last", &keep_last, "--keep-within", "0s"]);
     let elapsed = started.elapsed();
     run.assert_code(0);
-    let document = json(&run);
+    let document = run.json();
     let deleted = document["deleted"].as_array().map_or(0, Vec::len);
     let failed = document["failed"].as_array().map_or(0, Vec::len);
     assert_eq!(deleted, tags - keep, "every planned delete done");

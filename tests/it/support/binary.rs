@@ -22,6 +22,13 @@ impl Run {
         self
     }
 
+    /// stdout as the one JSON document `--output json` prints.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("{error}: {}", self.stdout))
+    }
+
     /// Asserts that `secret` appears in neither stream.
     #[track_caller]
     pub fn assert_not_printed(&self, secret: &str) -> &Self {

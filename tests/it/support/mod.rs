@@ -6,6 +6,7 @@
 pub mod binary;
 mod docker_hub_api;
 mod github_api;
+pub mod moto;
 pub mod peers;
 pub mod proxy;
 pub mod registry;
@@ -25,4 +26,16 @@ pub fn sorted_strings(array: &serde_json::Value) -> Vec<String> {
         .collect();
     strings.sort();
     strings
+}
+
+/// The `tag` of every item under `key` of a cleanup's JSON, sorted (`-` for untagged items).
+pub fn tags_of(document: &serde_json::Value, key: &str) -> Vec<String> {
+    let mut tags: Vec<String> = document[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{key}` in {document}"))
+        .iter()
+        .map(|item| item["tag"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    tags.sort();
+    tags
 }
