@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 use dockhand::ci;
 use dockhand::cli::Cli;
-use dockhand::commands::{self, Process};
+use dockhand::commands::{self, Invocation};
 use dockhand::env_vars::{self, EnvMap};
 use dockhand::exit::ExitStatus;
 use dockhand::output::{self, Output};
@@ -42,8 +42,8 @@ fn main() -> ExitCode {
             return ExitCode::from(ExitStatus::Failure.code());
         }
     };
-    let process = Process { env: &env, workdir: &workdir };
-    match commands::run(cli, &process, &output) {
+    let invocation = Invocation { env: &env, workdir: &workdir };
+    match commands::run(cli, &invocation, &output) {
         Ok(status) => ExitCode::from(status.code()),
         Err(failure) => {
             failure.report(&output);

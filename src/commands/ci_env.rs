@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{ArgumentError, Failure, Process, block_on, client};
+use super::{ArgumentError, Failure, Invocation, block_on, client};
 use crate::ci::export::{self, Export, Shell};
 use crate::ci::{self, CiContext, JobLogin, Provider, ProviderChoice};
 use crate::cli::{CiEnvArgs, GlobalArgs, LoginArgs};
@@ -119,7 +119,7 @@ fn refuse_symlink(path: &Path) -> Result<(), ArgumentError> {
 pub(super) fn ci_env(
     args: &CiEnvArgs,
     global: &GlobalArgs,
-    process: &Process<'_>,
+    invocation: &Invocation<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
     let choice: ProviderChoice =
@@ -130,7 +130,7 @@ pub(super) fn ci_env(
         .map_err(|message| ArgumentError::Invalid { argument: "--shell", message })?;
     let github_env = match shell {
         Shell::Github => Some(
-            process
+            invocation
                 .env
                 .get(env_vars::GITHUB_ENV)
                 .filter(|f| !f.is_empty())
@@ -139,8 +139,8 @@ pub(super) fn ci_env(
         ),
         _ => None,
     };
-    let ci = ci::detect(choice, process.env, process.workdir)?;
-    let settings = GlobalSettings::resolve(global, process.env, process.workdir, Some(&ci))?;
+    let ci = ci::detect(choice, invocation.env, invocation.workdir)?;
+    let settings = GlobalSettings::resolve(global, invocation.env, invocation.workdir, Some(&ci))?;
     log::debug!("CI: {}", ci.provider);
 
     // everything is validated; now the network, then the file system
@@ -156,11 +156,12 @@ pub(super) fn ci_env(
     }
     let repo =
         settings.repo.as_ref().map(|repo| (&repo.registry, settings.implementation_for(repo)));
-    let minted = block_on(registry::mint_logins(repo, process.env, &settings.insecure_registries))?;
+    let minted =
+        block_on(registry::mint_logins(repo, invocation.env, &settings.insecure_registries))?;
     for login in &minted {
         log::info!("login for `{}` minted from the vendor's credentials", login.registry);
     }
-    let parent = job_dir_parent(&ci, process.env);
+    let parent = job_dir_parent(&ci, invocation.env);
     let removed =
         docker_config::remove_stale_job_dirs(&parent, STALE_JOB_DIR_AGE, SystemTime::now());
     if removed > 0 {
@@ -170,8 +171,8 @@ pub(super) fn ci_env(
     let mut job = docker_config::create_job_dir(
         &parent,
         source,
-        process.env.get(env_vars::DOCKER_AUTH_CONFIG).map(String::as_str),
-        process.env.get(env_vars::PATH).map(String::as_str),
+        invocation.env.get(env_vars::DOCKER_AUTH_CONFIG).map(String::as_str),
+        invocation.env.get(env_vars::PATH).map(String::as_str),
     )?;
     if let Some(credentials) = &ci.credentials {
         job.config.set_auth(&credentials.registry, &credentials.username, &credentials.password);
@@ -202,7 +203,7 @@ pub(super) fn ci_env(
             append_private(file, &rendered.github_env)?;
         }
         match &args.output_file {
-            Some(path) => replace_private(&process.workdir.join(path), &rendered.stdout)?,
+            Some(path) => replace_private(&invocation.workdir.join(path), &rendered.stdout)?,
             None => output.raw(&rendered.stdout),
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! `dockhand cleanup`: resolve the cleanup settings, connect to the registry with its
 //! credentials, and hand over to [`crate::cleanup::run`].
 
-use super::{Failure, Process, block_on, connect, job_settings};
+use super::{Failure, Invocation, block_on, connect, job_settings};
 use crate::cleanup::{self, CleanupSettings};
 use crate::cli::{CleanupArgs, GlobalArgs};
 use crate::exit::ExitStatus;
@@ -11,11 +11,11 @@ use crate::output::Output;
 pub(super) fn cleanup(
     args: &CleanupArgs,
     global: &GlobalArgs,
-    process: &Process<'_>,
+    invocation: &Invocation<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
-    let (ci, settings) = job_settings(global, process)?;
-    let cleanup = CleanupSettings::resolve(args, &settings, process.workdir)?;
-    let registry = connect(&settings, process.env, Some(&ci), &cleanup.repo)?;
+    let (ci, settings) = job_settings(global, invocation)?;
+    let cleanup = CleanupSettings::resolve(args, &settings, invocation.workdir)?;
+    let registry = connect(&settings, invocation.env, Some(&ci), &cleanup.repo)?;
     Ok(block_on(cleanup::run(&cleanup, &registry, output, jiff::Timestamp::now()))?)
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Failure, Process, block_on, connect, job_settings};
+use super::{Failure, Invocation, block_on, connect, job_settings};
 use crate::builder::{self, Backend, Built, BuiltImage, Live, LocalImage, buildah};
 use crate::ci::CiContext;
 use crate::cleanup::report::Document;
@@ -38,15 +38,15 @@ impl Phases {
         global: &GlobalArgs,
         builder: Option<&str>,
         timeout: Option<&str>,
-        process: &Process<'_>,
+        invocation: &Invocation<'_>,
     ) -> Result<Self, Failure> {
-        let (ci, settings) = job_settings(global, process)?;
+        let (ci, settings) = job_settings(global, invocation)?;
         let build = BuildSettings::resolve(
             &settings,
             builder,
             timeout,
             &ci,
-            process.env,
+            invocation.env,
             jiff::Timestamp::now(),
         )?;
         Ok(Self { ci, settings, build })
@@ -57,10 +57,10 @@ impl Phases {
         global: &GlobalArgs,
         build: &BuildArgs,
         build_run: &BuildRunArgs,
-        process: &Process<'_>,
+        invocation: &Invocation<'_>,
     ) -> Result<Self, Failure> {
         let timeout = build_run.build_timeout.as_deref();
-        Self::resolve(global, build.builder.as_deref(), timeout, process)
+        Self::resolve(global, build.builder.as_deref(), timeout, invocation)
     }
 
     /// Builds every image, in the order of the project file, each one's output streamed into
@@ -243,11 +243,11 @@ struct BuiltItem {
 pub(super) fn build(
     args: &BuildCommandArgs,
     global: &GlobalArgs,
-    process: &Process<'_>,
+    invocation: &Invocation<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
-    let phases = Phases::resolve_for_build(global, &args.build, &args.build_run, process)?;
-    let built = phases.build(process.env, output)?;
+    let phases = Phases::resolve_for_build(global, &args.build, &args.build_run, invocation)?;
+    let built = phases.build(invocation.env, output)?;
     let report = BuiltReport {
         built: built
             .iter()
@@ -321,14 +321,14 @@ impl PublishReport {
 pub(super) fn publish(
     args: &PublishArgs,
     global: &GlobalArgs,
-    process: &Process<'_>,
+    invocation: &Invocation<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
-    let phases = Phases::resolve(global, args.build.builder.as_deref(), None, process)?;
+    let phases = Phases::resolve(global, args.build.builder.as_deref(), None, invocation)?;
     let images = ImagesSettings::resolve(&phases.settings, &args.tags.tags)?;
     let built = phases.previously_built()?;
-    phases.check_previously_built(&built, process.env)?;
-    let pushed = phases.publish(&images, &built, process.env)?;
+    phases.check_previously_built(&built, invocation.env)?;
+    let pushed = phases.publish(&images, &built, invocation.env)?;
     let report = record_pushed(pushed, output)?;
     output.result(&report, || report.text());
     Ok(ExitStatus::Success)
@@ -348,23 +348,23 @@ struct RunReport<'a> {
 pub(super) fn run(
     args: &RunArgs,
     global: &GlobalArgs,
-    process: &Process<'_>,
+    invocation: &Invocation<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
     // every phase's settings are checked before the first one starts
-    let phases = Phases::resolve_for_build(global, &args.build, &args.build_run, process)?;
+    let phases = Phases::resolve_for_build(global, &args.build, &args.build_run, invocation)?;
     let images = ImagesSettings::resolve(&phases.settings, &args.publish.tags)?;
     // a build for which no rule gives a tag fails here, before anything is built
     images.tag_rules.render(&phases.ci, jiff::Timestamp::now(), &[])?;
-    let cleanup = CleanupSettings::resolve(&args.cleanup, &phases.settings, process.workdir)?;
+    let cleanup = CleanupSettings::resolve(&args.cleanup, &phases.settings, invocation.workdir)?;
     // one section per image (GitHub's groups do not nest)
-    let built = phases.build(process.env, output)?;
+    let built = phases.build(invocation.env, output)?;
     let published = {
         let _section = output.section("dockhand_publish", "dockhand: publish");
-        let pushed = phases.publish(&images, &built, process.env)?;
+        let pushed = phases.publish(&images, &built, invocation.env)?;
         record_pushed(pushed, output)?
     };
-    let registry = connect(&phases.settings, process.env, Some(&phases.ci), &cleanup.repo)?;
+    let registry = connect(&phases.settings, invocation.env, Some(&phases.ci), &cleanup.repo)?;
     if let Some(refusal) = registry.delete_refusal() {
         // `run` was asked to ship images: a registry whose deletes this version cannot do is
         // no reason to fail a publish that succeeded (`dockhand cleanup` still says why)
@@ -398,10 +398,10 @@ pub(super) fn run(
 pub(super) fn images(
     args: &ImagesArgs,
     global: &GlobalArgs,
-    process: &Process<'_>,
+    invocation: &Invocation<'_>,
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
-    let (ci, settings) = job_settings(global, process)?;
+    let (ci, settings) = job_settings(global, invocation)?;
     let images = ImagesSettings::resolve(&settings, &args.tags)?;
     let targets = plan_targets(&images, &ci, &[])?;
     output.result(&targets, || {

@@ -97,14 +97,15 @@ impl Classify for ArgumentError {
     }
 }
 
-/// What a command needs from the process: its environment and working directory.
-pub struct Process<'a> {
+/// How dockhand was invoked, besides its arguments: the process environment (read once, in
+/// `main`) and the working directory.
+pub struct Invocation<'a> {
     pub env: &'a EnvMap,
     pub workdir: &'a Path,
 }
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatus, Failure> {
+pub fn run(cli: Cli, invocation: &Invocation<'_>, output: &Output) -> Result<ExitStatus, Failure> {
     match cli.command {
         Command::Schema => {
             output.raw(&(ProjectFile::json_schema() + "\n"));
@@ -112,20 +113,20 @@ pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatu
         }
         Command::Registry(RegistryCommand::Detect(args)) => {
             let settings =
-                GlobalSettings::resolve(&cli.global, process.env, process.workdir, None)?;
+                GlobalSettings::resolve(&cli.global, invocation.env, invocation.workdir, None)?;
             registry::detect(&args, &settings, output)
         }
-        Command::CiEnv(args) => ci_env::ci_env(&args, &cli.global, process, output),
+        Command::CiEnv(args) => ci_env::ci_env(&args, &cli.global, invocation, output),
         Command::Login(args) => {
             let settings =
-                GlobalSettings::resolve(&cli.global, process.env, process.workdir, None)?;
-            ci_env::login(&args, &settings, process.env, output)
+                GlobalSettings::resolve(&cli.global, invocation.env, invocation.workdir, None)?;
+            ci_env::login(&args, &settings, invocation.env, output)
         }
-        Command::Images(args) => images::images(&args, &cli.global, process, output),
-        Command::Build(args) => images::build(&args, &cli.global, process, output),
-        Command::Publish(args) => images::publish(&args, &cli.global, process, output),
-        Command::Cleanup(args) => cleanup::cleanup(&args, &cli.global, process, output),
-        Command::Run(args) => images::run(&args, &cli.global, process, output),
+        Command::Images(args) => images::images(&args, &cli.global, invocation, output),
+        Command::Build(args) => images::build(&args, &cli.global, invocation, output),
+        Command::Publish(args) => images::publish(&args, &cli.global, invocation, output),
+        Command::Cleanup(args) => cleanup::cleanup(&args, &cli.global, invocation, output),
+        Command::Run(args) => images::run(&args, &cli.global, invocation, output),
     }
 }
 
@@ -133,10 +134,11 @@ pub fn run(cli: Cli, process: &Process<'_>, output: &Output) -> Result<ExitStatu
 /// builds, names or deletes images starts from.
 fn job_settings(
     global: &GlobalArgs,
-    process: &Process<'_>,
+    invocation: &Invocation<'_>,
 ) -> Result<(CiContext, GlobalSettings), Failure> {
-    let ci = crate::ci::detect(crate::ci::ProviderChoice::Auto, process.env, process.workdir)?;
-    let settings = GlobalSettings::resolve(global, process.env, process.workdir, Some(&ci))?;
+    let ci =
+        crate::ci::detect(crate::ci::ProviderChoice::Auto, invocation.env, invocation.workdir)?;
+    let settings = GlobalSettings::resolve(global, invocation.env, invocation.workdir, Some(&ci))?;
     Ok((ci, settings))
 }
 
