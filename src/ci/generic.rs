@@ -21,8 +21,8 @@ use crate::secret::Secret;
 /// - without `DOCKHAND_SHA`: `git rev-parse HEAD` in `workdir`; without `DOCKHAND_REF_NAME`:
 ///   the checked-out branch, else a tag pointing exactly at `HEAD`;
 /// - `tag` is `DOCKHAND_TAG`, else the ref name when the ref is a tag. A ref type that is not
-///   given and not known from git stays unknown. The commit's time is looked up by
-///   [`super::detect`], as for every provider.
+///   given and not known from git stays unknown. The commit's time is looked up only for
+///   builds ([`CiContext::find_commit_time`]), as for every provider.
 pub fn context(env: &EnvMap, workdir: &Path) -> Result<CiContext, CiError> {
     let repo = repo_var(env, env_vars::DOCKHAND_REPO)?;
     let registry = registry_var(env, env_vars::DOCKHAND_REGISTRY)?

@@ -224,26 +224,31 @@ impl Classify for CiError {
 
 /// Reads the CI context for `choice`. With [`ProviderChoice::Auto`] the provider is
 /// [`detect_provider`]'s. `workdir` is the checkout the generic provider asks git about when
-/// the commit and ref are not given in the environment, and where every provider looks up the
-/// commit's time when the CI gives none.
+/// the commit and ref are not given in the environment.
 pub fn detect(choice: ProviderChoice, env: &EnvMap, workdir: &Path) -> Result<CiContext, CiError> {
     let provider = match choice {
         ProviderChoice::Auto => detect_provider(env),
         ProviderChoice::Named(provider) => provider,
     };
-    let mut context = match provider {
+    match provider {
         Provider::Github => github::context(env),
         Provider::Gitlab => gitlab::context(env),
         Provider::Generic => generic::context(env, workdir),
-    }?;
-    if context.commit_time.is_none()
-        && let Some(sha) =
-            context.sha.as_deref().filter(|sha| sha.chars().all(|c| c.is_ascii_hexdigit()))
-    {
-        // the CI did not say: ask the checkout, if it has that commit
-        context.commit_time = generic::commit_time(workdir, sha);
     }
-    Ok(context)
+}
+
+impl CiContext {
+    /// Fills [`CiContext::commit_time`] from the checkout in `workdir` when the CI did not
+    /// give it and the checkout has the commit. Only builds need it (`SOURCE_DATE_EPOCH`), so
+    /// only they pay for running git.
+    pub fn find_commit_time(&mut self, workdir: &Path) {
+        if self.commit_time.is_none()
+            && let Some(sha) =
+                self.sha.as_deref().filter(|sha| sha.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            self.commit_time = generic::commit_time(workdir, sha);
+        }
+    }
 }
 
 /// Parses the variable `name`, when set and not empty, as a registry host.

@@ -40,7 +40,8 @@ impl Phases {
         timeout: Option<&str>,
         invocation: &Invocation<'_>,
     ) -> Result<Self, Failure> {
-        let (ci, settings) = job_settings(global, invocation)?;
+        let (mut ci, settings) = job_settings(global, invocation)?;
+        ci.find_commit_time(invocation.workdir);
         let build = BuildSettings::resolve(
             &settings,
             builder,
