@@ -156,8 +156,12 @@ pub(super) fn ci_env(
     }
     let repo =
         settings.repo.as_ref().map(|repo| (&repo.registry, settings.implementation_for(repo)));
-    let minted =
-        block_on(registry::mint_logins(repo, invocation.env, &settings.insecure_registries))?;
+    let to_mint = registry::logins_to_mint(repo, invocation.env)?;
+    let minted = if to_mint.is_empty() {
+        Vec::new()
+    } else {
+        block_on(registry::mint_logins(&to_mint, invocation.env, &settings.insecure_registries))?
+    };
     for login in &minted {
         log::info!("login for `{}` minted from the vendor's credentials", login.registry);
     }

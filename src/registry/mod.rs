@@ -437,25 +437,33 @@ pub async fn mint_login(
     Ok(ecr::job_logins(std::slice::from_ref(registry), env, insecure).await?.pop())
 }
 
-/// The logins vendors mint from their own credentials for the registries a CI job uses: the
+/// The registries a CI job uses whose login a vendor mints from its own credentials: the
 /// images repo's host (`repo`, with its implementation) and the extra hosts `env` names
-/// (`DOCKHAND_ECR_REGISTRIES`). Empty where nothing is minted and the docker config or the CI
-/// provides the logins.
-pub async fn mint_logins(
+/// (`DOCKHAND_ECR_REGISTRIES`). Empty where the docker config or the CI provides the logins;
+/// known without any request, so a job with nothing to mint starts nothing.
+pub fn logins_to_mint(
     repo: Option<(&RegistryHost, Implementation)>,
     env: &EnvMap,
-    insecure: &[RegistryHost],
-) -> Result<Vec<MintedLogin>, RegistryError> {
+) -> Result<Vec<RegistryHost>, RegistryError> {
     let mut hosts = ecr::extra_registries(env)?;
     if let Some((host, Implementation::Ecr)) = repo
         && !hosts.contains(host)
     {
         hosts.insert(0, host.clone());
     }
+    Ok(hosts)
+}
+
+/// Mints the logins for `hosts` (from [`logins_to_mint`]).
+pub async fn mint_logins(
+    hosts: &[RegistryHost],
+    env: &EnvMap,
+    insecure: &[RegistryHost],
+) -> Result<Vec<MintedLogin>, RegistryError> {
     if hosts.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(ecr::job_logins(&hosts, env, insecure).await?)
+    Ok(ecr::job_logins(hosts, env, insecure).await?)
 }
 
 /// Calls `$call` on the vendor inside `$registry`: one arm per variant of [`Registry`].
