@@ -30,7 +30,7 @@ use base64::Engine as _;
 use jiff::Timestamp;
 
 use super::detect::ecr_account_and_region;
-use super::distribution::{Client, Credential, DeleteSupport};
+use super::distribution::{Client, Credential, DeleteSupport, named_insecure};
 use super::{Capabilities, DeleteRefusal, MintedLogin, RegistryError, Removal, Untagged, Vendor};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
@@ -175,7 +175,7 @@ fn check_endpoint(env: &EnvMap, insecure: &[RegistryHost]) -> Result<(), EcrErro
     };
     let Some(rest) = endpoint.strip_prefix("http://") else { return Ok(()) };
     let host = rest.split('/').next().unwrap_or_default().to_owned();
-    if insecure.iter().any(|named| named.as_str() == host || named.api_host() == host) {
+    if named_insecure(insecure, &host) {
         Ok(())
     } else {
         Err(EcrError::InsecureEndpoint { endpoint: endpoint.clone(), host })

@@ -15,7 +15,8 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::distribution::retry::parse_retry_after;
-use super::distribution::{ClientOptions, http_client};
+use super::distribution::urls::host_port;
+use super::distribution::{ClientOptions, http_client, named_insecure};
 use crate::exit::{Classify, ExitStatus};
 use crate::reference::RegistryHost;
 use crate::secret::Secret;
@@ -75,20 +76,11 @@ pub fn api_base(value: &str, insecure: &[RegistryHost]) -> Result<String, RestEr
     let base = value.trim_end_matches('/').to_owned();
     let invalid = || RestError::InvalidUrl { url: base.clone() };
     let url = url::Url::parse(&base).map_err(|_| invalid())?;
-    let host = url.host_str().ok_or_else(invalid)?;
+    url.host_str().ok_or_else(invalid)?;
     match url.scheme() {
         "https" => Ok(base),
-        "http" => {
-            let authority = match url.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.to_owned(),
-            };
-            if insecure.iter().any(|named| named.as_str() == authority) {
-                Ok(base)
-            } else {
-                Err(RestError::PlainHttp { url: base })
-            }
-        }
+        "http" if named_insecure(insecure, &host_port(&url)) => Ok(base),
+        "http" => Err(RestError::PlainHttp { url: base }),
         _ => Err(invalid()),
     }
 }

@@ -200,6 +200,12 @@ fn preferred(challenges: Vec<Challenge>) -> Option<Challenge> {
     basic
 }
 
+/// `true` if and only if `host` (`host[:port]`, as a URL names it) is one of the hosts named
+/// with `--insecure-registry`, or the API host of one: the only hosts spoken to over plain HTTP.
+pub fn named_insecure(insecure: &[RegistryHost], host: &str) -> bool {
+    insecure.iter().any(|named| named.as_str() == host || named.api_host() == host)
+}
+
 /// Redirects followed per request before giving up (reqwest's own default).
 const MAX_REDIRECTS: usize = 10;
 
@@ -207,16 +213,13 @@ const MAX_REDIRECTS: usize = 10;
 /// `Authorization` header there), but never to plain HTTP on a host not named insecure: an
 /// HTTPS registry must not be able to turn a request into cleartext.
 fn redirect_policy(insecure: &[RegistryHost]) -> reqwest::redirect::Policy {
-    let insecure: Vec<String> = insecure
-        .iter()
-        .flat_map(|host| [host.as_str().to_owned(), host.api_host().to_owned()])
-        .collect();
+    let insecure = insecure.to_vec();
     reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= MAX_REDIRECTS {
             return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
         }
         let target = attempt.url();
-        if target.scheme() != "https" && !insecure.contains(&urls::host_port(target)) {
+        if target.scheme() != "https" && !named_insecure(&insecure, &urls::host_port(target)) {
             let refusal = format!(
                 "refused a redirect to `{target}`: plain HTTP goes only to hosts named with --insecure-registry"
             );
@@ -259,11 +262,7 @@ impl Client {
 
     /// `true` if and only if `host` (`host[:port]`) was named insecure.
     fn is_insecure_host(&self, host: &str) -> bool {
-        self.inner
-            .options
-            .insecure
-            .iter()
-            .any(|insecure| insecure.as_str() == host || insecure.api_host() == host)
+        named_insecure(&self.inner.options.insecure, host)
     }
 
     fn is_insecure(&self, registry: &RegistryHost) -> bool {
