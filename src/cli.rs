@@ -140,6 +140,9 @@ pub enum Command {
 
     /// Print the JSON Schema of dockhand.yaml
     Schema,
+
+    /// Print the build's facts: version, git revision, target, profile, compiler, commit time
+    Version,
 }
 
 const CLEANUP_AFTER_HELP: &str = "\
@@ -241,6 +244,16 @@ pub struct BuildRunArgs {
     /// (exit 2) [default: no limit]
     #[arg(long, value_name = "DURATION", env = env_vars::DOCKHAND_BUILD_TIMEOUT)]
     pub build_timeout: Option<String>,
+    /// A build secret for every image's `RUN --mount=type=secret,id=ID` steps: `id=ID,src=FILE`
+    /// or `id=ID,env=VARIABLE` (repeatable; wins over an image's `secrets:` entry of that id).
+    /// Only the file's path or the variable's name reaches the builder's command line
+    #[arg(long = "secret", value_name = "SECRET")]
+    pub secrets: Vec<String>,
+    /// Platforms to build every image for, instead of the images' `platforms:`, e.g.
+    /// `linux/amd64,linux/arm64` (comma-separated or repeated); several make one image index
+    /// per image (buildah only)
+    #[arg(long = "platform", value_name = "OS/ARCH", value_delimiter = ',', env = env_vars::DOCKHAND_PLATFORMS)]
+    pub platforms: Vec<String>,
 }
 
 #[derive(Debug, Args)]

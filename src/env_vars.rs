@@ -36,6 +36,9 @@ pub const DOCKHAND_BUILDER: &str = "DOCKHAND_BUILDER";
 /// `--build-timeout`: how long one image's build may take (`30m`, `1h30m`) before the builder
 /// is stopped and the command fails (exit 2). Unset: no limit.
 pub const DOCKHAND_BUILD_TIMEOUT: &str = "DOCKHAND_BUILD_TIMEOUT";
+/// `--platform`: the platforms every image is built for, comma-separated (`linux/amd64,linux/arm64`),
+/// instead of the images' `platforms:` (`build` and `run`).
+pub const DOCKHAND_PLATFORMS: &str = "DOCKHAND_PLATFORMS";
 
 // --- generic runner inputs and the CI facts `ci-env` exports ---
 
@@ -53,6 +56,10 @@ pub const DOCKHAND_REF_NAME: &str = "DOCKHAND_REF_NAME";
 pub const DOCKHAND_REF_TYPE: &str = "DOCKHAND_REF_TYPE";
 /// The git tag being built, when the build is for a tag.
 pub const DOCKHAND_TAG: &str = "DOCKHAND_TAG";
+/// The source repository's web address for the `org.opencontainers.image.source` label and
+/// annotation, before the CI's (`GITHUB_SERVER_URL`/`GITHUB_REPOSITORY`, `CI_PROJECT_URL`) and
+/// the checkout's `origin` remote (credentials stripped).
+pub const DOCKHAND_SOURCE: &str = "DOCKHAND_SOURCE";
 /// Pull/merge request number, when the build is for one.
 pub const DOCKHAND_PR_NUMBER: &str = "DOCKHAND_PR_NUMBER";
 /// Head commit of the pull/merge request (not the synthetic merge commit).
@@ -86,6 +93,25 @@ pub const DOCKHAND_DOCKERHUB_USERNAME: &str = "DOCKHAND_DOCKERHUB_USERNAME";
 pub const DOCKHAND_DOCKERHUB_TOKEN: &str = "DOCKHAND_DOCKERHUB_TOKEN";
 /// Docker Hub API base URL (default `https://hub.docker.com`; a stand-in in tests).
 pub const DOCKHAND_DOCKERHUB_API_URL: &str = "DOCKHAND_DOCKERHUB_API_URL";
+/// Base URL of the vendor API that runs on the registry's own server (`artifactory`, `nexus`,
+/// `harbor` with `/api/v2.0` below it, `quay` with `/api/v1`), default `https://<registry host>`
+/// (`http://` for a host named by `--insecure-registry`); set it where the API has another
+/// host or port (Nexus's REST API beside a Docker connector).
+pub const DOCKHAND_REGISTRY_API_URL: &str = "DOCKHAND_REGISTRY_API_URL";
+/// Artifactory repository key of the images repo when its path does not start with it
+/// (subdomain or port access method); then the whole path is the image path.
+pub const DOCKHAND_ARTIFACTORY_REPO_KEY: &str = "DOCKHAND_ARTIFACTORY_REPO_KEY";
+/// Name of the Nexus repository behind the registry host (`nexus` implementation): the images'
+/// path does not carry it, and the REST API needs it to find components.
+pub const DOCKHAND_NEXUS_REPOSITORY: &str = "DOCKHAND_NEXUS_REPOSITORY";
+
+/// GitLab access token (personal, group or project) with the `api` scope for the GitLab REST
+/// API (`gitlab` implementation: tag ages, tag deletes where the registry lacks the OCI tag
+/// delete), before `CI_JOB_TOKEN`. Never printed.
+pub const DOCKHAND_GITLAB_TOKEN: &str = "DOCKHAND_GITLAB_TOKEN";
+/// Quay OAuth application token (or robot token) with `repo:write` for Quay's API (`quay`
+/// implementation: tag ages and tag deletes). Never printed.
+pub const DOCKHAND_QUAY_TOKEN: &str = "DOCKHAND_QUAY_TOKEN";
 
 // --- builders (read by `build`; the tools read them too) ---
 
@@ -98,8 +124,11 @@ pub const BUILDAH_ISOLATION: &str = "BUILDAH_ISOLATION";
 /// rebuilding one commit gives one digest. Read by `build` and `run` (default: the commit's
 /// time when known); set for docker and buildx, passed to buildah as `--timestamp`.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
-/// Set to `1` for `docker build`, so that the classic CLI uses BuildKit (needed for `--secret`).
+/// docker's choice between BuildKit (`1`) and the classic builder (`0`); left to the user's
+/// environment, set to `1` for a `docker build` with secrets when unset (`--secret` needs it).
 pub const DOCKER_BUILDKIT: &str = "DOCKER_BUILDKIT";
+/// The buildx builder instance `docker buildx build` uses (docker's own variable).
+pub const BUILDX_BUILDER: &str = "BUILDX_BUILDER";
 /// Set by `build` for buildah (and podman's docker shim) when registries are named insecure: a
 /// per-build `registries.conf` that allows plain HTTP to those registries only.
 pub const CONTAINERS_REGISTRIES_CONF: &str = "CONTAINERS_REGISTRIES_CONF";
@@ -176,7 +205,8 @@ pub const CI_REGISTRY_IMAGE: &str = "CI_REGISTRY_IMAGE";
 pub const CI_REGISTRY_USER: &str = "CI_REGISTRY_USER";
 /// Registry password (the job token).
 pub const CI_REGISTRY_PASSWORD: &str = "CI_REGISTRY_PASSWORD";
-/// The job token.
+/// The job token; also the GitLab REST API's credential when `DOCKHAND_GITLAB_TOKEN` is unset
+/// (its own project only).
 pub const CI_JOB_TOKEN: &str = "CI_JOB_TOKEN";
 /// Commit SHA.
 pub const CI_COMMIT_SHA: &str = "CI_COMMIT_SHA";
@@ -201,7 +231,8 @@ pub const CI_PIPELINE_ID: &str = "CI_PIPELINE_ID";
 pub const CI_JOB_ID: &str = "CI_JOB_ID";
 /// The project's web address.
 pub const CI_PROJECT_URL: &str = "CI_PROJECT_URL";
-/// REST API base URL of the instance.
+/// REST API base URL of the instance; the GitLab API dockhand calls (default
+/// `https://gitlab.com/api/v4`).
 pub const CI_API_V4_URL: &str = "CI_API_V4_URL";
 
 // --- AWS (ECR); the AWS SDK also reads its own credential variables ---
@@ -217,3 +248,11 @@ pub const AWS_ENDPOINT_URL_ECR: &str = "AWS_ENDPOINT_URL_ECR";
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// Space- or comma-separated ECR registry hosts `ci-env` logs in to besides the images repo's (other accounts or regions).
 pub const DOCKHAND_ECR_REGISTRIES: &str = "DOCKHAND_ECR_REGISTRIES";
+
+// --- Google (GCR, Artifact Registry) ---
+
+/// A Google credentials file: a service-account key or a workload identity federation
+/// (external account) configuration. With it, dockhand mints the `oauth2accesstoken` login of
+/// Google registries (`ci-env`, `login`, and any command without a docker config entry for the
+/// host); the token endpoints are the ones the file names.
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";

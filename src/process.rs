@@ -46,6 +46,8 @@ pub struct Command {
     inner: process::Command,
     /// Program and arguments, for messages. Never holds a secret: secrets go through stdin or env.
     argv: Vec<OsString>,
+    /// `NAME=value` words shown before the program in messages ([`Command::show_env`]).
+    shown_env: Vec<String>,
     stdin: Option<Vec<u8>>,
 }
 
@@ -54,7 +56,12 @@ impl Command {
     /// the parent's environment.
     pub fn new(program: impl AsRef<OsStr>) -> Self {
         let program = program.as_ref();
-        Self { inner: process::Command::new(program), argv: vec![program.to_owned()], stdin: None }
+        Self {
+            inner: process::Command::new(program),
+            argv: vec![program.to_owned()],
+            shown_env: Vec::new(),
+            stdin: None,
+        }
     }
 
     /// Appends one argument. Never pass a secret here: arguments are visible to every user of
@@ -87,6 +94,16 @@ impl Command {
     #[must_use]
     pub fn env(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.inner.env(name, value);
+        self
+    }
+
+    /// Sets one environment variable for the child and shows it before the program in messages
+    /// (`NAME=value program args…`), for variables that matter to reproduce a run. Never pass a
+    /// secret here.
+    #[must_use]
+    pub fn show_env(mut self, name: &str, value: &str) -> Self {
+        self.inner.env(name, value);
+        self.shown_env.push(format!("{name}={value}"));
         self
     }
 
@@ -477,9 +494,12 @@ fn stop_running(received: TerminationSignal) {
 }
 
 impl fmt::Display for Command {
-    /// The program and its arguments, space-separated (stdin and environment are not shown).
+    /// The variables given to [`Command::show_env`], the program and its arguments,
+    /// space-separated (stdin and the rest of the environment are not shown).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let words: Vec<_> = self.argv.iter().map(|arg| arg.to_string_lossy()).collect();
+        let shown = self.shown_env.iter().map(|word| std::borrow::Cow::Borrowed(word.as_str()));
+        let words: Vec<_> =
+            shown.chain(self.argv.iter().map(|arg| arg.to_string_lossy())).collect();
         f.write_str(&words.join(" "))
     }
 }
@@ -584,6 +604,23 @@ mod tests {
 
     use super::{Command, CommandError, TAIL_BYTES};
     use crate::exit::{Classify, ExitStatus};
+
+    #[test]
+    fn shown_variables_reach_the_child_and_lead_the_command_in_messages() {
+        let error = Command::new("sh")
+            .args(["-c", "echo \"epoch $SOURCE_DATE_EPOCH\"; exit 3"])
+            .env("HIDDEN", "not-shown")
+            .show_env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap_err();
+        let CommandError::Failed { command, stdout, .. } = &error else { panic!("{error:?}") };
+        assert_eq!(
+            command,
+            "SOURCE_DATE_EPOCH=1700000000 sh -c echo \"epoch $SOURCE_DATE_EPOCH\"; exit 3"
+        );
+        assert_eq!(stdout.trim(), "epoch 1700000000");
+        assert!(!error.to_string().contains("not-shown"), "{error}");
+    }
 
     #[test]
     fn captures_stdout_and_feeds_stdin() {

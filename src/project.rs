@@ -94,6 +94,21 @@ pub struct ImageSection {
     /// Extra image labels; they override the OCI labels taken from the CI context.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Build secrets for `RUN --mount=type=secret,id=ID` steps, by id: `{src: FILE}` (relative
+    /// to the project file's directory) or `{env: VARIABLE}` (of the job's environment). Only
+    /// the path or the variable's name reaches the builder's command line.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSection>,
+}
+
+/// Where a build secret of `secrets:` comes from: exactly one of the two keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretSection {
+    /// A file, relative to the project file's directory.
+    Src(PathBuf),
+    /// An environment variable of the job.
+    Env(String),
 }
 
 impl ImageSection {
@@ -108,6 +123,7 @@ impl ImageSection {
             target: None,
             platforms: Vec::new(),
             labels: BTreeMap::new(),
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -207,6 +223,59 @@ pub struct PolicySection {
     /// Stop deleting after this duration; the rest waits for the next run (exit code 3).
     #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
     pub max_duration: Option<String>,
+    /// Git-aware retention, as werf's keepPolicies: each policy keeps the images of the
+    /// branches or tags it selects. Needs a git checkout; without this section (and without
+    /// `keep_last`/`keep_within`) a checkout gets the documented default set.
+    pub keep_policies: Option<Vec<KeepPolicySection>>,
+    /// How long images of deleted branches, and of commits no branch or tag reaches, stay
+    /// before git-aware retention deletes them, e.g. `1d` (the default).
+    #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
+    pub grace_period: Option<String>,
+}
+
+/// One git-aware keep policy: which references, and how many of their images.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeepPolicySection {
+    pub references: ReferencesSection,
+    /// How many images of each selected reference to keep, newest commit first; without it
+    /// every image of the reference is kept.
+    pub images_per_reference: Option<LimitSection>,
+}
+
+/// Which references a keep policy selects: exactly one of `branch` and `tag`, a regular
+/// expression matched against the whole name (`main`, `feature/x`, `v1.2.3`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReferencesSection {
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    /// How many of the matching references, the most recently committed to first; without it
+    /// every matching reference.
+    pub limit: Option<LimitSection>,
+}
+
+/// A count and an age: `last` N, committed to `in` the last duration, combined by `operator`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSection {
+    pub last: Option<usize>,
+    /// A duration such as `168h` or `7d`.
+    #[serde(rename = "in")]
+    #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
+    pub within: Option<String>,
+    /// `And` (the default): both `last` and `in` must hold; `Or`: either.
+    pub operator: Option<Operator>,
+}
+
+/// How `last` and `in` combine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum Operator {
+    #[default]
+    #[serde(alias = "and")]
+    And,
+    #[serde(alias = "or")]
+    Or,
 }
 
 #[cfg(test)]
@@ -228,6 +297,26 @@ mod tests {
         assert_eq!(file.images[0].context.as_deref(), Some(Path::new("services/api")));
         assert_eq!(file.images[0].build_args["V"], "1");
         assert_eq!(file.tags, ["{sha}", "{branch}"]);
+    }
+
+    #[test]
+    fn secrets_name_a_file_or_a_variable_never_both() {
+        let file = parse(
+            "images:\n  - secrets:\n      npmrc: {src: .npmrc}\n      token:\n        env: NPM_TOKEN\n",
+        )
+        .unwrap();
+        let secrets = &file.images[0].secrets;
+        assert_eq!(secrets["npmrc"], SecretSection::Src(".npmrc".into()));
+        assert_eq!(secrets["token"], SecretSection::Env("NPM_TOKEN".into()));
+        for bad in [
+            "images:\n  - secrets:\n      t: {src: a, env: B}\n",
+            "images:\n  - secrets:\n      t: {value: hunter2}\n",
+            "images:\n  - secrets:\n      t: {}\n",
+            "images:\n  - secrets:\n      t: .npmrc\n",
+        ] {
+            let Err(ProjectError::Invalid { message, .. }) = parse(bad) else { panic!("{bad}") };
+            assert!(message.contains("dockhand.yaml"), "{bad}: {message}");
+        }
     }
 
     #[test]

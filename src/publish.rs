@@ -108,7 +108,6 @@ impl Classify for PublishError {
 /// was built for `revision` (its `org.opencontainers.image.revision` label), so that publish
 /// never pushes an image of another builder or of another commit. `revision` is the label the
 /// build of this commit writes; `None` (no commit known) checks only that the image exists.
-/// Built outputs that are not in a storage (an OCI layout, a buildx push) are not checked.
 pub fn check_built(
     backend: &Backend,
     built: &BuiltImage,
@@ -118,7 +117,6 @@ pub fn check_built(
     let reference = match &built.built {
         Built::Buildah(local) => &local.reference,
         Built::DockerStore(reference) => reference,
-        Built::OciLayout(_) | Built::Pushed(_) => return Ok(()),
     };
     let labels = builder::local_labels(backend, reference, env).map_err(|source| {
         PublishError::NotBuilt {

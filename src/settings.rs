@@ -2,17 +2,20 @@
 //!
 //! Owns precedence — flag, then environment (both arrive through clap), then `dockhand.yaml`,
 //! then what the CI context suggests, then defaults — and validation of everything a command
-//! needs before any registry is contacted. Does no I/O beyond reading the project file and
-//! looking at the maps it is handed.
+//! needs before any registry is contacted. Its only I/O: reading the project file, and looking
+//! the builder program up on `PATH` (a missing builder fails before anything runs).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::builder::{self, Backend, BuildError, BuildSpec, Builder, buildah};
-use crate::ci::CiContext;
+use crate::builder::{
+    self, Backend, BuildError, BuildSecret, BuildSpec, Builder, SecretSource, buildah,
+};
+use crate::ci::{CiContext, generic};
 use crate::cleanup::CleanupSettings;
 use crate::cleanup::policy::{self, DurationError, Policy, PolicyError, PolicyFlags};
-use crate::cli::{CleanupArgs, GlobalArgs, OutputFormat};
+use crate::cli::{BuildRunArgs, CleanupArgs, GlobalArgs, OutputFormat};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::naming::{Mode, NamingError, RequestedMode, UnknownMode};
@@ -82,6 +85,9 @@ pub enum SettingsError {
     },
     #[error("`SOURCE_DATE_EPOCH` is `{0}`, not a number of seconds since 1970-01-01 UTC")]
     SourceDateEpoch(String),
+    /// Names only the keys given: a mistyped value could be the secret itself.
+    #[error("`--secret` takes `id=ID,src=FILE` or `id=ID,env=VARIABLE`, not keys `{keys}`")]
+    SecretFlag { keys: String },
 }
 
 impl Classify for SettingsError {
@@ -126,6 +132,9 @@ impl Classify for SettingsError {
                 "set `SOURCE_DATE_EPOCH` to whole seconds, e.g. `$(git log -1 --format=%ct)`, or unset it to use the commit's time".into(),
             ),
             Self::Repo { .. } => Some("an images repo looks like `ghcr.io/acme/app` or `localhost:5000/team`".into()),
+            Self::SecretFlag { .. } => Some(
+                "pass the secret's file or the name of the variable holding it, never the value: `--secret id=npm,src=$HOME/.npmrc` or `--secret id=token,env=NPM_TOKEN`".into(),
+            ),
             _ => None,
         }
     }
@@ -456,18 +465,24 @@ pub struct BuildSettings {
 
 impl BuildSettings {
     /// `builder_flag` (`--builder`/`DOCKHAND_BUILDER`) wins over the file's `builder:`;
-    /// `timeout` is `--build-timeout` (or its variable). The images' time
+    /// `build_run` has `--build-timeout` (or its variable), `--platform` and `--secret` (`None`
+    /// for publish, which builds nothing). The images' time
     /// ([`BuildSpec::source_date_epoch`], and their `created` label) is `SOURCE_DATE_EPOCH`,
     /// else the commit's time when the CI context knows it, else `now`'s (not reproducible).
     pub fn resolve(
         global: &GlobalSettings,
         builder_flag: Option<&str>,
-        timeout: Option<&str>,
+        build_run: Option<&BuildRunArgs>,
         ci: &CiContext,
         env: &EnvMap,
         now: jiff::Timestamp,
     ) -> Result<Self, SettingsError> {
-        let timeout = build_timeout(timeout)?;
+        let timeout = build_timeout(build_run.and_then(|args| args.build_timeout.as_deref()))?;
+        let flag_secrets = build_run
+            .map_or(&[][..], |args| &args.secrets)
+            .iter()
+            .map(|value| secret_flag(value))
+            .collect::<Result<Vec<_>, _>>()?;
         let epoch = source_date_epoch(env, ci)?;
         let builder: Builder =
             builder_flag.or(global.project.builder.as_deref()).unwrap_or("buildah").parse()?;
@@ -494,7 +509,7 @@ impl BuildSettings {
             Backend::Buildx(_) => {}
         }
         let images = global.images(true)?;
-        let source = source_url(env);
+        let source = source_url(env, &global.project_dir);
         let mut specs = Vec::with_capacity(images.len());
         for image in &images {
             let context =
@@ -503,10 +518,15 @@ impl BuildSettings {
             let mut spec = BuildSpec::new(name, context, image.containerfile.as_deref())?;
             spec.build_args.clone_from(&image.build_args);
             spec.target.clone_from(&image.target);
-            spec.platforms.clone_from(&image.platforms);
+            match build_run.map(|args| args.platforms.as_slice()) {
+                Some(platforms) if !platforms.is_empty() => spec.platforms = platforms.to_vec(),
+                _ => spec.platforms.clone_from(&image.platforms),
+            }
             spec.labels =
                 builder::image_labels(ci, epoch.unwrap_or(now), source.as_deref(), &image.labels);
+            spec.annotations = builder::manifest_annotations(&spec.labels);
             spec.source_date_epoch = epoch;
+            spec.secrets = build_secrets(&image.secrets, &flag_secrets, &global.project_dir);
             spec.check(builder, env)?;
             specs.push(spec);
         }
@@ -517,6 +537,50 @@ impl BuildSettings {
             .unwrap_or_else(|| "dev".parse().expect("a valid tag"));
         Ok(Self { backend, specs, build_id, timeout })
     }
+}
+
+/// One `--secret` flag: `id=ID,src=FILE` or `id=ID,env=VARIABLE`, in any order (the syntax
+/// of buildah's and docker's own `--secret`).
+fn secret_flag(value: &str) -> Result<BuildSecret, SettingsError> {
+    let pairs: Vec<(&str, &str)> =
+        value.split(',').map(|pair| pair.split_once('=').unwrap_or((pair, ""))).collect();
+    let find = |key: &str| pairs.iter().find(|(name, _)| *name == key).map(|(_, value)| *value);
+    let source = match (find("src"), find("env")) {
+        (Some(path), None) if !path.is_empty() => Some(SecretSource::File(path.into())),
+        (None, Some(name)) if !name.is_empty() => Some(SecretSource::Env(name.to_owned())),
+        _ => None,
+    };
+    match (find("id").filter(|id| !id.is_empty()), source) {
+        (Some(id), Some(source)) if pairs.len() == 2 => {
+            Ok(BuildSecret { id: id.to_owned(), source })
+        }
+        _ => Err(SettingsError::SecretFlag {
+            keys: pairs.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(","),
+        }),
+    }
+}
+
+/// An image's build secrets: its `secrets:` entries (files relative to `project_dir`), with
+/// the `--secret` flags replacing entries of the same id and adding the rest, in id order.
+fn build_secrets(
+    section: &BTreeMap<String, project::SecretSection>,
+    flags: &[BuildSecret],
+    project_dir: &Path,
+) -> Vec<BuildSecret> {
+    let mut secrets: BTreeMap<&str, SecretSource> = section
+        .iter()
+        .map(|(id, source)| {
+            let source = match source {
+                project::SecretSection::Src(path) => SecretSource::File(project_dir.join(path)),
+                project::SecretSection::Env(name) => SecretSource::Env(name.clone()),
+            };
+            (id.as_str(), source)
+        })
+        .collect();
+    for flag in flags {
+        secrets.insert(&flag.id, flag.source.clone());
+    }
+    secrets.into_iter().map(|(id, source)| BuildSecret { id: id.to_owned(), source }).collect()
 }
 
 /// `--build-timeout`: a duration, where `0s` (like none) means no limit.
@@ -546,15 +610,22 @@ fn source_date_epoch(
     }
 }
 
-/// The repository's web address for `org.opencontainers.image.source`, from the CI.
-fn source_url(env: &EnvMap) -> Option<String> {
+/// The repository's web address for `org.opencontainers.image.source`: `DOCKHAND_SOURCE`, else
+/// the CI's, else the `origin` remote of the checkout at `project_dir`, credentials removed.
+fn source_url(env: &EnvMap, project_dir: &Path) -> Option<String> {
     let get = |name: &str| env.get(name).filter(|value| !value.is_empty());
+    if let Some(source) = get(env_vars::DOCKHAND_SOURCE) {
+        return Some(generic::public_source_url(source).unwrap_or_else(|| source.clone()));
+    }
     if let (Some(server), Some(repository)) =
         (get(env_vars::GITHUB_SERVER_URL), get(env_vars::GITHUB_REPOSITORY))
     {
         return Some(format!("{}/{repository}", server.trim_end_matches('/')));
     }
-    get(env_vars::CI_PROJECT_URL).cloned()
+    if let Some(project) = get(env_vars::CI_PROJECT_URL) {
+        return Some(project.clone());
+    }
+    generic::origin_url(project_dir).and_then(|remote| generic::public_source_url(&remote))
 }
 
 fn parse_repo(value: &str, origin: &'static str) -> Result<RepoAddress, SettingsError> {
@@ -577,10 +648,11 @@ fn parse_mode(value: &str, origin: &'static str) -> Result<RequestedMode, Settin
 
 impl CleanupSettings {
     /// Resolves the cleanup flags against the global settings and the project file; paths are
-    /// relative to `workdir`.
+    /// relative to `workdir`, which is also where git-aware retention looks for the checkout.
     pub fn resolve(
         args: &CleanupArgs,
         global: &GlobalSettings,
+        ci: Option<&CiContext>,
         workdir: &Path,
     ) -> Result<Self, SettingsError> {
         let images = ImagesSettings::for_cleanup(global)?;
@@ -597,6 +669,10 @@ impl CleanupSettings {
             mode: images.mode,
             images: images.images.into_iter().map(|image| image.name).collect(),
             policy,
+            tag_rules: images.tag_rules,
+            workdir: workdir.to_owned(),
+            default_branch: ci.and_then(|ci| ci.default_branch.clone()),
+            provider: ci.map(|ci| ci.provider),
             dry_run: args.dry_run,
             keep_going: args.keep_going,
             plan_out: args.plan_out.as_ref().map(|path| workdir.join(path)),
@@ -637,6 +713,64 @@ mod tests {
         let cli = Cli::try_parse_from(full).unwrap();
         let env: EnvMap = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         GlobalSettings::resolve(&cli.global, &env, Path::new("/nonexistent-workdir"), ci)
+    }
+
+    #[test]
+    fn secret_flags_take_an_id_and_one_source() {
+        let file = |id: &str, path: &str| BuildSecret {
+            id: id.into(),
+            source: SecretSource::File(path.into()),
+        };
+        let var = |id: &str, name: &str| BuildSecret {
+            id: id.into(),
+            source: SecretSource::Env(name.into()),
+        };
+        assert_eq!(
+            secret_flag("id=npm,src=/home/ci/.npmrc").unwrap(),
+            file("npm", "/home/ci/.npmrc")
+        );
+        assert_eq!(secret_flag("env=NPM_TOKEN,id=tok").unwrap(), var("tok", "NPM_TOKEN"));
+        for (bad, keys) in [
+            ("id=tok", "id"),
+            ("id=tok,src=a,env=B", "id,src,env"),
+            ("id=,env=B", "id,env"),
+            ("id=tok,env=", "id,env"),
+            ("id=tok,value=hunter2", "id,value"),
+            ("hunter2", "hunter2"),
+            ("id=a,id=b,env=C", "id,id,env"),
+        ] {
+            let error = secret_flag(bad).unwrap_err();
+            assert!(
+                matches!(&error, SettingsError::SecretFlag { keys: got } if got == keys),
+                "{bad}: {error:?}"
+            );
+            assert_eq!(error.exit_status(), ExitStatus::Usage);
+            assert!(bad == "hunter2" || !error.to_string().contains("hunter2"), "{error}");
+        }
+    }
+
+    #[test]
+    fn flags_replace_and_add_to_the_file_secrets() {
+        let section = BTreeMap::from([
+            ("npm".to_owned(), project::SecretSection::Src(".npmrc".into())),
+            ("tok".to_owned(), project::SecretSection::Env("FILE_TOKEN".into())),
+        ]);
+        let flags = [
+            BuildSecret { id: "tok".into(), source: SecretSource::Env("FLAG_TOKEN".into()) },
+            BuildSecret { id: "key".into(), source: SecretSource::File("k".into()) },
+        ];
+        let secrets = build_secrets(&section, &flags, Path::new("/work/app"));
+        let got: Vec<(&str, &SecretSource)> =
+            secrets.iter().map(|secret| (secret.id.as_str(), &secret.source)).collect();
+        assert_eq!(
+            got,
+            [
+                ("key", &SecretSource::File("k".into())),
+                ("npm", &SecretSource::File("/work/app/.npmrc".into())),
+                ("tok", &SecretSource::Env("FLAG_TOKEN".into())),
+            ]
+        );
+        assert!(build_secrets(&BTreeMap::new(), &[], Path::new("/")).is_empty());
     }
 
     #[test]

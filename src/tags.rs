@@ -8,6 +8,7 @@
 //! naming modes (the tags it gives are the image's own, before `naming` adds a monorepo
 //! prefix), builders or registries.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use jiff::Timestamp;
@@ -173,6 +174,98 @@ impl TagRule {
     }
 }
 
+impl TagRule {
+    /// Every way `tag` can have been rendered by this rule, each reading as the placeholder
+    /// values it implies, in segment order: the rule read backwards. A placeholder's value must
+    /// look like what it renders (`{sha}` 40 or 64 lowercase hex digits, `{short_sha}` 8,
+    /// `{pr}`, `{major}`, `{minor}`, `{patch}` digits, `{date}` 8 digits, `{semver}` a semantic
+    /// version with `_` for `+`, `{branch}` and `{ref}` a slug, `{tag}` and `{job}` any tag
+    /// text). `latest` has no placeholder: it reads back as one empty reading when `tag` is
+    /// `latest`. Pure; at most [`MAX_READINGS`] readings are returned.
+    pub fn read_back(&self, tag: &str) -> Vec<Vec<(Placeholder, String)>> {
+        match &self.kind {
+            RuleKind::Latest => {
+                if tag == LATEST {
+                    vec![Vec::new()]
+                } else {
+                    Vec::new()
+                }
+            }
+            RuleKind::Template(segments) => {
+                let mut readings = Vec::new();
+                read_segments(segments, tag, &mut Vec::new(), &mut readings);
+                readings
+            }
+        }
+    }
+}
+
+/// The most readings [`TagRule::read_back`] returns for one tag.
+pub const MAX_READINGS: usize = 16;
+
+fn read_segments(
+    segments: &[Segment],
+    rest: &str,
+    values: &mut Vec<(Placeholder, String)>,
+    readings: &mut Vec<Vec<(Placeholder, String)>>,
+) {
+    if readings.len() >= MAX_READINGS {
+        return;
+    }
+    let Some((segment, later)) = segments.split_first() else {
+        if rest.is_empty() {
+            readings.push(values.clone());
+        }
+        return;
+    };
+    match segment {
+        Segment::Literal(literal) => {
+            if let Some(after) = rest.strip_prefix(literal.as_str()) {
+                read_segments(later, after, values, readings);
+            }
+        }
+        Segment::Field(placeholder) => {
+            for end in (1..=rest.len()).filter(|&end| rest.is_char_boundary(end)) {
+                let value = &rest[..end];
+                if could_render(*placeholder, value) {
+                    values.push((*placeholder, value.to_owned()));
+                    read_segments(later, &rest[end..], values, readings);
+                    values.pop();
+                }
+            }
+        }
+    }
+}
+
+/// `true` if `value` looks like something `placeholder` renders to.
+fn could_render(placeholder: Placeholder, value: &str) -> bool {
+    let hex = |length: usize| {
+        value.len() == length
+            && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let digits = || !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    match placeholder {
+        Placeholder::Sha => hex(40) || hex(64),
+        Placeholder::ShortSha => hex(8),
+        Placeholder::Pr | Placeholder::Major | Placeholder::Minor | Placeholder::Patch => digits(),
+        Placeholder::Date => value.len() == 8 && digits(),
+        Placeholder::Semver => semver_of_tag_text(value).is_some(),
+        Placeholder::Branch | Placeholder::Ref => slug(value) == value && !value.is_empty(),
+        Placeholder::Tag | Placeholder::Job => {
+            value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        }
+    }
+}
+
+/// The semantic version a rendered `{semver}` stands for (`1.2.3_build.5` is `1.2.3+build.5`).
+pub fn semver_of_tag_text(text: &str) -> Option<semver::Version> {
+    let text = match text.split_once('_') {
+        Some((version, build)) => format!("{version}+{build}"),
+        None => text.to_owned(),
+    };
+    semver::Version::parse(&text).ok()
+}
+
 impl fmt::Display for TagRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
@@ -318,9 +411,9 @@ impl TagRules {
     ///
     /// `existing` are the image's tags already in the registry (in monorepo mode without the
     /// image prefix, see [`crate::naming::image_of_tag`]); only `latest` looks at them. A rule
-    /// whose placeholder has no value in `ctx` gives no tag, a rule that renders to nothing
-    /// usable is skipped with a warning, and both are listed in [`Rendered::skipped`]. It is an
-    /// error only when no rule gives a tag.
+    /// whose placeholder has no value in `ctx` gives no tag, nor does a rule that renders to
+    /// nothing usable: both are listed in [`Rendered::skipped`] (which
+    /// [`Rendered::log_skipped`] reports). It is an error only when no rule gives a tag.
     pub fn render(
         &self,
         ctx: &CiContext,
@@ -345,11 +438,6 @@ impl TagRules {
                 }
                 Ok(tag) => rendered.tags.push(tag),
                 Err(reason) => {
-                    if matches!(reason, SkipReason::Unusable { .. }) {
-                        log::warn!("tag rule `{rule}` skipped: {reason}");
-                    } else {
-                        log::info!("tag rule `{rule}` skipped: {reason}");
-                    }
                     rendered.skipped.push(SkippedRule { rule: rule.source.clone(), reason });
                 }
             }
@@ -387,6 +475,26 @@ pub struct Rendered {
     /// At least one tag, deduplicated, in rule order.
     pub tags: Vec<Tag>,
     pub skipped: Vec<SkippedRule>,
+}
+
+impl Rendered {
+    /// Logs each skipped rule not already in `reported` (and adds it there), so that rules
+    /// rendered for several images, or checked before a build and rendered again for its
+    /// publish, are reported once: a rule that renders to nothing usable as a warning, one
+    /// without a value for this build (a `{tag}` on a branch) as information.
+    pub fn log_skipped(&self, reported: &mut BTreeSet<String>) {
+        for SkippedRule { rule, reason } in &self.skipped {
+            let message = format!("tag rule `{rule}` skipped: {reason}");
+            if !reported.insert(message.clone()) {
+                continue;
+            }
+            if matches!(reason, SkipReason::Unusable { .. }) {
+                log::warn!("{message}");
+            } else {
+                log::info!("{message}");
+            }
+        }
+    }
 }
 
 /// A rule that gave no tag, and why.
@@ -508,8 +616,9 @@ fn branch(ctx: &CiContext) -> Option<&str> {
 }
 
 /// Lowercase, every character outside `[a-z0-9._-]` becomes `-`, runs of `-` are squeezed and
-/// `-`/`.` trimmed from both ends (`feature/Login-Page` → `feature-login-page`).
-fn slug(text: &str) -> String {
+/// `-`/`.` trimmed from both ends (`feature/Login-Page` → `feature-login-page`): what
+/// `{branch}` and `{ref}` render.
+pub fn slug(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars().map(|c| c.to_ascii_lowercase()) {
         let c = if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') {
@@ -966,5 +1075,93 @@ mod tests {
         assert!(!with_latest.needs_existing_tags(&github_tag("v2.0.0-rc.1")));
         assert!(!with_latest.needs_existing_tags(&github_push("main")));
         assert!(!without.needs_existing_tags(&github_tag("v1.2.3")));
+    }
+
+    fn readings(rule: &str, tag: &str) -> Vec<Vec<(&'static str, String)>> {
+        let rule: TagRule = rule.parse().unwrap();
+        rule.read_back(tag)
+            .into_iter()
+            .map(|reading| {
+                reading
+                    .into_iter()
+                    .map(|(placeholder, value)| (placeholder.name(), value))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn one(pairs: &[(&'static str, &str)]) -> Vec<Vec<(&'static str, String)>> {
+        vec![pairs.iter().map(|(name, value)| (*name, (*value).to_owned())).collect()]
+    }
+
+    #[test]
+    fn rules_read_backwards() {
+        let short = &SHA[..8];
+        for (rule, tag, want) in [
+            ("{sha}", SHA, one(&[("sha", SHA)])),
+            ("{sha}", short, Vec::new()),
+            ("{sha}", "FFAC537E6CBBF934B08745A378932722DF287A53", Vec::new()),
+            ("sha-{short_sha}", &format!("sha-{short}") as &str, one(&[("short_sha", short)])),
+            ("sha-{short_sha}", "sha-ffac537", Vec::new()),
+            ("sha-{short_sha}", "main", Vec::new()),
+            ("pr-{pr}", "pr-42", one(&[("pr", "42")])),
+            ("pr-{pr}", "pr-x", Vec::new()),
+            ("{branch}", "feature-login", one(&[("branch", "feature-login")])),
+            ("{branch}", "Feature", Vec::new()),
+            ("{branch}", "-x", Vec::new()),
+            ("{semver}", "1.2.3", one(&[("semver", "1.2.3")])),
+            ("{semver}", "2.0.0-rc.1", one(&[("semver", "2.0.0-rc.1")])),
+            ("{semver}", "1.2.3_build.5", one(&[("semver", "1.2.3_build.5")])),
+            ("{semver}", "v1.2.3", Vec::new()),
+            ("{tag}", "v1.2.3", one(&[("tag", "v1.2.3")])),
+            ("v{major}.{minor}", "v2.7", one(&[("major", "2"), ("minor", "7")])),
+            (
+                "{date}-{short_sha}",
+                &format!("20240601-{short}"),
+                one(&[("date", "20240601"), ("short_sha", short)]),
+            ),
+            ("latest", "latest", vec![Vec::new()]),
+            ("latest", "main", Vec::new()),
+            ("fixed", "fixed", vec![Vec::new()]),
+        ] {
+            assert_eq!(readings(rule, tag), want, "{rule} {tag}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_tags_give_every_reading() {
+        let short = &SHA[..8];
+        // a branch slug may hold `-`, so `{branch}-{short_sha}` has one reading only when the
+        // rest is not 8 hex digits
+        assert_eq!(
+            readings("{branch}-{short_sha}", &format!("feature-x-{short}")),
+            one(&[("branch", "feature-x"), ("short_sha", short)])
+        );
+        assert_eq!(readings("{branch}-{pr}", "a-1-2"), one(&[("branch", "a-1"), ("pr", "2")]));
+        assert_eq!(
+            readings("{ref}-{job}", "a-b-c"),
+            [one(&[("ref", "a"), ("job", "b-c")]), one(&[("ref", "a-b"), ("job", "c")])].concat()
+        );
+        // `{ref}-{job}`: every split is a reading, and there are at most MAX_READINGS
+        let long = vec!["a"; 40].join("-");
+        assert_eq!(readings("{ref}-{job}", &long).len(), MAX_READINGS);
+    }
+
+    #[test]
+    fn reading_back_what_render_gives_finds_the_facts() {
+        let rules = TagRules::parse(&ALL_RULES).unwrap();
+        for ctx in [github_push("main"), github_tag("v1.2.3"), github_tag("v2.0.0-rc.1")] {
+            let rendered = rules.render(&ctx, now(), &[]).unwrap();
+            for tag in &rendered.tags {
+                let found = rules.rules().iter().any(|rule| {
+                    rule.read_back(tag.as_str()).iter().any(|reading| {
+                        reading.iter().all(|(placeholder, value)| {
+                            placeholder.value(&ctx, now()).is_ok_and(|want| want == *value)
+                        })
+                    })
+                });
+                assert!(found, "`{tag}` does not read back to the facts of {ctx:?}");
+            }
+        }
     }
 }

@@ -1,10 +1,10 @@
-//! buildah: the argv of `buildah bud` and `buildah push`, and the export of a built image to
-//! an OCI layout directory.
+//! buildah: the argv of `buildah bud`, and the export of a built image to an OCI layout
+//! directory.
 //!
 //! Owns buildah's command lines (pure functions of a [`BuildSpec`] and [`BuildahOptions`]) and
-//! [`export_oci_layout`], which copies an image out of buildah's storage into a directory, not
-//! to a registry. Must not push to registries itself: publish runs [`push_argv`] or uploads the
-//! exported layout with its own client. Credentials reach buildah only as an auth file path.
+//! [`export_oci_layout`], which copies an image out of buildah's storage into a directory, never
+//! to a registry: publish uploads the exported layout with its own client. Credentials reach
+//! buildah only as an auth file path.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::{BuildError, BuildSpec, Builder, LocalImage, common_args, tool};
 use crate::env_vars::{self, EnvMap};
-use crate::reference::{Digest, ImageRef, RegistryHost, Tag};
+use crate::reference::{Digest, ImageRef, RegistryHost};
 
 /// Manifest and configuration format of built images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,6 +135,12 @@ pub fn build_argv(
     args.extend(["-f".into(), spec.containerfile.as_os_str().to_owned()]);
     let name_flag = if spec.platforms.len() > 1 { "--manifest" } else { "-t" };
     args.extend([name_flag.into(), local_ref.to_string().into()]);
+    if options.format == ImageFormat::Oci {
+        // the Docker schema 2 format has no manifest annotations: buildah would drop them
+        for (key, value) in &spec.annotations {
+            args.extend(["--annotation".into(), format!("{key}={value}").into()]);
+        }
+    }
     args.extend(common_args(spec));
     args.push(spec.context.as_os_str().to_owned());
     args
@@ -175,59 +181,15 @@ pub fn inspect_argv(options: &BuildahOptions, local_ref: &ImageRef) -> Vec<OsStr
     args
 }
 
-/// Where `buildah push` copies an image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PushDestination {
-    /// A registry: `docker://REFERENCE`.
-    Registry(ImageRef),
-    /// An OCI image layout directory: `oci:DIR` or, with a name, `oci:DIR:NAME` (the name goes
-    /// into `index.json` as `org.opencontainers.image.ref.name`). `DIR` must not contain `:`.
-    OciLayout { dir: PathBuf, name: Option<Tag> },
-}
-
-impl PushDestination {
-    fn argument(&self) -> OsString {
-        match self {
-            Self::Registry(reference) => format!("docker://{reference}").into(),
-            Self::OciLayout { dir, name } => {
-                let mut argument = OsString::from("oci:");
-                argument.push(dir);
-                if let Some(name) = name {
-                    argument.push(format!(":{name}"));
-                }
-                argument
-            }
-        }
-    }
-}
-
-/// Options of one `buildah push`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushOptions {
-    /// `--authfile`: the docker `config.json` with the destination's credentials (see
-    /// [`authfile_in`]); `None` leaves buildah to its own lookup (`REGISTRY_AUTH_FILE`,
-    /// `$XDG_RUNTIME_DIR/containers/auth.json`, `~/.docker/config.json`). Never `--creds`:
-    /// that would put the password on argv.
-    pub authfile: Option<PathBuf>,
-    /// `false` gives `--tls-verify=false` (plain HTTP or untrusted certificates).
-    pub tls_verify: bool,
-    /// `--digestfile`: where buildah writes the digest of the pushed manifest (or index).
-    pub digestfile: Option<PathBuf>,
-}
-
-impl Default for PushOptions {
-    fn default() -> Self {
-        Self { authfile: None, tls_verify: true, digestfile: None }
-    }
-}
-
-/// `buildah [storage] push …` for one image, or `buildah [storage] manifest push --all …` for
-/// a manifest list (every platform's image and the list itself).
-pub fn push_argv(
+/// `buildah [storage] push --digestfile FILE REF oci:DIR` for one image, or `buildah [storage]
+/// manifest push --all …` for a manifest list (every platform's image and the list itself):
+/// copies it into the OCI image layout directory `dir` and writes the digest of the manifest
+/// (or index) into `digestfile`. `dir` must not contain `:`.
+pub fn export_argv(
     options: &BuildahOptions,
     image: &LocalImage,
-    destination: &PushDestination,
-    push: &PushOptions,
+    dir: &Path,
+    digestfile: &Path,
 ) -> Vec<OsString> {
     let mut args = options.storage_args();
     if image.manifest_list {
@@ -235,17 +197,11 @@ pub fn push_argv(
     } else {
         args.push("push".into());
     }
-    if let Some(authfile) = &push.authfile {
-        args.extend(["--authfile".into(), authfile.into()]);
-    }
-    if !push.tls_verify {
-        args.push("--tls-verify=false".into());
-    }
-    if let Some(digestfile) = &push.digestfile {
-        args.extend(["--digestfile".into(), digestfile.into()]);
-    }
+    args.extend(["--digestfile".into(), digestfile.into()]);
     args.push(image.reference.to_string().into());
-    args.push(destination.argument());
+    let mut destination = OsString::from("oci:");
+    destination.push(dir);
+    args.push(destination);
     args
 }
 
@@ -265,9 +221,7 @@ pub fn export_oci_layout(
     }
     let scratch = tempfile::tempdir().map_err(BuildError::TempDir)?;
     let digestfile = scratch.path().join("digest");
-    let destination = PushDestination::OciLayout { dir: dir.to_owned(), name: None };
-    let push = PushOptions { digestfile: Some(digestfile.clone()), ..PushOptions::default() };
-    let args = push_argv(options, image, &destination, &push);
+    let args = export_argv(options, image, dir, &digestfile);
     tool(Builder::Buildah.program(), &args, env).output().map_err(|source| {
         if source.is_not_found() {
             BuildError::NotInstalled { builder: Builder::Buildah }
@@ -301,6 +255,7 @@ mod tests {
             target: None,
             platforms: Vec::new(),
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             secrets: Vec::new(),
             source_date_epoch: None,
         }
@@ -321,6 +276,11 @@ mod tests {
             target: Some("runtime".into()),
             platforms: vec!["linux/arm64".into()],
             labels: BTreeMap::from([("org.opencontainers.image.revision".into(), "abc".into())]),
+            // the Docker format has no manifest annotations: none is passed
+            annotations: BTreeMap::from([(
+                "org.opencontainers.image.revision".into(),
+                "abc".into(),
+            )]),
             secrets: vec![
                 BuildSecret { id: "npm".into(), source: SecretSource::Env("NPM_TOKEN".into()) },
                 BuildSecret { id: "key".into(), source: SecretSource::File("/run/key".into()) },
@@ -338,8 +298,14 @@ mod tests {
             authfile: Some("/cfg/config.json".into()),
             insecure_registries: vec!["127.0.0.1:5000".parse().unwrap()],
         };
-        let multi =
-            BuildSpec { platforms: vec!["linux/amd64".into(), "linux/arm64".into()], ..spec() };
+        let multi = BuildSpec {
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            annotations: BTreeMap::from([(
+                "org.opencontainers.image.revision".into(),
+                "abc".into(),
+            )]),
+            ..spec()
+        };
         let cases: [(&str, BuildSpec, BuildahOptions, &str); 4] = [
             (
                 "defaults",
@@ -364,7 +330,8 @@ mod tests {
                 multi,
                 BuildahOptions::default(),
                 "bud --format oci --platform linux/amd64,linux/arm64 -f /src/api/Containerfile \
-                 --manifest localhost/dockhand/api:42 /src/api",
+                 --manifest localhost/dockhand/api:42 \
+                 --annotation org.opencontainers.image.revision=abc /src/api",
             ),
             (
                 "environment",
@@ -421,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn push_argv_table() {
+    fn export_argv_table() {
         let storage = BuildahOptions {
             root: Some("/r".into()),
             runroot: Some("/rr".into()),
@@ -430,49 +397,24 @@ mod tests {
         };
         let single = LocalImage { reference: local(), manifest_list: false };
         let list = LocalImage { reference: local(), manifest_list: true };
-        let registry =
-            PushDestination::Registry("127.0.0.1:5000/acme/app/api:main".parse().unwrap());
-        let layout = PushDestination::OciLayout { dir: "/tmp/layout".into(), name: None };
-        let named = PushDestination::OciLayout {
-            dir: "/tmp/layout".into(),
-            name: Some("v1".parse().unwrap()),
-        };
-        let insecure = PushOptions {
-            authfile: Some(authfile_in(Path::new("/tmp/job-config"))),
-            tls_verify: false,
-            digestfile: Some("/tmp/digest".into()),
-        };
-        for (image, destination, push, want) in [
+        for (image, want) in [
             (
                 &single,
-                &registry,
-                &insecure,
-                "--root /r --runroot /rr --storage-driver vfs push --authfile /tmp/job-config/config.json \
-                 --tls-verify=false --digestfile /tmp/digest localhost/dockhand/api:42 \
-                 docker://127.0.0.1:5000/acme/app/api:main",
-            ),
-            (
-                &single,
-                &layout,
-                &PushOptions::default(),
-                "--root /r --runroot /rr --storage-driver vfs push localhost/dockhand/api:42 oci:/tmp/layout",
-            ),
-            (
-                &single,
-                &named,
-                &PushOptions::default(),
-                "--root /r --runroot /rr --storage-driver vfs push localhost/dockhand/api:42 oci:/tmp/layout:v1",
+                "--root /r --runroot /rr --storage-driver vfs push --digestfile /tmp/digest \
+                 localhost/dockhand/api:42 oci:/tmp/layout",
             ),
             (
                 &list,
-                &registry,
-                &PushOptions::default(),
-                "--root /r --runroot /rr --storage-driver vfs manifest push --all localhost/dockhand/api:42 \
-                 docker://127.0.0.1:5000/acme/app/api:main",
+                "--root /r --runroot /rr --storage-driver vfs manifest push --all --digestfile /tmp/digest \
+                 localhost/dockhand/api:42 oci:/tmp/layout",
             ),
         ] {
-            let got = strings(&push_argv(&storage, image, destination, push)).join(" ");
-            assert_eq!(got, want.split_whitespace().collect::<Vec<_>>().join(" "));
+            let args =
+                export_argv(&storage, image, Path::new("/tmp/layout"), Path::new("/tmp/digest"));
+            assert_eq!(
+                strings(&args).join(" "),
+                want.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
         }
         assert_eq!(
             strings(&manifest_rm_argv(&storage, &local())).join(" "),

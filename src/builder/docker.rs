@@ -1,28 +1,19 @@
 //! The docker CLI: the argv of `docker build` and `docker buildx build`.
 //!
 //! Owns these two command lines as pure functions of a [`BuildSpec`] and the options below.
-//! `docker build` is run with `DOCKER_BUILDKIT=1` in its environment (set by
-//! [`super::build`]) so that `--secret` works on every docker version. Must not push by
-//! itself: the one output that pushes, [`BuildxOutput::Push`], is the caller's choice.
-//! Credentials reach docker only through a config directory (`--config`).
-//!
-//! Where the result goes (`docker buildx build`):
-//! - [`BuildxOutput::Load`] (`--load`): into the daemon's image store as `local_ref`, like
-//!   `docker build`. The classic image store holds one platform only, so a multi-platform
-//!   build needs one of the other outputs (or the containerd image store).
-//! - [`BuildxOutput::Push`] (`--push`): straight to the registry under the given references;
-//!   `local_ref` is not used (buildx would try to push it too). Repositories that must exist
-//!   before a push have to be created first.
-//! - [`BuildxOutput::OciLayout`] (`--output type=oci,dest=DIR,tar=false`): an OCI layout
-//!   directory, uploaded by publish like a buildah export. The `docker` driver may refuse this
-//!   exporter without the containerd image store; a `docker-container` builder
-//!   ([`BuildxOptions::builder`]) supports it.
+//! Whether `docker build` uses BuildKit is the user's environment's choice (`DOCKER_BUILDKIT`),
+//! except that [`super::build`] turns it on for a build with secrets. Never pushes: both
+//! leave the image in the daemon's image store as `local_ref` (`docker buildx build --load`),
+//! from which publish pushes it. The classic image store holds one platform per image, so
+//! neither builds several platforms ([`super::BuildSpec::check`] refuses). Which buildx
+//! builder instance runs the build is docker's own choice (`BUILDX_BUILDER`, `docker buildx
+//! use`). Credentials reach docker only through a config directory (`--config`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::{BuildSpec, common_args};
-use crate::env_vars;
+use crate::env_vars::{self, EnvMap};
 use crate::reference::{ImageRef, RegistryHost};
 
 /// Options of `docker build`.
@@ -38,23 +29,11 @@ pub struct DockerOptions {
     pub insecure_registries: Vec<RegistryHost>,
 }
 
-/// Where `docker buildx build` puts the image; see the module documentation.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum BuildxOutput {
-    #[default]
-    Load,
-    Push(Vec<ImageRef>),
-    OciLayout(PathBuf),
-}
-
 /// Options of `docker buildx build`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BuildxOptions {
     /// `docker --config DIR`, as for [`DockerOptions::config`].
     pub config: Option<PathBuf>,
-    /// `--builder NAME`: a buildx builder instance (e.g. a `docker-container` one).
-    pub builder: Option<String>,
-    pub output: BuildxOutput,
 }
 
 fn global_args(config: Option<&PathBuf>) -> Vec<OsString> {
@@ -62,6 +41,14 @@ fn global_args(config: Option<&PathBuf>) -> Vec<OsString> {
         Some(dir) => vec!["--config".into(), dir.into()],
         None => Vec::new(),
     }
+}
+
+/// Whether `docker build` must get `DOCKER_BUILDKIT=1`: only for secrets (`--secret`, which
+/// the classic builder lacks) and only where `env` leaves the variable unset. Otherwise the
+/// user's environment decides: docker 23 and later default to BuildKit and fail with it where
+/// the buildx plugin is missing, while the classic builder still works there.
+pub fn needs_buildkit_set(spec: &BuildSpec, env: &EnvMap) -> bool {
+    !spec.secrets.is_empty() && !env.contains_key(env_vars::DOCKER_BUILDKIT)
 }
 
 /// `docker [--config DIR] buildx version`: succeeds if and only if the buildx plugin is
@@ -104,9 +91,8 @@ fn epoch_args(spec: &BuildSpec) -> Vec<OsString> {
     }
 }
 
-/// `docker [--config DIR] buildx build [--builder B] [--platform P,…] -f FILE` followed by the
-/// output's flags (`-t local_ref --load`, `-t REF… --push`, or `-t local_ref --output
-/// type=oci,…`), the common options and the context.
+/// `docker [--config DIR] buildx build [--platform P] -f FILE -t local_ref --load …
+/// CONTEXT`. A single platform only, as for [`build_argv`].
 pub fn buildx_argv(
     spec: &BuildSpec,
     options: &BuildxOptions,
@@ -114,31 +100,11 @@ pub fn buildx_argv(
 ) -> Vec<OsString> {
     let mut args = global_args(options.config.as_ref());
     args.extend(["buildx".into(), "build".into()]);
-    if let Some(builder) = &options.builder {
-        args.extend(["--builder".into(), builder.into()]);
-    }
     if !spec.platforms.is_empty() {
         args.extend(["--platform".into(), spec.platforms.join(",").into()]);
     }
     args.extend(["-f".into(), spec.containerfile.as_os_str().to_owned()]);
-    match &options.output {
-        BuildxOutput::Load => {
-            args.extend(["-t".into(), local_ref.to_string().into(), "--load".into()]);
-        }
-        BuildxOutput::Push(references) => {
-            for reference in references {
-                args.extend(["-t".into(), reference.to_string().into()]);
-            }
-            args.push("--push".into());
-        }
-        BuildxOutput::OciLayout(dir) => {
-            args.extend(["-t".into(), local_ref.to_string().into(), "--output".into()]);
-            let mut output = OsString::from("type=oci,dest=");
-            output.push(dir);
-            output.push(",tar=false");
-            args.push(output);
-        }
-    }
+    args.extend(["-t".into(), local_ref.to_string().into(), "--load".into()]);
     args.extend(epoch_args(spec));
     args.extend(common_args(spec));
     args.push(spec.context.as_os_str().to_owned());
@@ -192,6 +158,10 @@ mod tests {
             target: Some("runtime".into()),
             platforms: Vec::new(),
             labels: BTreeMap::from([("team".into(), "platform".into())]),
+            annotations: BTreeMap::from([(
+                "org.opencontainers.image.revision".into(),
+                "abc".into(),
+            )]),
             secrets: vec![
                 BuildSecret { id: "npm".into(), source: SecretSource::Env("NPM_TOKEN".into()) },
                 BuildSecret { id: "key".into(), source: SecretSource::File("/run/key".into()) },
@@ -243,13 +213,20 @@ mod tests {
     }
 
     #[test]
+    fn buildkit_is_set_only_for_secrets_and_only_when_unset() {
+        let with_secret = spec();
+        let without = BuildSpec { secrets: Vec::new(), ..spec() };
+        let unset = EnvMap::new();
+        let classic = EnvMap::from([("DOCKER_BUILDKIT".to_owned(), "0".to_owned())]);
+        assert!(!needs_buildkit_set(&without, &unset), "no secrets: docker decides");
+        assert!(needs_buildkit_set(&with_secret, &unset));
+        assert!(!needs_buildkit_set(&with_secret, &classic), "the user's choice stands");
+    }
+
+    #[test]
     fn buildx_argv_table() {
-        let multi =
-            BuildSpec { platforms: vec!["linux/amd64".into(), "linux/arm64".into()], ..spec() };
-        let destinations = vec![
-            "ghcr.io/acme/app/api:main".parse().unwrap(),
-            "ghcr.io/acme/app/api:sha-ffac537e".parse().unwrap(),
-        ];
+        let arm = BuildSpec { platforms: vec!["linux/arm64".into()], ..spec() };
+        let configured = BuildxOptions { config: Some("/tmp/job-config".into()) };
         for (name, spec, options, want) in [
             (
                 "load",
@@ -260,36 +237,18 @@ mod tests {
                 ),
             ),
             (
-                "push",
-                multi.clone(),
-                BuildxOptions {
-                    output: BuildxOutput::Push(destinations),
-                    ..BuildxOptions::default()
-                },
+                "another platform, with a config",
+                arm,
+                configured,
                 format!(
-                    "buildx build --platform linux/amd64,linux/arm64 -f /src/api/Dockerfile \
-                     -t ghcr.io/acme/app/api:main -t ghcr.io/acme/app/api:sha-ffac537e --push {COMMON}"
-                ),
-            ),
-            (
-                "oci layout with a builder and config",
-                multi,
-                BuildxOptions {
-                    config: Some("/tmp/job-config".into()),
-                    builder: Some("ci".into()),
-                    output: BuildxOutput::OciLayout("/tmp/layout".into()),
-                },
-                format!(
-                    "--config /tmp/job-config buildx build --builder ci --platform linux/amd64,linux/arm64 \
-                     -f /src/api/Dockerfile -t localhost/dockhand/api:42 \
-                     --output type=oci,dest=/tmp/layout,tar=false {COMMON}"
+                    "--config /tmp/job-config buildx build --platform linux/arm64 \
+                     -f /src/api/Dockerfile -t localhost/dockhand/api:42 --load {COMMON}"
                 ),
             ),
         ] {
             assert_eq!(line(&buildx_argv(&spec, &options, &local())), squeeze(&want), "{name}");
         }
-        let configured =
-            BuildxOptions { config: Some("/tmp/c".into()), ..BuildxOptions::default() };
+        let configured = BuildxOptions { config: Some("/tmp/c".into()) };
         assert_eq!(line(&buildx_version_argv(&configured)), "--config /tmp/c buildx version");
     }
 

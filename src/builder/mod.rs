@@ -4,9 +4,9 @@
 //! Owns the spec, the choice of backend ([`Builder`], [`Backend`]), the OCI labels taken from
 //! the CI context, the checks made before a tool runs (context, containerfile, secrets,
 //! platforms), and the mapping of tool failures to [`BuildError`]. The argv builders in
-//! `buildah.rs` and `docker.rs` are pure. Must not talk to registries: `buildah::push_argv`
-//! only prepares the command publish runs, and the one builder output that pushes by itself
-//! (`buildx --push`) is chosen by the caller. Never puts a secret's value on argv: build
+//! `buildah.rs` and `docker.rs` are pure. Must not talk to registries: every backend
+//! leaves the image in a local store (buildah's storage, the docker daemon), from which
+//! publish pushes it. Never puts a secret's value on argv: build
 //! secrets are file paths or names of environment variables.
 
 pub mod buildah;
@@ -40,10 +40,8 @@ pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
 pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
 /// OCI label: when the image was built (RFC 3339).
 pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
-/// OCI label: the version (semver of the git tag, else the branch or tag name).
+/// OCI label: the version (semver of the git tag, else the tag); absent on branch builds.
 pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
-/// OCI label: the git ref (branch or tag) the image was built from.
-pub const LABEL_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// The build tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -80,7 +78,7 @@ impl Builder {
             Self::Buildah => "`apt-get install buildah` (or `dnf install buildah`)",
             Self::Docker => "the docker CLI (`apt-get install docker.io`) and a reachable daemon",
             Self::Buildx => {
-                "the buildx plugin (`apt-get install docker-buildx`, or `docker-buildx-plugin` from Docker's repository)"
+                "the buildx plugin (`docker-buildx-plugin` from Docker's apt repository; Debian 13 and Ubuntu also package it as `docker-buildx`; Debian 12 has none)"
             }
         }
     }
@@ -181,6 +179,10 @@ pub struct BuildSpec {
     pub platforms: Vec<String>,
     /// Every label of the image; see [`image_labels`] for the OCI ones from the CI context.
     pub labels: BTreeMap<String, String>,
+    /// Annotations of the image manifest (the OCI ones of [`oci_labels`]), which registries
+    /// such as ghcr.io show; written by buildah in the OCI format only (docker's image store
+    /// and the Docker schema 2 format have no manifest annotations).
+    pub annotations: BTreeMap<String, String>,
     pub secrets: Vec<BuildSecret>,
     /// `SOURCE_DATE_EPOCH`: the time written into the image (config `created`, history,
     /// file times of the layers) instead of the build's own, so that a rebuild of the same
@@ -206,6 +208,7 @@ impl BuildSpec {
             target: None,
             platforms: Vec::new(),
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             secrets: Vec::new(),
             source_date_epoch: None,
         })
@@ -231,16 +234,13 @@ impl BuildSpec {
         if let Some(key) = self.labels.keys().find(|key| bad_key(key)) {
             return Err(BuildError::Label { image: self.image.clone(), key: key.clone() });
         }
-        let bad_platform = |platform: &String| {
-            platform.is_empty() || platform.contains(',') || platform.contains(char::is_whitespace)
-        };
-        if let Some(platform) = self.platforms.iter().find(|platform| bad_platform(platform)) {
+        if let Some(platform) = self.platforms.iter().find(|platform| !valid_platform(platform)) {
             return Err(BuildError::Platform {
                 image: self.image.clone(),
                 platform: platform.clone(),
             });
         }
-        if builder == Builder::Docker && self.platforms.len() > 1 {
+        if builder != Builder::Buildah && self.platforms.len() > 1 {
             return Err(BuildError::MultiPlatform { image: self.image.clone(), builder });
         }
         for secret in &self.secrets {
@@ -249,6 +249,18 @@ impl BuildSpec {
         }
         Ok(())
     }
+}
+
+/// `os/arch` or `os/arch/variant` (`linux/amd64`, `linux/arm/v7`), each part lowercase letters,
+/// digits and `_`, as the OCI image index's platform fields are written. A bare `amd64` would
+/// pass the project file and then fail inside the builder.
+fn valid_platform(platform: &str) -> bool {
+    let parts: Vec<&str> = platform.split('/').collect();
+    (2..=3).contains(&parts.len())
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
 }
 
 fn check_secret(secret: &BuildSecret, env: &EnvMap) -> Result<(), SecretProblem> {
@@ -301,8 +313,11 @@ pub fn locate_containerfile(
 }
 
 /// The OCI labels the CI context gives: source (when the caller knows the repository URL),
-/// revision, created (`now`, RFC 3339), version and ref name. A fact the context lacks gives
-/// no label.
+/// revision, created (`now`, RFC 3339) and, on a tag build, version (the tag's semver, else
+/// the tag). A fact the context lacks gives no label. `org.opencontainers.image.ref.name` is
+/// not among them: the image spec defines it for the entries of an OCI layout's index (where
+/// the export writes it), not as an image label. The same keys and values are the manifest's
+/// annotations ([`BuildSpec::annotations`]).
 pub fn oci_labels(
     ctx: &CiContext,
     now: Timestamp,
@@ -317,9 +332,18 @@ pub fn oci_labels(
     add(LABEL_SOURCE, source.map(str::to_owned));
     add(LABEL_REVISION, Placeholder::Sha.value(ctx, now).ok().or_else(|| ctx.sha.clone()));
     add(LABEL_CREATED, Some(format!("{now:.0}")));
-    add(LABEL_VERSION, Placeholder::Semver.value(ctx, now).ok().or_else(|| ctx.ref_name.clone()));
-    add(LABEL_REF_NAME, ctx.tag.clone().or_else(|| ctx.ref_name.clone()));
+    add(LABEL_VERSION, Placeholder::Semver.value(ctx, now).ok().or_else(|| ctx.tag.clone()));
     labels
+}
+
+/// The manifest annotations for an image labelled `labels`: its `org.opencontainers.image.*`
+/// labels (the CI's and the user's), as the image spec's annotation keys are the same.
+pub fn manifest_annotations(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(key, _)| key.starts_with("org.opencontainers.image."))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 /// [`oci_labels`] overridden by the user's `labels`.
@@ -360,10 +384,6 @@ pub enum Built {
     Buildah(LocalImage),
     /// In the docker daemon's image store, under this name.
     DockerStore(ImageRef),
-    /// Written by buildx as an OCI image layout directory.
-    OciLayout(PathBuf),
-    /// Pushed by buildx itself to these references.
-    Pushed(Vec<ImageRef>),
 }
 
 /// The result of [`build`].
@@ -449,7 +469,9 @@ pub async fn build(
             (buildah::build_argv(spec, options, local_ref), Built::Buildah(image))
         }
         Backend::Docker(options) => {
-            child_env.insert(env_vars::DOCKER_BUILDKIT.to_owned(), "1".to_owned());
+            if docker::needs_buildkit_set(spec, env) {
+                child_env.insert(env_vars::DOCKER_BUILDKIT.to_owned(), "1".to_owned());
+            }
             if let Some(epoch) = spec.source_date_epoch {
                 child_env
                     .insert(env_vars::SOURCE_DATE_EPOCH.to_owned(), epoch.as_second().to_string());
@@ -468,21 +490,16 @@ pub async fn build(
                 child_env
                     .insert(env_vars::SOURCE_DATE_EPOCH.to_owned(), epoch.as_second().to_string());
             }
-            let built = match &options.output {
-                docker::BuildxOutput::Load => Built::DockerStore(local_ref.clone()),
-                docker::BuildxOutput::Push(references) => Built::Pushed(references.clone()),
-                docker::BuildxOutput::OciLayout(dir) => {
-                    if dir.as_os_str().to_string_lossy().contains(',') {
-                        return Err(BuildError::OutputDir(dir.clone()));
-                    }
-                    Built::OciLayout(dir.clone())
-                }
-            };
-            (docker::buildx_argv(spec, options, local_ref), built)
+            (docker::buildx_argv(spec, options, local_ref), Built::DockerStore(local_ref.clone()))
         }
     };
     log::info!("building `{}` with {builder}", spec.image);
-    tool(builder.program(), &args, &child_env)
+    SHOWN_BUILD_ENV
+        .iter()
+        .filter_map(|name| child_env.get(*name).map(|value| (*name, value)))
+        .fold(tool(builder.program(), &args, &child_env), |command, (name, value)| {
+            command.show_env(name, value)
+        })
         .stream(live.timeout, live.on_line)
         .await
         .map_err(|source| tool_failure(builder, &spec.image, source))?;
@@ -582,6 +599,17 @@ fn tool_failure(builder: Builder, image: &str, source: CommandError) -> BuildErr
         source => BuildError::Failed { image, builder, source: Box::new(source) },
     }
 }
+
+/// The variables of a build's environment that change what the builder does, shown before the
+/// command line in messages so that it reproduces the build (never a secret's variable).
+const SHOWN_BUILD_ENV: [&str; 6] = [
+    env_vars::DOCKER_BUILDKIT,
+    env_vars::BUILDX_BUILDER,
+    env_vars::SOURCE_DATE_EPOCH,
+    env_vars::CONTAINERS_REGISTRIES_CONF,
+    env_vars::STORAGE_DRIVER,
+    env_vars::BUILDAH_ISOLATION,
+];
 
 /// `program args…` with every variable of `env` set.
 fn tool(program: &str, args: &[OsString], env: &EnvMap) -> process::Command {
@@ -738,7 +766,7 @@ impl Classify for BuildError {
                 "add a `Containerfile` or `Dockerfile` to the context, or set the image's `containerfile:` (relative to the context)".into(),
             ),
             Self::MultiPlatform { .. } => {
-                Some("build several platforms with `--builder buildah` or `--builder buildx`".into())
+                Some("build several platforms with `--builder buildah` (the docker daemon's classic image store holds one platform per image)".into())
             }
             Self::Secret { problem: SecretProblem::EnvUnset(name), .. } => {
                 Some(format!("set `{name}` in the job's environment, or give the secret as a file"))
@@ -853,7 +881,11 @@ mod tests {
             ..base.clone()
         };
         assert!(multi.check(Builder::Buildah, &env).is_ok());
-        assert!(multi.check(Builder::Buildx, &env).is_ok());
+        let error = multi.check(Builder::Buildx, &env).unwrap_err();
+        assert!(
+            matches!(&error, BuildError::MultiPlatform { builder: Builder::Buildx, .. }),
+            "{error:?}"
+        );
         let problems: Vec<(BuildSpec, &str)> = vec![
             (multi, "MultiPlatform"),
             (BuildSpec { image: "Api".into(), ..base.clone() }, "ImageName"),
@@ -878,6 +910,15 @@ mod tests {
                 "Platform",
             ),
         ];
+        let platform = |value: &str| BuildSpec { platforms: vec![value.into()], ..base.clone() };
+        let problems = problems.into_iter().chain(
+            ["amd64", "linux/", "/amd64", "Linux/amd64", "linux/arm/v7/x", "linux/amd 64", ""]
+                .into_iter()
+                .map(|value| (platform(value), "Platform")),
+        );
+        for value in ["linux/amd64", "linux/arm/v7", "windows/amd64", "linux/arm64/v8"] {
+            assert!(platform(value).check(Builder::Buildah, &env).is_ok(), "{value}");
+        }
         for (spec, want) in problems {
             let error = spec.check(Builder::Docker, &env).unwrap_err();
             assert!(format!("{error:?}").starts_with(want), "{want}: {error:?}");
@@ -931,16 +972,36 @@ mod tests {
                 (LABEL_SOURCE.to_owned(), "https://github.com/acme/app".to_owned()),
                 (LABEL_REVISION.to_owned(), SHA.to_owned()),
                 (LABEL_CREATED.to_owned(), "2024-06-01T12:00:00Z".to_owned()),
-                (LABEL_VERSION.to_owned(), "feature/x".to_owned()),
-                (LABEL_REF_NAME.to_owned(), "feature/x".to_owned()),
             ])
         );
         let labels = oci_labels(&release, now(), None);
         assert_eq!(labels[LABEL_VERSION], "2.0.0-rc.1");
-        assert_eq!(labels[LABEL_REF_NAME], "v2.0.0-rc.1");
+        assert!(!labels.contains_key("org.opencontainers.image.ref.name"));
+        let named = CiContext {
+            ref_name: Some("nightly".into()),
+            tag: Some("nightly".into()),
+            ..release.clone()
+        };
+        assert_eq!(oci_labels(&named, now(), None)[LABEL_VERSION], "nightly");
         assert!(!labels.contains_key(LABEL_SOURCE));
         let bare = oci_labels(&CiContext::empty(Provider::Generic), now(), None);
         assert_eq!(bare.keys().collect::<Vec<_>>(), [LABEL_CREATED]);
+    }
+
+    #[test]
+    fn annotations_are_the_oci_labels() {
+        let labels = BTreeMap::from([
+            (LABEL_REVISION.to_owned(), SHA.to_owned()),
+            ("org.opencontainers.image.title".to_owned(), "API".to_owned()),
+            ("team".to_owned(), "platform".to_owned()),
+        ]);
+        assert_eq!(
+            manifest_annotations(&labels),
+            BTreeMap::from([
+                (LABEL_REVISION.to_owned(), SHA.to_owned()),
+                ("org.opencontainers.image.title".to_owned(), "API".to_owned()),
+            ])
+        );
     }
 
     #[test]

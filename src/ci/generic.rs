@@ -102,6 +102,45 @@ pub(super) fn commit_time(workdir: &Path, sha: &str) -> Option<jiff::Timestamp> 
     jiff::Timestamp::from_second(seconds.parse().ok()?).ok()
 }
 
+/// The URL of the `origin` remote of the checkout at `workdir`, as configured (it may carry
+/// credentials: see [`public_source_url`]).
+pub fn origin_url(workdir: &Path) -> Option<String> {
+    git(workdir, &["remote", "get-url", "origin"])
+}
+
+/// The web address of a source repository from a git remote URL, credentials removed:
+/// `https://user:token@host/group/app.git` → `https://host/group/app`; the SSH forms
+/// `git@host:group/app.git` and `ssh://git@host:22/group/app` → `https://host/group/app`.
+/// `None` for what is no network remote (a path, `file://`).
+pub fn public_source_url(remote: &str) -> Option<String> {
+    let remote = remote.trim();
+    let (host, path) = match url::Url::parse(remote) {
+        Ok(mut url) if matches!(url.scheme(), "http" | "https") => {
+            url.set_username("").ok()?;
+            url.set_password(None).ok()?;
+            url.set_query(None);
+            url.set_fragment(None);
+            let text = url.to_string();
+            return Some(text.trim_end_matches('/').trim_end_matches(".git").to_owned());
+        }
+        Ok(url) if matches!(url.scheme(), "ssh" | "git" | "git+ssh") => {
+            (url.host_str()?.to_owned(), url.path().to_owned())
+        }
+        Ok(_) => return None,
+        // scp-like `[user@]host:path`
+        Err(_) => {
+            let (before, path) = remote.split_once(':')?;
+            let host = before.rsplit_once('@').map_or(before, |(_, host)| host);
+            if host.is_empty() || host.contains('/') || path.starts_with("//") {
+                return None;
+            }
+            (host.to_owned(), path.to_owned())
+        }
+    };
+    let path = path.trim_start_matches('/').trim_end_matches('/').trim_end_matches(".git");
+    (!path.is_empty()).then(|| format!("https://{host}/{path}"))
+}
+
 /// The full commit of `HEAD` in `workdir`.
 fn git_head(workdir: &Path) -> Option<String> {
     git(workdir, &["rev-parse", "--verify", "-q", "HEAD"])
@@ -166,6 +205,27 @@ mod tests {
         git(dir.path(), &["commit", "-q", "--allow-empty", "-m", "one"]);
         let sha = git(dir.path(), &["rev-parse", "HEAD"]);
         (dir, sha)
+    }
+
+    #[test]
+    fn source_urls_from_git_remotes_lose_their_credentials() {
+        use super::public_source_url as url;
+        let want = Some("https://gitlab.example.com/group/app".to_owned());
+        assert_eq!(
+            url("https://gitlab-ci-token:glcbt-secret@gitlab.example.com/group/app.git"),
+            want
+        );
+        assert_eq!(url("https://gitlab.example.com/group/app/"), want);
+        assert_eq!(url("git@gitlab.example.com:group/app.git"), want);
+        assert_eq!(url("ssh://git@gitlab.example.com:2222/group/app.git"), want);
+        assert_eq!(
+            url("https://x-access-token:ghs_x@github.com:8443/acme/app.git?x=1"),
+            Some("https://github.com:8443/acme/app".to_owned())
+        );
+        assert_eq!(url("/srv/git/app.git"), None);
+        assert_eq!(url("file:///srv/git/app.git"), None);
+        assert_eq!(url("C:/repos/app"), None);
+        assert_eq!(url(""), None);
     }
 
     #[test]

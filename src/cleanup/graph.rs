@@ -73,7 +73,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::cleanup::inventory::{ManifestEntry, TimeSource};
+    use crate::cleanup::inventory::{ManifestEntry, SourceLabels, TimeSource};
 
     fn digest(n: u8) -> Digest {
         Digest::sha256_of(&[n])
@@ -87,6 +87,7 @@ mod tests {
             created: None,
             created_source: TimeSource::Unknown,
             tombstone: false,
+            source: SourceLabels::default(),
         }
     }
 

@@ -7,7 +7,8 @@
 //! distinct digest; index children; the image config for `created`; and referrers — from the
 //! `sha256-<hex>` tag schema that is already in the tag list, and from the referrers API only
 //! when a probe shows the registry has one; last, the push time of each tag where the registry
-//! records one ([`Registry::tag_times`]); untagged manifests where the vendor lists them
+//! records one ([`Registry::tag_times`]) and the tags it refuses to delete
+//! ([`Registry::locked_tags`]); untagged manifests where the vendor lists them
 //! ([`Registry::untagged_manifests`]) are read like any other. Requests run concurrently, at most
 //! [`ReadOptions::concurrency`] at once. Any failed read marks the repository incomplete
 //! (`complete: false`) and is kept in [`RepositoryRead::problems`], so the planner deletes nothing
@@ -22,7 +23,8 @@ use crate::naming;
 use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
 use crate::registry::distribution::manifest::{self, ImageConfig, Manifest, ManifestHead};
 use crate::registry::distribution::{
-    Client, DistributionError, ManifestRef, Referrers, ReferrersSource, TOMBSTONE_ANNOTATION,
+    Client, DistributionError, ManifestRef, Operation, Referrers, ReferrersSource,
+    TOMBSTONE_ANNOTATION,
 };
 use crate::registry::{Capabilities, Registry, RegistryError};
 
@@ -68,6 +70,9 @@ pub struct TagEntry {
     /// `tag_last_pushed`, Harbor's `push_time`); `None` otherwise. It takes precedence over
     /// the manifest's `created`.
     pub pushed: Option<Timestamp>,
+    /// Why the registry refuses to delete this tag (Harbor's tag immutability), where it says
+    /// so ([`Registry::locked_tags`]); a locked tag is always kept.
+    pub locked: Option<String>,
 }
 
 /// One manifest in a repository.
@@ -87,6 +92,52 @@ pub struct ManifestEntry {
     /// tag (annotation `dev.dockhand.tombstone`): a tag still on it is left over from an
     /// interrupted cleanup.
     pub tombstone: bool,
+    /// The git labels of its image config; an index has those of its first child that has a
+    /// revision.
+    pub source: SourceLabels,
+}
+
+/// `org.opencontainers.image.ref.name` as an image label: the branch or tag an image was built
+/// for, as earlier versions of `build` wrote it (the image spec reserves the key for layout index
+/// entries, so builds no longer set it). Still read as evidence for images that carry it.
+const LABEL_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The OCI labels of an image config that tie it to git.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceLabels {
+    /// `org.opencontainers.image.revision`: the commit it was built from (written by `build`).
+    pub revision: Option<String>,
+    /// [`LABEL_REF_NAME`]: the branch or tag it was built for, where an image has it.
+    pub ref_name: Option<String>,
+}
+
+impl SourceLabels {
+    /// The git labels in an image config blob; none when it is no JSON or has none. Read here,
+    /// beside the blob's `created`, so that the config is fetched once.
+    pub fn parse(config: &[u8]) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Blob {
+            #[serde(default)]
+            config: Option<Inner>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Inner {
+            #[serde(default, rename = "Labels")]
+            labels: Option<BTreeMap<String, serde_json::Value>>,
+        }
+        let labels = serde_json::from_slice::<Blob>(config)
+            .ok()
+            .and_then(|blob| blob.config?.labels)
+            .unwrap_or_default();
+        let label = |key: &str| {
+            labels
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .filter(|value| !value.is_empty())
+        };
+        Self { revision: label(crate::builder::LABEL_REVISION), ref_name: label(LABEL_REF_NAME) }
+    }
 }
 
 impl ManifestEntry {
@@ -236,6 +287,17 @@ pub async fn read(
             read.problems.push(error);
         }
     }
+    match registry.locked_tags(repository).await {
+        Ok(locked) => {
+            for entry in &mut read.inventory.tags {
+                entry.locked = locked.get(&entry.tag).cloned();
+            }
+        }
+        Err(error) => {
+            read.inventory.complete = false;
+            read.problems.push(error);
+        }
+    }
     read
 }
 
@@ -247,7 +309,7 @@ enum Job {
     Get(Tag),
     /// Read a manifest (children, config, subject).
     Manifest(Digest),
-    /// Read an image config for `created`.
+    /// Read an image config for `created` and its git labels.
     Config(Digest),
     /// List the referrers of a manifest through the referrers API.
     Referrers(Digest),
@@ -260,7 +322,7 @@ enum Done {
     Head(Tag, Result<Option<ManifestHead>, DistributionError>),
     Get(Tag, Result<Box<Manifest>, DistributionError>),
     Manifest(Digest, Result<Box<Manifest>, DistributionError>),
-    Config(Digest, Result<ImageConfig, DistributionError>),
+    Config(Digest, Result<ConfigFacts, DistributionError>),
     Referrers(Result<Referrers, DistributionError>),
     ProbeReferrers(Result<Referrers, DistributionError>),
 }
@@ -281,7 +343,18 @@ async fn perform(client: &Client, repository: &RepoAddress, job: Job) -> Done {
             Done::Manifest(digest, result.map(Box::new))
         }
         Job::Config(digest) => {
-            let result = client.get_image_config(repository, &digest).await;
+            let result = client.get_blob(repository, &digest).await.and_then(|bytes| {
+                let config = ImageConfig::parse(&bytes).map_err(|error| {
+                    DistributionError::UnexpectedResponse {
+                        operation: Operation {
+                            method: reqwest::Method::GET,
+                            target: format!("{repository} blob {digest}"),
+                        },
+                        problem: format!("the image config is not valid JSON ({error})"),
+                    }
+                })?;
+                Ok(ConfigFacts { created: config.created, labels: SourceLabels::parse(&bytes) })
+            });
             Done::Config(digest, result)
         }
         Job::Referrers(digest) => Done::Referrers(client.referrers(repository, &digest).await),
@@ -328,7 +401,14 @@ struct Reader<'a> {
 /// One config blob's read: asked for, with the manifests waiting for it, or done.
 enum ConfigRead {
     Waiting(Vec<Digest>),
-    Done(Option<Timestamp>),
+    Done(ConfigFacts),
+}
+
+/// What the inventory takes from an image config.
+#[derive(Debug, Clone, Default)]
+struct ConfigFacts {
+    created: Option<Timestamp>,
+    labels: SourceLabels,
 }
 
 impl<'a> Reader<'a> {
@@ -395,12 +475,10 @@ impl<'a> Reader<'a> {
                 log::debug!("`{}@{digest}` is not in the registry", self.repository);
                 self.missing.insert(digest, error);
             }
-            Done::Config(config, Ok(image_config)) => {
-                self.config_read(config, image_config.created);
-            }
+            Done::Config(config, Ok(facts)) => self.config_read(config, facts),
             // a missing config leaves the age unknown, which keeps the image
             Done::Config(config, Err(error)) if error.is_not_found() => {
-                self.config_read(config, None);
+                self.config_read(config, ConfigFacts::default());
             }
             Done::Referrers(Ok(referrers)) => {
                 for descriptor in referrers.descriptors {
@@ -422,7 +500,7 @@ impl<'a> Reader<'a> {
             | Done::Referrers(Err(error))
             | Done::ProbeReferrers(Err(error)) => self.problems.push(error),
             Done::Config(config, Err(error)) => {
-                self.config_read(config, None);
+                self.config_read(config, ConfigFacts::default());
                 self.problems.push(error);
             }
         }
@@ -430,19 +508,22 @@ impl<'a> Reader<'a> {
 
     /// Records what the config blob `config` says, for the manifests waiting for it and for
     /// those that name it later.
-    fn config_read(&mut self, config: Digest, created: Option<Timestamp>) {
-        let previous = self.configs.insert(config, ConfigRead::Done(created));
-        if let Some(ConfigRead::Waiting(waiting)) = previous {
+    fn config_read(&mut self, config: Digest, facts: ConfigFacts) {
+        if let Some(ConfigRead::Waiting(waiting)) = self.configs.remove(&config) {
             for digest in waiting {
-                self.set_created(&digest, created);
+                self.set_config_facts(&digest, &facts);
             }
         }
+        self.configs.insert(config, ConfigRead::Done(facts));
     }
 
-    fn set_created(&mut self, digest: &Digest, created: Option<Timestamp>) {
-        if let (Some(Some(entry)), Some(created)) = (self.manifests.get_mut(digest), created) {
-            entry.created = Some(created);
-            entry.created_source = TimeSource::ImageConfigCreated;
+    fn set_config_facts(&mut self, digest: &Digest, facts: &ConfigFacts) {
+        if let Some(Some(entry)) = self.manifests.get_mut(digest) {
+            entry.source = facts.labels.clone();
+            if let Some(created) = facts.created {
+                entry.created = Some(created);
+                entry.created_source = TimeSource::ImageConfigCreated;
+            }
         }
     }
 
@@ -465,6 +546,7 @@ impl<'a> Reader<'a> {
             created: None,
             created_source: TimeSource::Unknown,
             tombstone,
+            source: SourceLabels::default(),
         };
         for child in &entry.children {
             self.want_manifest(child);
@@ -484,7 +566,10 @@ impl<'a> Reader<'a> {
         let Some(config) = config else { return };
         match self.configs.get_mut(&config) {
             Some(ConfigRead::Waiting(waiting)) => waiting.push(digest),
-            Some(&mut ConfigRead::Done(created)) => self.set_created(&digest, created),
+            Some(ConfigRead::Done(facts)) => {
+                let facts = facts.clone();
+                self.set_config_facts(&digest, &facts);
+            }
             None => {
                 self.pending.push_back(Job::Config(config.clone()));
                 self.configs.insert(config, ConfigRead::Waiting(vec![digest]));
@@ -500,6 +585,7 @@ impl<'a> Reader<'a> {
             .filter_map(|(digest, entry)| Some((digest, entry?)))
             .collect();
         fill_index_ages(&mut manifests);
+        fill_index_labels(&mut manifests);
         // a tag whose manifest vanished between HEAD and GET was changed meanwhile: fail closed
         let lost: BTreeSet<&Digest> =
             self.resolved.values().filter(|digest| !manifests.contains_key(*digest)).collect();
@@ -527,6 +613,26 @@ impl<'a> Reader<'a> {
             },
             problems: self.problems.into_iter().map(RegistryError::from).collect(),
             missing: false,
+        }
+    }
+}
+
+/// Gives each index the git labels of its first child (in index order) that has a revision,
+/// so a multi-arch image ties to the commit its platform images were built from.
+fn fill_index_labels(manifests: &mut BTreeMap<Digest, ManifestEntry>) {
+    let indexes: Vec<(Digest, SourceLabels)> = manifests
+        .iter()
+        .filter(|(_, entry)| !entry.children.is_empty() && entry.source.revision.is_none())
+        .filter_map(|(digest, entry)| {
+            let labels = entry.children.iter().find_map(|child| {
+                manifests.get(child).filter(|child| child.source.revision.is_some())
+            })?;
+            Some((digest.clone(), labels.source.clone()))
+        })
+        .collect();
+    for (digest, labels) in indexes {
+        if let Some(entry) = manifests.get_mut(&digest) {
+            entry.source = labels;
         }
     }
 }
@@ -577,6 +683,7 @@ fn assign_images(
         image_tag: image_tag.to_owned(),
         digest: digest.clone(),
         pushed: None,
+        locked: None,
     };
     match scope {
         Scope::Image(image) => (
@@ -612,5 +719,69 @@ fn assign_images(
             tags.extend(claimed);
             (tags, foreign)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_labels_are_read_from_the_config() {
+        let sha = "ffac537e6cbbf934b08745a378932722df287a53";
+        for (config, revision, ref_name) in [
+            (
+                format!(
+                    r#"{{"created":"2026-01-01T00:00:00Z","config":{{"Labels":{{"org.opencontainers.image.revision":"{sha}","org.opencontainers.image.ref.name":"feature/x","team":"a"}}}}}}"#
+                ),
+                Some(sha),
+                Some("feature/x"),
+            ),
+            (r#"{"config":{"Labels":{"team":"a"}}}"#.to_owned(), None, None),
+            (r#"{"config":{"Labels":null}}"#.to_owned(), None, None),
+            (
+                r#"{"config":{"Labels":{"org.opencontainers.image.revision":""}}}"#.to_owned(),
+                None,
+                None,
+            ),
+            (
+                r#"{"config":{"Labels":{"org.opencontainers.image.revision":7}}}"#.to_owned(),
+                None,
+                None,
+            ),
+            (r#"{"architecture":"amd64"}"#.to_owned(), None, None),
+            ("not json".to_owned(), None, None),
+        ] {
+            let labels = SourceLabels::parse(config.as_bytes());
+            assert_eq!(
+                (labels.revision.as_deref(), labels.ref_name.as_deref()),
+                (revision, ref_name),
+                "{config}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_index_takes_the_labels_of_its_first_labelled_child() {
+        let digest = |n: u8| Digest::sha256_of(&[n]);
+        let entry = |children: Vec<Digest>, revision: Option<&str>| ManifestEntry {
+            media_type: String::new(),
+            children,
+            subject: None,
+            created: None,
+            created_source: TimeSource::Unknown,
+            tombstone: false,
+            source: SourceLabels { revision: revision.map(str::to_owned), ref_name: None },
+        };
+        let mut manifests = BTreeMap::from([
+            (digest(1), entry(vec![digest(2), digest(3), digest(4)], None)),
+            (digest(2), entry(Vec::new(), None)),
+            (digest(3), entry(Vec::new(), Some("c3"))),
+            (digest(4), entry(Vec::new(), Some("c4"))),
+            (digest(5), entry(vec![digest(2)], None)),
+        ]);
+        fill_index_labels(&mut manifests);
+        assert_eq!(manifests[&digest(1)].source.revision.as_deref(), Some("c3"));
+        assert_eq!(manifests[&digest(5)].source.revision, None);
     }
 }

@@ -10,7 +10,9 @@
 //! never remove one tag by deleting another's digest, and never delete anything in a
 //! repository whose inventory is incomplete.
 
+pub mod evidence;
 pub mod execute;
+pub mod git;
 pub mod graph;
 pub mod inventory;
 pub mod plan;
@@ -24,15 +26,20 @@ use std::time::Instant;
 use futures_util::future::join_all;
 use jiff::Timestamp;
 
+use crate::ci::Provider;
 use crate::exit::{Classify, ExitStatus, causes};
 use crate::naming::Mode;
 use crate::output::Output;
 use crate::reference::RepoAddress;
 use crate::registry::{Capabilities, DeleteRefusal, Implementation, Registry, RegistryError};
+use crate::tags::TagRules;
 use execute::{ApplyOptions, ExecuteError, Executor, Outcome};
+use git::GitError;
+use git::ReferenceKind;
 use inventory::{Inventory, ReadOptions, Resolve, Scope};
+use plan::{Gap, GitRetention};
 use plan_file::{PlanFileError, SavedPlan};
-use policy::Policy;
+use policy::{GitRules, Policy};
 use report::Document;
 
 /// Why a cleanup could not run at all (per-item failures are reported, not returned).
@@ -56,6 +63,10 @@ pub enum CleanupError {
         "max_duration ({max_duration}) was reached while reading the inventory; nothing was deleted"
     )]
     InventoryDeadline { max_duration: String },
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("`cleanup.keep_policies` need a git checkout, and `{}` is in none", workdir.display())]
+    NoCheckout { workdir: PathBuf },
 }
 
 impl Classify for CleanupError {
@@ -66,6 +77,8 @@ impl Classify for CleanupError {
             Self::PlanFile(error) => error.exit_status(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => ExitStatus::Failure,
             Self::InventoryDeadline { .. } => ExitStatus::Unfinished,
+            Self::Git(error) => error.exit_status(),
+            Self::NoCheckout { .. } => ExitStatus::Usage,
         }
     }
 
@@ -75,6 +88,10 @@ impl Classify for CleanupError {
             Self::Execute(error) => error.hint(),
             Self::PlanFile(error) => error.hint(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => None,
+            Self::Git(error) => error.hint(),
+            Self::NoCheckout { .. } => Some(
+                "run the cleanup inside the project's checkout (with its full history), or replace `keep_policies` by `keep_last`/`keep_within`".to_owned(),
+            ),
             Self::InventoryDeadline { .. } => Some(
                 "rerun to try again, or allow more time with --max-duration (the registry may be slow or throttling)".to_owned(),
             ),
@@ -94,6 +111,14 @@ pub struct CleanupSettings {
     /// `mode` multirepo, so the scope is the images repo itself, all its tags.
     pub images: Vec<String>,
     pub policy: Policy,
+    /// The project's tag rules, read backwards to tie images without labels to git.
+    pub tag_rules: TagRules,
+    /// Where the job's git checkout is looked for.
+    pub workdir: PathBuf,
+    /// The default branch as the CI names it, for the default keep policies.
+    pub default_branch: Option<String>,
+    /// The CI the job runs on, when detected: it tells how the checkout was fetched.
+    pub provider: Option<Provider>,
     pub dry_run: bool,
     pub keep_going: bool,
     /// Where to save the plan (JSON), resolved against the working directory.
@@ -166,7 +191,8 @@ pub async fn run_reporting(
         })?,
         _ => read_inventory(settings, registry).await,
     };
-    let mut plan = plan::plan(&inventory, &settings.policy, now);
+    let git = git_retention(settings, &inventory)?;
+    let mut plan = plan::plan_with_git(&inventory, &settings.policy, git.as_ref(), now);
     if let Some(saved) = &saved {
         plan = plan_file::restrict(plan, saved);
     }
@@ -240,6 +266,63 @@ pub async fn run_reporting(
             Ok(status)
         }
     }
+}
+
+/// Git-aware retention for this cleanup, or `None` when count and age rules alone decide:
+/// without a checkout (unless `keep_policies` are configured, an error then), with count or age
+/// rules configured and no `keep_policies`, and for a targeted `--delete-tag` cleanup.
+fn git_retention(
+    settings: &CleanupSettings,
+    inventory: &Inventory,
+) -> Result<Option<GitRetention>, CleanupError> {
+    let policy = &settings.policy;
+    if !policy.delete_tags.is_empty() || policy.git == GitRules::Off {
+        return Ok(None);
+    }
+    let Some(repository) = git::discover(&settings.workdir) else {
+        return match &policy.git {
+            GitRules::Configured(_) => {
+                Err(CleanupError::NoCheckout { workdir: settings.workdir.clone() })
+            }
+            _ => Ok(None),
+        };
+    };
+    let wanted = evidence::wanted_commits(inventory, Some(&settings.tag_rules));
+    let facts = git::read(&repository, &wanted)?;
+    let policies = match &policy.git {
+        GitRules::Configured(policies) => policies.clone(),
+        _ => policy::default_keep_policies(
+            settings.default_branch.as_deref().or(facts.default_branch.as_deref()),
+        ),
+    };
+    let mut facts = facts;
+    // GitLab's runner fetches the pipeline's branch and the tags only, whatever the refspecs
+    // in the clone's config say: with at most one branch of `origin` known, others may exist
+    let origin_branches =
+        facts.references.iter().filter(|reference| reference.kind == ReferenceKind::Branch).count();
+    if settings.provider == Some(Provider::Gitlab) && origin_branches <= 1 {
+        facts.partial_branches = true;
+    }
+    for (gap, present) in
+        [(Gap::Shallow, facts.shallow), (Gap::SomeBranches, facts.partial_branches)]
+    {
+        if present {
+            log::warn!("images git-aware retention cannot prove unneeded are kept: {gap}");
+        }
+    }
+    log::info!(
+        "git-aware retention: {} keep policies, {} branches and tags, {} of {} image commits found",
+        policies.len(),
+        facts.references.len(),
+        facts.commits.len(),
+        wanted.len()
+    );
+    Ok(Some(GitRetention {
+        facts,
+        policies,
+        tag_rules: Some(settings.tag_rules.clone()),
+        grace_period: policy.grace_period,
+    }))
 }
 
 /// The exit status the inventory's problems give: 0 without any, 1 when a read was refused for

@@ -8,12 +8,15 @@
 //! never deleted.
 //!
 //! How a plan is made, per repository:
-//! 1. Each tag is decided by the rules, first match wins: a tag left on one of dockhand's
-//!    throw-away manifests (an interrupted cleanup) is deleted; then `keep_tags`, release protection,
-//!    `keep_within`, `keep_last` (distinct digests per image name, newest first), unknown age;
+//! 1. Each tag is decided by the rules, first match wins: a tag the registry refuses to delete
+//!    (locked, [`TagEntry::locked`]) is kept; a tag left on one of dockhand's throw-away
+//!    manifests (an interrupted cleanup) is deleted; then `keep_tags`, release protection (a
+//!    release, and a pre-release whose version has no release tag of its image yet),
+//!    `keep_within`, git-aware retention when given ([`plan_with_git`]), `keep_last` (distinct
+//!    digests per image name, newest first), unknown age;
 //!    a tag no rule keeps is deleted. Tags in the referrers tag schema (`sha256-<hex>[.sig]`)
 //!    are not counted by `keep_last`; they are decided by their subject instead (step 3).
-//!    A targeted policy (`--delete-tag`) replaces all of step 1: a tag it names is deleted,
+//!    A targeted policy (`--delete-tag`) replaces step 1 but the lock: a tag it names is deleted,
 //!    every other tag is kept, and untagged manifests stay; steps 3 to 5 apply unchanged, so a
 //!    named tag whose digest another tag (or anything staying) needs goes alone, by tag.
 //! 2. With `delete_untagged`, each untagged manifest is kept when young or of unknown age and
@@ -38,6 +41,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::cleanup::evidence::Source;
+use crate::cleanup::git::ReferenceKind;
 use crate::cleanup::graph::{Edge, Graph};
 use crate::cleanup::inventory::{Inventory, RepositoryInventory, TagEntry, TimeSource};
 use crate::cleanup::policy::{Policy, format_approximately, format_duration, looks_like_release};
@@ -109,10 +114,22 @@ fn display<S: serde::Serializer>(value: &RepoAddress, serializer: S) -> Result<S
 /// Pure and deterministic: the same inventory (in any tag order), policy and instant give the
 /// same plan.
 pub fn plan(inventory: &Inventory, policy: &Policy, now: Timestamp) -> Plan {
+    plan_with_git(inventory, policy, None, now)
+}
+
+/// [`plan`] with git-aware retention when `git` is given: a tag that no keep rule before it
+/// (`keep_tags`, release protection, `keep_within`) keeps is decided by where its evidence puts
+/// it in the checkout's history, or, without usable evidence, by the count and age rules.
+pub fn plan_with_git(
+    inventory: &Inventory,
+    policy: &Policy,
+    git: Option<&GitRetention>,
+    now: Timestamp,
+) -> Plan {
     let mut repositories: Vec<RepositoryPlan<'_>> = inventory
         .repositories
         .iter()
-        .map(|repository| RepositoryPlan::new(repository, policy, now))
+        .map(|repository| RepositoryPlan::new(repository, policy, git, now))
         .collect();
     let budget_reached = apply_budget(&mut repositories, policy);
     if budget_reached {
@@ -175,12 +192,19 @@ enum Decision {
 enum Keep {
     /// The repository's inventory is incomplete (everything in it stays).
     Incomplete,
+    /// The registry refuses to delete the tag, for this reason (an immutability rule).
+    Locked(String),
     /// A targeted cleanup (`--delete-tag`) that does not name it.
     NotNamed,
     /// A `keep_tags` pattern matches.
     Pattern(String),
     /// The tag looks like a release and `delete_releases` is off.
     Release(String),
+    /// The tag is a pre-release of a version with no release tag yet (`delete_releases` off).
+    PreRelease {
+        tag: String,
+        version: String,
+    },
     /// Younger than `keep_within`; `age` as described at planning time.
     Younger {
         within: Duration,
@@ -206,6 +230,28 @@ enum Keep {
     Budget {
         max_deletes: usize,
     },
+    /// A keep policy keeps it as image `rank` (from 1) of this reference.
+    Reference {
+        kind: ReferenceKind,
+        name: String,
+        rank: usize,
+        /// What the policy keeps of each reference, described.
+        limit: String,
+    },
+    /// An image of this pull request, whose state is unknown.
+    PullRequest(u64),
+    /// Git-aware retention found no reason to keep it, but the checkout's history has a gap.
+    HistoryGap(Gap),
+    /// Its branch or commit is gone, but it is younger than the grace period.
+    Grace {
+        gone: String,
+        grace: Duration,
+        age: String,
+    },
+    /// Git could not place it; the count and age rules kept it.
+    Unplaced(Unplaced, Box<Keep>),
+    /// Git-aware retention kept it, from this evidence.
+    Evidenced(Box<Keep>, Source),
 }
 
 /// Why something goes.
@@ -219,6 +265,14 @@ enum Delete {
     Rules(Vec<Why>),
     /// Untagged and unreachable, and older than `keep_within` when that is set.
     Untagged { older: Option<(Duration, String)> },
+    /// Image `rank` (from 1) of this reference, and no keep policy keeps it.
+    NotKept { kind: ReferenceKind, name: String, rank: usize },
+    /// Its branch or commit is gone (in words), and it is older than the grace period.
+    Gone(String),
+    /// Git could not place it; the count and age rules did not keep it.
+    Unplaced(Unplaced, Box<Delete>),
+    /// Git-aware retention deleted it, from this evidence.
+    Evidenced(Box<Delete>, Source),
 }
 
 /// One reason a tag is not kept.
@@ -250,11 +304,16 @@ impl fmt::Display for Keep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Incomplete => f.write_str("inventory incomplete"),
+            Self::Locked(reason) => write!(f, "the registry refuses to delete it ({reason})"),
             Self::NotNamed => f.write_str("not named by --delete-tag"),
             Self::Pattern(pattern) => write!(f, "matches keep_tags `{pattern}`"),
             Self::Release(tag) => {
                 write!(f, "`{tag}` looks like a release (delete_releases is off)")
             }
+            Self::PreRelease { tag, version } => write!(
+                f,
+                "`{tag}` is a pre-release of {version}, which has no release tag yet (delete_releases is off)"
+            ),
             Self::Younger { within, age } => {
                 write!(f, "younger than {} ({age})", format_duration(*within))
             }
@@ -273,6 +332,22 @@ impl fmt::Display for Keep {
             Self::Budget { max_deletes } => {
                 write!(f, "budget reached, rerun to continue (max_deletes {max_deletes})")
             }
+            Self::Reference { kind, name, rank, limit } => {
+                write!(f, "{} `{name}`, image {rank} (a keep policy keeps {limit})", kind.name())
+            }
+            Self::PullRequest(number) => {
+                write!(f, "PR #{number}: its state is unknown without a token, so its images stay")
+            }
+            Self::HistoryGap(gap) => write!(f, "{gap}"),
+            Self::Grace { gone, grace, age } => write!(
+                f,
+                "{gone}, but the image is younger than the grace period {} ({age})",
+                format_duration(*grace)
+            ),
+            Self::Unplaced(unplaced, keep) => {
+                write!(f, "{unplaced}, so count and age decide: {keep}")
+            }
+            Self::Evidenced(keep, source) => write!(f, "{keep}; evidence: {source}"),
         }
     }
 }
@@ -296,6 +371,14 @@ impl fmt::Display for Delete {
                 "untagged, unreachable from anything kept, and older than {} ({age})",
                 format_duration(*within)
             ),
+            Self::NotKept { kind, name, rank } => {
+                write!(f, "image {rank} of {} `{name}`, which no keep policy keeps", kind.name())
+            }
+            Self::Gone(gone) => f.write_str(gone),
+            Self::Unplaced(unplaced, delete) => {
+                write!(f, "{unplaced}, so count and age decide: {delete}")
+            }
+            Self::Evidenced(delete, source) => write!(f, "{delete}; evidence: {source}"),
         }
     }
 }
@@ -314,6 +397,41 @@ impl fmt::Display for Why {
             }
             Self::NoKeepTag => f.write_str("matching no keep_tags pattern"),
             Self::NoKeepRule => f.write_str("no keep rule is configured"),
+        }
+    }
+}
+
+/// What the checkout's history lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gap {
+    /// A shallow clone.
+    Shallow,
+    /// Only some of `origin`'s branches were fetched.
+    SomeBranches,
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shallow => f.write_str(
+                "the checkout is a shallow clone, whose history cannot prove the image unneeded \
+                 (fetch the full history: `fetch-depth: 0` on GitHub, `GIT_DEPTH: 0` on GitLab)",
+            ),
+            Self::SomeBranches => f.write_str(
+                "the checkout did not fetch every branch, so its history cannot prove the image \
+                 unneeded (fetch them first: `git fetch origin '+refs/heads/*:refs/remotes/origin/*'`)",
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Unplaced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoEvidence => {
+                f.write_str("no git evidence (no revision label, and no tag rule reads the tag)")
+            }
+            Self::Unknown(name) => write!(f, "`{name}` is no branch or tag of the checkout"),
         }
     }
 }
@@ -385,10 +503,20 @@ struct RepositoryPlan<'a> {
     tags: Vec<Decision>,
     untagged_decisions: Vec<Decision>,
     reach: HashMap<&'a Digest, Reach<'a>>,
+    /// The versions each image has a release tag of (`v?MAJOR.MINOR.PATCH`).
+    released: HashSet<(&'a str, (u64, u64, u64))>,
+    /// Per tag, with git-aware retention on: its git decision, or why count and age decide
+    /// (`None` for a tag git does not decide).
+    git_decisions: Vec<Option<Result<Decision, Unplaced>>>,
 }
 
 impl<'a> RepositoryPlan<'a> {
-    fn new(inventory: &'a RepositoryInventory, policy: &'a Policy, now: Timestamp) -> Self {
+    fn new(
+        inventory: &'a RepositoryInventory,
+        policy: &'a Policy,
+        git: Option<&GitRetention>,
+        now: Timestamp,
+    ) -> Self {
         let tagged: HashSet<&Digest> = inventory
             .tags
             .iter()
@@ -416,6 +544,8 @@ impl<'a> RepositoryPlan<'a> {
             tags: Vec::new(),
             untagged_decisions: Vec::new(),
             reach: HashMap::new(),
+            git_decisions: Vec::new(),
+            released: HashSet::new(),
         };
         if !state.complete {
             state.tags = vec![Decision::Keep(Keep::Incomplete); inventory.tags.len()];
@@ -436,6 +566,28 @@ impl<'a> RepositoryPlan<'a> {
                 inventory.manifests[*digest].created_at().map(|(at, source)| Age { at, source })
             })
             .collect();
+        state.released = inventory
+            .tags
+            .iter()
+            .flat_map(|entry| {
+                [entry.tag.as_str(), entry.image_tag.as_str()]
+                    .into_iter()
+                    .filter(|name| looks_like_release(name))
+                    .filter_map(version_of)
+                    .filter(|version| version.pre.is_empty())
+                    .map(|version| {
+                        (entry.image.as_str(), (version.major, version.minor, version.patch))
+                    })
+            })
+            .collect();
+        if let Some(git) = git {
+            let skip: Vec<bool> = inventory
+                .tags
+                .iter()
+                .map(|entry| referrers_subject(&entry.tag).is_some())
+                .collect();
+            state.git_decisions = retention::decide(git, inventory, &state.tag_ages, &skip, now);
+        }
         let newest = state.newest_per_image();
         state.tags =
             (0..inventory.tags.len()).map(|index| state.decide_tag(index, &newest, now)).collect();
@@ -493,6 +645,9 @@ impl<'a> RepositoryPlan<'a> {
         let policy = self.policy;
         let entry = &self.inventory.tags[index];
         let names = [entry.tag.as_str(), entry.image_tag.as_str()];
+        if let Some(reason) = &entry.locked {
+            return Decision::Keep(Keep::Locked(reason.clone()));
+        }
         if !policy.delete_tags.is_empty() {
             return match policy.delete_tag_match(&names) {
                 Some(target) => Decision::Delete(Delete::Named(target.to_string())),
@@ -510,13 +665,45 @@ impl<'a> RepositoryPlan<'a> {
         {
             return Decision::Keep(Keep::Release(release.to_owned()));
         }
-        let subject = referrers_subject(&entry.tag);
+        if !policy.delete_releases
+            && let Some((tag, version)) = names.into_iter().find_map(pre_release)
+            && !self.released.contains(&(entry.image.as_str(), version))
+        {
+            let (major, minor, patch) = version;
+            return Decision::Keep(Keep::PreRelease {
+                tag: tag.to_owned(),
+                version: format!("{major}.{minor}.{patch}"),
+            });
+        }
         let age = self.tag_ages[index];
         if let (Some(within), Some(age)) = (policy.keep_within, age)
             && now.duration_since(age.at) < signed(within)
         {
             return Decision::Keep(Keep::Younger { within, age: age.describe(now) });
         }
+        match self.git_decisions.get(index).cloned().flatten() {
+            Some(Ok(decision)) => decision,
+            Some(Err(unplaced)) => match self.by_count(index, newest, now) {
+                Decision::Keep(keep) => Decision::Keep(Keep::Unplaced(unplaced, Box::new(keep))),
+                Decision::Delete(delete) => {
+                    Decision::Delete(Delete::Unplaced(unplaced, Box::new(delete)))
+                }
+            },
+            None => self.by_count(index, newest, now),
+        }
+    }
+
+    /// The count and age rules' decision (`keep_last`, unknown age, else deleted).
+    fn by_count(
+        &self,
+        index: usize,
+        newest: &HashSet<(&str, &Digest)>,
+        now: Timestamp,
+    ) -> Decision {
+        let policy = self.policy;
+        let entry = &self.inventory.tags[index];
+        let subject = referrers_subject(&entry.tag);
+        let age = self.tag_ages[index];
         if let Some(keep_last) = policy.keep_last
             && newest.contains(&(entry.image.as_str(), &entry.digest))
         {
@@ -825,6 +1012,17 @@ fn signed(duration: Duration) -> SignedDuration {
     SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
 }
 
+/// The semantic version `name` gives (a leading `v` ignored).
+fn version_of(name: &str) -> Option<semver::Version> {
+    semver::Version::parse(name.strip_prefix('v').unwrap_or(name)).ok()
+}
+
+/// `name` and the version it is a pre-release of, if it is one (`v2.0.0-rc.1` → 2.0.0).
+fn pre_release(name: &str) -> Option<(&str, (u64, u64, u64))> {
+    let version = version_of(name).filter(|version| !version.pre.is_empty())?;
+    Some((name, (version.major, version.minor, version.patch)))
+}
+
 /// "a", "a and b", "a, b and c".
 fn join_and(parts: &[String]) -> String {
     match parts {
@@ -836,3 +1034,7 @@ fn join_and(parts: &[String]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+mod retention;
+pub use retention::GitRetention;
+use retention::Unplaced;

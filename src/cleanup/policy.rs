@@ -14,7 +14,8 @@
 //! build. `keep_last: 0` and `keep_within: 0s` turn a rule off explicitly (and so also the
 //! default). Whatever else is configured, a tag that looks like a release
 //! (`v?MAJOR.MINOR.PATCH`, no pre-release) is kept unless `delete_releases: true` (or
-//! `--delete-releases`) lets the other rules decide it.
+//! `--delete-releases`) lets the other rules decide it; so is a pre-release (`v2.0.0-rc.1`)
+//! until its image has a release tag of that version (`v2.0.0`).
 //!
 //! `--delete-tag TAG` (repeatable) makes the policy targeted: exactly the named tags are
 //! deleted and every other tag is kept, whatever the retention rules say (they, and
@@ -25,8 +26,9 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::cleanup::git::ReferenceKind;
 use crate::exit::{Classify, ExitStatus};
-use crate::project::PolicySection;
+use crate::project::{KeepPolicySection, LimitSection, Operator, PolicySection};
 use crate::reference::Tag;
 
 /// Images of each image name kept when neither `keep_last` nor `keep_within` is configured.
@@ -72,6 +74,112 @@ pub struct Policy {
     /// against the tag as stored and as the image was published under it) and keep every
     /// other; the retention rules above then decide nothing, and untagged manifests stay.
     pub delete_tags: Vec<Tag>,
+    /// Which git-aware retention applies inside a git checkout.
+    pub git: GitRules,
+    /// How long images of deleted branches and of commits no reference reaches stay.
+    pub grace_period: Duration,
+}
+
+/// What a keep policy without `images_per_reference` keeps of each reference: its newest image.
+pub const NEWEST_IMAGE: Limit = Limit { last: Some(1), within: None, operator: Operator::And };
+
+/// How long images whose branch is gone stay by default (1 day).
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(86_400);
+
+/// Git-aware retention as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitRules {
+    /// `keep_policies` configured: they apply, and a git checkout is required.
+    Configured(Vec<KeepPolicy>),
+    /// Nothing configured (no `keep_policies`, `keep_last` or `keep_within`): inside a git
+    /// checkout the default set ([`default_keep_policies`]) applies, outside it the count and
+    /// age defaults alone.
+    Default,
+    /// Count or age rules configured without `keep_policies`: they alone decide.
+    Off,
+}
+
+/// One git-aware keep policy, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepPolicy {
+    pub kind: ReferenceKind,
+    /// Matched against the whole reference name.
+    pub pattern: KeepTag,
+    /// Which matching references: the most recently committed to first.
+    pub references: Limit,
+    /// How many images of each selected reference, newest commit first (the newest one when
+    /// `images_per_reference` is not given).
+    pub images: Limit,
+}
+
+/// `last` N and/or within `in`, combined by `operator`; neither set selects everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limit {
+    pub last: Option<usize>,
+    pub within: Option<Duration>,
+    pub operator: Operator,
+}
+
+impl Limit {
+    /// `true` if and only if the item ranked `rank` (0 = newest) with `age` passes.
+    pub fn admits(&self, rank: usize, age: Option<Duration>) -> bool {
+        let by_count = self.last.map(|last| rank < last);
+        // an unknown age is never "within": only a count can admit it then
+        let by_age = self.within.map(|within| age.is_some_and(|age| age < within));
+        match (by_count, by_age, self.operator) {
+            (None, None, _) => true,
+            (Some(one), None, _) | (None, Some(one), _) => one,
+            (Some(count), Some(age), Operator::And) => count && age,
+            (Some(count), Some(age), Operator::Or) => count || age,
+        }
+    }
+
+    /// "the newest 2", "those of the last 1w", "the newest 10 of the last 1w".
+    pub fn describe(&self) -> String {
+        let joiner = match self.operator {
+            Operator::And => "and",
+            Operator::Or => "or",
+        };
+        match (self.last, self.within) {
+            (None, None) => "all".to_owned(),
+            (Some(last), None) => format!("the newest {last}"),
+            (None, Some(within)) => format!("those of the last {}", format_duration(within)),
+            (Some(last), Some(within)) => {
+                format!("the newest {last} {joiner} those of the last {}", format_duration(within))
+            }
+        }
+    }
+}
+
+/// The default keep policies inside a git checkout with no retention configured, given the
+/// default branch's name (`main|master` when it is unknown):
+/// 1. every git tag's image (the newest image its history holds);
+/// 2. the 10 most recently committed-to branches of the last week, 2 images each;
+/// 3. the default branch's 10 newest images.
+pub fn default_keep_policies(default_branch: Option<&str>) -> Vec<KeepPolicy> {
+    let week = Duration::from_secs(7 * 86_400);
+    let default_branch = default_branch.map_or_else(|| "main|master".to_owned(), regex::escape);
+    let pattern = |text: &str| KeepTag::new(text).expect("the default patterns compile");
+    vec![
+        KeepPolicy {
+            kind: ReferenceKind::Tag,
+            pattern: pattern(".*"),
+            references: Limit::default(),
+            images: NEWEST_IMAGE,
+        },
+        KeepPolicy {
+            kind: ReferenceKind::Branch,
+            pattern: pattern(".*"),
+            references: Limit { last: Some(10), within: Some(week), operator: Operator::And },
+            images: Limit { last: Some(2), ..Limit::default() },
+        },
+        KeepPolicy {
+            kind: ReferenceKind::Branch,
+            pattern: pattern(&default_branch),
+            references: Limit::default(),
+            images: Limit { last: Some(10), ..Limit::default() },
+        },
+    ]
 }
 
 /// One `keep_tags` pattern: the text the user wrote and its anchored compiled form
@@ -168,6 +276,32 @@ pub enum PolicyError {
     Zero { setting: SettingName },
     #[error("`{0}` given to --delete-tag is not a valid tag")]
     DeleteTag(String),
+    #[error(
+        "`cleanup.keep_policies[{index}].references` must name exactly one of `branch` and `tag`"
+    )]
+    ReferenceKind { index: usize },
+    #[error("invalid regular expression `{pattern}` in `cleanup.keep_policies[{index}]`")]
+    KeepPolicyPattern {
+        index: usize,
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("invalid duration `{value}` for `in` in `cleanup.keep_policies[{index}]`")]
+    KeepPolicyDuration {
+        index: usize,
+        value: String,
+        #[source]
+        source: DurationError,
+    },
+    #[error("`last` in `cleanup.keep_policies[{index}]` must be more than zero")]
+    KeepPolicyZero { index: usize },
+    #[error("invalid duration `{value}` for `cleanup.grace_period`")]
+    GracePeriod {
+        value: String,
+        #[source]
+        source: DurationError,
+    },
 }
 
 impl Classify for PolicyError {
@@ -184,6 +318,18 @@ impl Classify for PolicyError {
                 "keep_tags are regular expressions matched against the whole tag, e.g. `latest` or `v\\d+\\..*`".to_owned()
             }
             Self::Zero { setting } => format!("remove `{setting}` to run without that limit"),
+            Self::ReferenceKind { .. } => {
+                "write e.g. `references: {branch: \"main|release/.*\"}` or `references: {tag: \".*\"}`".to_owned()
+            }
+            Self::KeepPolicyPattern { .. } => {
+                "`branch` and `tag` are regular expressions matched against the whole name, e.g. `main` or `release/.*`".to_owned()
+            }
+            Self::KeepPolicyDuration { .. } | Self::GracePeriod { .. } => {
+                "write a duration as numbers with units w, d, h, m, s from largest to smallest, e.g. `168h`, `7d`".to_owned()
+            }
+            Self::KeepPolicyZero { .. } => {
+                "remove `last` to keep every one, or give a count of at least 1".to_owned()
+            }
             Self::DeleteTag(_) => {
                 "a tag is at most 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`; dockhand's `{branch}` rule turns `feature/x` into `feature-x`".to_owned()
             }
@@ -300,6 +446,45 @@ pub fn looks_like_release(tag: &str) -> bool {
         && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Validates the `index`th keep policy.
+fn keep_policy(index: usize, section: &KeepPolicySection) -> Result<KeepPolicy, PolicyError> {
+    let references = &section.references;
+    let (kind, pattern) = match (&references.branch, &references.tag) {
+        (Some(pattern), None) => (ReferenceKind::Branch, pattern),
+        (None, Some(pattern)) => (ReferenceKind::Tag, pattern),
+        _ => return Err(PolicyError::ReferenceKind { index }),
+    };
+    let pattern = KeepTag::new(pattern).map_err(|source| PolicyError::KeepPolicyPattern {
+        index,
+        pattern: pattern.clone(),
+        source,
+    })?;
+    let limit = |section: Option<&LimitSection>, absent: Limit| -> Result<Limit, PolicyError> {
+        let Some(section) = section else { return Ok(absent) };
+        if section.last == Some(0) {
+            return Err(PolicyError::KeepPolicyZero { index });
+        }
+        let within = section
+            .within
+            .as_ref()
+            .map(|text| {
+                parse_duration(text).map_err(|source| PolicyError::KeepPolicyDuration {
+                    index,
+                    value: text.clone(),
+                    source,
+                })
+            })
+            .transpose()?;
+        Ok(Limit { last: section.last, within, operator: section.operator.unwrap_or_default() })
+    };
+    Ok(KeepPolicy {
+        kind,
+        pattern,
+        references: limit(references.limit.as_ref(), Limit::default())?,
+        images: limit(section.images_per_reference.as_ref(), NEWEST_IMAGE)?,
+    })
+}
+
 impl Policy {
     /// Resolves the file's section and the flags into one policy. Scalar flags override the
     /// file, `--keep-tag` patterns are appended to `keep_tags`, switches turn settings on.
@@ -348,6 +533,23 @@ impl Policy {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let count_or_age_configured = keep_last.is_some() || keep_within.is_some();
+        let git = match &file.keep_policies {
+            Some(sections) => GitRules::Configured(
+                sections
+                    .iter()
+                    .enumerate()
+                    .map(|(index, section)| keep_policy(index, section))
+                    .collect::<Result<_, _>>()?,
+            ),
+            None if count_or_age_configured => GitRules::Off,
+            None => GitRules::Default,
+        };
+        let grace_period = match &file.grace_period {
+            Some(text) => parse_duration(text)
+                .map_err(|source| PolicyError::GracePeriod { value: text.clone(), source })?,
+            None => DEFAULT_GRACE_PERIOD,
+        };
         let (keep_last, keep_within) = if keep_last.is_none() && keep_within.is_none() {
             (Some(DEFAULT_KEEP_LAST), Some(DEFAULT_KEEP_WITHIN))
         } else {
@@ -384,6 +586,8 @@ impl Policy {
             max_deletes: limit(chosen(flags.max_deletes, file.max_deletes), Setting::MaxDeletes)?,
             max_duration,
             delete_tags,
+            git,
+            grace_period,
         })
     }
 
@@ -531,6 +735,8 @@ mod tests {
                 max_deletes: None,
                 max_duration: None,
                 delete_tags: Vec::new(),
+                git: GitRules::Default,
+                grace_period: DEFAULT_GRACE_PERIOD,
             }
         );
         // the default is also what an empty section and switches alone give
@@ -591,6 +797,7 @@ mod tests {
             delete_releases: Some(true),
             max_deletes: Some(100),
             max_duration: Some("10m".into()),
+            ..PolicySection::default()
         };
         let flags = PolicyFlags {
             keep_last: Some(3),
@@ -724,7 +931,9 @@ mod tests {
             [
                 "delete_releases",
                 "delete_untagged",
+                "grace_period",
                 "keep_last",
+                "keep_policies",
                 "keep_tags",
                 "keep_within",
                 "max_deletes",
@@ -734,5 +943,111 @@ mod tests {
         assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false));
         assert_eq!(schema["properties"]["keep_within"]["pattern"], "^([0-9]+[wdhms])+$");
         assert_eq!(schema["properties"]["max_deletes"]["minimum"], 1);
+    }
+
+    fn keep_policies(yaml: &str) -> Result<Policy, PolicyError> {
+        let section: PolicySection = serde_saphyr::from_str(yaml).unwrap();
+        Policy::resolve(Some(&section), &PolicyFlags::default())
+    }
+
+    #[test]
+    fn keep_policies_read_as_werf_writes_them() {
+        let policy = keep_policies(
+            "keep_policies:\n  - references:\n      tag: \".*\"\n      limit: {last: 10}\n  - references:\n      branch: \"main|release/.*\"\n      limit: {last: 5, in: 168h, operator: Or}\n    images_per_reference: {last: 2, in: 7d, operator: And}\ngrace_period: 3d\n",
+        )
+        .unwrap();
+        let GitRules::Configured(policies) = &policy.git else { panic!("{:?}", policy.git) };
+        assert_eq!(policies.len(), 2);
+        assert_eq!(policies[0].kind, ReferenceKind::Tag);
+        assert_eq!(policies[0].references, Limit { last: Some(10), ..Limit::default() });
+        assert_eq!(policies[0].images, NEWEST_IMAGE, "no images_per_reference: the newest one");
+        let week = Duration::from_secs(7 * D);
+        assert_eq!(policies[1].kind, ReferenceKind::Branch);
+        assert!(
+            policies[1].pattern.matches("release/2.x") && !policies[1].pattern.matches("xmain")
+        );
+        assert_eq!(
+            policies[1].references,
+            Limit { last: Some(5), within: Some(week), operator: Operator::Or }
+        );
+        assert_eq!(
+            policies[1].images,
+            Limit { last: Some(2), within: Some(week), operator: Operator::And }
+        );
+        assert_eq!(policy.grace_period, Duration::from_secs(3 * D));
+        // keep_policies do not turn the count defaults off: they decide images git cannot place
+        assert_eq!((policy.keep_last, policy.keep_within), (Some(10), Some(DEFAULT_KEEP_WITHIN)));
+        let counted = keep_policies("keep_last: 3\n").unwrap();
+        assert_eq!(counted.git, GitRules::Off, "count rules alone, as before");
+    }
+
+    #[test]
+    fn limits_combine_by_their_operator() {
+        let hour = Duration::from_secs(H);
+        let and = Limit { last: Some(2), within: Some(hour), operator: Operator::And };
+        let or = Limit { operator: Operator::Or, ..and };
+        for (rank, age, want_and, want_or) in [
+            (0, Some(30 * 60), true, true),
+            (0, Some(2 * H), false, true),
+            (5, Some(30 * 60), false, true),
+            (5, Some(2 * H), false, false),
+            (0, None, false, true),
+        ] {
+            let age = age.map(Duration::from_secs);
+            assert_eq!(and.admits(rank, age), want_and, "{rank} {age:?}");
+            assert_eq!(or.admits(rank, age), want_or, "{rank} {age:?}");
+        }
+        assert!(Limit::default().admits(1000, None));
+        assert_eq!(and.describe(), "the newest 2 and those of the last 1h");
+        assert_eq!(NEWEST_IMAGE.describe(), "the newest 1");
+    }
+
+    #[test]
+    fn keep_policy_errors_name_the_policy() {
+        for (yaml, message) in [
+            (
+                "keep_policies:\n  - references: {}\n",
+                "`cleanup.keep_policies[0].references` must name exactly one of `branch` and `tag`",
+            ),
+            (
+                "keep_policies:\n  - references: {tag: x}\n  - references: {branch: a, tag: b}\n",
+                "`cleanup.keep_policies[1].references` must name exactly one of `branch` and `tag`",
+            ),
+            (
+                "keep_policies:\n  - references: {branch: \"(\"}\n",
+                "invalid regular expression `(` in `cleanup.keep_policies[0]`",
+            ),
+            (
+                "keep_policies:\n  - references: {branch: main, limit: {in: 7x}}\n",
+                "invalid duration `7x` for `in` in `cleanup.keep_policies[0]`",
+            ),
+            (
+                "keep_policies:\n  - references: {branch: main}\n    images_per_reference: {last: 0}\n",
+                "`last` in `cleanup.keep_policies[0]` must be more than zero",
+            ),
+            ("grace_period: soon\n", "invalid duration `soon` for `cleanup.grace_period`"),
+        ] {
+            let error = keep_policies(yaml).unwrap_err();
+            assert_eq!(error.to_string(), message, "{yaml}");
+            assert_eq!(error.exit_status(), ExitStatus::Usage);
+            assert!(error.hint().is_some());
+        }
+        for bad in [
+            "keep_policies:\n  - references: {branch: main, count: 3}\n",
+            "keep_policies:\n  - references: {branch: main, limit: {operator: Xor}}\n",
+        ] {
+            assert!(serde_saphyr::from_str::<PolicySection>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_set_names_the_default_branch() {
+        let policies = default_keep_policies(Some("trunk.v2"));
+        assert_eq!(policies.len(), 3);
+        assert!(
+            policies[2].pattern.matches("trunk.v2") && !policies[2].pattern.matches("trunkxv2")
+        );
+        let fallback = default_keep_policies(None);
+        assert!(fallback[2].pattern.matches("main") && fallback[2].pattern.matches("master"));
     }
 }

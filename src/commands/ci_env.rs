@@ -92,19 +92,9 @@ fn append_private(path: &Path, text: &str) -> Result<(), ArgumentError> {
 /// mode was: written beside it and renamed over it. A symbolic link there is refused, never
 /// followed.
 fn replace_private(path: &Path, text: &str) -> Result<(), ArgumentError> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
     refuse_symlink(path)?;
-    let write_error = |source| ArgumentError::Write { path: path.to_owned(), source };
-    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut file = tempfile::Builder::new()
-        .prefix(".dockhand-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(write_error)?;
-    file.write_all(text.as_bytes()).map_err(write_error)?;
-    file.persist(path).map_err(|error| write_error(error.error))?;
-    Ok(())
+    docker_config::replace_private_file(path, text.as_bytes())
+        .map_err(|source| ArgumentError::Write { path: path.to_owned(), source })
 }
 
 fn refuse_symlink(path: &Path) -> Result<(), ArgumentError> {

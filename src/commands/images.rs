@@ -1,6 +1,7 @@
 //! `dockhand images`, `build`, `publish` and `run`: the references a build gets, and the
 //! phases that produce and push them.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -33,11 +34,11 @@ struct Phases {
 }
 
 impl Phases {
-    /// `timeout` is `--build-timeout` (`None` for publish, which builds nothing).
+    /// `build_run` is `None` for publish, which builds nothing.
     fn resolve(
         global: &GlobalArgs,
         builder: Option<&str>,
-        timeout: Option<&str>,
+        build_run: Option<&BuildRunArgs>,
         invocation: &Invocation<'_>,
     ) -> Result<Self, Failure> {
         let (mut ci, settings) = job_settings(global, invocation)?;
@@ -45,7 +46,7 @@ impl Phases {
         let build = BuildSettings::resolve(
             &settings,
             builder,
-            timeout,
+            build_run,
             &ci,
             invocation.env,
             jiff::Timestamp::now(),
@@ -53,15 +54,14 @@ impl Phases {
         Ok(Self { ci, settings, build })
     }
 
-    /// [`Phases::resolve`] for `build` and `run`, which take the builder and its timeout.
+    /// [`Phases::resolve`] for `build` and `run`, which take the builder, its timeout and secrets.
     fn resolve_for_build(
         global: &GlobalArgs,
         build: &BuildArgs,
         build_run: &BuildRunArgs,
         invocation: &Invocation<'_>,
     ) -> Result<Self, Failure> {
-        let timeout = build_run.build_timeout.as_deref();
-        Self::resolve(global, build.builder.as_deref(), timeout, invocation)
+        Self::resolve(global, build.builder.as_deref(), Some(build_run), invocation)
     }
 
     /// Builds every image, in the order of the project file, each one's output streamed into
@@ -155,6 +155,7 @@ impl Phases {
             .map_err(|source| super::ArgumentError::Write { path: std::env::temp_dir(), source })?;
         let mut locations = BlobLocations::default();
         let mut pushed = Vec::new();
+        let mut reported = BTreeSet::new();
         for image in built {
             let existing = if images.tag_rules.needs_existing_tags(&self.ci) {
                 block_on(existing_tags(&registry, images, &image.image))?
@@ -162,6 +163,7 @@ impl Phases {
                 Vec::new()
             };
             let rendered = images.tag_rules.render(&self.ci, jiff::Timestamp::now(), &existing)?;
+            rendered.log_skipped(&mut reported);
             let targets = publish::targets(
                 &images.repo,
                 images.mode,
@@ -176,10 +178,6 @@ impl Phases {
                     let layout = Layout::read(&image.image, &dir)?;
                     block_on(publish::push_layout(&registry, &layout, &targets, &mut locations))?
                 }
-                (Built::OciLayout(dir), _) => {
-                    let layout = Layout::read(&image.image, dir)?;
-                    block_on(publish::push_layout(&registry, &layout, &targets, &mut locations))?
-                }
                 (Built::DockerStore(local), backend) => {
                     let config = match backend {
                         Backend::Docker(options) => options.config.as_ref(),
@@ -188,10 +186,8 @@ impl Phases {
                     };
                     publish::push_with_docker(config, &image.image, local, &targets, env)?
                 }
-                (Built::Buildah(_) | Built::Pushed(_), _) => {
-                    unreachable!(
-                        "buildah images come from the buildah backend; dockhand never asks buildx to push"
-                    )
+                (Built::Buildah(_), _) => {
+                    unreachable!("buildah images come from the buildah backend")
                 }
             };
             pushed.extend(results);
@@ -258,10 +254,6 @@ pub(super) fn build(
                 local: match &image.built {
                     Built::Buildah(local) => local.reference.to_string(),
                     Built::DockerStore(local) => local.to_string(),
-                    Built::OciLayout(dir) => dir.display().to_string(),
-                    Built::Pushed(references) => {
-                        references.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
-                    }
                 },
             })
             .collect(),
@@ -355,9 +347,15 @@ pub(super) fn run(
     // every phase's settings are checked before the first one starts
     let phases = Phases::resolve_for_build(global, &args.build, &args.build_run, invocation)?;
     let images = ImagesSettings::resolve(&phases.settings, &args.publish.tags)?;
-    // a build for which no rule gives a tag fails here, before anything is built
+    // a build for which no rule gives a tag fails here, before anything is built (the rules
+    // skipped are reported once, by publish)
     images.tag_rules.render(&phases.ci, jiff::Timestamp::now(), &[])?;
-    let cleanup = CleanupSettings::resolve(&args.cleanup, &phases.settings, invocation.workdir)?;
+    let cleanup = CleanupSettings::resolve(
+        &args.cleanup,
+        &phases.settings,
+        Some(&phases.ci),
+        invocation.workdir,
+    )?;
     // one section per image (GitHub's groups do not nest)
     let built = phases.build(invocation.env, output)?;
     let published = {
@@ -419,6 +417,7 @@ fn plan_targets(
     existing: &[crate::reference::Tag],
 ) -> Result<Vec<Target>, Failure> {
     let rendered = images.tag_rules.render(ci, jiff::Timestamp::now(), existing)?;
+    rendered.log_skipped(&mut BTreeSet::new());
     let names: Vec<&str> = images.images.iter().map(|image| image.name.as_str()).collect();
     Ok(publish::targets(&images.repo, images.mode, &names, &rendered.tags)?)
 }

@@ -97,6 +97,48 @@ impl Classify for ArgumentError {
     }
 }
 
+/// `dockhand version`: what this binary was built from and with, stamped in by `build.rs`.
+/// JSON keys: `version`, `revision`, `target`, `profile`, `rustc`, `source_date_epoch` (the
+/// commit time of a release build, else `null`).
+#[derive(Debug, serde::Serialize)]
+struct BuildFacts {
+    version: &'static str,
+    revision: &'static str,
+    target: &'static str,
+    profile: &'static str,
+    rustc: &'static str,
+    source_date_epoch: Option<i64>,
+}
+
+impl BuildFacts {
+    fn of_this_binary() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            revision: env!("DOCKHAND_REVISION"),
+            target: env!("DOCKHAND_TARGET"),
+            profile: env!("DOCKHAND_PROFILE"),
+            rustc: env!("DOCKHAND_RUSTC"),
+            source_date_epoch: env!("DOCKHAND_SOURCE_DATE_EPOCH").parse().ok(),
+        }
+    }
+
+    fn text(&self) -> String {
+        let epoch = match self.source_date_epoch.map(jiff::Timestamp::from_second) {
+            Some(Ok(time)) => format!("{time:.0}"),
+            _ => "(not a release build)".to_owned(),
+        };
+        format!(
+            "dockhand {}
+revision: {}
+target: {}
+profile: {}
+compiler: {}
+commit time: {epoch}",
+            self.version, self.revision, self.target, self.profile, self.rustc
+        )
+    }
+}
+
 /// How dockhand was invoked, besides its arguments: the process environment (read once, in
 /// `main`) and the working directory.
 pub struct Invocation<'a> {
@@ -109,6 +151,11 @@ pub fn run(cli: Cli, invocation: &Invocation<'_>, output: &Output) -> Result<Exi
     match cli.command {
         Command::Schema => {
             output.raw(&(ProjectFile::json_schema() + "\n"));
+            Ok(ExitStatus::Success)
+        }
+        Command::Version => {
+            let facts = BuildFacts::of_this_binary();
+            output.result(&facts, || facts.text());
             Ok(ExitStatus::Success)
         }
         Command::Registry(RegistryCommand::Detect(args)) => {

@@ -225,18 +225,10 @@ impl DockerConfig {
     /// file in `dir`, renamed over it), so readers never see a partial file.
     pub fn write(&self, dir: &Path) -> Result<(), DockerConfigError> {
         let path = dir.join(CONFIG_FILE);
-        let write_error = |source| DockerConfigError::Write { path: path.clone(), source };
         let mut text = serde_json::to_string_pretty(&self.0).expect("a JSON map serialises");
         text.push('\n');
-        let mut file = tempfile::Builder::new()
-            .prefix(".config.json.")
-            .permissions(fs::Permissions::from_mode(0o600))
-            .tempfile_in(dir)
-            .map_err(write_error)?;
-        file.write_all(text.as_bytes()).map_err(write_error)?;
-        file.as_file().sync_all().map_err(write_error)?;
-        file.persist(&path).map_err(|error| write_error(error.error))?;
-        Ok(())
+        replace_private_file(&path, text.as_bytes())
+            .map_err(|source| DockerConfigError::Write { path, source })
     }
 
     /// The string under `key`, if it is a non-empty string.
@@ -292,6 +284,21 @@ fn check_types(map: &Map<String, Value>, origin: &str) -> Result<(), DockerConfi
     if map.get(CREDS_STORE).is_some_and(|store| !store.is_string()) {
         return Err(wrong(CREDS_STORE.to_owned(), "a string"));
     }
+    Ok(())
+}
+
+/// Replaces the file `path` with a new one holding `bytes`, mode 0600 whatever an old file's
+/// mode was: written and synced beside it, then renamed over it, so readers never see a
+/// partial file and a symbolic link at `path` is replaced, never followed.
+pub fn replace_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::Builder::new()
+        .prefix(".dockhand-")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|error| error.error)?;
     Ok(())
 }
 

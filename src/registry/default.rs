@@ -1,6 +1,6 @@
 //! The default implementation of the registry seam: everything through the OCI distribution
-//! API, as the CNCF distribution registry, zot, GCR/Artifact Registry and GitLab's registry
-//! speak it.
+//! API, as the CNCF distribution registry, zot and GitLab's registry speak it (`gcr.rs` wraps
+//! it for Google's registries).
 //!
 //! Owns the single-tag removal that registry API offers: the OCI 1.1 tag `DELETE` where the
 //! registry has it; else (distribution 2.8 answers `400 DIGEST_INVALID`) the tag is pointed at

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::distribution::{Client, ClientOptions, DeleteSupport};
 use super::rest::{Reply, Rest, RestError, api_base};
-use super::{Capabilities, RegistryError, Removal, Untagged, Vendor};
+use super::{Capabilities, RegistryError, Removal, Untagged, Vendor, remove_each_tag};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::reference::{Digest, RepoAddress, Tag};
@@ -194,7 +194,7 @@ impl DockerHub {
                     let Some(token) = answer[token_key].as_str() else {
                         return Err(unexpected(&url, reply.status, &reply));
                     };
-                    self.api.set_token(Secret::new(token));
+                    self.api.set_token(&Secret::new(token));
                     *logged_in = true;
                     return Ok(());
                 }
@@ -382,13 +382,7 @@ impl Vendor for DockerHub {
             );
             return Ok(Removal::AlreadyGone);
         }
-        let mut removal = Removal::AlreadyGone;
-        for tag in on_digest {
-            if self.delete_tag(repository, &tag).await? == Removal::Removed {
-                removal = Removal::Removed;
-            }
-        }
-        Ok(removal)
+        Ok(remove_each_tag(on_digest, async |tag| self.delete_tag(repository, &tag).await).await?)
     }
 }
 

@@ -206,7 +206,7 @@ impl Github {
         let api = Rest::new(&options, headers).map_err(GithubError::from)?;
         let has_token = token.is_some();
         if let Some(token) = token {
-            api.set_token(token);
+            api.set_token(&token);
         }
         Ok(Self {
             client: Client::new(options)?,

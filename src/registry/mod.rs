@@ -10,12 +10,18 @@
 //! APIs) live in the vendor files, never here; the registry facts they rely on are in
 //! `docs/registries.md`.
 
+pub mod artifactory;
 pub mod default;
 pub mod detect;
 pub mod distribution;
 pub mod docker_hub;
 pub mod ecr;
+pub mod gcr;
 pub mod github;
+pub mod gitlab;
+pub mod harbor;
+pub mod nexus;
+pub mod quay;
 mod rest;
 
 use std::collections::BTreeMap;
@@ -217,6 +223,22 @@ pub enum Removal {
     AlreadyGone,
 }
 
+/// How a vendor whose API deletes tags only deletes a manifest: each of `tags` (those on it)
+/// removed in turn by `delete_tag`, stopping at the first failure. [`Removal::Removed`] when
+/// any of them went, else [`Removal::AlreadyGone`].
+async fn remove_each_tag<T, E>(
+    tags: Vec<T>,
+    mut delete_tag: impl AsyncFnMut(T) -> Result<Removal, E>,
+) -> Result<Removal, E> {
+    let mut removal = Removal::AlreadyGone;
+    for tag in tags {
+        if delete_tag(tag).await? == Removal::Removed {
+            removal = Removal::Removed;
+        }
+    }
+    Ok(removal)
+}
+
 /// Why this version deletes nothing on a registry, known before anything is read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeleteRefusal {
@@ -254,6 +276,18 @@ pub enum RegistryError {
     Github(#[from] github::GithubError),
     #[error(transparent)]
     DockerHub(#[from] docker_hub::DockerHubError),
+    #[error(transparent)]
+    Artifactory(#[from] artifactory::ArtifactoryError),
+    #[error(transparent)]
+    Nexus(#[from] nexus::NexusError),
+    #[error(transparent)]
+    Gitlab(#[from] gitlab::GitlabError),
+    #[error(transparent)]
+    Harbor(#[from] harbor::HarborError),
+    #[error(transparent)]
+    Quay(#[from] quay::QuayError),
+    #[error(transparent)]
+    Google(#[from] gcr::GoogleError),
 }
 
 impl RegistryError {
@@ -265,6 +299,12 @@ impl RegistryError {
             Self::Ecr(source) => source,
             Self::Github(source) => source,
             Self::DockerHub(source) => source,
+            Self::Artifactory(source) => source,
+            Self::Nexus(source) => source,
+            Self::Gitlab(source) => source,
+            Self::Harbor(source) => source,
+            Self::Quay(source) => source,
+            Self::Google(source) => source,
         }
     }
 }
@@ -308,6 +348,15 @@ pub trait Vendor {
         &self,
         _repository: &RepoAddress,
     ) -> Result<BTreeMap<Tag, Timestamp>, RegistryError> {
+        Ok(BTreeMap::new())
+    }
+
+    /// The tags of `repository` the registry refuses to delete (immutability rules, locks),
+    /// each with the reason in words; the plan keeps them. The distribution API locks nothing.
+    async fn locked_tags(
+        &self,
+        _repository: &RepoAddress,
+    ) -> Result<BTreeMap<Tag, String>, RegistryError> {
         Ok(BTreeMap::new())
     }
 
@@ -376,6 +425,12 @@ pub enum Registry {
     Ecr(Box<ecr::Ecr>),
     Github(Box<github::Github>),
     DockerHub(Box<docker_hub::DockerHub>),
+    Artifactory(Box<artifactory::Artifactory>),
+    Nexus(Box<nexus::Nexus>),
+    Gitlab(Box<gitlab::Gitlab>),
+    Harbor(Box<harbor::Harbor>),
+    Quay(Box<quay::Quay>),
+    Google(Box<gcr::Google>),
 }
 
 /// Builds the [`Registry`] for `implementation` at `repo`: the distribution client from
@@ -404,6 +459,30 @@ pub async fn connect(
             let hub = docker_hub::DockerHub::connect(repo, options, capabilities, env)?;
             Ok(Registry::DockerHub(Box::new(hub)))
         }
+        Implementation::Artifactory => {
+            let vendor = artifactory::Artifactory::connect(repo, options, capabilities, env)?;
+            Ok(Registry::Artifactory(Box::new(vendor)))
+        }
+        Implementation::Nexus => {
+            let vendor = nexus::Nexus::connect(repo, options, capabilities, env)?;
+            Ok(Registry::Nexus(Box::new(vendor)))
+        }
+        Implementation::Gitlab => {
+            let gitlab = gitlab::Gitlab::connect(options, capabilities, env)?;
+            Ok(Registry::Gitlab(Box::new(gitlab)))
+        }
+        Implementation::Harbor => {
+            let harbor = harbor::Harbor::connect(repo, options, capabilities, env)?;
+            Ok(Registry::Harbor(Box::new(harbor)))
+        }
+        Implementation::Quay => {
+            let quay = quay::Quay::connect(repo, options, capabilities, env)?;
+            Ok(Registry::Quay(Box::new(quay)))
+        }
+        Implementation::Gcr => {
+            let google = gcr::Google::connect(repo, options, env, capabilities).await?;
+            Ok(Registry::Google(Box::new(google)))
+        }
         _ => {
             let client = Client::new(options)?;
             Ok(Registry::Distribution(default::Distribution::new(
@@ -431,37 +510,61 @@ pub async fn mint_login(
     env: &EnvMap,
     insecure: &[RegistryHost],
 ) -> Result<Option<MintedLogin>, RegistryError> {
-    if implementation != Implementation::Ecr {
-        return Ok(None);
+    let registries = std::slice::from_ref(registry);
+    match implementation {
+        Implementation::Ecr => Ok(ecr::job_logins(registries, env, insecure).await?.pop()),
+        Implementation::Gcr => Ok(gcr::job_logins(registries, env, insecure).await?.pop()),
+        _ => Ok(None),
     }
-    Ok(ecr::job_logins(std::slice::from_ref(registry), env, insecure).await?.pop())
 }
 
-/// The registries a CI job uses whose login a vendor mints from its own credentials: the
-/// images repo's host (`repo`, with its implementation) and the extra hosts `env` names
-/// (`DOCKHAND_ECR_REGISTRIES`). Empty where the docker config or the CI provides the logins;
-/// known without any request, so a job with nothing to mint starts nothing.
+/// The registries a CI job uses whose login a vendor mints from its own credentials, each
+/// with its implementation: the images repo's host (`repo`) where its vendor has credentials
+/// in `env` (ECR always: the AWS chain; Google with `GOOGLE_APPLICATION_CREDENTIALS`), and the
+/// extra hosts `env` names (`DOCKHAND_ECR_REGISTRIES`). Empty where the docker config or the
+/// CI provides the logins; known without any request, so a job with nothing to mint starts
+/// nothing.
 pub fn logins_to_mint(
     repo: Option<(&RegistryHost, Implementation)>,
     env: &EnvMap,
-) -> Result<Vec<RegistryHost>, RegistryError> {
-    let mut hosts = ecr::extra_registries(env)?;
-    if let Some((host, Implementation::Ecr)) = repo
-        && !hosts.contains(host)
+) -> Result<Vec<(RegistryHost, Implementation)>, RegistryError> {
+    let mut hosts: Vec<(RegistryHost, Implementation)> =
+        ecr::extra_registries(env)?.into_iter().map(|host| (host, Implementation::Ecr)).collect();
+    let mints = |implementation| match implementation {
+        Implementation::Ecr => true,
+        Implementation::Gcr => gcr::has_credentials(env),
+        _ => false,
+    };
+    if let Some((host, implementation)) = repo
+        && mints(implementation)
+        && !hosts.iter().any(|(known, _)| known == host)
     {
-        hosts.insert(0, host.clone());
+        hosts.insert(0, (host.clone(), implementation));
     }
     Ok(hosts)
 }
 
 /// Mints the logins for `hosts` (from [`logins_to_mint`]; callers skip an empty list, which
-/// needs no runtime).
+/// needs no runtime), each vendor's in one go.
 pub async fn mint_logins(
-    hosts: &[RegistryHost],
+    hosts: &[(RegistryHost, Implementation)],
     env: &EnvMap,
     insecure: &[RegistryHost],
 ) -> Result<Vec<MintedLogin>, RegistryError> {
-    Ok(ecr::job_logins(hosts, env, insecure).await?)
+    let of = |wanted: Implementation| -> Vec<RegistryHost> {
+        hosts
+            .iter()
+            .filter(|(_, implementation)| *implementation == wanted)
+            .map(|(host, _)| host.clone())
+            .collect()
+    };
+    let mut logins = Vec::new();
+    let ecr_hosts = of(Implementation::Ecr);
+    if !ecr_hosts.is_empty() {
+        logins.extend(ecr::job_logins(&ecr_hosts, env, insecure).await?);
+    }
+    logins.extend(gcr::job_logins(&of(Implementation::Gcr), env, insecure).await?);
+    Ok(logins)
 }
 
 /// Calls `$call` on the vendor inside `$registry`: one arm per variant of [`Registry`].
@@ -472,6 +575,12 @@ macro_rules! on_vendor {
             Registry::Ecr($vendor) => $call,
             Registry::Github($vendor) => $call,
             Registry::DockerHub($vendor) => $call,
+            Registry::Artifactory($vendor) => $call,
+            Registry::Nexus($vendor) => $call,
+            Registry::Gitlab($vendor) => $call,
+            Registry::Harbor($vendor) => $call,
+            Registry::Quay($vendor) => $call,
+            Registry::Google($vendor) => $call,
         }
     };
 }
@@ -498,6 +607,13 @@ impl Registry {
         repository: &RepoAddress,
     ) -> Result<BTreeMap<Tag, Timestamp>, RegistryError> {
         on_vendor!(self, vendor => vendor.tag_times(repository).await)
+    }
+
+    pub async fn locked_tags(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<BTreeMap<Tag, String>, RegistryError> {
+        on_vendor!(self, vendor => vendor.locked_tags(repository).await)
     }
 
     pub async fn untagged_manifests(

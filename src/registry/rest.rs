@@ -1,13 +1,16 @@
 //! A small JSON-over-HTTPS client for the vendors' own REST APIs (GitHub Packages, Docker
-//! Hub), vendor-neutral.
+//! Hub, GitLab, Harbor, Quay, Artifactory, Nexus) and OAuth token endpoints (Google),
+//! vendor-neutral.
 //!
 //! Owns what those APIs share: one reqwest client (the process's ring TLS, like the
-//! distribution client), a bearer token that is never logged, waiting out rate limits (429,
+//! distribution client), a credential header (bearer token, basic login or a vendor's own
+//! header) that is never logged, waiting out rate limits (429,
 //! or 403 with `Retry-After` or `x-ratelimit-remaining: 0`: the wait the server asks for,
 //! else until `x-ratelimit-reset`, else a doubling backoff; a few tries, never a storm), a
 //! pacer that spaces deletes so a per-minute limit is never reached.
 //! What a status means is for the vendor file to say.
 
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use reqwest::{Method, StatusCode};
 use super::distribution::retry::parse_retry_after;
 use super::distribution::urls::host_port;
 use super::distribution::{ClientOptions, http_client, named_insecure};
+use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::reference::RegistryHost;
 use crate::secret::Secret;
@@ -83,6 +87,37 @@ pub fn api_base(value: &str, insecure: &[RegistryHost]) -> Result<String, RestEr
         "http" => Err(RestError::PlainHttp { url: base }),
         _ => Err(invalid()),
     }
+}
+
+/// The base URL of a vendor API served by the registry's own server (Artifactory, Nexus):
+/// `DOCKHAND_REGISTRY_API_URL` when set, else `https://HOST[:PORT]` of `registry`, or
+/// `http://` where that host is named insecure (as the registry API is then).
+pub fn registry_api_base(
+    env: &EnvMap,
+    registry: &RegistryHost,
+    insecure: &[RegistryHost],
+) -> Result<String, RestError> {
+    if let Some(value) =
+        env.get(env_vars::DOCKHAND_REGISTRY_API_URL).filter(|value| !value.is_empty())
+    {
+        return api_base(value, insecure);
+    }
+    let scheme = if insecure.contains(registry) { "http" } else { "https" };
+    api_base(&format!("{scheme}://{registry}"), insecure)
+}
+
+/// `text` as one URL path segment: every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`)
+/// percent-encoded, so `a/b` becomes `a%2Fb` (and, encoded again, `a%252Fb`).
+pub fn path_segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            let _ = write!(encoded, "%{byte:02X}");
+        }
+    }
+    encoded
 }
 
 /// An answer: status, headers and the body as text.
@@ -157,20 +192,38 @@ impl Pacer {
 pub struct Rest {
     http: reqwest::Client,
     headers: HeaderMap,
-    token: Mutex<Option<Secret>>,
+    /// The credential header: its name and its value.
+    credential: Mutex<Option<(header::HeaderName, Secret)>>,
 }
 
 impl Rest {
     /// A client sending `headers` (e.g. `Accept`) with every request, with the registry
     /// client's TLS, timeouts and redirect rules (`options`).
     pub fn new(options: &ClientOptions, headers: HeaderMap) -> Result<Self, RestError> {
-        let http = http_client(options).build().map_err(RestError::ClientBuild)?;
-        Ok(Self { http, headers, token: Mutex::new(None) })
+        let http = http_client(options).map_err(RestError::ClientBuild)?;
+        Ok(Self { http, headers, credential: Mutex::new(None) })
     }
 
     /// Sends `Authorization: Bearer TOKEN` from now on.
-    pub fn set_token(&self, token: Secret) {
-        *self.token.lock().expect("token lock") = Some(token);
+    pub fn set_token(&self, token: &Secret) {
+        self.set_credential(
+            header::AUTHORIZATION,
+            Secret::new(format!("Bearer {}", token.expose())),
+        );
+    }
+
+    /// Sends `Authorization: Basic …` of `username` and `password` from now on.
+    pub fn set_basic(&self, username: &str, password: &Secret) {
+        use base64::Engine as _;
+        let pair = format!("{username}:{}", password.expose());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+        self.set_credential(header::AUTHORIZATION, Secret::new(format!("Basic {encoded}")));
+    }
+
+    /// Sends the header `name: VALUE` from now on (a vendor's own token header, e.g. GitLab's
+    /// `PRIVATE-TOKEN`), instead of any other credential.
+    pub fn set_credential(&self, name: header::HeaderName, value: Secret) {
+        *self.credential.lock().expect("credential lock") = Some((name, value));
     }
 
     /// Sends the request, waiting out rate limits; any other status is the caller's to judge.
@@ -180,18 +233,41 @@ impl Rest {
         url: &str,
         json: Option<&serde_json::Value>,
     ) -> Result<Reply, RestError> {
+        self.send_body(method, url, json.map(Body::Json)).await
+    }
+
+    /// `POST`s `form` as `application/x-www-form-urlencoded` (OAuth token endpoints), as
+    /// [`Rest::send`] does JSON.
+    pub async fn send_form(&self, url: &str, form: &[(&str, &str)]) -> Result<Reply, RestError> {
+        let encoded =
+            url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        self.send_body(Method::POST, url, Some(Body::Form(encoded))).await
+    }
+
+    async fn send_body(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Body<'_>>,
+    ) -> Result<Reply, RestError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut request = self.http.request(method.clone(), url).headers(self.headers.clone());
-            if let Some(token) = self.token.lock().expect("token lock").as_ref() {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                    .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+            if let Some((name, value)) = self.credential.lock().expect("credential lock").as_ref() {
+                let mut value = HeaderValue::from_str(value.expose())
+                    .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
                 value.set_sensitive(true);
-                request = request.header(header::AUTHORIZATION, value);
+                request = request.header(name, value);
             }
-            if let Some(json) = json {
-                request = request.json(json);
+            match &body {
+                Some(Body::Json(json)) => request = request.json(json),
+                Some(Body::Form(form)) => {
+                    request = request
+                        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                        .body(form.clone());
+                }
+                None => {}
             }
             log::debug!("API {method} {url}");
             let response = request
@@ -220,6 +296,13 @@ impl Rest {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// A request body.
+enum Body<'a> {
+    Json(&'a serde_json::Value),
+    /// Already encoded.
+    Form(String),
 }
 
 /// How long to wait before repeating a rate-limited request, `None` if `reply` is not one.
@@ -287,6 +370,39 @@ mod tests {
         assert!(matches!(base("http://api.example"), Err(RestError::PlainHttp { .. })));
         assert!(matches!(base("ftp://api.example"), Err(RestError::InvalidUrl { .. })));
         assert!(matches!(base("api.example"), Err(RestError::InvalidUrl { .. })));
+    }
+
+    #[test]
+    fn registry_api_base_defaults_to_the_registry_host() {
+        let insecure: Vec<RegistryHost> = vec!["127.0.0.1:8081".parse().unwrap()];
+        let host = |value: &str| value.parse::<RegistryHost>().unwrap();
+        let mut env = EnvMap::new();
+        assert_eq!(
+            registry_api_base(&env, &host("acme.jfrog.io"), &insecure).unwrap(),
+            "https://acme.jfrog.io"
+        );
+        assert_eq!(
+            registry_api_base(&env, &host("127.0.0.1:8081"), &insecure).unwrap(),
+            "http://127.0.0.1:8081"
+        );
+        env.insert(env_vars::DOCKHAND_REGISTRY_API_URL.to_owned(), "https://nexus.example/".into());
+        assert_eq!(
+            registry_api_base(&env, &host("nexus.example:8082"), &insecure).unwrap(),
+            "https://nexus.example"
+        );
+        env.insert(env_vars::DOCKHAND_REGISTRY_API_URL.to_owned(), "http://nexus.example".into());
+        assert!(matches!(
+            registry_api_base(&env, &host("nexus.example:8082"), &insecure),
+            Err(RestError::PlainHttp { .. })
+        ));
+    }
+
+    #[test]
+    fn path_segments() {
+        assert_eq!(path_segment("group/project"), "group%2Fproject");
+        assert_eq!(path_segment(&path_segment("team/app/sub")), "team%252Fapp%252Fsub");
+        assert_eq!(path_segment("v1.2_rc-3~x"), "v1.2_rc-3~x");
+        assert_eq!(path_segment("a b+c"), "a%20b%2Bc");
     }
 
     #[test]

@@ -17,6 +17,7 @@ fn help_of_every_command() {
         &["cleanup"],
         &["run"],
         &["schema"],
+        &["version"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");
@@ -37,6 +38,26 @@ fn version_names_the_crate_version() {
         "{}",
         run.stdout
     );
+}
+
+/// `dockhand version`: the build's facts, the same revision `--version` names.
+#[test]
+fn version_prints_the_build_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dockhand(dir.path(), &["--version"]).run();
+    let run = dockhand(dir.path(), &["version", "--output", "json"]).run();
+    run.assert_code(0);
+    let facts = run.json();
+    assert_eq!(facts["version"], env!("CARGO_PKG_VERSION"));
+    let revision = facts["revision"].as_str().unwrap();
+    assert!(short.stdout.contains(&format!("({revision})")), "{} vs {revision}", short.stdout);
+    // the test binary is a debug build for the host; a developer's build has no commit time
+    assert_eq!(facts["profile"], "debug");
+    assert!(facts["target"].as_str().unwrap().ends_with("-linux-gnu"), "{facts}");
+    assert!(facts["rustc"].as_str().unwrap().starts_with("rustc 1."), "{facts}");
+    assert!(facts["source_date_epoch"].is_null(), "{facts}");
+    let text = dockhand(dir.path(), &["version"]).run();
+    assert!(text.stdout.contains("commit time: (not a release build)"), "{}", text.stdout);
 }
 
 #[test]

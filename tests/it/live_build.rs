@@ -3,6 +3,8 @@
 //! Containerfile whose `RUN` step prints, then sleeps (the lines it prints are computed, so that
 //! the `STEP` line echoing the command does not already contain them). The test reads dockhand's stderr while
 //! it runs and looks at `/proc` for the builder's process group during and after the run.
+//! The same projects check that build secrets from the project file and from `--secret` reach
+//! the `RUN` step.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,11 @@ struct Project {
 
 impl Project {
     fn new(run: &str) -> Self {
+        Self::with_file(run, "images:\n  - name: api\n    context: api\n")
+    }
+
+    /// [`Project::new`] with `dockhand.yaml` holding `file`.
+    fn with_file(run: &str, file: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let context = dir.path().join("api");
         std::fs::create_dir(&context).unwrap();
@@ -32,11 +39,7 @@ impl Project {
             format!("FROM localhost/dh/busybox:base\nRUN {run}\n"),
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("dockhand.yaml"),
-            "images:\n  - name: api\n    context: api\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("dockhand.yaml"), file).unwrap();
         write_storage_conf(dir.path());
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
         let project = Self { dir };
@@ -67,7 +70,13 @@ impl Project {
     /// `dockhand ARGS` on a GitLab runner (so build output goes into collapsible sections),
     /// started with stderr piped and read line by line by a thread.
     fn start(&self, args: &[&str]) -> Running {
+        self.start_with(args, &[])
+    }
+
+    /// [`Project::start`] with the variables `env` added to the job's environment.
+    fn start_with(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = dockhand(self.path(), args)
+            .envs(env.iter().copied())
             .env("CONTAINERS_STORAGE_CONF", &self.path().join("storage.conf").display().to_string())
             .env("BUILDAH_ISOLATION", "chroot")
             .env("STORAGE_DRIVER", "vfs")
@@ -330,4 +339,33 @@ fn sigterm_stops_the_builder_removes_temporary_files_and_exits_2() {
         "the RUN step survived"
     );
     assert_eq!(entries(&project.tmp()), Vec::<String>::new(), "temporary files left behind");
+}
+
+#[test]
+fn build_secrets_from_the_project_file_and_flags_reach_the_run_step() {
+    let project = Project::with_file(
+        "--mount=type=secret,id=tok --mount=type=secret,id=key --mount=type=secret,id=flag \
+         cat /run/secrets/tok /run/secrets/key /run/secrets/flag > /seen",
+        "images:\n  - name: api\n    context: api\n    secrets:\n      \
+         tok: {env: DH_TOKEN}\n      key: {src: key.txt}\n      flag: {env: DH_NOT_THIS}\n",
+    );
+    std::fs::write(project.path().join("key.txt"), "|from-file").unwrap();
+    let env = [("DH_TOKEN", "from-env"), ("DH_FLAG", "|from-flag")];
+    // the flag replaces the file's `flag` entry, whose variable is not even set
+    let running = project.start_with(&["build", "--secret", "id=flag,env=DH_FLAG"], &env);
+    let (code, stderr, _) = running.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("from-env"), "a secret's value is never printed: {stderr}");
+    let container = project.buildah(&["from", &format!("localhost/dockhand/api:{}", &SHA[..12])]);
+    let seen =
+        project.buildah(&["run", "--isolation", "chroot", container.trim(), "--", "cat", "/seen"]);
+    assert_eq!(seen, "from-env|from-file|from-flag");
+
+    // a flag that is not `id=…,src=…` or `id=…,env=…` is refused before anything runs, naming
+    // only its keys: the value could be the secret itself
+    let running = project.start_with(&["build", "--secret", "id=flag,value=hunter2"], &[]);
+    let (code, stderr, _) = running.finish();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not keys `id,value`"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }

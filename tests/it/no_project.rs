@@ -112,6 +112,9 @@ fn a_dockerfile_alone_is_built_pushed_and_cleaned_without_a_project_file() {
         std::fs::write(dir.path().join("file.txt"), format!("build {index}")).unwrap();
         let run = job(dir.path(), &registry, sha, &["run", "--output", "json"]).run();
         run.assert_code(0).assert_not_printed(PASSWORD);
+        // checked before the build and rendered again for the publish, reported once
+        let skipped = run.stderr.matches("tag rule `{semver}` skipped").count();
+        assert_eq!(skipped, 1, "{}", run.stderr);
         let pushed = json(&run)["pushed"].clone();
         let references: Vec<&str> =
             pushed.as_array().unwrap().iter().map(|p| p["reference"].as_str().unwrap()).collect();
@@ -267,4 +270,47 @@ fn a_nameless_image_beside_another_is_an_error_naming_both() {
         assert!(first.contains("`web`"), "{command:?}: {}", run.stderr);
         assert_eq!(run.stderr.lines().filter(|l| l.starts_with("error:")).count(), 1);
     }
+}
+
+/// `--platform` (without a project file, so without `platforms:`): every tag is one image
+/// index holding both platforms; a platform that is not `os/arch` stops before any build.
+#[test]
+fn the_platform_flag_gives_one_index_for_every_tag() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let dir = dockerfile_only();
+    let run =
+        job(dir.path(), &registry, SHAS[0], &["run", "--platform", "linux/amd64,linux/arm64"])
+            .run();
+    run.assert_code(0);
+    let index = skopeo_digest(&registry, &format!("acme/app:{}", SHAS[0]));
+    assert_eq!(skopeo_digest(&registry, "acme/app:main"), index, "both tags name the index");
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(registry.auth_file())
+        .arg(format!("docker://{}/acme/app:main", registry.host()))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+    let list: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let mut platforms: Vec<String> = list["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index: {list}"))
+        .iter()
+        .map(|child| {
+            let platform = &child["platform"];
+            format!(
+                "{}/{}",
+                platform["os"].as_str().unwrap(),
+                platform["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+
+    let run = job(dir.path(), &registry, SHAS[1], &["run", "--platform", "amd64"]).run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("Platform `amd64`"), "{}", run.stderr);
+    assert!(!run.stderr.contains("STEP"), "nothing was built: {}", run.stderr);
+    assert_eq!(skopeo_tags(&registry, "acme/app"), [SHAS[0], "main"]);
 }

@@ -90,7 +90,15 @@ fn packaging_scripts_pass_shellcheck() {
         .collect();
     scripts.sort();
     assert_eq!(scripts.len(), 6, "found {scripts:?}");
-    scripts.extend(["scripts/image.sh", "scripts/test-packaging.sh"].map(|p| repo_root().join(p)));
+    scripts.extend(
+        [
+            "scripts/image.sh",
+            "scripts/test-packaging.sh",
+            "scripts/release.sh",
+            "scripts/test-release.sh",
+        ]
+        .map(|p| repo_root().join(p)),
+    );
     let output = run(Command::new(tool(".venv/bin/shellcheck"))
         .args(["--external-sources", "--format", "gcc"])
         .args(&scripts)
@@ -124,6 +132,38 @@ fn action_has_no_zizmor_findings() {
     let idents: Vec<&Value> = findings.iter().map(|finding| &finding["ident"]).collect();
     assert_eq!(idents, Vec::<&Value>::new(), "{}", text(&output));
     assert!(output.status.success(), "{}", text(&output));
+}
+
+/// The project's own workflows (CI and release): valid, and without findings from zizmor or
+/// actionlint (which runs shellcheck on every `run:` script, from `.venv`).
+#[test]
+fn project_workflows_pass_the_schema_zizmor_and_actionlint() {
+    let workflows = repo_root().join(".github/workflows");
+    let files: Vec<PathBuf> =
+        ["ci.yml", "release.yml"].iter().map(|name| workflows.join(name)).collect();
+    let output = run(Command::new(tool(".venv/bin/check-jsonschema"))
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .args(&files));
+    assert!(output.status.success(), "{}", text(&output));
+    let (output, findings) = zizmor(&workflows);
+    let idents: Vec<&Value> = findings.iter().map(|finding| &finding["ident"]).collect();
+    assert_eq!(idents, Vec::<&Value>::new(), "{}", text(&output));
+    let path =
+        format!("{}:{}", tool(".venv/bin").display(), std::env::var("PATH").unwrap_or_default());
+    let output = run(Command::new(tool(".venv/bin/actionlint")).args(&files).env("PATH", path));
+    assert!(output.status.success(), "actionlint: {}", text(&output));
+    // the actions are pinned by commit, and every job says which permissions it needs
+    for file in &files {
+        let workflow = std::fs::read_to_string(file).unwrap();
+        for uses in workflow.lines().filter_map(|line| line.trim().strip_prefix("uses: ")) {
+            let pinned = uses.starts_with("./")
+                || uses.split_once('@').is_some_and(|(_, pin)| {
+                    pin.len() >= 40 && pin[..40].chars().all(|c| c.is_ascii_hexdigit())
+                });
+            assert!(pinned, "{}: `{uses}` is not pinned by commit", file.display());
+        }
+        assert!(workflow.contains("\npermissions: {}\n"), "{}", file.display());
+    }
 }
 
 /// The negative control: the same action with one input expanded into `run:` is flagged.

@@ -144,23 +144,67 @@ fn run_builds_and_pushes_two_images_in_each_mode() {
 }
 
 #[test]
-fn labels_from_the_ci_context_reach_the_registry() {
+fn oci_labels_and_manifest_annotations_from_the_ci_context_reach_the_registry() {
     let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = Project::new("");
+    // a generic runner: the source comes from the checkout's origin, without its credentials
+    for args in [
+        &["init", "-q"][..],
+        &["remote", "add", "origin", "https://ci-bot:s3cr3t-token@git.example.com/acme/app.git"],
+    ] {
+        let status = Command::new("git").current_dir(project.path()).args(args).status().unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+    project.dockhand(&registry, &["run"]).run().assert_code(0).assert_not_printed("s3cr3t-token");
+    let skopeo = |raw: bool| {
+        let mut command = Command::new("skopeo");
+        command.args(["inspect", "--tls-verify=false", "--authfile"]).arg(registry.auth_file());
+        if raw {
+            command.arg("--raw");
+        }
+        let output = command
+            .arg(format!("docker://{}/acme/app/api:main", registry.host()))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let labels = &skopeo(false)["Labels"];
+    let source = "https://git.example.com/acme/app";
+    assert_eq!(labels["org.opencontainers.image.revision"], SHA);
+    assert_eq!(labels["org.opencontainers.image.source"], source);
+    // a branch build has no version, and `ref.name` is for OCI layout indexes, not labels
+    assert!(labels.get("org.opencontainers.image.version").is_none(), "{labels}");
+    assert!(labels.get("org.opencontainers.image.ref.name").is_none(), "{labels}");
+    let manifest = skopeo(true);
+    let annotations = &manifest["annotations"];
+    assert_eq!(annotations["org.opencontainers.image.revision"], SHA, "{manifest}");
+    assert_eq!(annotations["org.opencontainers.image.source"], source, "{manifest}");
+    assert_eq!(
+        annotations["org.opencontainers.image.created"],
+        labels["org.opencontainers.image.created"]
+    );
+    assert!(annotations.get("org.opencontainers.image.ref.name").is_none(), "{manifest}");
+
+    // DOCKHAND_SOURCE comes first
     let project = Project::new("");
     project
         .dockhand(&registry, &["run"])
-        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("DOCKHAND_SOURCE", "https://code.example.org/acme/app")
+        .env("DOCKHAND_REF_NAME", "v1.4.0")
+        .env("DOCKHAND_REF_TYPE", "tag")
         .run()
         .assert_code(0);
     let output = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--authfile"])
+        .args(["inspect", "--tls-verify=false", "--raw", "--authfile"])
         .arg(registry.auth_file())
-        .arg(format!("docker://{}/acme/app/api:main", registry.host()))
+        .arg(format!("docker://{}/acme/app/api:{SHA}", registry.host()))
         .output()
         .unwrap();
-    let inspect: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(inspect["Labels"]["org.opencontainers.image.revision"], SHA);
-    assert_eq!(inspect["Labels"]["org.opencontainers.image.ref.name"], "main");
+    let manifest: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let annotations = &manifest["annotations"];
+    assert_eq!(annotations["org.opencontainers.image.source"], "https://code.example.org/acme/app");
+    assert_eq!(annotations["org.opencontainers.image.version"], "1.4.0", "{manifest}");
 }
 
 #[test]
@@ -477,26 +521,25 @@ fn docker_auth_config_alone_authenticates_the_push() {
 
 #[test]
 fn run_on_a_native_api_registry_publishes_and_skips_cleanup() {
-    // `--repo-implementation harbor` on a local registry: pushing goes through the registry
-    // API like on Harbor, and cleanup, which needs Harbor's REST API, is skipped with a reason
+    // `--repo-implementation acr` on a local registry: pushing goes through the registry
+    // API like on ACR, and cleanup, which needs the ACR data-plane API, is skipped with a reason
     let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
     let project = Project::new("tags: [\"{branch}\"]\n");
     let run = project
-        .dockhand(&registry, &["--repo-implementation", "harbor", "run", "--output", "json"])
+        .dockhand(&registry, &["--repo-implementation", "acr", "run", "--output", "json"])
         .run();
     run.assert_code(0);
     let document: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(document["pushed"].as_array().map(Vec::len), Some(2));
     assert!(
-        document["cleanup_skipped"].as_str().unwrap().contains("`harbor` needs its native API"),
+        document["cleanup_skipped"].as_str().unwrap().contains("`acr` needs its native API"),
         "{}",
         run.stdout
     );
     assert!(run.stderr.contains("cleanup skipped"), "{}", run.stderr);
     assert_eq!(skopeo_tags(&registry, "acme/app/api"), ["main"]);
     // asked for explicitly, cleanup says no
-    let cleanup =
-        project.dockhand(&registry, &["--repo-implementation", "harbor", "cleanup"]).run();
+    let cleanup = project.dockhand(&registry, &["--repo-implementation", "acr", "cleanup"]).run();
     cleanup.assert_code(1);
 }
 
@@ -708,7 +751,7 @@ impl LayoutProject {
 #[test]
 #[expect(clippy::print_stderr, reason = "the measured peak shows in `--nocapture` runs")]
 fn a_large_layer_is_streamed_not_held_in_memory() {
-    const LAYER_SIZE: usize = 64 << 20;
+    const LAYER_SIZE: usize = 128 << 20;
     let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
     let project = LayoutProject::new(LAYER_SIZE);
     let (run, peak_kib) = project.publish(&registry).run_measured(project.path());

@@ -36,3 +36,37 @@ fn login_over_tls_with_a_private_ca() {
         untrusted.stderr
     );
 }
+
+/// A machine without CA certificates (an image `FROM scratch` that ships none): plain HTTP to
+/// a registry named insecure still works, and HTTPS fails saying that certificates are missing.
+#[test]
+fn without_ca_certificates_plain_http_works_and_https_says_why_it_cannot() {
+    let plain = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let tls = Registry::start_tls(Auth::Htpasswd, Deletes::Enabled);
+    let work = tempfile::tempdir().unwrap();
+    let nowhere = work.path().join("no-such-ca-bundle.pem");
+    let login = |registry: &Registry, insecure: bool| {
+        let mut command = dockhand(work.path(), &["ci-env", "generic"])
+            .env("TMPDIR", &work.path().display().to_string())
+            .env("SSL_CERT_FILE", &nowhere.display().to_string())
+            .env("SSL_CERT_DIR", &work.path().join("no-such-dir").display().to_string())
+            .env("DOCKHAND_REGISTRY", &registry.host())
+            .env("DOCKHAND_REGISTRY_USERNAME", USER)
+            .env("DOCKHAND_REGISTRY_PASSWORD", PASSWORD);
+        if insecure {
+            command = command.env("DOCKHAND_INSECURE_REGISTRIES", &registry.host());
+        }
+        command.run()
+    };
+    let over_http = login(&plain, true);
+    over_http.assert_code(0).assert_not_printed(PASSWORD);
+    assert!(over_http.stderr.contains("verified"), "{}", over_http.stderr);
+
+    let over_https = login(&tls, false);
+    over_https.assert_code(2).assert_not_printed(PASSWORD);
+    assert!(
+        over_https.stderr.contains("hint: this machine has no CA certificates"),
+        "{}",
+        over_https.stderr
+    );
+}

@@ -8,8 +8,13 @@ use super::*;
 
 /// The reason of everything in a repository whose inventory is incomplete.
 const INCOMPLETE: &str = "kept: inventory incomplete";
-use crate::cleanup::inventory::{ManifestEntry, RepositoryInventory, TagEntry};
-use crate::cleanup::policy::{KeepTag, PolicyFlags};
+use crate::cleanup::git::{Commit, GitFacts, GitReference};
+use crate::cleanup::inventory::{ManifestEntry, RepositoryInventory, SourceLabels, TagEntry};
+use crate::cleanup::policy::{
+    DEFAULT_GRACE_PERIOD, GitRules, KeepPolicy, KeepTag, Limit, PolicyFlags, default_keep_policies,
+};
+use crate::project::Operator;
+use crate::tags::TagRules;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -53,6 +58,7 @@ fn manifest(
             TimeSource::Unknown
         },
         tombstone: false,
+        source: SourceLabels::default(),
     }
 }
 
@@ -75,6 +81,7 @@ fn tag(name: &str, image: &str, digest: u32) -> TagEntry {
         image_tag: name.to_owned(),
         digest: self::digest(digest),
         pushed: None,
+        locked: None,
     }
 }
 
@@ -114,6 +121,8 @@ fn bare() -> Policy {
         max_deletes: None,
         max_duration: None,
         delete_tags: Vec::new(),
+        git: GitRules::Off,
+        grace_period: DEFAULT_GRACE_PERIOD,
     }
 }
 
@@ -333,6 +342,40 @@ fn a_tag_left_on_a_throw_away_manifest_is_deleted_whatever_the_rules() {
             "deleted: a throw-away manifest an interrupted cleanup left on this tag"
         )])
     );
+}
+
+#[test]
+fn a_locked_tag_is_kept_and_its_digest_and_children_stay() {
+    let locked = |name: &str, digest: u32| TagEntry {
+        locked: Some("immutable by a tag immutability rule".to_owned()),
+        ..tag(name, "app", digest)
+    };
+    let inventory = one(repository(
+        "app",
+        vec![
+            locked("v1", 1),
+            tag("build-1", "app", 1),
+            locked("multi", 2),
+            tag("build-3", "app", 3),
+        ],
+        vec![(1, image(9 * DAY)), (2, index(&[3], 9 * DAY)), (3, image(9 * DAY))],
+    ));
+    let locked_reason =
+        "kept: the registry refuses to delete it (immutable by a tag immutability rule)";
+    for policy in [bare(), targeted(&["v1", "build-1", "multi", "build-3"])] {
+        let plan = plan(&inventory, &policy, now());
+        assert_eq!(kept(&plan), pairs(&[("multi", locked_reason), ("v1", locked_reason)]));
+        // the twin of `v1` and the child of `multi` go by tag alone: their digests stay
+        let methods: Vec<(String, DeleteMethod)> =
+            deleted(&plan).into_iter().map(|(tag, method, _)| (tag, method)).collect();
+        assert_eq!(
+            methods,
+            [
+                ("build-1".to_owned(), DeleteMethod::TagOnly),
+                ("build-3".to_owned(), DeleteMethod::TagOnly)
+            ]
+        );
+    }
 }
 
 #[test]
@@ -849,6 +892,7 @@ fn build_repository(
                 created: minutes.map(ago),
                 created_source,
                 tombstone: false,
+                source: SourceLabels::default(),
             },
         );
     }
@@ -875,6 +919,7 @@ fn build_repository(
             image_tag: published,
             digest: digest(u32::try_from(target).unwrap()),
             pushed: pushed.map(ago),
+            locked: None,
         });
     }
     RepositoryInventory {
@@ -929,6 +974,8 @@ fn policies() -> impl Strategy<Value = Policy> {
                     max_deletes,
                     max_duration: None,
                     delete_tags: Vec::new(),
+                    git: GitRules::Off,
+                    grace_period: DEFAULT_GRACE_PERIOD,
                 }
             },
         )
@@ -1111,7 +1158,13 @@ fn check(inventory: &Inventory, policy: &Policy, plan: &Plan) -> Result<(), Test
             if let (Some(within), Some(at)) = (within, at) {
                 prop_assert!(now().duration_since(at) >= within, "young tag {} deleted", tag);
             }
-            if let (Some(keep_last), None) = (policy.keep_last, referrers_subject(tag)) {
+            // (git-aware retention leaves `keep_last` to the tags git cannot place; every
+            // deletion `keep_last` allowed says so)
+            if let (Some(keep_last), None, true) = (
+                policy.keep_last,
+                referrers_subject(tag),
+                item.reason.contains("not among the newest"),
+            ) {
                 let mine = times[&(entry.image.as_str(), &entry.digest)];
                 let newer = times
                     .iter()
@@ -1193,4 +1246,449 @@ fn every_reason_reads_as_before() {
         assert_eq!(decision.to_string(), text);
         assert_eq!(decision.keeps(), text.starts_with("kept: "));
     }
+}
+
+// ---- git-aware retention ----
+
+/// A 40-digit commit id whose first 8 digits are `n` in hex.
+fn sha(n: u32) -> String {
+    format!("{n:08x}").repeat(5)
+}
+
+fn git_reference(
+    kind: ReferenceKind,
+    name: &str,
+    tip_minutes_ago: i64,
+    reaches: &[u32],
+) -> GitReference {
+    GitReference {
+        kind,
+        name: name.to_owned(),
+        tip_time: ago(tip_minutes_ago),
+        reaches: reaches.iter().map(|&n| sha(n)).collect(),
+    }
+}
+
+/// Facts where every commit in `present` exists, committed `n` hours ago.
+fn facts(references: Vec<GitReference>, present: &[u32], shallow: bool) -> GitFacts {
+    GitFacts {
+        shallow,
+        partial_branches: false,
+        default_branch: Some("main".to_owned()),
+        references,
+        commits: present
+            .iter()
+            .map(|&n| (sha(n), Commit { id: sha(n), time: ago(i64::from(n) * HOUR) }))
+            .collect(),
+    }
+}
+
+/// An image built from commit `n` for `ref_name`, created `minutes_ago`.
+fn built(n: Option<u32>, ref_name: Option<&str>, minutes_ago: i64) -> ManifestEntry {
+    ManifestEntry {
+        source: SourceLabels { revision: n.map(sha), ref_name: ref_name.map(str::to_owned) },
+        ..image(minutes_ago)
+    }
+}
+
+fn retention(facts: GitFacts, policies: Vec<KeepPolicy>) -> GitRetention {
+    GitRetention {
+        facts,
+        policies,
+        tag_rules: Some(crate::tags::TagRules::parse(&["pr-{pr}", "{branch}"]).unwrap()),
+        grace_period: DEFAULT_GRACE_PERIOD,
+    }
+}
+
+/// main: 1..5 (5 newest), feature/a: 7, 6 on 3; stale (a month old): 8 on 1; tag v1.0.0 on 2.
+fn scenario_facts(shallow: bool) -> GitFacts {
+    facts(
+        vec![
+            git_reference(ReferenceKind::Branch, "feature/a", 2 * DAY, &[7, 6, 3, 2, 1]),
+            git_reference(ReferenceKind::Branch, "main", DAY, &[5, 4, 3, 2, 1]),
+            git_reference(ReferenceKind::Branch, "stale", 30 * DAY, &[8, 1]),
+            git_reference(ReferenceKind::Tag, "v1.0.0", 20 * DAY, &[2, 1]),
+        ],
+        &[1, 2, 3, 4, 5, 6, 7, 8],
+        shallow,
+    )
+}
+
+fn scenario_inventory() -> Inventory {
+    let mut tags: Vec<TagEntry> = (1..=8).map(|n| tag(&format!("sha-{n}"), "app", n)).collect();
+    tags.extend([
+        tag("gone-old", "app", 20),
+        tag("gone-young", "app", 21),
+        tag("pr-7", "app", 22),
+        tag("nightly", "app", 23),
+        tag("main", "app", 24),
+    ]);
+    let mut manifests: Vec<(u32, ManifestEntry)> =
+        (1..=8).map(|n| (n, built(Some(n), None, 3 * DAY))).collect();
+    manifests.extend([
+        (20, built(Some(99), Some("feature/gone"), 3 * DAY)),
+        (21, built(Some(98), Some("feature/gone"), 3 * HOUR)),
+        (22, built(None, None, 3 * DAY)),
+        (23, built(None, None, 3 * DAY)),
+        (24, built(None, None, 2 * DAY)),
+    ]);
+    one(repository("acme/app", tags, manifests))
+}
+
+#[test]
+fn the_default_keep_policies_keep_live_branches_and_tags_and_delete_the_rest() {
+    let git = retention(scenario_facts(false), default_keep_policies(Some("main")));
+    let plan = plan_with_git(&scenario_inventory(), &bare(), Some(&git), now());
+    let newest = |n| format!("(a keep policy keeps the newest {n}); evidence: revision label");
+    let mut got = kept(&plan);
+    got.sort();
+    assert_eq!(
+        got,
+        pairs(&[
+            ("main", "kept: branch `main`, image 1 (a keep policy keeps the newest 2); evidence: the tag read by tag rule `{branch}`"),
+            ("gone-young", "kept: branch `feature/gone` no longer exists (commit `00000062`), but the image is younger than the grace period 1d (image config created 3h ago); evidence: revision label"),
+            ("pr-7", "kept: PR #7: its state is unknown without a token, so its images stay; evidence: the tag read by tag rules `pr-{pr}`, `{branch}`"),
+            ("sha-1", &format!("kept: branch `main`, image 6 {}", newest(10))),
+            ("sha-2", &format!("kept: tag `v1.0.0`, image 1 {}", newest(1))),
+            ("sha-3", &format!("kept: branch `main`, image 4 {}", newest(10))),
+            ("sha-4", &format!("kept: branch `main`, image 3 {}", newest(10))),
+            ("sha-5", &format!("kept: branch `main`, image 2 {}", newest(2))),
+            ("sha-6", &format!("kept: branch `feature/a`, image 2 {}", newest(2))),
+            ("sha-7", &format!("kept: branch `feature/a`, image 1 {}", newest(2))),
+        ])
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        deleted(&plan),
+        triples(&[
+            (
+                "gone-old",
+                DeleteMethod::Digest,
+                "deleted: branch `feature/gone` no longer exists (commit `00000063`); evidence: revision label"
+            ),
+            (
+                "nightly",
+                DeleteMethod::Digest,
+                "deleted: `nightly` is no branch or tag of the checkout, so count and age decide: no keep rule is configured"
+            ),
+            (
+                "sha-8",
+                DeleteMethod::Digest,
+                "deleted: image 1 of branch `stale`, which no keep policy keeps; evidence: revision label"
+            ),
+        ])
+    );
+}
+
+#[test]
+fn a_shallow_clone_keeps_what_it_cannot_prove_unneeded() {
+    let git = retention(scenario_facts(true), default_keep_policies(Some("main")));
+    let plan = plan_with_git(&scenario_inventory(), &bare(), Some(&git), now());
+    let shallow = "kept: the checkout is a shallow clone, whose history cannot prove the image unneeded (fetch the full history: `fetch-depth: 0` on GitHub, `GIT_DEPTH: 0` on GitLab); evidence: ";
+    let reasons: BTreeMap<String, String> = kept(&plan).into_iter().collect();
+    assert_eq!(reasons["sha-8"], format!("{shallow}revision label"));
+    assert_eq!(reasons["gone-old"], format!("{shallow}revision label"));
+    assert!(reasons["sha-7"].starts_with("kept: branch `feature/a`"), "{reasons:?}");
+    // a tag naming a branch the clone lacks may name one the shallow clone did not fetch
+    assert_eq!(reasons["nightly"], format!("{shallow}the tag read by tag rule `{{branch}}`"));
+    assert!(plan.deleted.is_empty(), "{:?}", deleted(&plan));
+}
+
+#[test]
+fn without_evidence_count_and_age_decide_and_the_reason_says_so() {
+    let git = retention(scenario_facts(false), default_keep_policies(Some("main")));
+    let inventory = one(repository(
+        "acme/app",
+        vec![tag("20260101", "app", 1), tag("20260102", "app", 2)],
+        vec![(1, built(None, None, 3 * DAY)), (2, built(None, None, 2 * DAY))],
+    ));
+    let policy = Policy { keep_last: Some(1), ..bare() };
+    let git = GitRetention { tag_rules: Some(TagRules::parse(&["{date}"]).unwrap()), ..git };
+    let plan = plan_with_git(&inventory, &policy, Some(&git), now());
+    let unplaced = "no git evidence (no revision label, and no tag rule reads the tag), so count and age decide";
+    assert_eq!(
+        kept(&plan),
+        pairs(&[("20260102", &format!("kept: {unplaced}: among the newest 1 images of `app`"))])
+    );
+    assert_eq!(
+        deleted(&plan),
+        triples(&[(
+            "20260101",
+            DeleteMethod::Digest,
+            &format!("deleted: {unplaced}: not among the newest 1 images of `app`")
+        )])
+    );
+}
+
+#[test]
+fn keep_rules_before_git_still_win() {
+    let git = retention(scenario_facts(false), default_keep_policies(Some("main")));
+    let policy = Policy {
+        keep_tags: keep_tags(&["sha-8"]),
+        keep_within: Some(Duration::from_secs(4 * 24 * 3600)),
+        ..bare()
+    };
+    let plan = plan_with_git(&scenario_inventory(), &policy, Some(&git), now());
+    assert!(plan.deleted.is_empty(), "{:?}", deleted(&plan));
+    let reasons: BTreeMap<String, String> = kept(&plan).into_iter().collect();
+    assert_eq!(reasons["sha-8"], "kept: matches keep_tags `sha-8`");
+    assert!(reasons["gone-old"].starts_with("kept: younger than 4d"), "{reasons:?}");
+}
+
+/// Random histories: commits 0..8 (commit `n` made `n` hours ago), up to 4 branches and 2 tags
+/// each reaching a random subset, some commits missing from the checkout.
+fn git_facts() -> impl Strategy<Value = GitFacts> {
+    let reference = (any::<u8>(), 0i64..(20 * DAY), any::<bool>());
+    (prop::collection::vec(reference, 0..6), any::<u8>(), any::<bool>()).prop_map(
+        |(references, missing, shallow)| {
+            let references = references
+                .into_iter()
+                .enumerate()
+                .map(|(position, (mask, tip, is_tag))| {
+                    let kind = if is_tag { ReferenceKind::Tag } else { ReferenceKind::Branch };
+                    let reaches: Vec<u32> = (0..8).filter(|bit| mask & (1 << bit) != 0).collect();
+                    git_reference(kind, &format!("r{position}"), tip, &reaches)
+                })
+                .collect();
+            let present: Vec<u32> = (0..8).filter(|bit| missing & (1 << bit) == 0).collect();
+            facts(references, &present, shallow)
+        },
+    )
+}
+
+/// Tags on digests 0..6; each digest's image built from a random commit (or none), with a
+/// random age; some tags look like releases.
+fn git_inventory() -> impl Strategy<Value = Inventory> {
+    let built_from = (prop::option::of(0u32..10), prop::option::weighted(0.9, 0i64..(5 * DAY)));
+    let entry = (0u32..6, any::<bool>());
+    (prop::collection::vec(built_from, 6), prop::collection::vec(entry, 1..12)).prop_map(
+        |(manifests, entries)| {
+            let tags = entries
+                .into_iter()
+                .enumerate()
+                .map(|(position, (digest, release))| {
+                    let name =
+                        if release { format!("v1.0.{position}") } else { format!("t{position}") };
+                    tag(&name, "app", digest)
+                })
+                .collect();
+            let manifests = manifests
+                .into_iter()
+                .enumerate()
+                .map(|(n, (commit, age))| {
+                    let entry = ManifestEntry {
+                        source: SourceLabels {
+                            revision: commit.map(sha),
+                            ref_name: Some("gone".to_owned()),
+                        },
+                        ..manifest(OCI_MANIFEST, &[], None, age)
+                    };
+                    (u32::try_from(n).unwrap(), entry)
+                })
+                .collect();
+            one(repository("acme/app", tags, manifests))
+        },
+    )
+}
+
+fn keep_policy() -> impl Strategy<Value = KeepPolicy> {
+    let limit = (prop::option::of(1usize..4), prop::option::of(1i64..(10 * DAY)), any::<bool>())
+        .prop_map(|(last, within, or)| Limit {
+            last,
+            within: within.map(|minutes| Duration::from_secs(u64::try_from(minutes).unwrap() * 60)),
+            operator: if or { Operator::Or } else { Operator::And },
+        });
+    (any::<bool>(), prop::sample::select(vec![".*", "r[0-2]", "r3|r4"]), limit.clone(), limit)
+        .prop_map(|(is_tag, pattern, references, images)| KeepPolicy {
+            kind: if is_tag { ReferenceKind::Tag } else { ReferenceKind::Branch },
+            pattern: KeepTag::new(pattern).unwrap(),
+            references,
+            images,
+        })
+}
+
+fn deleted_tags(plan: &Plan) -> BTreeSet<String> {
+    plan.deleted.iter().map(|deletion| item_label(&deletion.item)).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn git_plans_decide_every_tag_once_and_adding_a_policy_deletes_no_more(
+        facts in git_facts(),
+        inventory in git_inventory(),
+        policies in prop::collection::vec(keep_policy(), 0..3),
+        extra in keep_policy(),
+        keep_last in prop::option::of(1usize..3),
+    ) {
+        let policy = Policy { keep_last, ..bare() };
+        let git = retention(facts, policies);
+        let planned = plan_with_git(&inventory, &policy, Some(&git), now());
+        check(&inventory, &policy, &planned)?;
+        let mut more = git.clone();
+        more.policies.push(extra);
+        let with_more = plan_with_git(&inventory, &policy, Some(&more), now());
+        check(&inventory, &policy, &with_more)?;
+        prop_assert!(
+            deleted_tags(&with_more).is_subset(&deleted_tags(&planned)),
+            "a keep policy deleted more: {:?} then {:?}", deleted(&planned), deleted(&with_more)
+        );
+    }
+
+    #[test]
+    fn the_default_set_never_deletes_a_stable_release(
+        facts in git_facts(),
+        inventory in git_inventory(),
+    ) {
+        let policy = Policy::resolve(None, &PolicyFlags::default()).unwrap();
+        let git = retention(facts, default_keep_policies(Some("r0")));
+        let planned = plan_with_git(&inventory, &policy, Some(&git), now());
+        check(&inventory, &policy, &planned)?;
+        for tag in deleted_tags(&planned) {
+            prop_assert!(!looks_like_release(&tag), "release `{tag}` deleted: {:?}", deleted(&planned));
+        }
+    }
+}
+
+#[test]
+fn a_checkout_missing_branches_keeps_what_it_cannot_prove_unneeded() {
+    let facts = GitFacts { partial_branches: true, ..scenario_facts(false) };
+    let git = retention(facts, default_keep_policies(Some("main")));
+    let plan = plan_with_git(&scenario_inventory(), &bare(), Some(&git), now());
+    let reasons: BTreeMap<String, String> = kept(&plan).into_iter().collect();
+    for tag in ["sha-8", "gone-old", "nightly"] {
+        assert!(
+            reasons[tag].starts_with("kept: the checkout did not fetch every branch"),
+            "{tag}: {}",
+            reasons[tag]
+        );
+    }
+    assert!(plan.deleted.is_empty(), "{:?}", deleted(&plan));
+}
+
+#[test]
+fn a_pre_release_is_kept_until_its_release_is_tagged() {
+    let inventory = one(repository(
+        "acme/app",
+        vec![
+            tag("v2.0.0-rc.1", "app", 1),
+            tag("2.1.0-beta", "app", 2),
+            tag("v2.0.0", "app", 3),
+            monorepo_tag("web", "3.0.0-rc.2", 4),
+        ],
+        vec![(1, image(3 * DAY)), (2, image(3 * DAY)), (3, image(3 * DAY)), (4, image(3 * DAY))],
+    ));
+    let plan = plan(&inventory, &bare(), now());
+    assert_eq!(
+        kept(&plan),
+        pairs(&[
+            (
+                "2.1.0-beta",
+                "kept: `2.1.0-beta` is a pre-release of 2.1.0, which has no release tag yet (delete_releases is off)"
+            ),
+            ("v2.0.0", "kept: `v2.0.0` looks like a release (delete_releases is off)"),
+            (
+                "web-3.0.0-rc.2",
+                "kept: `3.0.0-rc.2` is a pre-release of 3.0.0, which has no release tag yet (delete_releases is off)"
+            ),
+        ])
+    );
+    // released: the other rules decide it (here none keeps it)
+    assert_eq!(
+        deleted(&plan),
+        triples(&[("v2.0.0-rc.1", DeleteMethod::Digest, "deleted: no keep rule is configured")])
+    );
+    let releases_too =
+        plan_with_git(&inventory, &Policy { delete_releases: true, ..bare() }, None, now());
+    assert!(releases_too.kept.is_empty(), "{:?}", kept(&releases_too));
+}
+
+/// werf's documented default keepPolicies, written as `keep_policies`; what werf's cleanup
+/// documentation says each keeps is in the comments, and the plan is checked against it.
+const WERF_DEFAULTS: &str = r#"
+keep_policies:
+  # "one version for the last 10 Git tags (based on the HEAD commit creation date)"
+  - references:
+      tag: ".*"
+      limit: {last: 10}
+  # "up to two versions from the past week for the 10 most active Git branches"
+  - references:
+      branch: ".*"
+      limit: {last: 10, in: 168h, operator: And}
+    images_per_reference: {last: 2, in: 168h, operator: And}
+  # "two versions for the Git branches main, master, staging, and production"
+  - references:
+      branch: "main|master|staging|production"
+    images_per_reference: {last: 2}
+"#;
+
+#[test]
+fn werf_default_keep_policies_keep_what_werf_documents() {
+    let section: crate::project::PolicySection = serde_saphyr::from_str(WERF_DEFAULTS).unwrap();
+    let policy = Policy::resolve(Some(&section), &PolicyFlags::default()).unwrap();
+    let GitRules::Configured(policies) = policy.git.clone() else { panic!("{:?}", policy.git) };
+    let policy = Policy { keep_last: None, keep_within: None, ..policy };
+    // 11 git tags (v1.0.N committed N+1 days ago), 11 branches bN (N+1 hours ago) and main
+    // (30 minutes ago) with 3 images each, every commit made an hour ago
+    let mut references = Vec::new();
+    let mut tags = Vec::new();
+    let mut manifests = Vec::new();
+    let mut add = |name: String, n: u32| {
+        tags.push(tag(&name, "app", n));
+        manifests.push((n, built(Some(n), None, 3 * DAY)));
+    };
+    for n in 0..11u32 {
+        references.push(git_reference(
+            ReferenceKind::Tag,
+            &format!("v1.0.{n}"),
+            i64::from(n + 1) * DAY,
+            &[100 + n],
+        ));
+        add(format!("t-{n}"), 100 + n);
+        let commits: Vec<u32> = (0..3).map(|k| 200 + 3 * n + k).collect();
+        references.push(git_reference(
+            ReferenceKind::Branch,
+            &format!("b{n}"),
+            i64::from(n + 1) * HOUR,
+            &commits,
+        ));
+        for (k, commit) in commits.iter().enumerate() {
+            add(format!("b{n}-{k}"), *commit);
+        }
+    }
+    references.push(git_reference(ReferenceKind::Branch, "main", 30 * MINUTE, &[300, 301, 302]));
+    for k in 0..3u32 {
+        add(format!("main-{k}"), 300 + k);
+    }
+    let mut facts = facts(references, &[], false);
+    for (n, _) in &manifests {
+        facts.commits.insert(sha(*n), Commit { id: sha(*n), time: ago(HOUR) });
+    }
+    let git = GitRetention { tag_rules: None, ..retention(facts, policies) };
+    let plan =
+        plan_with_git(&one(repository("acme/app", tags, manifests)), &policy, Some(&git), now());
+
+    let mut want_deleted: Vec<String> = vec!["t-10".to_owned(), "main-2".to_owned()];
+    want_deleted.extend((0..9).map(|n| format!("b{n}-2")));
+    want_deleted.extend((9..11).flat_map(|n| (0..3).map(move |k| format!("b{n}-{k}"))));
+    want_deleted.sort();
+    assert_eq!(deleted_tags(&plan).into_iter().collect::<Vec<_>>(), want_deleted);
+    assert_eq!(plan.kept.len(), 10 + 9 * 2 + 2);
+    let reasons: BTreeMap<String, String> = kept(&plan).into_iter().collect();
+    assert_eq!(
+        reasons["t-9"],
+        "kept: tag `v1.0.9`, image 1 (a keep policy keeps the newest 1); evidence: revision label"
+    );
+    assert_eq!(
+        reasons["main-1"],
+        "kept: branch `main`, image 2 (a keep policy keeps the newest 2 and those of the last 1w); evidence: revision label"
+    );
+    assert_eq!(
+        deleted(&plan).into_iter().find(|(tag, _, _)| tag == "b9-0").unwrap().2,
+        "deleted: image 1 of branch `b9`, which no keep policy keeps; evidence: revision label"
+    );
 }

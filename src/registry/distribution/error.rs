@@ -385,6 +385,9 @@ impl Classify for DistributionError {
             Self::Denied { registry, account, .. } => Some(format!(
                 "grant {account} the permission this operation needs on `{registry}` (pull, push or delete)"
             )),
+            Self::Tls { .. } if super::no_ca_certificates() => Some(
+                "this machine has no CA certificates, so no HTTPS certificate can be verified: install them (`ca-certificates`), point SSL_CERT_FILE at a CA bundle, or use an image of dockhand that ships them".into(),
+            ),
             Self::Tls { registry, .. } => Some(format!(
                 "if `{registry}` uses a certificate from a private CA, point SSL_CERT_FILE at that CA's certificate; a registry that speaks plain HTTP needs `--insecure-registry {registry}`"
             )),

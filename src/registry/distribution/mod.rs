@@ -16,6 +16,7 @@ pub mod retry;
 pub mod urls;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ pub use error::{Account, Code, DistributionError, ErrorEnvelope, Operation};
 pub use manifest::{
     Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead, TOMBSTONE_ANNOTATION,
 };
-pub use operations::{BlobTransfer, DeleteSupport, Referrers, ReferrersSource};
+pub use operations::{BlobTransfer, DeleteSupport, Referrers, ReferrersSource, TagListing};
 pub use retry::RetryPolicy;
 pub use urls::ManifestRef;
 
@@ -229,24 +230,43 @@ fn redirect_policy(insecure: &[RegistryHost]) -> reqwest::redirect::Policy {
     })
 }
 
+/// Set once a client was built on a machine without CA certificates.
+static NO_CA_CERTIFICATES: AtomicBool = AtomicBool::new(false);
+
+/// `true` once [`http_client`] found no CA certificates on this machine: every HTTPS
+/// certificate is then refused, and the TLS error says why.
+pub fn no_ca_certificates() -> bool {
+    NO_CA_CERTIFICATES.load(Ordering::Relaxed)
+}
+
 /// The HTTP client every request to a registry or a vendor API goes through: the process's
 /// ring TLS (installed here if nothing is yet), `options`' user agent and timeouts, and
-/// redirects that never reach plain HTTP on a host not named insecure.
-pub fn http_client(options: &ClientOptions) -> reqwest::ClientBuilder {
+/// redirects that never reach plain HTTP on a host not named insecure. On a machine without CA
+/// certificates (an image `FROM scratch` without them, `SSL_CERT_FILE` pointing nowhere) the
+/// system's verifier cannot start: the client then trusts no certificate at all, so plain HTTP
+/// to the registries named insecure still works and HTTPS fails with a hint saying why.
+pub fn http_client(options: &ClientOptions) -> Result<reqwest::Client, reqwest::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(options.user_agent.clone())
-        .connect_timeout(options.connect_timeout)
-        .read_timeout(options.read_timeout)
-        .timeout(options.request_timeout)
-        .redirect(redirect_policy(&options.insecure))
+    let builder = || {
+        reqwest::Client::builder()
+            .user_agent(options.user_agent.clone())
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
+            .timeout(options.request_timeout)
+            .redirect(redirect_policy(&options.insecure))
+    };
+    builder().build().or_else(|error| {
+        log::debug!("no CA certificates to verify HTTPS with ({error}): trusting none");
+        NO_CA_CERTIFICATES.store(true, Ordering::Relaxed);
+        builder().tls_certs_only(std::iter::empty()).build()
+    })
 }
 
 impl Client {
     /// Builds a client. Installs the ring TLS provider for the process if none is installed yet,
     /// so library users and tests need no setup.
     pub fn new(options: ClientOptions) -> Result<Self, DistributionError> {
-        let http = http_client(&options).build().map_err(DistributionError::ClientBuild)?;
+        let http = http_client(&options).map_err(DistributionError::ClientBuild)?;
         let permits = Semaphore::new(options.concurrency.max(1));
         Ok(Self {
             inner: Arc::new(Inner {

@@ -5,7 +5,7 @@
 //! into a typed result or a [`DistributionError`] carrying the registry's error codes. Bodies
 //! are verified against their digests. Decides nothing about what to keep or delete.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -70,6 +70,19 @@ pub struct Referrers {
 struct TagsPage {
     #[serde(default)]
     tags: Option<Vec<String>>,
+    /// GCR's and Artifact Registry's extension: digest → what the registry records about it.
+    #[serde(default)]
+    manifest: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// A repository's tag list with what the registry adds to it.
+#[derive(Debug, Default)]
+pub struct TagListing {
+    /// Every tag, sorted, without duplicates.
+    pub tags: Vec<Tag>,
+    /// The `manifest` map some registries add to each page (GCR, Artifact Registry: digest →
+    /// its tags and times), merged over the pages, unparsed; empty elsewhere.
+    pub manifests: BTreeMap<String, serde_json::Value>,
 }
 
 /// The digest of `bytes` in the algorithm of `expected`.
@@ -148,12 +161,21 @@ impl Client {
     /// [`DistributionError::ListingTooLong`] past [`MAX_TAG_PAGES`] pages or [`MAX_TAGS`]
     /// tags, and with a `Registry` error (404, `NAME_UNKNOWN`) for an unknown repository.
     pub async fn list_tags(&self, repository: &RepoAddress) -> Result<Vec<Tag>, DistributionError> {
+        Ok(self.tag_listing(repository).await?.tags)
+    }
+
+    /// [`Client::list_tags`], with the `manifest` map of the registries that add one.
+    pub async fn tag_listing(
+        &self,
+        repository: &RepoAddress,
+    ) -> Result<TagListing, DistributionError> {
         let operation = Self::operation(&Method::GET, format!("{repository} tags"));
         let scopes = [TokenScope::repository(&repository.path, Access::Pull)];
         let mut url = urls::tags(&self.registry_url(repository), repository, Some(TAG_PAGE_SIZE));
         let mut seen_pages = HashSet::from([url.to_string()]);
         let mut seen_last = HashSet::new();
         let mut names = BTreeSet::new();
+        let mut manifests = BTreeMap::new();
         for _ in 0..MAX_TAG_PAGES {
             let mut outgoing = Outgoing::new(Method::GET, url.clone());
             outgoing.body_limit = TAGS_PAGE_LIMIT;
@@ -176,6 +198,7 @@ impl Client {
             })?;
             let before = names.len();
             names.extend(page.tags.unwrap_or_default());
+            manifests.extend(page.manifest.unwrap_or_default());
             if names.len() > MAX_TAGS {
                 return Err(DistributionError::ListingTooLong {
                     operation,
@@ -192,7 +215,8 @@ impl Client {
                 .iter()
                 .filter_map(|value| value.to_str().ok());
             let Some(next) = urls::next_link(links, &url) else {
-                return Self::sorted_tags(&operation, names);
+                let tags = Self::sorted_tags(&operation, names)?;
+                return Ok(TagListing { tags, manifests });
             };
             if !urls::same_origin(&next, &url) {
                 return Err(DistributionError::ForeignPage { operation, page: next.to_string() });

@@ -162,8 +162,8 @@ fn list_tags(
 
 /// Removes `tag` alone on the real registry behind (which has no tag delete): points it at a
 /// unique manifest and deletes that one, leaving the manifest it pointed at in place. This is
-/// the stand-in's bookkeeping, not dockhand's.
-fn remove_tag_only(state: &mut State, repository: &str, tag: &str) {
+/// the stand-in's bookkeeping, not dockhand's (Artifactory's tag-folder delete uses it too).
+pub(super) fn remove_tag_only(state: &mut State, repository: &str, tag: &str) {
     let port = state.registry_port;
     let send = |method: &str, target: &str, content_type: Option<&str>, body: Vec<u8>| {
         let mut headers = format!("Host: 127.0.0.1:{port}\r\nContent-Length: {}\r\n", body.len());

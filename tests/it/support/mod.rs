@@ -3,12 +3,19 @@
 //!
 //! Everything here starts on `127.0.0.1:0` and stops in `Drop`, so a test stops what it starts.
 
+mod artifactory_api;
 pub mod binary;
 mod docker_hub_api;
 mod github_api;
+mod gitlab_api;
+mod google_api;
+mod harbor_api;
+pub use google_api::rsa_key_pair;
 pub mod moto;
+mod nexus_api;
 pub mod peers;
 pub mod proxy;
+mod quay_api;
 pub mod registry;
 pub mod seed;
 pub mod stand_in;

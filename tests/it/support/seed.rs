@@ -36,7 +36,19 @@ pub async fn push_image(
     created: &str,
 ) -> Digest {
     let seed = format!("{}-{}", tag.unwrap_or("untagged"), fastrand::u64(..));
-    push_manifest(client, repository, tag, created, &seed, &[]).await
+    push_manifest(client, repository, tag, created, &seed, &[], &[]).await
+}
+
+/// [`push_image`] with these labels in its config as well (e.g. the OCI revision label).
+pub async fn push_labelled_image(
+    client: &Client,
+    repository: &RepoAddress,
+    tag: &str,
+    created: &str,
+    labels: &[(&str, &str)],
+) -> Digest {
+    let seed = format!("{tag}-{}", fastrand::u64(..));
+    push_manifest(client, repository, Some(tag), created, &seed, &[], labels).await
 }
 
 /// Pushes a one-layer OCI image whose layer is `content` under `tag`. Returns its digest.
@@ -51,11 +63,12 @@ pub async fn push_layered_image(
         .await
         .expect("upload layer");
     let layers = [(layer, content.len())];
-    push_manifest(client, repository, Some(tag), "2026-11-01T10:00:00Z", content, &layers).await
+    push_manifest(client, repository, Some(tag), "2026-11-01T10:00:00Z", content, &layers, &[])
+        .await
 }
 
-/// An OCI image manifest over a config saying `created` and labelled `seed`, and `layers`
-/// (digest, size) already uploaded.
+/// An OCI image manifest over a config saying `created` and labelled `seed` (and `labels`),
+/// and `layers` (digest, size) already uploaded.
 async fn push_manifest(
     client: &Client,
     repository: &RepoAddress,
@@ -63,13 +76,19 @@ async fn push_manifest(
     created: &str,
     seed: &str,
     layers: &[(Digest, usize)],
+    labels: &[(&str, &str)],
 ) -> Digest {
     let diff_ids: Vec<&Digest> = layers.iter().map(|(digest, _)| digest).collect();
+    let mut all_labels = serde_json::Map::new();
+    all_labels.insert("seed".to_owned(), seed.into());
+    for (key, value) in labels {
+        all_labels.insert((*key).to_owned(), (*value).into());
+    }
     let config = serde_json::json!({
         "created": created,
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Labels": {"seed": seed}},
+        "config": {"Labels": all_labels},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     })
     .to_string();

@@ -23,8 +23,29 @@
 //!     `GET /v2/namespaces/{namespace}/repositories/{repository}/tags` (`page_size` ≤ 100,
 //!     absolute `next` URLs, `tag_last_pushed`) and
 //!     `DELETE /v2/repositories/{namespace}/{repository}/tags/{tag}/`. See `docker_hub_api.rs`.
+//!   - Artifactory ([`Flavor::Artifactory`]): JFrog's REST API documentation ("JFrog REST
+//!     APIs": Delete Item, Get Folder Info, Docker "List Docker Tags", Error Responses). See
+//!     `artifactory_api.rs`.
+//!   - Nexus ([`Flavor::Nexus`]): Sonatype's Nexus Repository REST API (its Swagger
+//!     description, `/service/rest/swagger.json`: search and components). See `nexus_api.rs`.
+//!     Nexus's Docker API deletes manifests by digest, so this front forwards a digest
+//!     `DELETE` (and forgets that version) and refuses only tag deletes.
+//!   - Google ([`Flavor::Google`]): the OAuth 2.0 token endpoint (JWT bearer grant), STS
+//!     `v1/token`, IAM `generateAccessToken`, and a registry front that wants an
+//!     `oauth2accesstoken` login, untags on a tag `DELETE` and refuses a manifest `DELETE`
+//!     while tags point at it. See `google_api.rs`.
 //!
-//! Both can answer the next API requests with 429 + `Retry-After` ([`StandIn::throttle`]), and
+//!   - GitLab ([`Flavor::Gitlab`]): GitLab's REST API docs (docs.gitlab.com, "Container
+//!     registry API"): `GET /api/v4/projects/:id/registry/repositories`,
+//!     `GET …/registry/repositories/:repository_id/tags[/:tag_name]` and
+//!     `DELETE …/tags/:tag_name`, with `PRIVATE-TOKEN` / `JOB-TOKEN` and GitLab's error bodies.
+//!     Its front passes registry deletes on. See `gitlab_api.rs`.
+//!   - Harbor ([`Flavor::Harbor`]): Harbor's swagger (v2.0): the artifact list and the tag and
+//!     artifact deletes, basic auth, tag immutability rules. See `harbor_api.rs`.
+//!   - Quay ([`Flavor::Quay`]): Quay's API docs (the `tag` resource: list and delete, bearer
+//!     tokens). See `quay_api.rs`.
+//!
+//! All can answer the next API requests with 429 + `Retry-After` ([`StandIn::throttle`]), and
 //! the front can fail chosen registry reads with 500 ([`StandIn::fail_registry_gets`]).
 //! Every request is logged as `API METHOD target` or `REGISTRY METHOD target`. `Drop` stops
 //! and joins both threads.
@@ -38,17 +59,31 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dockhand::reference::{Digest, RepoAddress};
-use dockhand::registry::distribution::{Client, ClientOptions};
+use dockhand::registry::distribution::{Client, ClientOptions, Credential};
 use jiff::{SignedDuration, Timestamp};
 
 use super::binary::{Dockhand, dockhand};
 use super::proxy::{self, Request, Response};
+
+/// A docker config `auths` entry for `user` and `password`.
+pub fn basic_login(user: &str, password: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    serde_json::json!({ "auth": auth })
+}
 
 /// Which vendor the API plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
     Github,
     DockerHub,
+    Artifactory,
+    Nexus,
+    Gitlab,
+    Harbor,
+    Quay,
+    /// Artifact Registry / gcr.io and Google's token endpoints (`google_api.rs`).
+    Google,
 }
 
 /// A manifest the registry holds, as the vendor's API sees it.
@@ -74,6 +109,16 @@ pub enum GithubToken {
     Workflow { admin: bool },
 }
 
+/// A GitLab token the API knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitlabToken {
+    /// A personal, group or project access token: `delete` says whether it has the `api` scope
+    /// and the Developer role (else deletes answer 403).
+    Access { delete: bool },
+    /// A job's `CI_JOB_TOKEN`: it reaches only `project`, with the pipeline user's role.
+    Job { project: String, delete: bool },
+}
+
 /// What a Docker Hub access token may do (the PAT permission).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HubAccess {
@@ -96,8 +141,24 @@ pub(super) struct State {
     pub(super) hub_users: BTreeMap<String, (String, HubAccess)>,
     /// Docker Hub access tokens handed out → (identifier, access).
     pub(super) hub_tokens: BTreeMap<String, (String, HubAccess)>,
+    /// Artifactory and Nexus users → (password, may delete).
+    pub(super) registry_users: BTreeMap<String, (String, bool)>,
+    /// Artifactory access tokens (sent as Bearer) → may delete.
+    pub(super) access_tokens: BTreeMap<String, bool>,
     /// Docker Hub: `/v2/auth/token` is not there (an older Hub): only `/v2/users/login` works.
     pub(super) hub_no_auth_token: bool,
+    /// Harbor user (or robot account) → (password, may delete).
+    pub(super) harbor_users: BTreeMap<String, (String, bool)>,
+    pub(super) harbor_projects: std::collections::BTreeSet<String>,
+    /// Harbor tag immutability rules: tag patterns (`v*`, or an exact name).
+    pub(super) harbor_immutable: Vec<String>,
+    /// Quay bearer tokens → whether each may write (`repo:write`).
+    pub(super) quay_tokens: BTreeMap<String, bool>,
+    /// GitLab project path → project id.
+    pub(super) gitlab_projects: BTreeMap<String, u64>,
+    pub(super) gitlab_tokens: BTreeMap<String, GitlabToken>,
+    /// GitLab registry repository path → its id, handed out when first listed.
+    pub(super) gitlab_repository_ids: BTreeMap<String, u64>,
     /// Answer the next API requests with 429 and this `Retry-After`.
     pub(super) throttle: VecDeque<u64>,
     /// Enforce at most this many deletes in any 60 s (GitHub's secondary limit).
@@ -110,6 +171,18 @@ pub(super) struct State {
     pub(super) remaining: u64,
     /// Registry `GET`s whose target contains one of these answer 500.
     pub(super) failing_gets: Vec<String>,
+    /// Google service accounts → their public key (PEM).
+    pub(super) google_accounts: BTreeMap<String, String>,
+    /// Google workload identity providers (audience) → (the subject token they accept, the
+    /// service account their principal may impersonate).
+    pub(super) google_federation: BTreeMap<String, (String, Option<String>)>,
+    /// Google access tokens handed out (and the seeding one): what the registry accepts.
+    pub(super) google_tokens: std::collections::BTreeSet<String>,
+    /// Federated (STS) tokens → their audience.
+    pub(super) google_federated: BTreeMap<String, String>,
+    /// Google: a tag `DELETE` deletes the manifest (and every tag on it), as a registry that
+    /// does not untag would.
+    pub(super) google_tag_delete_takes_manifest: bool,
 }
 
 impl State {
@@ -193,7 +266,40 @@ pub(super) struct ApiRequest {
     pub(super) path: String,
     pub(super) query: BTreeMap<String, String>,
     pub(super) authorization: Option<String>,
+    /// Every header line, as sent.
+    pub(super) headers: String,
     pub(super) body: Vec<u8>,
+}
+
+impl ApiRequest {
+    /// The value of header `name` (any case).
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// `text` with each `%XX` decoded once.
+pub(super) fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| text.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if let Some(byte) = escaped {
+            decoded.push(byte);
+            at += 3;
+        } else {
+            decoded.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// An API answer.
@@ -234,6 +340,7 @@ impl StandIn {
             registry_port,
             api_port,
             remaining: 5000,
+            google_tokens: [super::google_api::SEED_TOKEN.to_owned()].into(),
             ..State::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -269,13 +376,22 @@ impl StandIn {
         format!("127.0.0.1:{}", self.front_port)
     }
 
-    /// A distribution client that talks plain HTTP to the front, anonymously.
+    /// A distribution client that talks plain HTTP to the front, anonymously (Google: with a
+    /// seeding token the front accepts).
     pub fn client(&self) -> Client {
-        Client::new(ClientOptions {
-            insecure: vec![self.host().parse().expect("front host")],
-            ..ClientOptions::default()
-        })
-        .expect("client")
+        let host: dockhand::reference::RegistryHost = self.host().parse().expect("front host");
+        let mut credentials = BTreeMap::new();
+        if self.flavor == Flavor::Google {
+            credentials.insert(
+                host.clone(),
+                Credential::Basic {
+                    username: "oauth2accesstoken".to_owned(),
+                    password: dockhand::secret::Secret::new(super::google_api::SEED_TOKEN),
+                },
+            );
+        }
+        Client::new(ClientOptions { insecure: vec![host], credentials, ..ClientOptions::default() })
+            .expect("client")
     }
 
     /// The repository `path` behind the front.
@@ -330,12 +446,93 @@ impl StandIn {
         self.state.lock().unwrap().github_tokens.insert(token.to_owned(), kind);
     }
 
+    /// A Harbor project.
+    pub fn add_harbor_project(&self, project: &str) {
+        self.state.lock().unwrap().harbor_projects.insert(project.to_owned());
+    }
+
+    /// A Harbor user or robot account; `delete` says whether it may delete artifacts and tags.
+    pub fn add_harbor_user(&self, user: &str, password: &str, delete: bool) {
+        self.state
+            .lock()
+            .unwrap()
+            .harbor_users
+            .insert(user.to_owned(), (password.to_owned(), delete));
+    }
+
+    /// A tag immutability rule for tags matching `pattern` (`v*`, or an exact name).
+    pub fn add_harbor_immutable_rule(&self, pattern: &str) {
+        self.state.lock().unwrap().harbor_immutable.push(pattern.to_owned());
+    }
+
+    /// A Quay token; `write` says whether it has `repo:write`.
+    pub fn add_quay_token(&self, token: &str, write: bool) {
+        self.state.lock().unwrap().quay_tokens.insert(token.to_owned(), write);
+    }
+
+    /// A GitLab project at `path` (`group/project`), with id `id`.
+    pub fn add_gitlab_project(&self, path: &str, id: u64) {
+        self.state.lock().unwrap().gitlab_projects.insert(path.to_owned(), id);
+    }
+
+    pub fn add_gitlab_token(&self, token: &str, kind: GitlabToken) {
+        self.state.lock().unwrap().gitlab_tokens.insert(token.to_owned(), kind);
+    }
+
     pub fn add_hub_user(&self, identifier: &str, secret: &str, access: HubAccess) {
         self.state
             .lock()
             .unwrap()
             .hub_users
             .insert(identifier.to_owned(), (secret.to_owned(), access));
+    }
+
+    /// An Artifactory or Nexus user; `may_delete` is the Delete permission on the repository.
+    pub fn add_user(&self, username: &str, password: &str, may_delete: bool) {
+        self.state
+            .lock()
+            .unwrap()
+            .registry_users
+            .insert(username.to_owned(), (password.to_owned(), may_delete));
+    }
+
+    /// An Artifactory access token (Bearer); `may_delete` as for [`StandIn::add_user`].
+    pub fn add_access_token(&self, token: &str, may_delete: bool) {
+        self.state.lock().unwrap().access_tokens.insert(token.to_owned(), may_delete);
+    }
+
+    /// A docker config directory in `dir` whose entry for the front is `entry` (e.g.
+    /// [`basic_login`]); its path, for `DOCKER_CONFIG`.
+    pub fn docker_config(&self, dir: &std::path::Path, entry: &serde_json::Value) -> String {
+        let config_dir = dir.join("docker");
+        std::fs::create_dir_all(&config_dir).expect("docker config dir");
+        let config = serde_json::json!({"auths": {self.host(): entry}});
+        std::fs::write(config_dir.join("config.json"), config.to_string()).expect("config.json");
+        config_dir.display().to_string()
+    }
+
+    /// A Google service account whose key's public half is `public_pem`.
+    pub fn add_google_account(&self, email: &str, public_pem: &str) {
+        self.state.lock().unwrap().google_accounts.insert(email.to_owned(), public_pem.to_owned());
+    }
+
+    /// A Google workload identity provider `audience` accepting `subject_token`, whose
+    /// principal may impersonate `impersonable`.
+    pub fn add_google_federation(
+        &self,
+        audience: &str,
+        subject_token: &str,
+        impersonable: Option<&str>,
+    ) {
+        self.state.lock().unwrap().google_federation.insert(
+            audience.to_owned(),
+            (subject_token.to_owned(), impersonable.map(str::to_owned)),
+        );
+    }
+
+    /// Makes the Google front's tag `DELETE` delete the manifest with every tag on it.
+    pub fn google_tag_delete_takes_manifest(&self) {
+        self.state.lock().unwrap().google_tag_delete_takes_manifest = true;
     }
 
     /// Makes `POST /v2/auth/token` answer 404, as on a Hub without it.
@@ -411,7 +608,8 @@ impl StandIn {
         self.log().into_iter().filter(|line| line.starts_with("API ")).collect()
     }
 
-    /// Every request that changes something: API deletes and registry writes.
+    /// Every request that changes something: API deletes and registry writes (token requests
+    /// are not).
     pub fn writes(&self) -> Vec<String> {
         self.log()
             .into_iter()
@@ -420,6 +618,8 @@ impl StandIn {
                 matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")
                     && !line.contains("/v2/auth/token")
                     && !line.contains("/v2/users/login")
+                    && !matches!(line.split(' ').nth(2), Some("/token" | "/v1/token"))
+                    && !line.ends_with(":generateAccessToken")
             })
             .collect()
     }
@@ -455,10 +655,28 @@ fn serve_front(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> s
         };
         return proxy::write_response(&mut stream, &response);
     }
-    if request.method == "DELETE" {
+    if flavor == Flavor::Google {
+        let answer = super::google_api::front(&mut state.lock().unwrap(), &request);
+        if let Some(response) = answer {
+            return proxy::write_response(&mut stream, &response);
+        }
+    }
+    let digest_delete = request.method == "DELETE"
+        && manifest_target(&request.target).is_some_and(|(_, reference)| reference.contains(':'));
+    // GitLab's registry deletes (the distribution registry behind answers tag deletes as an
+    // instance before GitLab 16.4 does), Nexus's deletes digests; the others refuse every
+    // registry delete
+    if request.method == "DELETE"
+        && flavor != Flavor::Gitlab
+        && !(flavor == Flavor::Nexus && digest_delete)
+    {
         let message = match flavor {
             Flavor::Github => "delete is not supported on this registry; use the Packages API",
-            Flavor::DockerHub => "The operation is unsupported.",
+            Flavor::DockerHub | Flavor::Gitlab | Flavor::Harbor | Flavor::Quay | Flavor::Google => {
+                "The operation is unsupported."
+            }
+            Flavor::Artifactory => "dockhand sends no registry DELETE to Artifactory",
+            Flavor::Nexus => "dockhand sends no registry tag DELETE to Nexus",
         };
         let body = serde_json::json!({"errors": [{"code": "UNSUPPORTED", "message": message}]});
         let response = Response {
@@ -477,6 +695,13 @@ fn serve_front(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> s
             let digest = Digest::sha256_of(&request.body).to_string();
             state.lock().unwrap().record_put(&repository, &reference, &digest);
         }
+    }
+    if digest_delete
+        && let Some((repository, digest)) = manifest_target(&request.target)
+        && proxy::parse_response(&raw).status_line.contains(" 202 ")
+        && let Some(versions) = state.lock().unwrap().repositories.get_mut(&repository)
+    {
+        versions.retain(|version| version.digest != digest);
     }
     stream.write_all(&raw)
 }
@@ -501,6 +726,7 @@ fn serve_api(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> std
         path: url.path().to_owned(),
         query: url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
         authorization,
+        headers: raw.headers.clone(),
         body: raw.body,
     };
     let response = {
@@ -511,14 +737,34 @@ fn serve_api(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> std
                 Flavor::Github => serde_json::json!({
                     "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
                     "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
-                }),
-                Flavor::DockerHub => serde_json::json!({"detail": "Rate limit exceeded"}),
+                })
+                .to_string(),
+                Flavor::DockerHub => serde_json::json!({"detail": "Rate limit exceeded"}).to_string(),
+                // GitLab's throttle answers plain text
+                Flavor::Gitlab => "Retry later\n".to_owned(),
+                Flavor::Harbor => super::harbor_api::error(429, "TOO_MANY_REQUESTS", "too many requests").body,
+                Flavor::Quay => super::quay_api::error(429, "too_many_requests", "Too Many Requests").body,
+                Flavor::Artifactory => serde_json::json!({
+                    "errors": [{"status": 429, "message": "Too Many Requests"}],
+                })
+                .to_string(),
+                Flavor::Nexus => serde_json::json!("Too Many Requests").to_string(),
+                Flavor::Google => serde_json::json!({
+                    "error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"},
+                })
+                .to_string(),
             };
-            ApiResponse::json(429, &body).with_header(format!("Retry-After: {retry_after}"))
+            ApiResponse { status: 429, headers: vec![format!("Retry-After: {retry_after}")], body }
         } else {
             match flavor {
                 Flavor::Github => super::github_api::handle(&mut state, &request),
                 Flavor::DockerHub => super::docker_hub_api::handle(&mut state, &request),
+                Flavor::Artifactory => super::artifactory_api::handle(&mut state, &request),
+                Flavor::Nexus => super::nexus_api::handle(&mut state, &request),
+                Flavor::Gitlab => super::gitlab_api::handle(&mut state, &request),
+                Flavor::Harbor => super::harbor_api::handle(&mut state, &request),
+                Flavor::Quay => super::quay_api::handle(&mut state, &request),
+                Flavor::Google => super::google_api::handle(&mut state, &request),
             }
         }
     };
