@@ -256,3 +256,33 @@ pub const DOCKHAND_ECR_REGISTRIES: &str = "DOCKHAND_ECR_REGISTRIES";
 /// Google registries (`ci-env`, `login`, and any command without a docker config entry for the
 /// host); the token endpoints are the ones the file names.
 pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+
+// --- Azure (ACR): Microsoft Entra ID credentials, named as Azure's own tools name them ---
+
+/// The application (client) id of the service principal or of the managed identity.
+pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+/// The directory (tenant) id the service principal belongs to.
+pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
+/// A client secret of the service principal: with `AZURE_CLIENT_ID` and `AZURE_TENANT_ID`,
+/// dockhand mints the ACR login of `*.azurecr.io` registries.
+pub const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+/// A file holding the CI's OIDC token (workload identity federation), exchanged at Entra ID
+/// as a client assertion, with `AZURE_CLIENT_ID` and `AZURE_TENANT_ID`.
+pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+/// Entra ID authority (default `https://login.microsoftonline.com`; sovereign clouds have their
+/// own); plain `http://` only for a host named by `--insecure-registry`.
+pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+/// GitHub Actions' OIDC token service, set in jobs with `permissions: id-token: write`: used for
+/// workload identity federation with Entra ID when `AZURE_FEDERATED_TOKEN_FILE` is not set.
+pub const ACTIONS_ID_TOKEN_REQUEST_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+/// The bearer token for `ACTIONS_ID_TOKEN_REQUEST_URL`.
+pub const ACTIONS_ID_TOKEN_REQUEST_TOKEN: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+/// `true`: take the Entra token from the machine's managed identity (Azure VMs, scale sets and
+/// self-hosted runners on them; the user-assigned one `AZURE_CLIENT_ID` names, if set).
+pub const DOCKHAND_AZURE_MANAGED_IDENTITY: &str = "DOCKHAND_AZURE_MANAGED_IDENTITY";
+/// The managed identity endpoint (default
+/// `http://169.254.169.254/metadata/identity/oauth2/token`, Azure's instance metadata service).
+pub const DOCKHAND_AZURE_IMDS_URL: &str = "DOCKHAND_AZURE_IMDS_URL";
+/// The Entra token's scope (default `https://management.azure.com/.default`; registries that
+/// refuse Azure Resource Manager tokens want `https://containerregistry.azure.net/.default`).
+pub const DOCKHAND_AZURE_SCOPE: &str = "DOCKHAND_AZURE_SCOPE";

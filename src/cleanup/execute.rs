@@ -222,7 +222,7 @@ pub struct ApplyOptions<'p> {
 }
 
 /// Applies plans through the registry seam, at most `concurrency` requests at once per
-/// repository. The caller has checked [`Registry::delete_refusal`].
+/// repository.
 #[derive(Debug)]
 pub struct Executor<'a> {
     registry: &'a Registry,

@@ -31,7 +31,7 @@ use crate::exit::{Classify, ExitStatus, causes};
 use crate::naming::Mode;
 use crate::output::Output;
 use crate::reference::RepoAddress;
-use crate::registry::{Capabilities, DeleteRefusal, Implementation, Registry, RegistryError};
+use crate::registry::{Capabilities, Implementation, Registry, RegistryError};
 use crate::tags::TagRules;
 use execute::{ApplyOptions, ExecuteError, Executor, Outcome};
 use git::GitError;
@@ -45,8 +45,6 @@ use report::Document;
 /// Why a cleanup could not run at all (per-item failures are reported, not returned).
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
-    #[error(transparent)]
-    Refused(#[from] DeleteRefusal),
     #[error(transparent)]
     Execute(#[from] ExecuteError),
     #[error(transparent)]
@@ -72,7 +70,6 @@ pub enum CleanupError {
 impl Classify for CleanupError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Refused(error) => error.exit_status(),
             Self::Execute(error) => error.exit_status(),
             Self::PlanFile(error) => error.exit_status(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => ExitStatus::Failure,
@@ -84,7 +81,6 @@ impl Classify for CleanupError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            Self::Refused(error) => error.hint(),
             Self::Execute(error) => error.hint(),
             Self::PlanFile(error) => error.hint(),
             Self::PlanWrite { .. } | Self::GithubFiles(_) => None,
@@ -171,9 +167,6 @@ pub async fn run_reporting(
     let started = Instant::now();
     // a deadline past what an `Instant` can hold is no deadline
     let deadline = settings.policy.max_duration.and_then(|duration| started.checked_add(duration));
-    if let Some(refusal) = registry.delete_refusal() {
-        return Err(refusal.into());
-    }
     let executor = Executor::new(registry);
     let saved = settings.apply_plan.as_deref().map(SavedPlan::load).transpose()?;
     let section =

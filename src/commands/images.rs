@@ -21,8 +21,8 @@ use crate::output::Output;
 use crate::process;
 use crate::publish::{self, BlobLocations, Layout, Pushed, Target};
 use crate::reference::Tag;
+use crate::registry::Registry;
 use crate::registry::distribution::DistributionError;
-use crate::registry::{DeleteRefusal, Registry};
 use crate::settings::{BuildSettings, GlobalSettings, ImagesSettings};
 
 /// Everything the build and publish phases need, resolved and validated before any builder or
@@ -327,15 +327,12 @@ pub(super) fn publish(
     Ok(ExitStatus::Success)
 }
 
-/// `run`'s JSON: what was pushed, and the cleanup's result (its keys beside `pushed`) or why
-/// it was skipped.
+/// `run`'s JSON: what was pushed, and the cleanup's result (its keys beside `pushed`).
 #[derive(Debug, Serialize)]
 struct RunReport<'a> {
     pushed: &'a [Pushed],
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    cleanup: Option<&'a Document>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cleanup_skipped: Option<String>,
+    #[serde(flatten)]
+    cleanup: &'a Document,
 }
 
 pub(super) fn run(
@@ -364,22 +361,8 @@ pub(super) fn run(
         record_pushed(pushed, output)?
     };
     let registry = connect(&phases.settings, invocation.env, Some(&phases.ci), &cleanup.repo)?;
-    if let Some(refusal) = registry.delete_refusal() {
-        // `run` was asked to ship images: a registry whose deletes this version cannot do is
-        // no reason to fail a publish that succeeded (`dockhand cleanup` still says why)
-        let DeleteRefusal::NativeApi { implementation } = refusal;
-        let reason = format!(
-            "cleanup skipped: deleting tags on `{implementation}` needs its native API, which this version does not support"
-        );
-        log::warn!("{reason}");
-        let report =
-            RunReport { pushed: &published.pushed, cleanup: None, cleanup_skipped: Some(reason) };
-        output.result(&report, || published.text());
-        return Ok(ExitStatus::Success);
-    }
     let present = |document: &Document| {
-        let report =
-            RunReport { pushed: &published.pushed, cleanup: Some(document), cleanup_skipped: None };
+        let report = RunReport { pushed: &published.pushed, cleanup: document };
         output.result(&report, || format!("{}\n\n{}", published.text(), document.text()));
     };
     Ok(block_on(cleanup::run_reporting(

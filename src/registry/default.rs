@@ -7,34 +7,25 @@
 //! a unique throw-away manifest whose digest the caller deletes afterwards, which removes that
 //! tag and nothing else (docs/registries.md §3). Once a registry has refused one tag delete,
 //! later tags go straight to the throw-away manifest.
-//!
-//! Implementations whose registry API cannot delete a single tag safely and whose native API
-//! this version does not speak yet are served by this file too: they read and push through
-//! the registry API and refuse every delete with [`DeleteRefusal::NativeApi`] before anything
-//! is read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::distribution::{Client, DeleteSupport, DistributionError};
-use super::{
-    Capabilities, DeleteRefusal, Implementation, RegistryError, Removal, TagDelete, Untagged,
-    Vendor,
-};
+use super::{Capabilities, RegistryError, Removal, Untagged, Vendor};
 use crate::reference::{Digest, RepoAddress, Tag};
 
 /// A registry reached through the distribution API alone.
 #[derive(Debug)]
 pub struct Distribution {
     client: Client,
-    implementation: Implementation,
     capabilities: Capabilities,
     /// Set once the registry refused an OCI tag delete: later tags use the throw-away manifest.
     tag_delete_refused: AtomicBool,
 }
 
 impl Distribution {
-    pub fn new(client: Client, implementation: Implementation, capabilities: Capabilities) -> Self {
-        Self { client, implementation, capabilities, tag_delete_refused: AtomicBool::new(false) }
+    pub fn new(client: Client, capabilities: Capabilities) -> Self {
+        Self { client, capabilities, tag_delete_refused: AtomicBool::new(false) }
     }
 }
 
@@ -45,25 +36,6 @@ impl Vendor for Distribution {
 
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
-    }
-
-    fn delete_refusal(&self) -> Option<DeleteRefusal> {
-        match self.capabilities.tag_delete {
-            TagDelete::Distribution => None,
-            TagDelete::NativeApi => {
-                Some(DeleteRefusal::NativeApi { implementation: self.implementation })
-            }
-        }
-    }
-
-    async fn ensure_repository(&self, _repository: &RepoAddress) -> Result<(), RegistryError> {
-        if self.capabilities.create_repository_before_push {
-            log::warn!(
-                "`{}` registries need each repository created before the first push; this version does not create them: create them first",
-                self.implementation
-            );
-        }
-        Ok(())
     }
 
     async fn probe_deletes(

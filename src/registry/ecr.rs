@@ -31,7 +31,7 @@ use jiff::Timestamp;
 
 use super::detect::ecr_account_and_region;
 use super::distribution::{Client, Credential, DeleteSupport, named_insecure};
-use super::{Capabilities, DeleteRefusal, MintedLogin, RegistryError, Removal, Untagged, Vendor};
+use super::{Capabilities, MintedLogin, RegistryError, Removal, Untagged, Vendor};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::project::{RepositoriesSection, TagMutability};
@@ -407,10 +407,6 @@ impl Vendor for Ecr {
 
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
-    }
-
-    fn delete_refusal(&self) -> Option<DeleteRefusal> {
-        None
     }
 
     async fn ensure_repository(&self, repository: &RepoAddress) -> Result<(), RegistryError> {

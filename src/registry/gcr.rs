@@ -36,7 +36,7 @@ use super::distribution::{
     Client, ClientOptions, Credential, DeleteSupport, DistributionError, ManifestRef,
 };
 use super::rest::{Reply, Rest, RestError, api_base};
-use super::{Capabilities, Implementation, MintedLogin, RegistryError, Removal, Untagged, Vendor};
+use super::{Capabilities, MintedLogin, RegistryError, Removal, Untagged, Vendor};
 use crate::env_vars::{self, EnvMap};
 use crate::exit::{Classify, ExitStatus};
 use crate::reference::{Digest, RegistryHost, RepoAddress, Tag};
@@ -510,7 +510,7 @@ impl Google {
         }
         let client = Client::new(options)?;
         Ok(Self {
-            inner: Distribution::new(client, Implementation::Gcr, capabilities),
+            inner: Distribution::new(client, capabilities),
             untag_checked: AtomicBool::new(false),
             untag_unsafe: AtomicBool::new(false),
             untag_gate: tokio::sync::Mutex::new(()),

@@ -10,6 +10,7 @@
 //! APIs) live in the vendor files, never here; the registry facts they rely on are in
 //! `docs/registries.md`.
 
+pub mod acr;
 pub mod artifactory;
 pub mod default;
 pub mod detect;
@@ -239,27 +240,6 @@ async fn remove_each_tag<T, E>(
     Ok(removal)
 }
 
-/// Why this version deletes nothing on a registry, known before anything is read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeleteRefusal {
-    #[error(
-        "Deleting tags on `{implementation}` registries needs their native API, which this version of dockhand does not support"
-    )]
-    NativeApi { implementation: Implementation },
-}
-
-impl Classify for DeleteRefusal {
-    fn exit_status(&self) -> ExitStatus {
-        ExitStatus::Usage
-    }
-
-    fn hint(&self) -> Option<String> {
-        Some(
-            "use the registry's own retention rules for now, or `--repo-implementation default` if it supports the OCI tag delete".to_owned(),
-        )
-    }
-}
-
 /// A write or vendor call through the seam that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -272,6 +252,8 @@ pub enum RegistryError {
     Tombstone(#[source] DistributionError),
     #[error(transparent)]
     Ecr(#[from] ecr::EcrError),
+    #[error(transparent)]
+    Acr(#[from] acr::AcrError),
     #[error(transparent)]
     Github(#[from] github::GithubError),
     #[error(transparent)]
@@ -297,6 +279,7 @@ impl RegistryError {
                 source
             }
             Self::Ecr(source) => source,
+            Self::Acr(source) => source,
             Self::Github(source) => source,
             Self::DockerHub(source) => source,
             Self::Artifactory(source) => source,
@@ -329,12 +312,6 @@ pub trait Vendor {
 
     /// What this registry can do.
     fn capabilities(&self) -> &Capabilities;
-
-    /// Why nothing can be deleted here, if so; asked before a cleanup reads anything. A vendor
-    /// with a native delete refuses nothing.
-    fn delete_refusal(&self) -> Option<DeleteRefusal> {
-        None
-    }
 
     /// Makes sure `repository` can be pushed to (creating it where the registry requires).
     /// Most registries create a repository on its first push: nothing to do.
@@ -423,6 +400,7 @@ pub trait Vendor {
 pub enum Registry {
     Distribution(default::Distribution),
     Ecr(Box<ecr::Ecr>),
+    Acr(Box<acr::Acr>),
     Github(Box<github::Github>),
     DockerHub(Box<docker_hub::DockerHub>),
     Artifactory(Box<artifactory::Artifactory>),
@@ -450,6 +428,10 @@ pub async fn connect(
         Implementation::Ecr => {
             let vendor = ecr::Ecr::connect(repo, options, env, capabilities, repositories).await?;
             Ok(Registry::Ecr(Box::new(vendor)))
+        }
+        Implementation::Acr => {
+            let vendor = acr::Acr::connect(repo, options, env, capabilities).await?;
+            Ok(Registry::Acr(Box::new(vendor)))
         }
         Implementation::Github => {
             let github = github::Github::connect(repo, options, capabilities, env)?;
@@ -483,13 +465,9 @@ pub async fn connect(
             let google = gcr::Google::connect(repo, options, env, capabilities).await?;
             Ok(Registry::Google(Box::new(google)))
         }
-        _ => {
+        Implementation::Default => {
             let client = Client::new(options)?;
-            Ok(Registry::Distribution(default::Distribution::new(
-                client,
-                implementation,
-                capabilities,
-            )))
+            Ok(Registry::Distribution(default::Distribution::new(client, capabilities)))
         }
     }
 }
@@ -514,13 +492,15 @@ pub async fn mint_login(
     match implementation {
         Implementation::Ecr => Ok(ecr::job_logins(registries, env, insecure).await?.pop()),
         Implementation::Gcr => Ok(gcr::job_logins(registries, env, insecure).await?.pop()),
+        Implementation::Acr => Ok(acr::job_logins(registries, env, insecure).await?.pop()),
         _ => Ok(None),
     }
 }
 
 /// The registries a CI job uses whose login a vendor mints from its own credentials, each
 /// with its implementation: the images repo's host (`repo`) where its vendor has credentials
-/// in `env` (ECR always: the AWS chain; Google with `GOOGLE_APPLICATION_CREDENTIALS`), and the
+/// in `env` (ECR always: the AWS chain; Google with `GOOGLE_APPLICATION_CREDENTIALS`; ACR with
+/// Entra ID credentials), and the
 /// extra hosts `env` names (`DOCKHAND_ECR_REGISTRIES`). Empty where the docker config or the
 /// CI provides the logins; known without any request, so a job with nothing to mint starts
 /// nothing.
@@ -533,6 +513,7 @@ pub fn logins_to_mint(
     let mints = |implementation| match implementation {
         Implementation::Ecr => true,
         Implementation::Gcr => gcr::has_credentials(env),
+        Implementation::Acr => acr::has_credentials(env),
         _ => false,
     };
     if let Some((host, implementation)) = repo
@@ -564,6 +545,7 @@ pub async fn mint_logins(
         logins.extend(ecr::job_logins(&ecr_hosts, env, insecure).await?);
     }
     logins.extend(gcr::job_logins(&of(Implementation::Gcr), env, insecure).await?);
+    logins.extend(acr::job_logins(&of(Implementation::Acr), env, insecure).await?);
     Ok(logins)
 }
 
@@ -573,6 +555,7 @@ macro_rules! on_vendor {
         match $registry {
             Registry::Distribution($vendor) => $call,
             Registry::Ecr($vendor) => $call,
+            Registry::Acr($vendor) => $call,
             Registry::Github($vendor) => $call,
             Registry::DockerHub($vendor) => $call,
             Registry::Artifactory($vendor) => $call,
@@ -592,10 +575,6 @@ impl Registry {
 
     pub fn capabilities(&self) -> &Capabilities {
         on_vendor!(self, vendor => vendor.capabilities())
-    }
-
-    pub fn delete_refusal(&self) -> Option<DeleteRefusal> {
-        on_vendor!(self, vendor => vendor.delete_refusal())
     }
 
     pub async fn ensure_repository(&self, repository: &RepoAddress) -> Result<(), RegistryError> {

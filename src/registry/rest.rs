@@ -1,5 +1,6 @@
 //! A small JSON-over-HTTPS client for the vendors' own REST APIs (GitHub Packages, Docker
-//! Hub, GitLab, Harbor, Quay, Artifactory, Nexus) and OAuth token endpoints (Google),
+//! Hub, GitLab, Harbor, Quay, Artifactory, Nexus) and OAuth token endpoints (Google, Entra ID
+//! and ACR),
 //! vendor-neutral.
 //!
 //! Owns what those APIs share: one reqwest client (the process's ring TLS, like the
@@ -102,6 +103,15 @@ pub fn registry_api_base(
     {
         return api_base(value, insecure);
     }
+    registry_origin(registry, insecure)
+}
+
+/// `https://HOST[:PORT]` of `registry`, or `http://` where that host is named insecure (as the
+/// registry API is then).
+pub fn registry_origin(
+    registry: &RegistryHost,
+    insecure: &[RegistryHost],
+) -> Result<String, RestError> {
     let scheme = if insecure.contains(registry) { "http" } else { "https" };
     api_base(&format!("{scheme}://{registry}"), insecure)
 }

@@ -514,21 +514,6 @@ async fn a_dry_run_deletes_nothing() {
     });
 }
 
-#[tokio::test]
-async fn native_api_registries_are_refused_before_any_request() {
-    let dir = project(&["api"]);
-    let run = dockhand(dir.path(), &["cleanup", "--dry-run"])
-        .env("DOCKHAND_REPO", "registry.example.com/acme")
-        .env("DOCKHAND_REPO_IMPLEMENTATION", "acr")
-        .run();
-    run.assert_code(1);
-    assert!(
-        run.stderr.contains("error: Deleting tags on `acr` registries needs their native API, which this version of dockhand does not support"),
-        "{}",
-        run.stderr
-    );
-}
-
 /// Through the library: what happens between the plan and the deletes is noticed.
 #[tokio::test]
 async fn changes_after_the_plan_are_skipped_not_deleted() {

@@ -16,6 +16,7 @@ mod login;
 mod no_project;
 mod packaging;
 mod publish;
+mod registry_acr;
 mod registry_artifactory;
 mod registry_docker_hub;
 mod registry_ecr;

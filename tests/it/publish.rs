@@ -519,30 +519,6 @@ fn docker_auth_config_alone_authenticates_the_push() {
     assert_eq!(skopeo_tags(&registry, "acme/app/web"), ["main"]);
 }
 
-#[test]
-fn run_on_a_native_api_registry_publishes_and_skips_cleanup() {
-    // `--repo-implementation acr` on a local registry: pushing goes through the registry
-    // API like on ACR, and cleanup, which needs the ACR data-plane API, is skipped with a reason
-    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
-    let project = Project::new("tags: [\"{branch}\"]\n");
-    let run = project
-        .dockhand(&registry, &["--repo-implementation", "acr", "run", "--output", "json"])
-        .run();
-    run.assert_code(0);
-    let document: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(document["pushed"].as_array().map(Vec::len), Some(2));
-    assert!(
-        document["cleanup_skipped"].as_str().unwrap().contains("`acr` needs its native API"),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stderr.contains("cleanup skipped"), "{}", run.stderr);
-    assert_eq!(skopeo_tags(&registry, "acme/app/api"), ["main"]);
-    // asked for explicitly, cleanup says no
-    let cleanup = project.dockhand(&registry, &["--repo-implementation", "acr", "cleanup"]).run();
-    cleanup.assert_code(1);
-}
-
 #[tokio::test]
 async fn run_on_github_publishes_then_cleans_up_through_the_packages_api_standin() {
     use crate::support::stand_in::{Flavor, GithubToken, StandIn};

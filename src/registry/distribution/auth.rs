@@ -104,6 +104,13 @@ impl TokenScope {
         Self(format!("repository:{path}:{actions}"))
     }
 
+    /// The scope for the comma-separated `actions` in the repository at `path`, for a
+    /// vendor API that registry tokens authorise with actions of its own (ACR's
+    /// `metadata_read`).
+    pub fn repository_actions(path: &str, actions: &str) -> Self {
+        Self(format!("repository:{path}:{actions}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -33,7 +33,9 @@ pub use error::{Account, Code, DistributionError, ErrorEnvelope, Operation};
 pub use manifest::{
     Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead, TOMBSTONE_ANNOTATION,
 };
-pub use operations::{BlobTransfer, DeleteSupport, Referrers, ReferrersSource, TagListing};
+pub use operations::{
+    BlobTransfer, DeleteSupport, Referrers, ReferrersSource, RegistryApiReply, TagListing,
+};
 pub use retry::RetryPolicy;
 pub use urls::ManifestRef;
 

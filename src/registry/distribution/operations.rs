@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::auth::{Access, TokenScope};
 use super::blob::{BlobSource, FileBody, FileProblem};
-use super::error::{Code, DistributionError, Operation};
+use super::error::{Code, DistributionError, ErrorEnvelope, Operation};
 use super::manifest::{self, Descriptor, ImageConfig, Manifest, ManifestContent, ManifestHead};
 use super::urls::{self, ManifestRef};
 use super::{Client, Exchange, Outgoing, Payload, retry};
@@ -84,6 +84,26 @@ pub struct TagListing {
     /// its tags and times), merged over the pages, unparsed; empty elsewhere.
     pub manifests: BTreeMap<String, serde_json::Value>,
 }
+
+/// The answer of a vendor API on the registry's origin ([`Client::registry_api`]).
+#[derive(Debug)]
+pub struct RegistryApiReply {
+    pub status: StatusCode,
+    /// The body, at most 16 MiB of it.
+    pub body: Vec<u8>,
+    /// The `Link: rel="next"` target as a path and query on the same origin, if any.
+    pub next: Option<String>,
+}
+
+impl RegistryApiReply {
+    /// The registry-style error envelope of the body (`{"errors": [...]}`), for messages.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        ErrorEnvelope::parse(&self.body)
+    }
+}
+
+/// Largest body [`Client::registry_api`] reads.
+const REGISTRY_API_BODY_LIMIT: usize = 16 << 20;
 
 /// The digest of `bytes` in the algorithm of `expected`.
 fn digest_like(expected: &Digest, bytes: &[u8]) -> String {
@@ -657,6 +677,43 @@ impl Client {
             });
         }
         Err(self.refused(repository, operation, exchange))
+    }
+
+    /// Sends `method` to `path_and_query` (from `/`) on the registry of `repository`: a vendor
+    /// API the registry's own tokens authorise (ACR's `/acr/v1/`), with a token for `scopes`,
+    /// the retries and the limits of every registry request. Any status but a refused
+    /// credential is returned for the caller to judge; a next page elsewhere than the
+    /// registry's origin is [`DistributionError::ForeignPage`].
+    pub async fn registry_api(
+        &self,
+        repository: &RepoAddress,
+        method: Method,
+        path_and_query: &str,
+        scopes: &[TokenScope],
+    ) -> Result<RegistryApiReply, DistributionError> {
+        let base = self.registry_url(repository);
+        let operation =
+            Self::operation(&method, format!("{}{path_and_query}", repository.registry));
+        let url = base.join(path_and_query).map_err(|_| DistributionError::UnexpectedResponse {
+            operation: operation.clone(),
+            problem: format!("`{path_and_query}` is no path on the registry"),
+        })?;
+        let mut outgoing = Outgoing::new(method, url.clone());
+        outgoing.body_limit = REGISTRY_API_BODY_LIMIT;
+        let exchange = self.execute(&repository.registry, &operation, &outgoing, scopes).await?;
+        let next = match urls::next_link(
+            exchange.headers.get_all(header::LINK).iter().filter_map(|value| value.to_str().ok()),
+            &url,
+        ) {
+            Some(next) if urls::same_origin(&next, &base) => {
+                Some(next[url::Position::BeforePath..].to_owned())
+            }
+            Some(next) => {
+                return Err(DistributionError::ForeignPage { operation, page: next.to_string() });
+            }
+            None => None,
+        };
+        Ok(RegistryApiReply { status: exchange.status, body: exchange.body, next })
     }
 
     /// Deletes the manifest `digest`. **Every tag on that digest goes with it.** Fails with

@@ -3,6 +3,7 @@
 //!
 //! Everything here starts on `127.0.0.1:0` and stops in `Drop`, so a test stops what it starts.
 
+pub mod acr_api;
 mod artifactory_api;
 pub mod binary;
 mod docker_hub_api;

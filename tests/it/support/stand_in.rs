@@ -84,6 +84,8 @@ pub enum Flavor {
     Quay,
     /// Artifact Registry / gcr.io and Google's token endpoints (`google_api.rs`).
     Google,
+    /// Azure Container Registry on the front, Entra ID on the API port (`acr_api.rs`).
+    Acr,
 }
 
 /// A manifest the registry holds, as the vendor's API sees it.
@@ -141,7 +143,7 @@ pub(super) struct State {
     pub(super) hub_users: BTreeMap<String, (String, HubAccess)>,
     /// Docker Hub access tokens handed out → (identifier, access).
     pub(super) hub_tokens: BTreeMap<String, (String, HubAccess)>,
-    /// Artifactory and Nexus users → (password, may delete).
+    /// Artifactory, Nexus and ACR (admin) users → (password, may delete).
     pub(super) registry_users: BTreeMap<String, (String, bool)>,
     /// Artifactory access tokens (sent as Bearer) → may delete.
     pub(super) access_tokens: BTreeMap<String, bool>,
@@ -183,6 +185,8 @@ pub(super) struct State {
     /// Google: a tag `DELETE` deletes the manifest (and every tag on it), as a registry that
     /// does not untag would.
     pub(super) google_tag_delete_takes_manifest: bool,
+    /// ACR and Entra ID.
+    pub(super) acr: super::acr_api::AcrState,
 }
 
 impl State {
@@ -341,6 +345,11 @@ impl StandIn {
             api_port,
             remaining: 5000,
             google_tokens: [super::google_api::SEED_TOKEN.to_owned()].into(),
+            registry_users: [(
+                super::acr_api::SEED_USER.to_owned(),
+                (super::acr_api::SEED_PASSWORD.to_owned(), true),
+            )]
+            .into(),
             ..State::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -377,7 +386,7 @@ impl StandIn {
     }
 
     /// A distribution client that talks plain HTTP to the front, anonymously (Google: with a
-    /// seeding token the front accepts).
+    /// seeding token the front accepts; ACR: as its seeding admin user).
     pub fn client(&self) -> Client {
         let host: dockhand::reference::RegistryHost = self.host().parse().expect("front host");
         let mut credentials = BTreeMap::new();
@@ -387,6 +396,15 @@ impl StandIn {
                 Credential::Basic {
                     username: "oauth2accesstoken".to_owned(),
                     password: dockhand::secret::Secret::new(super::google_api::SEED_TOKEN),
+                },
+            );
+        }
+        if self.flavor == Flavor::Acr {
+            credentials.insert(
+                host.clone(),
+                Credential::Basic {
+                    username: super::acr_api::SEED_USER.to_owned(),
+                    password: dockhand::secret::Secret::new(super::acr_api::SEED_PASSWORD),
                 },
             );
         }
@@ -530,6 +548,38 @@ impl StandIn {
         );
     }
 
+    /// An Entra ID application of `tenant` that proves itself with `proof`.
+    pub fn add_entra_app(&self, client: &str, tenant: &str, proof: super::acr_api::AppProof) {
+        self.state.lock().unwrap().acr.apps.insert(client.to_owned(), (tenant.to_owned(), proof));
+    }
+
+    /// A role on the ACR registry for the identity `identity` (a client id, or an admin user
+    /// added with [`StandIn::add_user`]); `delete` says whether it includes deleting.
+    pub fn add_acr_role(&self, identity: &str, delete: bool) {
+        self.state.lock().unwrap().acr.roles.insert(identity.to_owned(), delete);
+    }
+
+    /// Locks `key` (`repo:tag` or `repo@digest`) in ACR: `deleteEnabled`, `writeEnabled`.
+    pub fn lock_acr(&self, key: &str, delete_enabled: bool, write_enabled: bool) {
+        self.state
+            .lock()
+            .unwrap()
+            .acr
+            .locks
+            .insert(key.to_owned(), (delete_enabled, write_enabled));
+    }
+
+    /// Gives the machine the managed identity `identity`.
+    pub fn set_managed_identity(&self, identity: &str) {
+        self.state.lock().unwrap().acr.managed_identity = Some(identity.to_owned());
+    }
+
+    /// Makes GitHub's OIDC service hand out `token` to callers with `request_token`.
+    pub fn set_github_oidc(&self, request_token: &str, token: &str) {
+        self.state.lock().unwrap().acr.github_oidc =
+            Some((request_token.to_owned(), token.to_owned()));
+    }
+
     /// Makes the Google front's tag `DELETE` delete the manifest with every tag on it.
     pub fn google_tag_delete_takes_manifest(&self) {
         self.state.lock().unwrap().google_tag_delete_takes_manifest = true;
@@ -620,6 +670,7 @@ impl StandIn {
                     && !line.contains("/v2/users/login")
                     && !matches!(line.split(' ').nth(2), Some("/token" | "/v1/token"))
                     && !line.ends_with(":generateAccessToken")
+                    && !line.contains("/oauth2/")
             })
             .collect()
     }
@@ -655,8 +706,14 @@ fn serve_front(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> s
         };
         return proxy::write_response(&mut stream, &response);
     }
-    if flavor == Flavor::Google {
-        let answer = super::google_api::front(&mut state.lock().unwrap(), &request);
+    if matches!(flavor, Flavor::Google | Flavor::Acr) {
+        let mut locked = state.lock().unwrap();
+        let answer = if flavor == Flavor::Google {
+            super::google_api::front(&mut locked, &request)
+        } else {
+            super::acr_api::front(&mut locked, &request)
+        };
+        drop(locked);
         if let Some(response) = answer {
             return proxy::write_response(&mut stream, &response);
         }
@@ -664,11 +721,11 @@ fn serve_front(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> s
     let digest_delete = request.method == "DELETE"
         && manifest_target(&request.target).is_some_and(|(_, reference)| reference.contains(':'));
     // GitLab's registry deletes (the distribution registry behind answers tag deletes as an
-    // instance before GitLab 16.4 does), Nexus's deletes digests; the others refuse every
-    // registry delete
+    // instance before GitLab 16.4 does), Nexus's and ACR's delete digests; the others refuse
+    // every registry delete
     if request.method == "DELETE"
         && flavor != Flavor::Gitlab
-        && !(flavor == Flavor::Nexus && digest_delete)
+        && !(matches!(flavor, Flavor::Nexus | Flavor::Acr) && digest_delete)
     {
         let message = match flavor {
             Flavor::Github => "delete is not supported on this registry; use the Packages API",
@@ -677,6 +734,7 @@ fn serve_front(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> s
             }
             Flavor::Artifactory => "dockhand sends no registry DELETE to Artifactory",
             Flavor::Nexus => "dockhand sends no registry tag DELETE to Nexus",
+            Flavor::Acr => "dockhand sends no registry tag DELETE to ACR",
         };
         let body = serde_json::json!({"errors": [{"code": "UNSUPPORTED", "message": message}]});
         let response = Response {
@@ -753,6 +811,10 @@ fn serve_api(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> std
                     "error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"},
                 })
                 .to_string(),
+                Flavor::Acr => serde_json::json!({
+                    "error": "temporarily_unavailable", "error_description": "AADSTS50196: too many requests",
+                })
+                .to_string(),
             };
             ApiResponse { status: 429, headers: vec![format!("Retry-After: {retry_after}")], body }
         } else {
@@ -765,6 +827,7 @@ fn serve_api(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> std
                 Flavor::Harbor => super::harbor_api::handle(&mut state, &request),
                 Flavor::Quay => super::quay_api::handle(&mut state, &request),
                 Flavor::Google => super::google_api::handle(&mut state, &request),
+                Flavor::Acr => super::acr_api::handle(&mut state, &request),
             }
         }
     };
