@@ -171,10 +171,19 @@ impl ProjectFile {
         })
     }
 
-    /// Reads and parses the file at `path`.
+    /// Reads and parses the file at `path`: a regular file of at most 4 MiB (a FIFO or a
+    /// device such as `/dev/zero` would be read forever).
     pub fn load(path: &Path) -> Result<Self, ProjectError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ProjectError::Read { path: path.to_owned(), source })?;
+        const MAX_SIZE: u64 = 4 << 20;
+        let read = |source| ProjectError::Read { path: path.to_owned(), source };
+        let metadata = std::fs::metadata(path).map_err(read)?;
+        if !metadata.is_file() || metadata.len() > MAX_SIZE {
+            return Err(read(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a regular file of at most 4 MiB",
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
         Self::parse(&text, path)
     }
 
@@ -364,5 +373,21 @@ mod tests {
         {
             assert!(schema.contains(key), "{key}");
         }
+    }
+
+    #[test]
+    fn only_a_bounded_regular_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("dockhand.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        // a FIFO nobody writes to would block `read_to_string` forever
+        let error = ProjectFile::load(&fifo).unwrap_err();
+        assert!(matches!(error, ProjectError::Read { .. }), "{error}");
+        let error = ProjectFile::load(dir.path()).unwrap_err();
+        assert!(matches!(error, ProjectError::Read { .. }), "a directory: {error}");
+        let file = dir.path().join("ok.yaml");
+        std::fs::write(&file, "images: [{name: api}]\n").unwrap();
+        assert_eq!(ProjectFile::load(&file).unwrap().images.len(), 1);
     }
 }

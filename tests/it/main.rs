@@ -8,6 +8,7 @@ mod ci_env;
 mod cleanup;
 mod distribution;
 mod docs;
+mod fuzz;
 mod git_retention;
 mod help;
 mod layers;
