@@ -812,3 +812,55 @@ async fn max_duration_governs_the_inventory_too() {
     assert_eq!(writes(&proxy), Vec::<String>::new());
     assert_eq!(skopeo_tags(&registry, "acme/api"), ["build-1"]);
 }
+
+/// Two identical cleanups racing on one repository (as two pipelines of one project can): each
+/// re-checks before it deletes and treats a 404 as already gone, so no kept tag is lost or
+/// moved, whatever the interleaving. Distribution 2.8 may fail one racer's request while the
+/// other writes or deletes beside it (500 on a digest delete during a manifest write, or 400
+/// `MANIFEST_BLOB_UNKNOWN` when both point one tag at a throw-away manifest): that racer
+/// reports the item failed (exit 2) and a rerun finishes it, ending where one cleanup alone
+/// ends. Repeated, since a race may not show in one round.
+#[tokio::test]
+async fn two_racing_cleanups_end_where_one_ends() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    let dir = project(&["api"]);
+    let host = registry.host();
+    // what every round keeps stays for the next ones
+    let mut kept = BTreeMap::new();
+    for round in 0..3 {
+        for n in 0..16 {
+            let old = minutes_ago(10 * DAY + n);
+            let digest = push_image(&client, &api, Some(&format!("build-{round}-{n}")), &old).await;
+            // every other old image is also a kept release: its build tag goes alone (through a
+            // throw-away manifest on this registry)
+            if n % 2 == 0 {
+                let keep = format!("keep-{round}-{n}");
+                tag_existing(&client, &api, &keep, &digest).await;
+                kept.insert(keep, digest);
+            }
+        }
+        for n in 0..4 {
+            let young = format!("young-{round}-{n}");
+            let digest = push_image(&client, &api, Some(&young), &minutes_ago(5)).await;
+            kept.insert(young, digest);
+        }
+        let flags = ["--keep-tag", "keep-.*", "--keep-within", "2h", "--keep-last", "0"];
+        let runs = std::thread::scope(|scope| {
+            let racers: Vec<_> =
+                (0..2).map(|_| scope.spawn(|| cleanup(dir.path(), &host, &flags))).collect();
+            racers.into_iter().map(|racer| racer.join().unwrap()).collect::<Vec<_>>()
+        });
+        for run in &runs {
+            assert!(matches!(run.code, 0 | 2), "exit {}: {}", run.code, run.stderr);
+        }
+        // every kept tag is still there, on its digest, before any rerun
+        for (tag, digest) in &kept {
+            assert_eq!(&skopeo_digest(&registry, &format!("acme/api:{tag}")), digest, "{tag}");
+        }
+        cleanup(dir.path(), &host, &flags).assert_code(0);
+        let expected: Vec<String> = kept.keys().cloned().collect();
+        assert_eq!(skopeo_tags(&registry, "acme/api"), expected, "round {round}");
+    }
+}
