@@ -324,6 +324,11 @@ pub struct CleanupArgs {
     #[arg(long, value_name = "FILE")]
     pub plan_out: Option<PathBuf>,
 
+    /// Keep what each digest's manifest and image config say in FILE between runs (cache it in
+    /// CI), so a rerun reads only digests it has not seen; a bad or missing FILE is ignored
+    #[arg(long, value_name = "FILE")]
+    pub facts_cache: Option<PathBuf>,
+
     /// Apply a plan saved with --plan-out, after checking each tag still points where it did
     #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
     pub apply_plan: Option<PathBuf>,

@@ -676,6 +676,7 @@ impl CleanupSettings {
             dry_run: args.dry_run,
             keep_going: args.keep_going,
             plan_out: args.plan_out.as_ref().map(|path| workdir.join(path)),
+            facts_cache: args.facts_cache.as_ref().map(|path| workdir.join(path)),
             apply_plan: args.apply_plan.as_ref().map(|path| workdir.join(path)),
         })
     }

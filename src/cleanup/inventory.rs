@@ -19,9 +19,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use jiff::Timestamp;
 
+use crate::cleanup::facts_cache::{CachedConfig, CachedManifest, FactsCache};
 use crate::naming;
 use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
-use crate::registry::distribution::manifest::{self, ImageConfig, Manifest, ManifestHead};
+use crate::registry::distribution::manifest::{
+    self, ImageConfig, Manifest, ManifestContent, ManifestHead,
+};
 use crate::registry::distribution::{
     Client, DistributionError, ManifestRef, Operation, Referrers, ReferrersSource,
     TOMBSTONE_ANNOTATION,
@@ -195,6 +198,9 @@ pub struct RepositoryRead {
     /// `true` if and only if the registry does not know the repository (404 on its tag list):
     /// it is empty, not incomplete.
     pub missing: bool,
+    /// The digest facts this read used (from the network or the cache), for the next run's
+    /// cache; empty unless [`read_with_facts`] was given a cache.
+    pub facts: FactsCache,
 }
 
 /// How tags are resolved to digests.
@@ -234,6 +240,19 @@ pub async fn read(
     scope: &Scope,
     options: ReadOptions,
 ) -> RepositoryRead {
+    read_with_facts(registry, repository, scope, options, None).await
+}
+
+/// [`read`], taking what `cache` knows of a digest instead of reading it, and returning the
+/// facts used in [`RepositoryRead::facts`]. With a cache that knows any manifest, tags are
+/// resolved with `HEAD` ([`Resolve::Head`]), so a digest seen before costs no `GET`.
+pub async fn read_with_facts(
+    registry: &Registry,
+    repository: &RepoAddress,
+    scope: &Scope,
+    options: ReadOptions,
+    cache: Option<&FactsCache>,
+) -> RepositoryRead {
     let empty = |complete: bool| RepositoryInventory {
         address: repository.clone(),
         complete,
@@ -245,23 +264,30 @@ pub async fn read(
     let tags = match client.list_tags(repository).await {
         Ok(tags) => tags,
         Err(error) if error.is_not_found() => {
-            return RepositoryRead { inventory: empty(true), problems: Vec::new(), missing: true };
+            return RepositoryRead {
+                inventory: empty(true),
+                problems: Vec::new(),
+                missing: true,
+                facts: FactsCache::default(),
+            };
         }
         Err(error) => {
             return RepositoryRead {
                 inventory: empty(false),
                 problems: vec![error.into()],
                 missing: false,
+                facts: FactsCache::default(),
             };
         }
     };
-    let mut reader = Reader::new(client, repository);
+    let mut reader = Reader::new(client, repository, cache);
     if !tags.is_empty() {
         reader.pending.push_back(Job::ProbeReferrers);
     }
+    let warm = cache.is_some_and(|cache| !cache.manifests.is_empty());
     let job = match options.resolve {
-        Resolve::Get => Job::Get,
-        Resolve::Head => Job::Head,
+        Resolve::Get if !warm => Job::Get,
+        _ => Job::Head,
     };
     reader.pending.extend(tags.into_iter().map(job));
     let untagged = registry.untagged_manifests(repository).await;
@@ -396,6 +422,10 @@ struct Reader<'a> {
     problems: Vec<DistributionError>,
     /// Manifests the registry answered 404 for, with that answer.
     missing: HashMap<Digest, DistributionError>,
+    /// Facts of earlier runs, taken instead of reading.
+    cache: Option<&'a FactsCache>,
+    /// The facts used, when there is a cache to write them to.
+    learned: FactsCache,
 }
 
 /// One config blob's read: asked for, with the manifests waiting for it, or done.
@@ -411,8 +441,24 @@ struct ConfigFacts {
     labels: SourceLabels,
 }
 
+impl ConfigFacts {
+    fn from_cache(cached: &CachedConfig) -> Self {
+        let labels =
+            SourceLabels { revision: cached.revision.clone(), ref_name: cached.ref_name.clone() };
+        Self { created: cached.created, labels }
+    }
+
+    fn to_cache(&self) -> CachedConfig {
+        CachedConfig {
+            created: self.created,
+            revision: self.labels.revision.clone(),
+            ref_name: self.labels.ref_name.clone(),
+        }
+    }
+}
+
 impl<'a> Reader<'a> {
-    fn new(client: &'a Client, repository: &'a RepoAddress) -> Self {
+    fn new(client: &'a Client, repository: &'a RepoAddress, cache: Option<&'a FactsCache>) -> Self {
         Self {
             client,
             repository,
@@ -424,7 +470,32 @@ impl<'a> Reader<'a> {
             referrers_api: ReferrersApi::Unknown,
             problems: Vec::new(),
             missing: HashMap::new(),
+            cache,
+            learned: FactsCache::default(),
         }
+    }
+
+    /// Keeps the manifest just read for the next run's cache, where there is one.
+    fn learn_manifest(&mut self, manifest: &Manifest) {
+        if self.cache.is_some() {
+            let cached = CachedManifest {
+                media_type: manifest.media_type.clone(),
+                bytes: manifest.bytes.clone(),
+            };
+            self.learned.manifests.insert(manifest.digest.clone(), cached);
+        }
+    }
+
+    /// The manifest `digest` as the cache has it, if it does (and it still parses).
+    fn cached_manifest(&self, digest: &Digest) -> Option<Manifest> {
+        let cached = self.cache?.manifests.get(digest)?;
+        let content = ManifestContent::parse(&cached.bytes).ok()?;
+        Some(Manifest {
+            digest: digest.clone(),
+            media_type: cached.media_type.clone(),
+            bytes: cached.bytes.clone(),
+            content,
+        })
     }
 
     /// Runs every job, and the jobs their answers create, with at most `limit` in flight.
@@ -441,11 +512,18 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Queues a manifest read unless the digest was asked for already.
+    /// Queues a manifest read unless the digest was asked for already; takes it from the
+    /// cache where it has it.
     fn want_manifest(&mut self, digest: &Digest) {
         if !self.manifests.contains_key(digest) {
             self.manifests.insert(digest.clone(), None);
-            self.pending.push_back(Job::Manifest(digest.clone()));
+            match self.cached_manifest(digest) {
+                Some(manifest) => {
+                    self.learn_manifest(&manifest);
+                    self.absorb_manifest(digest.clone(), &manifest);
+                }
+                None => self.pending.push_back(Job::Manifest(digest.clone())),
+            }
         }
     }
 
@@ -456,6 +534,7 @@ impl<'a> Reader<'a> {
                 self.resolved.insert(tag, head.digest);
             }
             Done::Get(tag, Ok(manifest)) => {
+                self.learn_manifest(&manifest);
                 let digest = manifest.digest.clone();
                 self.manifests.entry(digest.clone()).or_insert(None);
                 self.absorb_manifest(digest.clone(), &manifest);
@@ -468,14 +547,22 @@ impl<'a> Reader<'a> {
             Done::Get(tag, Err(error)) if error.is_not_found() => {
                 log::debug!("`{}:{tag}` disappeared while reading", self.repository);
             }
-            Done::Manifest(digest, Ok(manifest)) => self.absorb_manifest(digest, &manifest),
+            Done::Manifest(digest, Ok(manifest)) => {
+                self.learn_manifest(&manifest);
+                self.absorb_manifest(digest, &manifest);
+            }
             // an index child or referrer the registry lost: the manifests pointing at it are
             // broken already; a tag's own manifest missing counts as a failure in `finish`
             Done::Manifest(digest, Err(error)) if error.is_not_found() => {
                 log::debug!("`{}@{digest}` is not in the registry", self.repository);
                 self.missing.insert(digest, error);
             }
-            Done::Config(config, Ok(facts)) => self.config_read(config, facts),
+            Done::Config(config, Ok(facts)) => {
+                if self.cache.is_some() {
+                    self.learned.configs.insert(config.clone(), facts.to_cache());
+                }
+                self.config_read(config, facts);
+            }
             // a missing config leaves the age unknown, which keeps the image
             Done::Config(config, Err(error)) if error.is_not_found() => {
                 self.config_read(config, ConfigFacts::default());
@@ -571,8 +658,16 @@ impl<'a> Reader<'a> {
                 self.set_config_facts(&digest, &facts);
             }
             None => {
-                self.pending.push_back(Job::Config(config.clone()));
-                self.configs.insert(config, ConfigRead::Waiting(vec![digest]));
+                let cached = self.cache.and_then(|cache| cache.configs.get(&config)).cloned();
+                if let Some(cached) = cached {
+                    let facts = ConfigFacts::from_cache(&cached);
+                    self.learned.configs.insert(config.clone(), cached);
+                    self.configs.insert(config, ConfigRead::Done(facts.clone()));
+                    self.set_config_facts(&digest, &facts);
+                } else {
+                    self.pending.push_back(Job::Config(config.clone()));
+                    self.configs.insert(config, ConfigRead::Waiting(vec![digest]));
+                }
             }
         }
     }
@@ -613,6 +708,7 @@ impl<'a> Reader<'a> {
             },
             problems: self.problems.into_iter().map(RegistryError::from).collect(),
             missing: false,
+            facts: self.learned,
         }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod evidence;
 pub mod execute;
+pub mod facts_cache;
 pub mod git;
 pub mod graph;
 pub mod inventory;
@@ -34,6 +35,7 @@ use crate::reference::RepoAddress;
 use crate::registry::{Capabilities, Implementation, Registry, RegistryError};
 use crate::tags::TagRules;
 use execute::{ApplyOptions, ExecuteError, Executor, Outcome};
+use facts_cache::FactsCache;
 use git::GitError;
 use git::ReferenceKind;
 use inventory::{Inventory, ReadOptions, Resolve, Scope};
@@ -119,6 +121,9 @@ pub struct CleanupSettings {
     pub keep_going: bool,
     /// Where to save the plan (JSON), resolved against the working directory.
     pub plan_out: Option<PathBuf>,
+    /// The digest-facts cache file ([`facts_cache`]), read before the inventory and written
+    /// after it.
+    pub facts_cache: Option<PathBuf>,
     /// A saved plan to re-validate and apply instead of applying the fresh plan.
     pub apply_plan: Option<PathBuf>,
 }
@@ -343,15 +348,16 @@ async fn read_inventory(
         resolve: Resolve::for_capabilities(&settings.capabilities),
     };
     let scopes = settings.scopes();
-    let reads = join_all(
-        scopes
-            .iter()
-            .map(|(repository, scope)| inventory::read(registry, repository, scope, options)),
-    )
+    let cache = settings.facts_cache.as_deref().map(FactsCache::load);
+    let reads = join_all(scopes.iter().map(|(repository, scope)| {
+        inventory::read_with_facts(registry, repository, scope, options, cache.as_ref())
+    }))
     .await;
     let mut problems = Vec::new();
     let mut inventory = Inventory::default();
-    for read in reads {
+    let mut learned = FactsCache::default();
+    for mut read in reads {
+        learned.extend(std::mem::take(&mut read.facts));
         let repository = &read.inventory;
         if read.missing {
             log::info!("`{}`: does not exist yet, nothing to clean", repository.address);
@@ -371,6 +377,9 @@ async fn read_inventory(
             problems.push((repository.address.clone(), read.problems));
         }
         inventory.repositories.push(read.inventory);
+    }
+    if let Some(path) = &settings.facts_cache {
+        learned.save(path);
     }
     (inventory, problems)
 }
