@@ -223,11 +223,16 @@ pub async fn run_reporting(
         Some(executor.apply(&plan, &inventory, options).await?)
     };
     drop(section);
+    // the report needs neither: at 100,000 tags they are most of the memory
+    drop(inventory);
+    drop(git);
 
     let document = match &applied {
         Some(report) => Document::applied(&plan, &report.outcomes),
         None => Document::dry_run(&plan),
     };
+    let budget_reached = plan.budget_reached;
+    drop(plan);
     present(&document);
     let mut counts = vec![
         ("kept", document.kept.len().to_string()),
@@ -253,7 +258,7 @@ pub async fn run_reporting(
     match applied {
         None => Ok(status),
         Some(report) => {
-            let status = report_outcomes(&report, output, status, plan.budget_reached);
+            let status = report_outcomes(&report, output, status, budget_reached);
             log::info!(
                 "cleanup: {} kept, {} deleted, {} failed in {:.1} s",
                 document.kept.len(),
