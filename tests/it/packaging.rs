@@ -7,6 +7,9 @@
 //!   runner's protocol, against a real registry, installing the built executable from a
 //!   `file://` release mirror checked against a checksum file, as a release would be.
 //! - The GitLab template runs in gitlab-ci-local's shell executor (from `node_modules`).
+//! - The GitLab CI/CD component (`templates/dockhand.yml`) is validated with the same schema
+//!   (its header and its jobs as two documents), checked to carry the template's jobs verbatim,
+//!   and run under gitlab-ci-local, which interpolates its inputs (see the component tests).
 //!
 //! The image is built and checked by `scripts/test-packaging.sh`: it needs the release build.
 
@@ -988,7 +991,7 @@ fn docs_examples(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 fn docs_examples_are_valid_workflows_and_pipelines() {
     let dir = tempfile::tempdir().unwrap();
     let (workflows, pipelines) = docs_examples(dir.path());
-    assert_eq!((workflows.len(), pipelines.len()), (3, 2), "the examples moved");
+    assert_eq!((workflows.len(), pipelines.len()), (3, 3), "the examples moved");
     let schema = |name: &str, transform: Option<&str>, files: &[PathBuf]| {
         let mut command = Command::new(tool(".venv/bin/check-jsonschema"));
         command.args(["--builtin-schema", name]);
