@@ -7,6 +7,9 @@
 //!   runner's protocol, against a real registry, installing the built executable from a
 //!   `file://` release mirror checked against a checksum file, as a release would be.
 //! - The GitLab template runs in gitlab-ci-local's shell executor (from `node_modules`).
+//! - The GitLab CI/CD component (`templates/dockhand.yml`) is validated with the same schema
+//!   (its header and its jobs as two documents), checked to carry the template's jobs verbatim,
+//!   and run under gitlab-ci-local, which interpolates its inputs (see the component tests).
 //!
 //! The image is built and checked by `scripts/test-packaging.sh`: it needs the release build.
 
@@ -637,6 +640,12 @@ impl GitlabProject {
             repo.join(".gitlab-ci-template.yml"),
         )
         .unwrap();
+        std::fs::create_dir_all(repo.join("templates")).unwrap();
+        std::fs::copy(
+            repo_root().join("templates/dockhand.yml"),
+            repo.join("templates/dockhand.yml"),
+        )
+        .unwrap();
         std::fs::write(repo.join(".gitlab-ci.yml"), gitlab_ci).unwrap();
         std::fs::write(
             repo.join("dockhand.yaml"),
@@ -769,6 +778,189 @@ fn gitlab_template_runs_cleanup_in_scheduled_pipelines_only() {
     assert_eq!(jobs("schedule"), ["build", "registry-cleanup"]);
 }
 
+// --- the GitLab CI/CD component (templates/dockhand.yml) --------------------------------------
+
+/// The component's two YAML documents: the `spec:` header and the jobs.
+fn component_documents() -> (String, String) {
+    let component = std::fs::read_to_string(repo_root().join("templates/dockhand.yml")).unwrap();
+    let (header, jobs) =
+        component.split_once("\n---\n").expect("templates/dockhand.yml has a `---` separator");
+    (format!("{header}\n"), jobs.to_owned())
+}
+
+/// The component's inputs as the header declares them.
+fn component_inputs() -> serde_json::Map<String, Value> {
+    let (header, _) = component_documents();
+    let header: Value = serde_saphyr::from_str(&header).unwrap();
+    header["spec"]["inputs"].as_object().expect("spec.inputs is a map").clone()
+}
+
+/// check-jsonschema with GitLab's CI schema on `files`.
+fn gitlab_ci_schema(files: &[PathBuf]) -> Output {
+    run(Command::new(tool(".venv/bin/check-jsonschema"))
+        .args(["--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci"])
+        .args(files))
+}
+
+/// GitLab's CI schema covers `spec:` but reads one YAML document, so the header and the jobs
+/// are validated as two files; a header with an unknown input type is the negative control.
+#[test]
+fn gitlab_component_spec_and_jobs_match_the_gitlab_ci_schema() {
+    let (header, jobs) = component_documents();
+    let dir = tempfile::tempdir().unwrap();
+    let files = [dir.path().join("spec.yml"), dir.path().join("jobs.yml")];
+    std::fs::write(&files[0], &header).unwrap();
+    std::fs::write(&files[1], &jobs).unwrap();
+    let output = gitlab_ci_schema(&files);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok -- validation done"));
+
+    let bad = header.replacen("      default: run\n", "      type: list\n      default: run\n", 1);
+    assert_ne!(bad, header);
+    std::fs::write(&files[0], bad).unwrap();
+    let output = gitlab_ci_schema(&files[..1]);
+    assert!(!output.status.success(), "an unknown input type passed: {}", text(&output));
+}
+
+/// One source for the scripts: below its job the component is the template from its script
+/// fragments on, byte for byte; inputs appear in the job's name, `extends`, `stage` and
+/// `variables` only, never in a script line, and every declared input is used.
+#[test]
+fn gitlab_component_carries_the_template_jobs_verbatim() {
+    let template = std::fs::read_to_string(repo_root().join(".gitlab-ci-template.yml")).unwrap();
+    let shared = &template[template.find("# Script fragments").expect("template fragments")..];
+    let (_, jobs) = component_documents();
+    assert!(jobs.ends_with(shared), "templates/dockhand.yml drifted from .gitlab-ci-template.yml");
+    let own = &jobs[..jobs.len() - shared.len()];
+    assert!(!shared.contains("$[["), "the template holds no input");
+    let used: std::collections::BTreeSet<String> = own
+        .split("$[[ inputs.")
+        .skip(1)
+        .map(|rest| rest.split(" ]]").next().unwrap().to_owned())
+        .collect();
+    let declared: std::collections::BTreeSet<String> = component_inputs().keys().cloned().collect();
+    assert_eq!(used, declared);
+    for line in own.lines().filter(|line| line.contains("$[[")) {
+        let key = line.trim_start().split(':').next().unwrap();
+        assert!(
+            key.starts_with('"')
+                || ["extends", "stage"].contains(&key)
+                || key.starts_with("DOCKHAND_"),
+            "an input outside the job's name, extends, stage and variables: {line}"
+        );
+    }
+}
+
+/// `regex:` is GitLab's (RE2 syntax, which these patterns share with the regex crate); it is
+/// checked here because gitlab-ci-local skips it. Every default passes its own regex and options.
+#[test]
+fn gitlab_component_regexes_accept_the_defaults_and_refuse_bad_values() {
+    let inputs = component_inputs();
+    let matches = |name: &str, value: &str| {
+        let pattern = inputs[name]["regex"].as_str().unwrap_or_else(|| panic!("{name}: no regex"));
+        regex::Regex::new(pattern).unwrap().is_match(value)
+    };
+    for (name, input) in &inputs {
+        let default = input["default"].as_str().unwrap_or_else(|| panic!("{name}: no default"));
+        if input.get("regex").is_some() {
+            assert!(matches(name, default), "{name}: default `{default}` fails its regex");
+        }
+        if let Some(options) = input.get("options") {
+            assert!(options.as_array().unwrap().contains(&input["default"]), "{name}");
+        }
+    }
+    for (name, good, bad) in [
+        ("job-name", "images: main", ".hidden"),
+        ("job-name", "build_1", "two\nlines"),
+        ("stage", "build", ""),
+        ("image", "registry.example.com/dockhand:1-builder", "an image"),
+        ("repo", "registry.example.com/acme/app", "registry.example.com/acme app"),
+    ] {
+        assert!(matches(name, good), "{name}: `{good}` refused");
+        assert!(!matches(name, bad), "{name}: `{bad:?}` accepted");
+    }
+}
+
+/// The job `gitlab-ci-local --preview` resolves for `gitlab_ci` (extends and !reference merged).
+fn previewed_job(gitlab_ci: &str, job: &str) -> Value {
+    let project = GitlabProject::new(gitlab_ci, &[]);
+    let output = project.gitlab_ci_local(&["--preview", PREDEFINED]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let preview: Value = serde_saphyr::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("preview is no YAML ({error}): {stdout}"));
+    preview.get(job).cloned().unwrap_or_else(|| panic!("no job `{job}`: {stdout}"))
+}
+
+/// For every `command`, the component's job is the template's job given the same values as
+/// variables, as gitlab-ci-local resolves both.
+#[test]
+fn gitlab_component_jobs_equal_the_template_jobs() {
+    for command in ["build", "publish", "cleanup", "run"] {
+        let values = [
+            ("image", "DOCKHAND_IMAGE", "registry.example.com/tools/dockhand:1-builder"),
+            ("repo", "DOCKHAND_REPO", "registry.example.com/acme/app"),
+            ("config", "DOCKHAND_CONFIG", "ci/dockhand.yaml"),
+            ("builder", "DOCKHAND_BUILDER", "buildah"),
+            ("args", "DOCKHAND_ARGS", "-v"),
+            ("cleanup-args", "DOCKHAND_CLEANUP_ARGS", "--keep-last 10"),
+        ];
+        let mut component = format!(
+            "include:\n  - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/dockhand@$CI_COMMIT_SHA\n\
+             \x20   inputs:\n      command: {command}\n      job-name: images\n      stage: build\n"
+        );
+        let mut template = "include:\n  - local: .gitlab-ci-template.yml\n\
+                            images:\n  extends: .dockhand-COMMAND\n  stage: build\n  variables:\n"
+            .replace("COMMAND", command);
+        for (input, variable, value) in values {
+            writeln!(component, "      {input}: \"{value}\"").unwrap();
+            writeln!(template, "    {variable}: \"{value}\"").unwrap();
+        }
+        let from_component = previewed_job(&component, "images");
+        assert_eq!(from_component, previewed_job(&template, "images"), "command `{command}`");
+        assert_eq!(from_component["variables"]["DOCKHAND_REPO"], "registry.example.com/acme/app");
+    }
+}
+
+/// A value outside `options:` stops the pipeline before any job runs.
+#[test]
+fn gitlab_component_refuses_a_command_outside_its_options() {
+    let project = GitlabProject::new(
+        "include:\n  - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/dockhand@$CI_COMMIT_SHA\n\
+         \x20   inputs:\n      command: deploy\n",
+        &[],
+    );
+    let output = project.gitlab_ci_local(&["--list", PREDEFINED]);
+    let log = text(&output);
+    assert!(!output.status.success(), "{log}");
+    assert!(log.contains("not in the list of allowed options"), "{log}");
+}
+
+/// The cleanup job keeps the template's rule: scheduled pipelines only.
+#[test]
+fn gitlab_component_runs_cleanup_in_scheduled_pipelines_only() {
+    let project = GitlabProject::new(
+        "include:\n  - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/dockhand@$CI_COMMIT_SHA\n\
+         \x20   inputs:\n      command: build\n      job-name: check\n\
+         \x20 - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/dockhand@$CI_COMMIT_SHA\n\
+         \x20   inputs:\n      command: cleanup\n      job-name: registry-cleanup\n",
+        &[],
+    );
+    let jobs = |source: &str| {
+        let variable = format!("CI_PIPELINE_SOURCE={source}");
+        let output = project.gitlab_ci_local(&["--list-csv", "--variable", &variable, PREDEFINED]);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .skip_while(|line| !line.starts_with("name;"))
+            .skip(1)
+            .map(|line| line.split(';').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(jobs("push"), ["check"]);
+    assert_eq!(jobs("schedule"), ["check", "registry-cleanup"]);
+}
+
 // --- the documentation's examples ---------------------------------------------------------
 
 /// The ```yaml blocks of docs/packaging.md that are whole files: workflows (`name:`) and
@@ -799,7 +991,7 @@ fn docs_examples(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 fn docs_examples_are_valid_workflows_and_pipelines() {
     let dir = tempfile::tempdir().unwrap();
     let (workflows, pipelines) = docs_examples(dir.path());
-    assert_eq!((workflows.len(), pipelines.len()), (3, 2), "the examples moved");
+    assert_eq!((workflows.len(), pipelines.len()), (3, 3), "the examples moved");
     let schema = |name: &str, transform: Option<&str>, files: &[PathBuf]| {
         let mut command = Command::new(tool(".venv/bin/check-jsonschema"));
         command.args(["--builtin-schema", name]);
@@ -822,14 +1014,35 @@ fn docs_examples_are_valid_workflows_and_pipelines() {
 
 #[test]
 fn gitlab_template_publishes_and_hands_the_references_to_later_jobs() {
+    publishes_and_hands_the_references_to_later_jobs(
+        "include:\n  - local: .gitlab-ci-template.yml\n\
+         images:\n  stage: build\n  extends: .dockhand-publish\n",
+    );
+}
+
+/// The component, included as GitLab's docs say a component project tests its own components
+/// (`$CI_SERVER_FQDN/$CI_PROJECT_PATH/NAME@$CI_COMMIT_SHA`): gitlab-ci-local 4.70.0 resolves
+/// such an include from the checkout (`templates/NAME.yml`) and interpolates the inputs itself,
+/// checking types and `options:`; it skips `regex:` (with a warning), which
+/// `gitlab_component_regexes_accept_the_defaults_and_refuse_bad_values` checks instead.
+#[test]
+fn gitlab_component_publishes_and_hands_the_references_to_later_jobs() {
+    publishes_and_hands_the_references_to_later_jobs(
+        "include:\n  - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/dockhand@$CI_COMMIT_SHA\n\
+         \x20   inputs:\n      command: publish\n      job-name: images\n      stage: build\n",
+    );
+}
+
+/// `include` defines a publish job `images` in stage `build`; a `deploy` job needs it.
+fn publishes_and_hands_the_references_to_later_jobs(include: &str) {
     let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
     let variables = gitlab_variables(&registry);
     let project = GitlabProject::new(
-        "include:\n  - local: .gitlab-ci-template.yml\n\
-         stages: [build, deploy]\n\
-         images:\n  stage: build\n  extends: .dockhand-publish\n\
-         deploy:\n  stage: deploy\n  needs: [images]\n  script:\n\
-         \x20   - 'echo \"deploying: $DOCKHAND_PUSHED_DIGESTS\"'\n",
+        &format!(
+            "{include}stages: [build, deploy]\n\
+             deploy:\n  stage: deploy\n  needs: [images]\n  script:\n\
+             \x20   - 'echo \"deploying: $DOCKHAND_PUSHED_DIGESTS\"'\n"
+        ),
         &[],
     );
     let repo_dir = project.dir.path().join("repo");
