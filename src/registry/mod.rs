@@ -21,6 +21,7 @@ pub mod github;
 pub mod gitlab;
 pub mod harbor;
 pub mod nexus;
+pub mod pull_requests;
 pub mod quay;
 mod rest;
 
