@@ -229,6 +229,8 @@ pub const CI_DEFAULT_BRANCH: &str = "CI_DEFAULT_BRANCH";
 pub const CI_PIPELINE_ID: &str = "CI_PIPELINE_ID";
 /// Job id.
 pub const CI_JOB_ID: &str = "CI_JOB_ID";
+/// The project's numeric id: which project's merge requests git-aware retention asks about.
+pub const CI_PROJECT_ID: &str = "CI_PROJECT_ID";
 /// The project's web address.
 pub const CI_PROJECT_URL: &str = "CI_PROJECT_URL";
 /// REST API base URL of the instance; the GitLab API dockhand calls (default

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::builder::{
     self, Backend, BuildError, BuildSecret, BuildSpec, Builder, SecretSource, buildah,
 };
-use crate::ci::{CiContext, generic};
+use crate::ci::{CiContext, Provider, generic};
 use crate::cleanup::CleanupSettings;
 use crate::cleanup::policy::{self, DurationError, Policy, PolicyError, PolicyFlags};
 use crate::cli::{BuildRunArgs, CleanupArgs, GlobalArgs, OutputFormat};
@@ -22,6 +22,7 @@ use crate::naming::{Mode, NamingError, RequestedMode, UnknownMode};
 use crate::project::{self, ProjectError, ProjectFile};
 use crate::reference::{ReferenceError, RegistryHost, RepoAddress, Tag};
 use crate::registry::distribution::ClientOptions;
+use crate::registry::pull_requests::{Forge, Lookup};
 use crate::registry::{Capabilities, Implementation, UnknownImplementation, detect};
 use crate::tags::{TagRuleError, TagRules};
 
@@ -653,9 +654,23 @@ impl CleanupSettings {
         args: &CleanupArgs,
         global: &GlobalSettings,
         ci: Option<&CiContext>,
+        env: &EnvMap,
         workdir: &Path,
     ) -> Result<Self, SettingsError> {
         let images = ImagesSettings::for_cleanup(global)?;
+        let prefer = ci.and_then(|ci| match ci.provider {
+            Provider::Github => Some(Forge::Github),
+            Provider::Gitlab => Some(Forge::Gitlab),
+            Provider::Generic => None,
+        });
+        // the pull request APIs get the registry client's TLS, timeouts and insecure hosts
+        let options = ClientOptions {
+            insecure: global.insecure_registries.clone(),
+            connect_timeout: global.timeouts.connect,
+            read_timeout: global.timeouts.read,
+            request_timeout: global.timeouts.request,
+            ..ClientOptions::default()
+        };
         let policy = Policy::resolve(global.project.cleanup.as_ref(), &policy_flags(args))?;
         if images.mode == Mode::Monorepo && images.repo.path.is_empty() {
             return Err(SettingsError::Naming(NamingError::MonorepoWithoutRepository(
@@ -673,6 +688,7 @@ impl CleanupSettings {
             workdir: workdir.to_owned(),
             default_branch: ci.and_then(|ci| ci.default_branch.clone()),
             provider: ci.map(|ci| ci.provider),
+            pull_requests: Lookup::from_env(env, prefer, options),
             dry_run: args.dry_run,
             keep_going: args.keep_going,
             plan_out: args.plan_out.as_ref().map(|path| workdir.join(path)),

@@ -71,18 +71,68 @@ impl Evidence {
 /// The evidence for an image published as `image_tag` whose config has `labels`, under the
 /// project's tag `rules` (none when the project gives none).
 pub fn evidence_of(image_tag: &str, labels: &SourceLabels, rules: Option<&TagRules>) -> Evidence {
+    let label_pr = labels.ref_name.as_deref().and_then(pull_request_ref);
     if let Some(revision) = labels.revision.as_deref().and_then(commit_text) {
-        let names = labels.ref_name.iter().map(|name| Named::Ref(name.clone())).collect();
-        let pr = rules.and_then(|rules| read_rules(image_tag, rules).pr);
+        let names = labels
+            .ref_name
+            .iter()
+            .filter(|_| label_pr.is_none())
+            .map(|name| Named::Ref(name.clone()))
+            .collect();
+        let read = rules.and_then(|rules| read_rules(image_tag, rules).pr);
+        let pr = agree(label_pr, read);
         return Evidence { commit: Some(revision), names, pr, source: Some(Source::Labels) };
     }
     let mut evidence = rules.map(|rules| read_rules(image_tag, rules)).unwrap_or_default();
     if let Some(name) = &labels.ref_name
         && evidence.source.is_some()
     {
-        evidence.names.insert(0, Named::Ref(name.clone()));
+        evidence.pr = agree(label_pr, evidence.pr);
+        if label_pr.is_none() {
+            evidence.names.insert(0, Named::Ref(name.clone()));
+        }
     }
     evidence
+}
+
+/// The pull or merge request a CI ref names: GitHub's `refs/pull/N/merge` (or `/head`,
+/// `pull/N/…`, and `N/merge` as `GITHUB_REF_NAME` has it), GitLab's
+/// `refs/merge-requests/N/head` (or `/merge`, `/train`).
+pub fn pull_request_ref(name: &str) -> Option<u64> {
+    let name = name.strip_prefix("refs/").unwrap_or(name);
+    let (rest, kinds): (&str, &[&str]) = if let Some(rest) = name.strip_prefix("pull/") {
+        (rest, &["merge", "head"])
+    } else if let Some(rest) = name.strip_prefix("merge-requests/") {
+        (rest, &["merge", "head", "train"])
+    } else {
+        (name, &["merge"])
+    };
+    let (number, kind) = rest.split_once('/')?;
+    let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+    if digits && kinds.contains(&kind) { number.parse().ok() } else { None }
+}
+
+/// The one number both readings give, or either's alone; none when they disagree.
+fn agree(one: Option<u64>, other: Option<u64>) -> Option<u64> {
+    match (one, other) {
+        (Some(a), Some(b)) if a != b => None,
+        (a, b) => a.or(b),
+    }
+}
+
+/// The pull requests the tags of `inventory` give evidence of, for their states to be asked.
+pub fn wanted_pull_requests(inventory: &Inventory, rules: Option<&TagRules>) -> BTreeSet<u64> {
+    let empty = SourceLabels::default();
+    inventory
+        .repositories
+        .iter()
+        .flat_map(|repository| {
+            repository.tags.iter().filter_map(|entry| {
+                let labels = repository.manifests.get(&entry.digest).map_or(&empty, |m| &m.source);
+                evidence_of(&entry.image_tag, labels, rules).pr
+            })
+        })
+        .collect()
 }
 
 /// The commits the tags of `inventory` give evidence of (full ids and 8-digit prefixes), for
@@ -281,6 +331,35 @@ mod tests {
             assert_eq!((got.commit.as_deref(), got.names, got.pr), (commit, names, pr), "{tag}");
             assert!(matches!(got.source, Some(Source::TagRules(_))), "{tag}");
         }
+    }
+
+    #[test]
+    fn ci_refs_name_pull_requests() {
+        for (name, number) in [
+            ("refs/pull/42/merge", Some(42)),
+            ("refs/pull/42/head", Some(42)),
+            ("pull/7/merge", Some(7)),
+            ("42/merge", Some(42)),
+            ("refs/merge-requests/9/head", Some(9)),
+            ("refs/merge-requests/9/train", Some(9)),
+            ("feature/merge", None),
+            ("refs/pull/x/merge", None),
+            ("refs/pull/42/other", None),
+            ("main", None),
+            ("refs/heads/main", None),
+        ] {
+            assert_eq!(pull_request_ref(name), number, "{name}");
+        }
+        // the label's pull request, with or without a revision; a disagreeing tag gives none
+        let rules = rules(&["{sha}", "pr-{pr}"]);
+        let got =
+            evidence_of("pr-42", &labels(Some(SHA), Some("refs/pull/42/merge")), Some(&rules));
+        assert_eq!((got.pr, got.names), (Some(42), vec![]));
+        let got =
+            evidence_of("pr-41", &labels(Some(SHA), Some("refs/pull/42/merge")), Some(&rules));
+        assert_eq!(got.pr, None);
+        let got = evidence_of(SHA, &labels(None, Some("refs/merge-requests/3/head")), Some(&rules));
+        assert_eq!((got.commit.as_deref(), got.pr), (Some(SHA), Some(3)));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::exit::{Classify, ExitStatus, causes};
 use crate::naming::Mode;
 use crate::output::Output;
 use crate::reference::RepoAddress;
+use crate::registry::pull_requests::{Fetched, Forge, Lookup, Unavailable};
 use crate::registry::{Capabilities, Implementation, Registry, RegistryError};
 use crate::tags::TagRules;
 use execute::{ApplyOptions, ExecuteError, Executor, Outcome};
@@ -39,7 +40,7 @@ use facts_cache::FactsCache;
 use git::GitError;
 use git::ReferenceKind;
 use inventory::{Inventory, ReadOptions, Resolve, Scope};
-use plan::{Gap, GitRetention};
+use plan::{Gap, GitRetention, PrState, PrUnknown, PullRequests};
 use plan_file::{PlanFileError, SavedPlan};
 use policy::{GitRules, Policy};
 use report::Document;
@@ -117,6 +118,8 @@ pub struct CleanupSettings {
     pub default_branch: Option<String>,
     /// The CI the job runs on, when detected: it tells how the checkout was fetched.
     pub provider: Option<Provider>,
+    /// Where git-aware retention asks the state of the pull requests images name.
+    pub pull_requests: Lookup,
     pub dry_run: bool,
     pub keep_going: bool,
     /// Where to save the plan (JSON), resolved against the working directory.
@@ -189,7 +192,7 @@ pub async fn run_reporting(
         })?,
         _ => read_inventory(settings, registry).await,
     };
-    let git = git_retention(settings, &inventory)?;
+    let git = git_retention(settings, &inventory).await?;
     let mut plan = plan::plan_with_git(&inventory, &settings.policy, git.as_ref(), now);
     if let Some(saved) = &saved {
         plan = plan_file::restrict(plan, saved);
@@ -274,7 +277,7 @@ pub async fn run_reporting(
 /// Git-aware retention for this cleanup, or `None` when count and age rules alone decide:
 /// without a checkout (unless `keep_policies` are configured, an error then), with count or age
 /// rules configured and no `keep_policies`, and for a targeted `--delete-tag` cleanup.
-fn git_retention(
+async fn git_retention(
     settings: &CleanupSettings,
     inventory: &Inventory,
 ) -> Result<Option<GitRetention>, CleanupError> {
@@ -320,12 +323,63 @@ fn git_retention(
         facts.commits.len(),
         wanted.len()
     );
+    let pull_requests = pull_requests(settings, inventory).await;
     Ok(Some(GitRetention {
         facts,
         policies,
         tag_rules: Some(settings.tag_rules.clone()),
         grace_period: policy.grace_period,
+        pull_requests,
     }))
+}
+
+/// The states of the pull requests the inventory's images name, asked of the forge; a failed
+/// request leaves that state unknown (its images stay), never an error.
+async fn pull_requests(settings: &CleanupSettings, inventory: &Inventory) -> PullRequests {
+    let lookup = &settings.pull_requests;
+    let forge = lookup.forge();
+    let numbers = evidence::wanted_pull_requests(inventory, Some(&settings.tag_rules));
+    if numbers.is_empty() {
+        return PullRequests::unknown(forge, PrUnknown::Unavailable(Unavailable::NoProject));
+    }
+    match lookup.states(&numbers).await {
+        Err(why) => {
+            log::warn!(
+                "the state of {} pull/merge requests is unknown ({}): their images are kept",
+                numbers.len(),
+                PrUnknown::Unavailable(why.clone())
+            );
+            PullRequests::unknown(forge, PrUnknown::Unavailable(why))
+        }
+        Ok(fetched) => {
+            let forge_name = forge.unwrap_or(Forge::Github);
+            let states = fetched
+                .into_iter()
+                .map(|(number, fetched)| {
+                    let state = match fetched {
+                        Fetched::State(state) => PrState::Known(state),
+                        Fetched::Failed(why) => {
+                            log::warn!(
+                                "the state of #{number} is unknown (the {} API failed: {why}): its images are kept",
+                                forge_name.name()
+                            );
+                            PrState::Unknown(PrUnknown::Failed(forge_name, why))
+                        }
+                    };
+                    (number, state)
+                })
+                .collect();
+            log::info!(
+                "git-aware retention: the state of {} pull/merge requests asked",
+                numbers.len()
+            );
+            PullRequests {
+                forge,
+                states,
+                otherwise: PrUnknown::Unavailable(Unavailable::NoProject),
+            }
+        }
+    }
 }
 
 /// The exit status the inventory's problems give: 0 without any, 1 when a read was refused for

@@ -47,6 +47,7 @@ use crate::cleanup::graph::{Edge, Graph};
 use crate::cleanup::inventory::{Inventory, RepositoryInventory, TagEntry, TimeSource};
 use crate::cleanup::policy::{Policy, format_approximately, format_duration, looks_like_release};
 use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
+use crate::registry::pull_requests::{Forge, State, Unavailable};
 
 /// What a cleanup will keep and delete, each item with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,8 +239,17 @@ enum Keep {
         /// What the policy keeps of each reference, described.
         limit: String,
     },
-    /// An image of this pull request, whose state is unknown.
-    PullRequest(u64),
+    /// An image of this pull request, which is open.
+    PullRequestOpen(PullRequest),
+    /// An image of this pull request, whose state is unknown (and why).
+    PullRequestUnknown(PullRequest, PrUnknown),
+    /// An image of this closed or merged pull request, younger than the grace period.
+    PullRequestGrace {
+        pull_request: PullRequest,
+        state: State,
+        grace: Duration,
+        age: String,
+    },
     /// Git-aware retention found no reason to keep it, but the checkout's history has a gap.
     HistoryGap(Gap),
     /// Its branch or commit is gone, but it is younger than the grace period.
@@ -269,6 +279,8 @@ enum Delete {
     NotKept { kind: ReferenceKind, name: String, rank: usize },
     /// Its branch or commit is gone (in words), and it is older than the grace period.
     Gone(String),
+    /// An image of this closed or merged pull request, older than the grace period.
+    PullRequest { pull_request: PullRequest, state: State },
     /// Git could not place it; the count and age rules did not keep it.
     Unplaced(Unplaced, Box<Delete>),
     /// Git-aware retention deleted it, from this evidence.
@@ -335,9 +347,16 @@ impl fmt::Display for Keep {
             Self::Reference { kind, name, rank, limit } => {
                 write!(f, "{} `{name}`, image {rank} (a keep policy keeps {limit})", kind.name())
             }
-            Self::PullRequest(number) => {
-                write!(f, "PR #{number}: its state is unknown without a token, so its images stay")
+            Self::PullRequestOpen(pull_request) => write!(f, "{pull_request} is open"),
+            Self::PullRequestUnknown(pull_request, why) => {
+                write!(f, "{pull_request} state unknown ({why}), so its images stay")
             }
+            Self::PullRequestGrace { pull_request, state, grace, age } => write!(
+                f,
+                "{pull_request} is {}, but the image is younger than the grace period {} ({age})",
+                state_word(*state),
+                format_duration(*grace)
+            ),
             Self::HistoryGap(gap) => write!(f, "{gap}"),
             Self::Grace { gone, grace, age } => write!(
                 f,
@@ -375,6 +394,9 @@ impl fmt::Display for Delete {
                 write!(f, "image {rank} of {} `{name}`, which no keep policy keeps", kind.name())
             }
             Self::Gone(gone) => f.write_str(gone),
+            Self::PullRequest { pull_request, state } => {
+                write!(f, "{pull_request} is {}", state_word(*state))
+            }
             Self::Unplaced(unplaced, delete) => {
                 write!(f, "{unplaced}, so count and age decide: {delete}")
             }
@@ -432,6 +454,58 @@ impl fmt::Display for Unplaced {
                 f.write_str("no git evidence (no revision label, and no tag rule reads the tag)")
             }
             Self::Unknown(name) => write!(f, "`{name}` is no branch or tag of the checkout"),
+        }
+    }
+}
+
+/// A pull request (GitHub, and when the forge is unknown) or merge request (GitLab), as the
+/// plan names it: `PR #42`, `MR !7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PullRequest {
+    pub forge: Option<Forge>,
+    pub number: u64,
+}
+
+impl fmt::Display for PullRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.forge {
+            Some(Forge::Gitlab) => write!(f, "MR !{}", self.number),
+            Some(Forge::Github) | None => write!(f, "PR #{}", self.number),
+        }
+    }
+}
+
+/// "open", "closed", "merged".
+fn state_word(state: State) -> &'static str {
+    match state {
+        State::Open => "open",
+        State::Closed => "closed",
+        State::Merged => "merged",
+    }
+}
+
+/// Why a pull request's state is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrUnknown {
+    /// Nothing to ask, for this reason.
+    Unavailable(Unavailable),
+    /// The forge's API failed (in words).
+    Failed(Forge, String),
+}
+
+impl fmt::Display for PrUnknown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unavailable(Unavailable::NoProject) => f.write_str(
+                "no GitHub repository or GitLab project is known: GITHUB_REPOSITORY and CI_PROJECT_ID are unset",
+            ),
+            Self::Unavailable(Unavailable::NoToken(forge)) => {
+                write!(f, "no {} token", forge.name())
+            }
+            Self::Unavailable(Unavailable::BadUrl(forge, why)) => {
+                write!(f, "the {} API URL is unusable: {why}", forge.name())
+            }
+            Self::Failed(forge, why) => write!(f, "the {} API failed: {why}", forge.name()),
         }
     }
 }
@@ -1036,5 +1110,5 @@ fn join_and(parts: &[String]) -> String {
 mod tests;
 
 mod retention;
-pub use retention::GitRetention;
 use retention::Unplaced;
+pub use retention::{GitRetention, PrState, PullRequests};

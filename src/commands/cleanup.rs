@@ -15,7 +15,8 @@ pub(super) fn cleanup(
     output: &Output,
 ) -> Result<ExitStatus, Failure> {
     let (ci, settings) = job_settings(global, invocation)?;
-    let cleanup = CleanupSettings::resolve(args, &settings, Some(&ci), invocation.workdir)?;
+    let cleanup =
+        CleanupSettings::resolve(args, &settings, Some(&ci), invocation.env, invocation.workdir)?;
     let registry = connect(&settings, invocation.env, Some(&ci), &cleanup.repo)?;
     Ok(block_on(cleanup::run(&cleanup, &registry, output, jiff::Timestamp::now()))?)
 }

@@ -351,6 +351,7 @@ pub(super) fn run(
         &args.cleanup,
         &phases.settings,
         Some(&phases.ci),
+        invocation.env,
         invocation.workdir,
     )?;
     // one section per image (GitHub's groups do not nest)

@@ -22,6 +22,7 @@ pub mod github;
 pub mod gitlab;
 pub mod harbor;
 pub mod nexus;
+pub mod pull_requests;
 pub mod quay;
 mod rest;
 

@@ -161,7 +161,7 @@ async fn the_default_keep_policies_follow_the_checkout() {
         ("sha-d", format!("kept: branch `feature/x`, image 1 {}", newest(2))),
         (
             "pr-7",
-            "kept: PR #7: its state is unknown without a token, so its images stay; evidence: the tag read by tag rules `{branch}`, `pr-{pr}`".to_owned(),
+            "kept: PR #7 state unknown (no GitHub repository or GitLab project is known: GITHUB_REPOSITORY and CI_PROJECT_ID are unset), so its images stay; evidence: the tag read by tag rules `{branch}`, `pr-{pr}`".to_owned(),
         ),
     ]
     .into_iter()

@@ -8,24 +8,26 @@
 //! first, and limited by `references`; the images of each (per image name, distinct digests)
 //! are ranked by their commit's place in its history and limited by `images`. The first policy
 //! and reference that keeps an image names it in the reason. What no policy keeps is deleted,
-//! except: an image of a pull request (its state is unknown without a token), anything in a
-//! shallow clone or one that fetched only some branches (its history cannot prove a deletion), and an image whose branch is gone while
+//! except: an image of a pull request, decided by its state ([`PullRequests`], fetched
+//! before planning: open or unknown stays, closed or merged goes after the grace period),
+//! anything in a shallow clone or one that fetched only some branches (its history cannot prove a deletion), and an image whose branch is gone while
 //! it is younger than the grace period. A tag without usable evidence is left to the count and
 //! age rules.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{Age, Decision, Delete, Gap, Keep};
+use super::{Age, Decision, Delete, Gap, Keep, PrUnknown, PullRequest};
 use crate::cleanup::evidence::{Evidence, Named, Source, evidence_of};
 use crate::cleanup::git::{GitFacts, GitReference, ReferenceKind};
 use crate::cleanup::inventory::{RepositoryInventory, SourceLabels};
 use crate::cleanup::policy::KeepPolicy;
 use crate::naming::sanitize_tag;
 use crate::reference::Digest;
+use crate::registry::pull_requests::{Forge, State};
 use crate::tags::{TagRules, slug};
 
 /// What git-aware retention plans with.
@@ -36,8 +38,41 @@ pub struct GitRetention {
     pub policies: Vec<KeepPolicy>,
     /// The project's tag rules, read backwards for images without a revision label.
     pub tag_rules: Option<TagRules>,
-    /// How long an image whose branch is gone stays.
+    /// How long an image whose branch is gone, or whose pull request is closed, stays.
     pub grace_period: Duration,
+    /// What the forge says of the pull requests the images name.
+    pub pull_requests: PullRequests,
+}
+
+/// The states of the pull requests images name, fetched before planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequests {
+    /// The forge asked, which names them (`PR #42`, `MR !7`); `None` when none was.
+    pub forge: Option<Forge>,
+    pub states: BTreeMap<u64, PrState>,
+    /// Why a number missing from `states` has no known state.
+    pub otherwise: PrUnknown,
+}
+
+impl PullRequests {
+    /// Nothing known, for `why`.
+    pub fn unknown(forge: Option<Forge>, why: PrUnknown) -> Self {
+        Self { forge, states: BTreeMap::new(), otherwise: why }
+    }
+
+    fn state(&self, number: u64) -> PrState {
+        self.states
+            .get(&number)
+            .cloned()
+            .unwrap_or_else(|| PrState::Unknown(self.otherwise.clone()))
+    }
+}
+
+/// One pull request's state as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrState {
+    Known(State),
+    Unknown(PrUnknown),
 }
 
 /// Why a tag with git mode on is left to the count and age rules.
@@ -115,7 +150,7 @@ pub(super) fn decide(
         let decision = if let Some(keep) = kept {
             Ok(Decision::Keep(keep))
         } else if let Some(number) = evidence.pr {
-            Ok(Decision::Keep(Keep::PullRequest(number)))
+            Ok(pull_request(git, number, ages[index], now))
         } else if git.facts.shallow {
             Ok(Decision::Keep(Keep::HistoryGap(Gap::Shallow)))
         } else if git.facts.partial_branches {
@@ -222,6 +257,39 @@ fn unreachable(
         }
         Some(_) => Decision::Delete(Delete::Gone(gone)),
         None => Decision::Keep(Keep::AgeUnknown),
+    }
+}
+
+/// The decision for an image of pull request `number` that no keep policy keeps: an open one,
+/// or one of unknown state, stays; a closed or merged one goes once the image is older than
+/// the grace period, unless the history has a gap (a policy might have kept it) or its age is
+/// unknown.
+fn pull_request(git: &GitRetention, number: u64, age: Option<Age>, now: Timestamp) -> Decision {
+    let pull_request = PullRequest { forge: git.pull_requests.forge, number };
+    let state = match git.pull_requests.state(number) {
+        PrState::Known(State::Open) => return Decision::Keep(Keep::PullRequestOpen(pull_request)),
+        PrState::Unknown(why) => {
+            return Decision::Keep(Keep::PullRequestUnknown(pull_request, why));
+        }
+        PrState::Known(state) => state,
+    };
+    if git.facts.shallow {
+        return Decision::Keep(Keep::HistoryGap(Gap::Shallow));
+    }
+    if git.facts.partial_branches {
+        return Decision::Keep(Keep::HistoryGap(Gap::SomeBranches));
+    }
+    match age {
+        None => Decision::Keep(Keep::AgeUnknown),
+        Some(age) if now.duration_since(age.at) < super::signed(git.grace_period) => {
+            Decision::Keep(Keep::PullRequestGrace {
+                pull_request,
+                state,
+                grace: git.grace_period,
+                age: age.describe(now),
+            })
+        }
+        Some(_) => Decision::Delete(Delete::PullRequest { pull_request, state }),
     }
 }
 

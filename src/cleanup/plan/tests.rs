@@ -1297,6 +1297,10 @@ fn retention(facts: GitFacts, policies: Vec<KeepPolicy>) -> GitRetention {
         policies,
         tag_rules: Some(crate::tags::TagRules::parse(&["pr-{pr}", "{branch}"]).unwrap()),
         grace_period: DEFAULT_GRACE_PERIOD,
+        pull_requests: PullRequests::unknown(
+            None,
+            PrUnknown::Unavailable(Unavailable::NoToken(Forge::Github)),
+        ),
     }
 }
 
@@ -1347,7 +1351,7 @@ fn the_default_keep_policies_keep_live_branches_and_tags_and_delete_the_rest() {
         pairs(&[
             ("main", "kept: branch `main`, image 1 (a keep policy keeps the newest 2); evidence: the tag read by tag rule `{branch}`"),
             ("gone-young", "kept: branch `feature/gone` no longer exists (commit `00000062`), but the image is younger than the grace period 1d (image config created 3h ago); evidence: revision label"),
-            ("pr-7", "kept: PR #7: its state is unknown without a token, so its images stay; evidence: the tag read by tag rules `pr-{pr}`, `{branch}`"),
+            ("pr-7", "kept: PR #7 state unknown (no GitHub token), so its images stay; evidence: the tag read by tag rules `pr-{pr}`, `{branch}`"),
             ("sha-1", &format!("kept: branch `main`, image 6 {}", newest(10))),
             ("sha-2", &format!("kept: tag `v1.0.0`, image 1 {}", newest(1))),
             ("sha-3", &format!("kept: branch `main`, image 4 {}", newest(10))),
@@ -1381,6 +1385,70 @@ fn the_default_keep_policies_keep_live_branches_and_tags_and_delete_the_rest() {
             ),
         ])
     );
+}
+
+#[test]
+fn pull_request_images_follow_their_state() {
+    // pr-1 open, pr-2 closed, pr-3 merged, pr-4 merged but young, pr-5 failed, pr-6 not asked
+    let mut tags: Vec<TagEntry> = (1..=6).map(|n| tag(&format!("pr-{n}"), "app", n)).collect();
+    tags.push(tag("sha-7", "app", 7));
+    let mut manifests: Vec<(u32, ManifestEntry)> =
+        (1..=6).map(|n| (n, built(None, None, if n == 4 { 3 * HOUR } else { 3 * DAY }))).collect();
+    // a merged PR's image whose commit a kept branch holds stays for the branch
+    manifests.push((7, built(Some(5), Some("refs/pull/3/merge"), 3 * DAY)));
+    let inventory = one(repository("acme/app", tags, manifests));
+    let states = BTreeMap::from([
+        (1, PrState::Known(State::Open)),
+        (2, PrState::Known(State::Closed)),
+        (3, PrState::Known(State::Merged)),
+        (4, PrState::Known(State::Merged)),
+        (5, PrState::Unknown(PrUnknown::Failed(Forge::Github, "`…/pulls/5` answered 500".into()))),
+    ]);
+    let pull_requests = PullRequests {
+        forge: Some(Forge::Github),
+        states,
+        otherwise: PrUnknown::Unavailable(Unavailable::NoToken(Forge::Github)),
+    };
+    let git = GitRetention {
+        pull_requests,
+        ..retention(scenario_facts(false), default_keep_policies(Some("main")))
+    };
+    let plan = plan_with_git(&inventory, &bare(), Some(&git), now());
+    let rule =
+        |n: &str| format!("; evidence: the tag read by tag rules `pr-{{pr}}`, `{{branch}}`{n}");
+    assert_eq!(
+        kept(&plan).into_iter().collect::<BTreeMap<_, _>>(),
+        [
+            ("pr-1", format!("kept: PR #1 is open{}", rule(""))),
+            ("pr-4", format!("kept: PR #4 is merged, but the image is younger than the grace period 1d (image config created 3h ago){}", rule(""))),
+            ("pr-5", format!("kept: PR #5 state unknown (the GitHub API failed: `…/pulls/5` answered 500), so its images stay{}", rule(""))),
+            ("pr-6", format!("kept: PR #6 state unknown (no GitHub token), so its images stay{}", rule(""))),
+            ("sha-7", "kept: branch `main`, image 1 (a keep policy keeps the newest 2); evidence: revision label".to_owned()),
+        ]
+        .into_iter()
+        .map(|(tag, reason)| (tag.to_owned(), reason))
+        .collect::<BTreeMap<_, _>>()
+    );
+    assert_eq!(
+        deleted(&plan),
+        triples(&[
+            ("pr-2", DeleteMethod::Digest, &format!("deleted: PR #2 is closed{}", rule(""))),
+            ("pr-3", DeleteMethod::Digest, &format!("deleted: PR #3 is merged{}", rule(""))),
+        ])
+    );
+
+    // GitLab names merge requests; a shallow clone keeps a closed one (a policy might have)
+    let gitlab = PullRequests { forge: Some(Forge::Gitlab), ..git.pull_requests.clone() };
+    let shallow =
+        GitRetention { facts: scenario_facts(true), pull_requests: gitlab.clone(), ..git.clone() };
+    let plan = plan_with_git(&inventory, &bare(), Some(&shallow), now());
+    assert!(plan.deleted.is_empty(), "{:?}", deleted(&plan));
+    let reasons: BTreeMap<String, String> = kept(&plan).into_iter().collect();
+    assert!(reasons["pr-2"].starts_with("kept: the checkout is a shallow clone"), "{reasons:?}");
+    assert!(reasons["pr-1"].starts_with("kept: MR !1 is open;"), "{reasons:?}");
+    let full = GitRetention { pull_requests: gitlab, ..git };
+    let plan = plan_with_git(&inventory, &bare(), Some(&full), now());
+    assert_eq!(deleted(&plan)[0].2, format!("deleted: MR !2 is closed{}", rule("")));
 }
 
 #[test]
