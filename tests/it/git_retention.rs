@@ -235,3 +235,71 @@ async fn keep_policies_outside_a_checkout_are_refused() {
     run.assert_code(1);
     assert!(run.stderr.contains("must name exactly one of `branch` and `tag`"), "{}", run.stderr);
 }
+
+/// Images of pull requests follow their state as the GitHub API gives it (played by the GitHub
+/// stand-in, following `@octokit/openapi`): an open one's stay, a merged or closed one's go once
+/// older than the grace period; without a token they all stay, saying why.
+#[tokio::test]
+async fn pull_request_images_follow_their_state_standin() {
+    use crate::support::stand_in::{Flavor, GithubToken, StandIn};
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let (root, ids) = origin();
+    seed(&registry, &ids).await;
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    for pr in ["pr-8", "pr-9"] {
+        push_image(&client, &api, Some(pr), &minutes_ago(3 * DAY)).await;
+    }
+    let github = StandIn::start(Flavor::Github, registry.port());
+    let token = "ghp_StandInPullRequestReader0000000001";
+    github.add_github_token(token, GithubToken::FineGrained);
+    github.add_pull_request("acme/app", 7, true, false);
+    github.add_pull_request("acme/app", 8, false, true);
+    github.add_pull_request("acme/app", 9, false, false);
+    let dir = clone(root.path(), "clone", &[]);
+    let run_with = |flags: &[&str], token: Option<&str>| {
+        let mut argv = vec!["cleanup", "--output", "json"];
+        argv.extend_from_slice(flags);
+        let mut command = dockhand(&dir, &argv)
+            .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
+            .env("DOCKHAND_REPO_IMPLEMENTATION", "default")
+            .env(
+                "DOCKHAND_INSECURE_REGISTRIES",
+                &format!(
+                    "{},{}",
+                    registry.insecure_hosts(),
+                    github.api_url().trim_start_matches("http://")
+                ),
+            )
+            .env("DOCKHAND_REGISTRY_USERNAME", crate::support::registry::USER)
+            .env("DOCKHAND_REGISTRY_PASSWORD", crate::support::registry::PASSWORD)
+            .env("GITHUB_REPOSITORY", "acme/app")
+            .env("GITHUB_API_URL", &github.api_url());
+        if let Some(token) = token {
+            command = command.env("GITHUB_TOKEN", token);
+        }
+        command.run()
+    };
+
+    let without = run_with(&["--dry-run"], None);
+    without.assert_code(0);
+    let kept = reasons(&without.json(), "kept");
+    for pr in ["pr-7", "pr-8", "pr-9"] {
+        assert!(kept[pr].contains("state unknown (no GitHub token)"), "{pr}: {}", kept[pr]);
+    }
+
+    let run = run_with(&[], Some(token));
+    run.assert_code(0).assert_not_printed(token);
+    let document = run.json();
+    let kept = reasons(&document, "kept");
+    let deleted = reasons(&document, "deleted");
+    assert!(kept["pr-7"].starts_with("kept: PR #7 is open"), "{}", kept["pr-7"]);
+    assert!(deleted["pr-8"].starts_with("deleted: PR #8 is merged"), "{}", deleted["pr-8"]);
+    assert!(deleted["pr-9"].starts_with("deleted: PR #9 is closed"), "{}", deleted["pr-9"]);
+    let tags = skopeo_tags(&registry, "acme/api");
+    assert!(tags.contains(&"pr-7".to_owned()), "{tags:?}");
+    assert!(!tags.iter().any(|tag| tag == "pr-8" || tag == "pr-9"), "{tags:?}");
+    let asked: Vec<String> =
+        github.api_requests().into_iter().filter(|line| line.contains("/pulls/")).collect();
+    assert_eq!(asked.len(), 3, "one request per pull request: {asked:?}");
+}

@@ -3,7 +3,9 @@
 //! 2022-11-28): `GET /users/{username}` (`type` `User` | `Organization`),
 //! `GET /{orgs/{org}|users/{username}}/packages/container/{package_name}/versions`
 //! (`page`, `per_page` ≤ 100, `Link` header; 404 `Package not found.` for an unknown package)
-//! and `DELETE …/versions/{package_version_id}` (204). Errors use the `basic-error` shape
+//! and `DELETE …/versions/{package_version_id}` (204), and `GET
+//! /repos/{owner}/{repo}/pulls/{pull_number}` (schema `pull-request`: `number`, `state`
+//! `open`|`closed`, `merged_at`; 404 `Not Found`). Errors use the `basic-error` shape
 //! (`message`, `documentation_url`, `status`). The real GitHub was not used.
 
 use super::stand_in::{ApiRequest, ApiResponse, GithubToken, State, Version};
@@ -58,6 +60,21 @@ pub(super) fn handle(state: &mut State, request: &ApiRequest) -> ApiResponse {
 fn route(state: &mut State, request: &ApiRequest, token: &GithubToken) -> ApiResponse {
     let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
     match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["repos", owner, repo, "pulls", number]) => {
+            let key = format!("{owner}/{repo}#{number}");
+            match state.pull_requests.get(&key) {
+                Some((open, merged)) => ApiResponse::json(
+                    200,
+                    &serde_json::json!({
+                        "number": number.parse::<u64>().unwrap_or_default(),
+                        "state": if *open { "open" } else { "closed" },
+                        "merged_at": if *merged { serde_json::json!("2026-11-30T10:00:00Z") } else { serde_json::Value::Null },
+                        "merged": merged,
+                    }),
+                ),
+                None => error(404, "Not Found"),
+            }
+        }
         ("GET", ["users", owner]) => match state.owners.get(*owner) {
             Some(organisation) => ApiResponse::json(
                 200,

@@ -139,6 +139,8 @@ pub(super) struct State {
     /// GitHub owners and whether each is an organisation.
     pub(super) owners: BTreeMap<String, bool>,
     pub(super) github_tokens: BTreeMap<String, GithubToken>,
+    /// GitHub pull requests, `owner/repo#number` → (open, merged).
+    pub(super) pull_requests: BTreeMap<String, (bool, bool)>,
     /// Docker Hub identifier → (secret, access).
     pub(super) hub_users: BTreeMap<String, (String, HubAccess)>,
     /// Docker Hub access tokens handed out → (identifier, access).
@@ -458,6 +460,12 @@ impl StandIn {
     /// A GitHub owner (`organisation`: an org, else a user).
     pub fn add_owner(&self, owner: &str, organisation: bool) {
         self.state.lock().unwrap().owners.insert(owner.to_owned(), organisation);
+    }
+
+    /// A pull request of `repository` (`owner/repo`): open, or closed (merged or not).
+    pub fn add_pull_request(&self, repository: &str, number: u64, open: bool, merged: bool) {
+        let key = format!("{repository}#{number}");
+        self.state.lock().unwrap().pull_requests.insert(key, (open, merged));
     }
 
     pub fn add_github_token(&self, token: &str, kind: GithubToken) {
