@@ -572,7 +572,10 @@ impl Acr {
             next = reply.next.filter(|_| !page.is_empty());
             items.extend(page);
         }
-        Err(AcrError::TooManyPages { target: first }.into())
+        match next {
+            None => Ok(items),
+            Some(_) => Err(AcrError::TooManyPages { target: first }.into()),
+        }
     }
 
     /// The listings of `repository`, read now if they have not been. A repository that does
