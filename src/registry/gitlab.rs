@@ -405,11 +405,7 @@ impl Vendor for Gitlab {
         repository: &RepoAddress,
         digest: &Digest,
     ) -> Result<Removal, RegistryError> {
-        match self.client.delete_manifest(repository, digest).await {
-            Ok(()) => Ok(Removal::Removed),
-            Err(error) if error.is_not_found() => Ok(Removal::AlreadyGone),
-            Err(source) => Err(RegistryError::Distribution(source)),
-        }
+        super::delete_by_digest(&self.client, repository, digest).await
     }
 }
 

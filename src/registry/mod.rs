@@ -241,6 +241,20 @@ async fn remove_each_tag<T, E>(
     Ok(removal)
 }
 
+/// The registry API's manifest `DELETE` (which takes every tag on the digest), as the seam
+/// reports it: a 404 is [`Removal::AlreadyGone`].
+async fn delete_by_digest(
+    client: &Client,
+    repository: &RepoAddress,
+    digest: &Digest,
+) -> Result<Removal, RegistryError> {
+    match client.delete_manifest(repository, digest).await {
+        Ok(()) => Ok(Removal::Removed),
+        Err(error) if error.is_not_found() => Ok(Removal::AlreadyGone),
+        Err(source) => Err(RegistryError::Distribution(source)),
+    }
+}
+
 /// A write or vendor call through the seam that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -426,11 +426,7 @@ impl Vendor for Nexus {
         .collect();
         if on_digest.is_empty() {
             // no tag is on it: the registry API deletes it without touching any tag
-            return match self.client.delete_manifest(repository, digest).await {
-                Ok(()) => Ok(Removal::Removed),
-                Err(error) if error.is_not_found() => Ok(Removal::AlreadyGone),
-                Err(source) => Err(RegistryError::Distribution(source)),
-            };
+            return super::delete_by_digest(&self.client, repository, digest).await;
         }
         let mut removal = Removal::AlreadyGone;
         for component in &on_digest {
