@@ -206,16 +206,9 @@ fn json(status: u16, body: &serde_json::Value) -> Response {
     Response { body: body.to_string().into_bytes(), ..registry_error(status, "", "") }
 }
 
-fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request.headers.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
-
 /// The identity a Basic login is, and whether it may delete.
 fn basic_identity(state: &State, request: &Request) -> Option<(String, bool)> {
-    let encoded = header(request, "authorization")?.strip_prefix("Basic ")?;
+    let encoded = request.header("authorization")?.strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
     let (user, password) = String::from_utf8(decoded)
         .ok()?
@@ -281,7 +274,7 @@ fn allows(granted: &[String], repository: &str, action: &str) -> bool {
 }
 
 fn challenge(request: &Request, scope: Option<&str>, insufficient: bool) -> Response {
-    let host = header(request, "host").unwrap_or("127.0.0.1");
+    let host = request.header("host").unwrap_or("127.0.0.1");
     let mut value = format!("Bearer realm=\"http://{host}/oauth2/token\",service=\"{host}\"");
     if let Some(scope) = scope {
         value = format!("{value},scope=\"{scope}\"");
@@ -357,7 +350,7 @@ pub(super) fn front(state: &mut State, request: &Request) -> Option<Response> {
         }
         _ => {}
     }
-    let bearer = header(request, "authorization").and_then(|value| value.strip_prefix("Bearer "));
+    let bearer = request.header("authorization").and_then(|value| value.strip_prefix("Bearer "));
     let granted = bearer.and_then(|token| state.acr.access_tokens.get(token)).cloned();
     let need = needed(&request.method, path);
     let scope = need.as_ref().map(|(name, action)| format!("repository:{name}:{action}"));

@@ -228,12 +228,8 @@ fn registry_error(status_line: &str, code: &str, message: &str) -> Response {
 /// The Google registry's answer to `request` where it differs from distribution's: `None`
 /// forwards the request unchanged.
 pub(super) fn front(state: &mut State, request: &Request) -> Option<Response> {
-    let token = request.headers.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        if !name.eq_ignore_ascii_case("authorization") {
-            return None;
-        }
-        let encoded = value.trim().strip_prefix("Basic ")?;
+    let token = request.header("authorization").and_then(|value| {
+        let encoded = value.strip_prefix("Basic ")?;
         let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (user, token) = decoded.split_once(':')?;

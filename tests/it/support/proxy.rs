@@ -160,6 +160,21 @@ pub(super) struct Request {
     pub(super) body: Vec<u8>,
 }
 
+impl Request {
+    /// The value of header `name` (any case).
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.headers, name)
+    }
+}
+
+/// The value of header `name` (any case) in header lines `headers`.
+pub(super) fn header_in<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
+    headers.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
 pub(super) fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();

@@ -280,10 +280,7 @@ pub(super) struct ApiRequest {
 impl ApiRequest {
     /// The value of header `name` (any case).
     pub(super) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
-        })
+        proxy::header_in(&self.headers, name)
     }
 }
 
@@ -783,10 +780,7 @@ fn serve_api(mut stream: TcpStream, flavor: Flavor, state: &Mutex<State>) -> std
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let raw = proxy::read_request(&stream)?;
     let url = url::Url::parse(&format!("http://api{}", raw.target)).expect("request target");
-    let authorization = raw.headers.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("authorization").then(|| value.trim().to_owned())
-    });
+    let authorization = raw.header("authorization").map(str::to_owned);
     let request = ApiRequest {
         method: raw.method.clone(),
         path: url.path().to_owned(),
