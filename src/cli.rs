@@ -316,6 +316,16 @@ pub struct CleanupArgs {
     #[arg(long)]
     pub delete_releases: bool,
 
+    /// Keep the N highest releases (v1.2.3) of each major version and delete older ones (with
+    /// the image's highest release always kept); see cleanup.releases
+    #[arg(long, value_name = "N")]
+    pub keep_releases_per_major: Option<usize>,
+
+    /// Keep the N highest releases of each major.minor version and delete older ones (with the
+    /// image's highest release always kept); see cleanup.releases
+    #[arg(long, value_name = "N")]
+    pub keep_releases_per_minor: Option<usize>,
+
     /// Go on after a failed delete and report every failure at the end (exit 2)
     #[arg(long)]
     pub keep_going: bool,

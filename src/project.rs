@@ -240,6 +240,40 @@ pub struct PolicySection {
     /// before git-aware retention deletes them, e.g. `1d` (the default).
     #[schemars(pattern(r"^([0-9]+[wdhms])+$"))]
     pub grace_period: Option<String>,
+    /// Semantic-version retention of release tags (`v?MAJOR.MINOR.PATCH`): the highest release
+    /// of each image and the newest releases of each major and major.minor version stay, every
+    /// other release tag goes. Without this section every release tag stays (unless
+    /// `delete_releases`).
+    pub releases: Option<ReleasesSection>,
+}
+
+/// `cleanup.releases`: which release tags stay, by version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasesSection {
+    /// Keep the N highest releases of each major version (`2.x`).
+    #[schemars(range(min = 1))]
+    pub keep_per_major: Option<usize>,
+    /// Keep the N highest releases of each major.minor version (`2.3.x`).
+    #[schemars(range(min = 1))]
+    pub keep_per_minor: Option<usize>,
+    /// What happens to pre-releases (`v2.0.0-rc.1`), which never count as releases:
+    /// `until_released` (the default) keeps one until its version has a release tag and
+    /// deletes it then; `keep` keeps every one; `rules` leaves them to the other rules.
+    pub pre_releases: Option<PreReleases>,
+}
+
+/// How `cleanup.releases` treats pre-release tags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PreReleases {
+    /// Kept until the image has a release tag of that version, then deleted.
+    #[default]
+    UntilReleased,
+    /// Always kept.
+    Keep,
+    /// Decided by the other rules (`keep_within`, git-aware retention, `keep_last`).
+    Rules,
 }
 
 /// One git-aware keep policy: which references, and how many of their images.

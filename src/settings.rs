@@ -706,6 +706,8 @@ fn policy_flags(args: &CleanupArgs) -> PolicyFlags {
         keep_tags: args.keep_tags.clone(),
         delete_untagged: args.delete_untagged,
         delete_releases: args.delete_releases,
+        keep_releases_per_major: args.keep_releases_per_major,
+        keep_releases_per_minor: args.keep_releases_per_minor,
         max_deletes: args.max_deletes,
         max_duration: args.max_duration.clone(),
         delete_tags: args.delete_tags.clone(),

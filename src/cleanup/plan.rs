@@ -46,6 +46,7 @@ use crate::cleanup::git::ReferenceKind;
 use crate::cleanup::graph::{Edge, Graph};
 use crate::cleanup::inventory::{Inventory, RepositoryInventory, TagEntry, TimeSource};
 use crate::cleanup::policy::{Policy, format_approximately, format_duration, looks_like_release};
+use crate::project::PreReleases;
 use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
 use crate::registry::pull_requests::{Forge, State, Unavailable};
 
@@ -201,10 +202,24 @@ enum Keep {
     Pattern(String),
     /// The tag looks like a release and `delete_releases` is off.
     Release(String),
-    /// The tag is a pre-release of a version with no release tag yet (`delete_releases` off).
+    /// The tag is a pre-release of a version with no release tag yet (`delete_releases` off,
+    /// or `cleanup.releases` when `section`).
     PreRelease {
         tag: String,
         version: String,
+        section: bool,
+    },
+    /// `cleanup.releases` keeps this release.
+    Version {
+        tag: String,
+        rank: Rank,
+    },
+    /// A pre-release, and `cleanup.releases.pre_releases` is `keep`.
+    PreReleaseKept(String),
+    /// `latest` or a floating version (`v2.3`) on the digest of a kept release tag.
+    Alias {
+        tag: String,
+        release: String,
     },
     /// Younger than `keep_within`; `age` as described at planning time.
     Younger {
@@ -281,6 +296,10 @@ enum Delete {
     Gone(String),
     /// An image of this closed or merged pull request, older than the grace period.
     PullRequest { pull_request: PullRequest, state: State },
+    /// A release outside every limit of `cleanup.releases`.
+    Version { tag: String, outside: Outside },
+    /// A pre-release whose version has a release tag (`cleanup.releases`).
+    PreReleased { tag: String, version: String },
     /// Git could not place it; the count and age rules did not keep it.
     Unplaced(Unplaced, Box<Delete>),
     /// Git-aware retention deleted it, from this evidence.
@@ -322,10 +341,20 @@ impl fmt::Display for Keep {
             Self::Release(tag) => {
                 write!(f, "`{tag}` looks like a release (delete_releases is off)")
             }
-            Self::PreRelease { tag, version } => write!(
-                f,
-                "`{tag}` is a pre-release of {version}, which has no release tag yet (delete_releases is off)"
-            ),
+            Self::PreRelease { tag, version, section } => {
+                write!(f, "`{tag}` is a pre-release of {version}, which has no release tag yet")?;
+                if !section {
+                    f.write_str(" (delete_releases is off)")?;
+                }
+                Ok(())
+            }
+            Self::Version { tag, rank } => write!(f, "`{tag}` is {rank}"),
+            Self::PreReleaseKept(tag) => {
+                write!(f, "`{tag}` is a pre-release (cleanup.releases.pre_releases is keep)")
+            }
+            Self::Alias { tag, release } => {
+                write!(f, "`{tag}` points at release `{release}`, which is kept")
+            }
             Self::Younger { within, age } => {
                 write!(f, "younger than {} ({age})", format_duration(*within))
             }
@@ -396,6 +425,10 @@ impl fmt::Display for Delete {
             Self::Gone(gone) => f.write_str(gone),
             Self::PullRequest { pull_request, state } => {
                 write!(f, "{pull_request} is {}", state_word(*state))
+            }
+            Self::Version { tag, outside } => write!(f, "`{tag}` is {outside}"),
+            Self::PreReleased { tag, version } => {
+                write!(f, "`{tag}` is a pre-release of {version}, which is released")
             }
             Self::Unplaced(unplaced, delete) => {
                 write!(f, "{unplaced}, so count and age decide: {delete}")
@@ -577,8 +610,8 @@ struct RepositoryPlan<'a> {
     tags: Vec<Decision>,
     untagged_decisions: Vec<Decision>,
     reach: HashMap<&'a Digest, Reach<'a>>,
-    /// The versions each image has a release tag of (`v?MAJOR.MINOR.PATCH`).
-    released: HashSet<(&'a str, (u64, u64, u64))>,
+    /// The release tags of each image, ranked by version.
+    releases: Releases<'a>,
     /// Per tag, with git-aware retention on: its git decision, or why count and age decide
     /// (`None` for a tag git does not decide).
     git_decisions: Vec<Option<Result<Decision, Unplaced>>>,
@@ -619,7 +652,7 @@ impl<'a> RepositoryPlan<'a> {
             untagged_decisions: Vec::new(),
             reach: HashMap::new(),
             git_decisions: Vec::new(),
-            released: HashSet::new(),
+            releases: Releases::default(),
         };
         if !state.complete {
             state.tags = vec![Decision::Keep(Keep::Incomplete); inventory.tags.len()];
@@ -640,20 +673,8 @@ impl<'a> RepositoryPlan<'a> {
                 inventory.manifests[*digest].created_at().map(|(at, source)| Age { at, source })
             })
             .collect();
-        state.released = inventory
-            .tags
-            .iter()
-            .flat_map(|entry| {
-                [entry.tag.as_str(), entry.image_tag.as_str()]
-                    .into_iter()
-                    .filter(|name| looks_like_release(name))
-                    .filter_map(version_of)
-                    .filter(|version| version.pre.is_empty())
-                    .map(|version| {
-                        (entry.image.as_str(), (version.major, version.minor, version.patch))
-                    })
-            })
-            .collect();
+        state.releases =
+            Releases::new(&inventory.tags, policy.releases.as_ref(), !policy.delete_releases);
         if let Some(git) = git {
             let skip: Vec<bool> = inventory
                 .tags
@@ -734,20 +755,12 @@ impl<'a> RepositoryPlan<'a> {
         if let Some(keep) = policy.keep_tag_match(&names) {
             return Decision::Keep(Keep::Pattern(keep.pattern().to_owned()));
         }
-        if !policy.delete_releases
-            && let Some(release) = names.into_iter().find(|name| looks_like_release(name))
-        {
-            return Decision::Keep(Keep::Release(release.to_owned()));
-        }
-        if !policy.delete_releases
-            && let Some((tag, version)) = names.into_iter().find_map(pre_release)
-            && !self.released.contains(&(entry.image.as_str(), version))
-        {
-            let (major, minor, patch) = version;
-            return Decision::Keep(Keep::PreRelease {
-                tag: tag.to_owned(),
-                version: format!("{major}.{minor}.{patch}"),
-            });
+        if let Some(decision) = self.decide_release(entry, names) {
+            // the release rules need no age to delete, but an unknown age never deletes
+            return match (decision, self.tag_ages[index]) {
+                (Decision::Delete(_), None) => Decision::Keep(Keep::AgeUnknown),
+                (decision, _) => decision,
+            };
         }
         let age = self.tag_ages[index];
         if let (Some(within), Some(age)) = (policy.keep_within, age)
@@ -765,6 +778,51 @@ impl<'a> RepositoryPlan<'a> {
             },
             None => self.by_count(index, newest, now),
         }
+    }
+
+    /// What release protection or `cleanup.releases` says of a tag, when either decides it: a
+    /// release, a pre-release, or a tag pointing at a kept release (`latest`, `v2.3`).
+    fn decide_release(&self, entry: &TagEntry, names: [&str; 2]) -> Option<Decision> {
+        let policy = self.policy;
+        let image = entry.image.as_str();
+        if let Some(tag) = names.into_iter().find(|name| looks_like_release(name)) {
+            let tag = tag.to_owned();
+            return match (&policy.releases, release_version(&tag)) {
+                (Some(rules), Some(version)) => {
+                    Some(match self.releases.decide(image, version, rules) {
+                        Ok(rank) => Decision::Keep(Keep::Version { tag, rank }),
+                        Err(outside) => Decision::Delete(Delete::Version { tag, outside }),
+                    })
+                }
+                _ if policy.delete_releases => None,
+                _ => Some(Decision::Keep(Keep::Release(tag))),
+            };
+        }
+        if let Some((tag, version)) = names.into_iter().find_map(pre_release) {
+            let (major, minor, patch) = version;
+            let tag = tag.to_owned();
+            let released = self.releases.has(image, version);
+            let version = format!("{major}.{minor}.{patch}");
+            let section = policy.releases.map(|rules| rules.pre_releases);
+            match section {
+                None if policy.delete_releases => {}
+                None if !released => {
+                    return Some(Decision::Keep(Keep::PreRelease { tag, version, section: false }));
+                }
+                None | Some(PreReleases::Rules) => {}
+                Some(PreReleases::Keep) => return Some(Decision::Keep(Keep::PreReleaseKept(tag))),
+                Some(PreReleases::UntilReleased) if released => {
+                    return Some(Decision::Delete(Delete::PreReleased { tag, version }));
+                }
+                Some(PreReleases::UntilReleased) => {
+                    return Some(Decision::Keep(Keep::PreRelease { tag, version, section: true }));
+                }
+            }
+        }
+        names.into_iter().find_map(|name| {
+            let release = self.releases.alias_of(entry, name)?;
+            Some(Decision::Keep(Keep::Alias { tag: name.to_owned(), release: release.to_owned() }))
+        })
     }
 
     /// The count and age rules' decision (`keep_last`, unknown age, else deleted).
@@ -1086,15 +1144,10 @@ fn signed(duration: Duration) -> SignedDuration {
     SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
 }
 
-/// The semantic version `name` gives (a leading `v` ignored).
-fn version_of(name: &str) -> Option<semver::Version> {
-    semver::Version::parse(name.strip_prefix('v').unwrap_or(name)).ok()
-}
-
 /// `name` and the version it is a pre-release of, if it is one (`v2.0.0-rc.1` → 2.0.0).
 fn pre_release(name: &str) -> Option<(&str, (u64, u64, u64))> {
-    let version = version_of(name).filter(|version| !version.pre.is_empty())?;
-    Some((name, (version.major, version.minor, version.patch)))
+    let version = semver::Version::parse(name.strip_prefix('v').unwrap_or(name)).ok()?;
+    (!version.pre.is_empty()).then_some((name, (version.major, version.minor, version.patch)))
 }
 
 /// "a", "a and b", "a, b and c".
@@ -1109,6 +1162,8 @@ fn join_and(parts: &[String]) -> String {
 #[cfg(test)]
 mod tests;
 
+mod releases;
+use releases::{Outside, Rank, Releases, release_version};
 mod retention;
 use retention::Unplaced;
 pub use retention::{GitRetention, PrState, PullRequests};

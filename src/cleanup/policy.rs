@@ -28,7 +28,7 @@ use regex::Regex;
 
 use crate::cleanup::git::ReferenceKind;
 use crate::exit::{Classify, ExitStatus};
-use crate::project::{KeepPolicySection, LimitSection, Operator, PolicySection};
+use crate::project::{KeepPolicySection, LimitSection, Operator, PolicySection, PreReleases};
 use crate::reference::Tag;
 
 /// Images of each image name kept when neither `keep_last` nor `keep_within` is configured.
@@ -47,6 +47,10 @@ pub struct PolicyFlags {
     pub keep_tags: Vec<String>,
     pub delete_untagged: bool,
     pub delete_releases: bool,
+    /// `--keep-releases-per-major`, `--keep-releases-per-minor`: override `cleanup.releases`'
+    /// counts (and make the section when the file has none).
+    pub keep_releases_per_major: Option<usize>,
+    pub keep_releases_per_minor: Option<usize>,
     pub max_deletes: Option<usize>,
     pub max_duration: Option<String>,
     /// `--delete-tag`: delete exactly these tags (targeted mode).
@@ -78,6 +82,18 @@ pub struct Policy {
     pub git: GitRules,
     /// How long images of deleted branches and of commits no reference reaches stay.
     pub grace_period: Duration,
+    /// `cleanup.releases`: release tags decided by version instead of all kept.
+    pub releases: Option<ReleaseRules>,
+}
+
+/// `cleanup.releases`, validated: at least one count is set, and none is zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseRules {
+    /// The N highest releases of each major version stay.
+    pub per_major: Option<usize>,
+    /// The N highest releases of each major.minor version stay.
+    pub per_minor: Option<usize>,
+    pub pre_releases: PreReleases,
 }
 
 /// What a keep policy without `images_per_reference` keeps of each reference: its newest image.
@@ -223,6 +239,9 @@ pub enum Setting {
     KeepTags,
     MaxDeletes,
     MaxDuration,
+    DeleteReleases,
+    KeepReleasesPerMajor,
+    KeepReleasesPerMinor,
 }
 
 /// Whether a setting came from the project file or a flag.
@@ -246,6 +265,9 @@ impl fmt::Display for SettingName {
             Setting::KeepWithin => ("keep_within", "keep-within"),
             Setting::KeepTags => ("keep_tags", "keep-tag"),
             Setting::MaxDeletes => ("max_deletes", "max-deletes"),
+            Setting::DeleteReleases => ("delete_releases", "delete-releases"),
+            Setting::KeepReleasesPerMajor => ("releases.keep_per_major", "keep-releases-per-major"),
+            Setting::KeepReleasesPerMinor => ("releases.keep_per_minor", "keep-releases-per-minor"),
             Setting::MaxDuration => ("max_duration", "max-duration"),
         };
         match self.origin {
@@ -302,6 +324,12 @@ pub enum PolicyError {
         #[source]
         source: DurationError,
     },
+    #[error("`cleanup.releases` names neither `keep_per_major` nor `keep_per_minor`")]
+    ReleasesEmpty,
+    #[error("`{0}` must be more than zero")]
+    ReleasesZero(SettingName),
+    #[error("`cleanup.releases` and `{0}` contradict each other")]
+    ReleasesAndDeleteReleases(SettingName),
 }
 
 impl Classify for PolicyError {
@@ -329,6 +357,12 @@ impl Classify for PolicyError {
             }
             Self::KeepPolicyZero { .. } => {
                 "remove `last` to keep every one, or give a count of at least 1".to_owned()
+            }
+            Self::ReleasesEmpty | Self::ReleasesZero(_) => {
+                "write e.g. `releases: {keep_per_major: 3, keep_per_minor: 1}`, or remove the section to keep every release".to_owned()
+            }
+            Self::ReleasesAndDeleteReleases(_) => {
+                "`cleanup.releases` already decides which release tags go: remove `delete_releases` (or the section, to let keep_last and keep_within decide releases)".to_owned()
             }
             Self::DeleteTag(_) => {
                 "a tag is at most 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`; dockhand's `{branch}` rule turns `feature/x` into `feature-x`".to_owned()
@@ -444,6 +478,59 @@ pub fn looks_like_release(tag: &str) -> bool {
     let parts: Vec<&str> = version.split('.').collect();
     parts.len() == 3
         && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `cleanup.releases` validated, and whether `delete_releases` is on (which contradicts it).
+fn releases(
+    file: &PolicySection,
+    flags: &PolicyFlags,
+) -> Result<(Option<ReleaseRules>, bool), PolicyError> {
+    let per_major = chosen(
+        flags.keep_releases_per_major,
+        file.releases.as_ref().and_then(|section| section.keep_per_major),
+    );
+    let per_minor = chosen(
+        flags.keep_releases_per_minor,
+        file.releases.as_ref().and_then(|section| section.keep_per_minor),
+    );
+    let rules = if file.releases.is_some() || per_major.is_some() || per_minor.is_some() {
+        let pre_releases = file.releases.as_ref().and_then(|section| section.pre_releases);
+        Some(release_rules(per_major, per_minor, pre_releases)?)
+    } else {
+        None
+    };
+    let delete_releases = chosen(
+        flags.delete_releases.then_some(()),
+        file.delete_releases.filter(|delete| *delete).map(|_| ()),
+    );
+    if let (Some(_), Some(((), origin))) = (rules, delete_releases) {
+        let setting = SettingName { setting: Setting::DeleteReleases, origin };
+        return Err(PolicyError::ReleasesAndDeleteReleases(setting));
+    }
+    Ok((rules, delete_releases.is_some()))
+}
+
+/// Validates `cleanup.releases`' counts, each with where it came from.
+fn release_rules(
+    per_major: Option<(usize, Origin)>,
+    per_minor: Option<(usize, Origin)>,
+    pre_releases: Option<PreReleases>,
+) -> Result<ReleaseRules, PolicyError> {
+    for (count, setting) in
+        [(per_major, Setting::KeepReleasesPerMajor), (per_minor, Setting::KeepReleasesPerMinor)]
+    {
+        if let Some((0, origin)) = count {
+            return Err(PolicyError::ReleasesZero(SettingName { setting, origin }));
+        }
+    }
+    if per_major.is_none() && per_minor.is_none() {
+        return Err(PolicyError::ReleasesEmpty);
+    }
+    Ok(ReleaseRules {
+        per_major: per_major.map(|(count, _)| count),
+        per_minor: per_minor.map(|(count, _)| count),
+        pre_releases: pre_releases.unwrap_or_default(),
+    })
 }
 
 /// Validates the `index`th keep policy.
@@ -576,18 +663,20 @@ impl Policy {
         delete_tags.sort();
         delete_tags.dedup();
         let targeted = !delete_tags.is_empty();
+        let (releases, delete_releases) = releases(file, flags)?;
         Ok(Self {
             keep_last,
             keep_within,
             keep_tags,
             delete_untagged: !targeted
                 && (flags.delete_untagged || file.delete_untagged.unwrap_or(false)),
-            delete_releases: flags.delete_releases || file.delete_releases.unwrap_or(false),
+            delete_releases,
             max_deletes: limit(chosen(flags.max_deletes, file.max_deletes), Setting::MaxDeletes)?,
             max_duration,
             delete_tags,
             git,
             grace_period,
+            releases,
         })
     }
 
@@ -737,6 +826,7 @@ mod tests {
                 delete_tags: Vec::new(),
                 git: GitRules::Default,
                 grace_period: DEFAULT_GRACE_PERIOD,
+                releases: None,
             }
         );
         // the default is also what an empty section and switches alone give
@@ -807,7 +897,7 @@ mod tests {
             delete_releases: false,
             max_deletes: None,
             max_duration: Some("1h".into()),
-            delete_tags: Vec::new(),
+            ..PolicyFlags::default()
         };
         let policy = Policy::resolve(Some(&section), &flags).unwrap();
         assert_eq!(policy.keep_last, Some(3));
@@ -937,12 +1027,86 @@ mod tests {
                 "keep_tags",
                 "keep_within",
                 "max_deletes",
-                "max_duration"
+                "max_duration",
+                "releases"
             ]
         );
         assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false));
         assert_eq!(schema["properties"]["keep_within"]["pattern"], "^([0-9]+[wdhms])+$");
         assert_eq!(schema["properties"]["max_deletes"]["minimum"], 1);
+    }
+
+    #[test]
+    fn the_releases_section_needs_a_count_and_excludes_delete_releases() {
+        let resolve = |yaml: &str, flags: &PolicyFlags| {
+            let section: PolicySection = serde_saphyr::from_str(yaml).unwrap();
+            Policy::resolve(Some(&section), flags)
+        };
+        let policy = resolve("releases: {keep_per_major: 3}\n", &PolicyFlags::default()).unwrap();
+        assert_eq!(
+            policy.releases,
+            Some(ReleaseRules {
+                per_major: Some(3),
+                per_minor: None,
+                pre_releases: PreReleases::UntilReleased
+            })
+        );
+        let policy =
+            resolve("releases: {keep_per_minor: 1, pre_releases: keep}\n", &PolicyFlags::default())
+                .unwrap();
+        assert_eq!(policy.releases.unwrap().pre_releases, PreReleases::Keep);
+        assert_eq!(resolve("keep_last: 3\n", &PolicyFlags::default()).unwrap().releases, None);
+
+        let message = |yaml: &str, flags: &PolicyFlags| {
+            let error = resolve(yaml, flags).unwrap_err();
+            format!("{error}; {}", error.hint().unwrap())
+        };
+        assert_eq!(
+            message("releases: {}\n", &PolicyFlags::default()),
+            "`cleanup.releases` names neither `keep_per_major` nor `keep_per_minor`; write e.g. `releases: {keep_per_major: 3, keep_per_minor: 1}`, or remove the section to keep every release"
+        );
+        assert!(
+            message("releases: {keep_per_major: 2, keep_per_minor: 0}\n", &PolicyFlags::default())
+                .starts_with("`cleanup.releases.keep_per_minor` must be more than zero;")
+        );
+        assert!(
+            message(
+                "releases: {keep_per_major: 2}\ndelete_releases: true\n",
+                &PolicyFlags::default()
+            )
+            .starts_with("`cleanup.releases` and `cleanup.delete_releases` contradict each other;")
+        );
+        let flag = PolicyFlags { delete_releases: true, ..PolicyFlags::default() };
+        assert!(
+            message("releases: {keep_per_major: 2}\n", &flag)
+                .starts_with("`cleanup.releases` and `--delete-releases` contradict each other;")
+        );
+        // the flags override the section's counts, or make one
+        let flags = PolicyFlags { keep_releases_per_minor: Some(2), ..PolicyFlags::default() };
+        let rules = resolve("releases: {keep_per_major: 3, pre_releases: rules}\n", &flags)
+            .unwrap()
+            .releases
+            .unwrap();
+        assert_eq!((rules.per_major, rules.per_minor), (Some(3), Some(2)));
+        assert_eq!(rules.pre_releases, PreReleases::Rules);
+        let rules = resolve("keep_last: 1\n", &flags).unwrap().releases.unwrap();
+        assert_eq!((rules.per_major, rules.per_minor), (None, Some(2)));
+        let zero = PolicyFlags { keep_releases_per_major: Some(0), ..PolicyFlags::default() };
+        assert!(
+            message("keep_last: 1\n", &zero)
+                .starts_with("`--keep-releases-per-major` must be more than zero;")
+        );
+        // `delete_releases: false` next to the section says nothing contradictory
+        assert!(
+            resolve(
+                "releases: {keep_per_major: 2}\ndelete_releases: false\n",
+                &PolicyFlags::default()
+            )
+            .is_ok()
+        );
+        assert!(
+            serde_saphyr::from_str::<PolicySection>("releases: {pre_releases: never}\n").is_err()
+        );
     }
 
     fn keep_policies(yaml: &str) -> Result<Policy, PolicyError> {

@@ -8,7 +8,9 @@
 //! - GitLab: `GET /projects/:id/merge_requests/:merge_request_iid` at `CI_API_V4_URL`, the
 //!   project from `CI_PROJECT_ID`, the token `DOCKHAND_GITLAB_TOKEN` (`PRIVATE-TOKEN`) else
 //!   `CI_JOB_TOKEN` (`JOB-TOKEN`). `state` is `opened`, `closed`, `locked` (still open, being
-//!   merged) or `merged`.
+//!   merged) or `merged`. GitLab's job tokens reach only a listed set of API endpoints, and the
+//!   merge requests API has not been among them: a job token refused (401 or 403) is asked
+//!   once, and every merge request's state is then unknown with the fix in the reason.
 //!
 //! Owns where the states come from ([`Lookup`], resolved once from the environment) and
 //! fetching them ([`Lookup::states`]). Nothing here decides anything: a request that fails
@@ -24,6 +26,9 @@ use super::distribution::ClientOptions;
 use super::rest::{Rest, api_base, path_segment};
 use crate::env_vars::{self, EnvMap};
 use crate::secret::Secret;
+
+/// What a refused job token's failure adds: why, and the fix.
+const JOB_TOKEN_REFUSED: &str = "; CI_JOB_TOKEN cannot read merge requests here: set DOCKHAND_GITLAB_TOKEN to a token with the read_api scope";
 
 /// Which forge's API tells the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,8 +187,18 @@ impl Lookup {
         };
         rest.set_credential(target.credential.0.clone(), target.credential.1.clone());
         let mut states = BTreeMap::new();
+        let mut refused = None;
         for &number in numbers {
-            states.insert(number, target.fetch(&rest, number).await);
+            let fetched = match &refused {
+                Some(refusal) => Fetched::Failed(String::clone(refusal)),
+                None => target.fetch(&rest, number).await,
+            };
+            if let Fetched::Failed(why) = &fetched
+                && why.ends_with(JOB_TOKEN_REFUSED)
+            {
+                refused = Some(why.clone());
+            }
+            states.insert(number, fetched);
         }
         Ok(states)
     }
@@ -205,7 +220,13 @@ impl Target {
         };
         if reply.status != StatusCode::OK {
             let message = reply.message(&["message", "error"]);
-            return Fetched::Failed(format!("`{url}` answered {}: `{message}`", reply.status));
+            let job_token = self.credential.0.as_str() == "job-token";
+            let refused = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&reply.status);
+            let hint = if job_token && refused { JOB_TOKEN_REFUSED } else { "" };
+            return Fetched::Failed(format!(
+                "`{url}` answered {}: `{message}`{hint}",
+                reply.status
+            ));
         }
         let state = match self.forge {
             Forge::Github => reply.json::<GithubPull>().ok().and_then(|pull| {

@@ -303,3 +303,156 @@ async fn pull_request_images_follow_their_state_standin() {
         github.api_requests().into_iter().filter(|line| line.contains("/pulls/")).collect();
     assert_eq!(asked.len(), 3, "one request per pull request: {asked:?}");
 }
+
+/// The same on GitLab: merge request states from the GitLab stand-in's merge requests API,
+/// asked with `DOCKHAND_GITLAB_TOKEN`; with only `CI_JOB_TOKEN` (which GitLab's merge requests
+/// API refuses) the states are unknown, the images stay, and the reason names the fix.
+#[tokio::test]
+async fn merge_request_images_follow_their_state_on_gitlab_standin() {
+    use crate::support::stand_in::{Flavor, GitlabToken, StandIn};
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let (root, ids) = origin();
+    seed(&registry, &ids).await;
+    let client = client(&registry);
+    let api = registry.repository("acme/api");
+    for pr in ["pr-8", "pr-9"] {
+        push_image(&client, &api, Some(pr), &minutes_ago(3 * DAY)).await;
+    }
+    let gitlab = StandIn::start(Flavor::Gitlab, registry.port());
+    gitlab.add_gitlab_project("acme/app", 42);
+    let token = "glpat-StandInMergeRequestReader01";
+    let job = "glcbt-StandInJobToken0000000001";
+    gitlab.add_gitlab_token(token, GitlabToken::Access { delete: false });
+    gitlab
+        .add_gitlab_token(job, GitlabToken::Job { project: "acme/app".to_owned(), delete: false });
+    gitlab.add_merge_request("acme/app", 7, "opened");
+    gitlab.add_merge_request("acme/app", 8, "merged");
+    gitlab.add_merge_request("acme/app", 9, "closed");
+    let dir = clone(root.path(), "clone", &[]);
+    let insecure =
+        format!("{},{}", registry.insecure_hosts(), gitlab.api_url().trim_start_matches("http://"));
+    let run_with = |flags: &[&str], token: (&str, &str)| {
+        let mut argv = vec!["cleanup", "--output", "json"];
+        argv.extend_from_slice(flags);
+        dockhand(&dir, &argv)
+            .env("DOCKHAND_REPO", &format!("{}/acme", registry.host()))
+            .env("DOCKHAND_REPO_IMPLEMENTATION", "default")
+            .env("DOCKHAND_INSECURE_REGISTRIES", &insecure)
+            .env("DOCKHAND_REGISTRY_USERNAME", crate::support::registry::USER)
+            .env("DOCKHAND_REGISTRY_PASSWORD", crate::support::registry::PASSWORD)
+            .env("CI_PROJECT_ID", "42")
+            .env("CI_API_V4_URL", &format!("{}/api/v4", gitlab.api_url()))
+            .env(token.0, token.1)
+            .run()
+    };
+
+    let with_job_token = run_with(&["--dry-run"], ("CI_JOB_TOKEN", job));
+    with_job_token.assert_code(0).assert_not_printed(job);
+    let kept = reasons(&with_job_token.json(), "kept");
+    for mr in ["pr-7", "pr-8", "pr-9"] {
+        assert!(kept[mr].contains("state unknown (the GitLab API failed:"), "{mr}: {}", kept[mr]);
+        assert!(kept[mr].contains("set DOCKHAND_GITLAB_TOKEN"), "{mr}: {}", kept[mr]);
+    }
+    let asked = |gitlab: &StandIn| {
+        gitlab.api_requests().into_iter().filter(|line| line.contains("/merge_requests/")).count()
+    };
+    assert_eq!(asked(&gitlab), 1, "a refused job token is asked once");
+
+    let run = run_with(&[], ("DOCKHAND_GITLAB_TOKEN", token));
+    run.assert_code(0).assert_not_printed(token);
+    let document = run.json();
+    let kept = reasons(&document, "kept");
+    let deleted = reasons(&document, "deleted");
+    assert!(kept["pr-7"].starts_with("kept: MR !7 is open"), "{}", kept["pr-7"]);
+    assert!(deleted["pr-8"].starts_with("deleted: MR !8 is merged"), "{}", deleted["pr-8"]);
+    assert!(deleted["pr-9"].starts_with("deleted: MR !9 is closed"), "{}", deleted["pr-9"]);
+    let tags = skopeo_tags(&registry, "acme/api");
+    assert!(tags.contains(&"pr-7".to_owned()), "{tags:?}");
+    assert!(!tags.iter().any(|tag| tag == "pr-8" || tag == "pr-9"), "{tags:?}");
+    assert_eq!(asked(&gitlab), 1 + 3, "one request per merge request");
+}
+
+/// Release tags by version, with no project file and no checkout: the flags alone make
+/// `cleanup.releases`. A dry run explains each release, then the cleanup leaves exactly the kept
+/// tags, as skopeo sees them.
+#[tokio::test]
+async fn release_rules_keep_the_newest_of_each_major_and_minor() {
+    let registry = Registry::start(Auth::Anonymous, Deletes::Enabled);
+    let client = client(&registry);
+    let app = registry.repository("acme/app");
+    let mut digests = BTreeMap::new();
+    for version in ["v1.0.0", "v1.0.1", "v1.1.0", "v2.0.0", "v2.1.0", "v2.1.1", "v2.1.1-rc.1"] {
+        let digest = push_image(&client, &app, Some(version), &minutes_ago(10 * DAY)).await;
+        digests.insert(version, digest);
+    }
+    // the pre-release of a version not released yet is pushed last: it is the newest image
+    push_image(&client, &app, Some("v3.0.0-rc.1"), &minutes_ago(DAY)).await;
+    tag_existing(&client, &app, "latest", &digests["v2.1.1"]).await;
+    tag_existing(&client, &app, "v1", &digests["v1.1.0"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cleanup = |extra: &[&str]| {
+        let repo = format!("{}/acme/app", registry.host());
+        let mut argv = vec![
+            "cleanup",
+            "--repo",
+            &repo,
+            "--keep-releases-per-major",
+            "1",
+            "--keep-releases-per-minor",
+            "1",
+            "--keep-last",
+            "0",
+            "--output",
+            "json",
+        ];
+        argv.extend_from_slice(extra);
+        dockhand(dir.path(), &argv)
+            .env("DOCKHAND_REPO_IMPLEMENTATION", "default")
+            .env("DOCKHAND_INSECURE_REGISTRIES", &registry.insecure_hosts())
+            .run()
+    };
+
+    let planned = cleanup(&["--dry-run"]);
+    planned.assert_code(0);
+    let document = planned.json();
+    let kept: BTreeMap<String, String> = [
+        ("latest", "kept: `latest` points at release `v2.1.1`, which is kept"),
+        ("v1", "kept: `v1` points at release `v1.1.0`, which is kept"),
+        ("v1.0.1", "kept: `v1.0.1` is the newest 1.0 release"),
+        ("v1.1.0", "kept: `v1.1.0` is the newest 1.1 release"),
+        ("v2.0.0", "kept: `v2.0.0` is the newest 2.0 release"),
+        ("v2.1.1", "kept: `v2.1.1` is the highest release of `app`"),
+        (
+            "v3.0.0-rc.1",
+            "kept: `v3.0.0-rc.1` is a pre-release of 3.0.0, which has no release tag yet",
+        ),
+    ]
+    .into_iter()
+    .map(|(tag, reason)| (tag.to_owned(), reason.to_owned()))
+    .collect();
+    assert_eq!(reasons(&document, "kept"), kept);
+    let would_delete: BTreeMap<String, String> = [
+        (
+            "v1.0.0",
+            "deleted: `v1.0.0` is neither the newest 1.x release nor the newest 1.0 release",
+        ),
+        (
+            "v2.1.0",
+            "deleted: `v2.1.0` is neither the newest 2.x release nor the newest 2.1 release",
+        ),
+        ("v2.1.1-rc.1", "deleted: `v2.1.1-rc.1` is a pre-release of 2.1.1, which is released"),
+    ]
+    .into_iter()
+    .map(|(tag, reason)| (tag.to_owned(), reason.to_owned()))
+    .collect();
+    assert_eq!(reasons(&document, "would_delete"), would_delete);
+
+    cleanup(&[]).assert_code(0);
+    assert_eq!(skopeo_tags(&registry, "acme/app"), kept.keys().cloned().collect::<Vec<_>>());
+    for (tag, digest) in [("latest", "v2.1.1"), ("v1", "v1.1.0")] {
+        assert_eq!(
+            crate::support::peers::skopeo_digest(&registry, &format!("acme/app:{tag}")),
+            digests[digest]
+        );
+    }
+}

@@ -11,9 +11,10 @@ const INCOMPLETE: &str = "kept: inventory incomplete";
 use crate::cleanup::git::{Commit, GitFacts, GitReference};
 use crate::cleanup::inventory::{ManifestEntry, RepositoryInventory, SourceLabels, TagEntry};
 use crate::cleanup::policy::{
-    DEFAULT_GRACE_PERIOD, GitRules, KeepPolicy, KeepTag, Limit, PolicyFlags, default_keep_policies,
+    DEFAULT_GRACE_PERIOD, GitRules, KeepPolicy, KeepTag, Limit, PolicyFlags, ReleaseRules,
+    default_keep_policies,
 };
-use crate::project::Operator;
+use crate::project::{Operator, PreReleases};
 use crate::tags::TagRules;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -123,6 +124,7 @@ fn bare() -> Policy {
         delete_tags: Vec::new(),
         git: GitRules::Off,
         grace_period: DEFAULT_GRACE_PERIOD,
+        releases: None,
     }
 }
 
@@ -827,7 +829,7 @@ fn items_serialise_with_the_spec_keys() {
 
 // ---- invariants over random inventories ----
 
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 15] = [
     "latest",
     "main",
     "dev",
@@ -838,7 +840,14 @@ const NAMES: [&str; 10] = [
     "sha-1a2b",
     "old",
     "feature-x",
+    "v1.2.4",
+    "1.3.0",
+    "v2.1.0",
+    "v1",
+    "v1.2",
 ];
+/// Tag seed kinds from this one on are referrers-schema tags (`sha256-…`, then `….sig`).
+const REFERRER_KIND: u8 = 15;
 const PATTERNS: [&str; 3] = ["latest", "v.*", "main|dev"];
 const IMAGES: [&str; 2] = ["api", "web"];
 
@@ -858,7 +867,13 @@ fn manifest_seed() -> impl Strategy<Value = (bool, ManifestSeed)> {
 }
 
 fn tag_seed(digests: usize) -> impl Strategy<Value = TagSeed> {
-    (0u8..13, 0..IMAGES.len(), 0..digests, 0..digests, prop::option::weighted(0.3, -90i64..20_000))
+    (
+        0u8..REFERRER_KIND + 2,
+        0..IMAGES.len(),
+        0..digests,
+        0..digests,
+        prop::option::weighted(0.3, -90i64..20_000),
+    )
 }
 
 fn build_repository(
@@ -901,11 +916,11 @@ fn build_repository(
     for &(kind, image, target, subject, pushed) in tags {
         let subject_hex = digest(u32::try_from(subject).unwrap()).hex().to_owned();
         let published = match kind {
-            11 => format!("sha256-{subject_hex}"),
-            12 => format!("sha256-{subject_hex}.sig"),
-            _ => NAMES[usize::from(kind) % NAMES.len()].to_owned(),
+            REFERRER_KIND => format!("sha256-{subject_hex}"),
+            kind if kind > REFERRER_KIND => format!("sha256-{subject_hex}.sig"),
+            _ => NAMES[usize::from(kind)].to_owned(),
         };
-        let stored = if monorepo && kind < 11 {
+        let stored = if monorepo && kind < REFERRER_KIND {
             format!("{}-{published}", IMAGES[image])
         } else {
             published.clone()
@@ -976,6 +991,7 @@ fn policies() -> impl Strategy<Value = Policy> {
                     delete_tags: Vec::new(),
                     git: GitRules::Off,
                     grace_period: DEFAULT_GRACE_PERIOD,
+                    releases: None,
                 }
             },
         )
@@ -1152,9 +1168,16 @@ fn check(inventory: &Inventory, policy: &Policy, plan: &Plan) -> Result<(), Test
             let at = age_of(repository, entry);
             prop_assert!(at.is_some(), "tag {} of unknown age deleted", tag);
             prop_assert!(policy.keep_tag_match(&names).is_none(), "tag {} matches keep_tags", tag);
-            prop_assert!(
-                policy.delete_releases || !names.iter().any(|name| looks_like_release(name))
-            );
+            match (&policy.releases, names.iter().find_map(|name| release_version(name))) {
+                (Some(rules), Some(version)) => {
+                    check_release_deleted(repository, entry, version, rules)?;
+                }
+                _ => prop_assert!(
+                    policy.delete_releases || !names.iter().any(|name| looks_like_release(name)),
+                    "release {} deleted",
+                    tag
+                ),
+            }
             if let (Some(within), Some(at)) = (within, at) {
                 prop_assert!(now().duration_since(at) >= within, "young tag {} deleted", tag);
             }
@@ -1203,6 +1226,39 @@ fn check(inventory: &Inventory, policy: &Policy, plan: &Plan) -> Result<(), Test
             }
         }
     }
+    Ok(())
+}
+
+/// A release `cleanup.releases` deleted is not its image's highest and lies outside every limit
+/// the rules set: at least N higher versions in its major, and in its major.minor.
+fn check_release_deleted(
+    repository: &RepositoryInventory,
+    entry: &TagEntry,
+    version: (u64, u64, u64),
+    rules: &ReleaseRules,
+) -> Result<(), TestCaseError> {
+    let higher: BTreeSet<(u64, u64, u64)> = repository
+        .tags
+        .iter()
+        .filter(|other| other.image == entry.image)
+        .flat_map(|other| [other.tag.as_str(), other.image_tag.as_str()])
+        .filter_map(release_version)
+        .filter(|other| *other > version)
+        .collect();
+    prop_assert!(!higher.is_empty(), "the highest release {} deleted", entry.tag);
+    let of_major = higher.iter().filter(|other| other.0 == version.0).count();
+    let of_minor =
+        higher.iter().filter(|other| (other.0, other.1) == (version.0, version.1)).count();
+    prop_assert!(
+        rules.per_major.is_none_or(|n| of_major >= n),
+        "{} within keep_per_major",
+        entry.tag
+    );
+    prop_assert!(
+        rules.per_minor.is_none_or(|n| of_minor >= n),
+        "{} within keep_per_minor",
+        entry.tag
+    );
     Ok(())
 }
 
@@ -1673,6 +1729,181 @@ fn a_pre_release_is_kept_until_its_release_is_tagged() {
     let releases_too =
         plan_with_git(&inventory, &Policy { delete_releases: true, ..bare() }, None, now());
     assert!(releases_too.kept.is_empty(), "{:?}", kept(&releases_too));
+}
+
+/// Releases of 1.x and 2.x, floating tags, `latest`, pre-releases and another image's release.
+fn release_inventory() -> Inventory {
+    let names = [
+        ("v1.0.0", 1),
+        ("v1.0", 1),
+        ("v1.0.1", 2),
+        ("v1.1.0", 3),
+        ("v1.1.1", 4),
+        ("v1", 4),
+        ("v2.0.0", 5),
+        ("v2.1.0", 6),
+        ("v2.1.1", 7),
+        ("v2.1", 7),
+        ("2.2.0", 8),
+        ("latest", 8),
+        ("v2.2.0-rc.1", 10),
+        ("v3.0.0-rc.1", 9),
+    ];
+    let mut tags: Vec<TagEntry> = names.iter().map(|(name, n)| tag(name, "app", *n)).collect();
+    // another image's releases are ranked on their own
+    tags.push(monorepo_tag("web", "0.1.0", 11));
+    let manifests = (1..=11).map(|n| (n, image(3 * DAY))).collect();
+    one(repository("acme/app", tags, manifests))
+}
+
+const RELEASE_RULES: ReleaseRules = ReleaseRules {
+    per_major: Some(2),
+    per_minor: Some(1),
+    pre_releases: PreReleases::UntilReleased,
+};
+
+#[test]
+fn release_rules_keep_the_highest_and_the_newest_of_each_major_and_minor() {
+    let inventory = release_inventory();
+    let policy = Policy { releases: Some(RELEASE_RULES), ..bare() };
+    let planned = plan(&inventory, &policy, now());
+    let reasons: BTreeMap<String, String> = kept(&planned).into_iter().collect();
+    let expected_kept = [
+        ("2.2.0", "kept: `2.2.0` is the highest release of `app`"),
+        ("latest", "kept: `latest` points at release `2.2.0`, which is kept"),
+        ("v2.1.1", "kept: `v2.1.1` is the newest 2.1 release"),
+        ("v2.1", "kept: `v2.1` points at release `v2.1.1`, which is kept"),
+        ("v2.0.0", "kept: `v2.0.0` is the newest 2.0 release"),
+        ("v1.1.1", "kept: `v1.1.1` is the newest 1.1 release"),
+        ("v1", "kept: `v1` points at release `v1.1.1`, which is kept"),
+        ("v1.1.0", "kept: `v1.1.0` is among the newest 2 releases of 1.x"),
+        ("v1.0.1", "kept: `v1.0.1` is the newest 1.0 release"),
+        (
+            "v3.0.0-rc.1",
+            "kept: `v3.0.0-rc.1` is a pre-release of 3.0.0, which has no release tag yet",
+        ),
+        ("web-0.1.0", "kept: `0.1.0` is the highest release of `web`"),
+    ];
+    assert_eq!(
+        reasons,
+        expected_kept
+            .iter()
+            .map(|(tag, reason)| ((*tag).to_owned(), (*reason).to_owned()))
+            .collect()
+    );
+    assert_eq!(
+        {
+            let mut deletions = deleted(&planned);
+            deletions.sort_by(|a, b| a.0.cmp(&b.0));
+            deletions
+        },
+        triples(&[
+            ("v1.0", DeleteMethod::Digest, "deleted: no keep rule is configured"),
+            (
+                "v1.0.0",
+                DeleteMethod::Digest,
+                "deleted: `v1.0.0` is neither among the newest 2 releases of 1.x nor the newest 1.0 release"
+            ),
+            (
+                "v2.1.0",
+                DeleteMethod::Digest,
+                "deleted: `v2.1.0` is neither among the newest 2 releases of 2.x nor the newest 2.1 release"
+            ),
+            (
+                "v2.2.0-rc.1",
+                DeleteMethod::Digest,
+                "deleted: `v2.2.0-rc.1` is a pre-release of 2.2.0, which is released"
+            ),
+        ])
+    );
+}
+
+#[test]
+fn release_rules_take_one_limit_and_pre_releases_as_configured() {
+    let inventory = release_inventory();
+    let rules = RELEASE_RULES;
+    // one limit alone; pre-releases kept, or left to the other rules
+    let per_major = ReleaseRules { per_minor: None, pre_releases: PreReleases::Keep, ..rules };
+    let planned = plan(&inventory, &Policy { releases: Some(per_major), ..bare() }, now());
+    let reasons: BTreeMap<String, String> = kept(&planned).into_iter().collect();
+    assert_eq!(
+        reasons["v2.2.0-rc.1"],
+        "kept: `v2.2.0-rc.1` is a pre-release (cleanup.releases.pre_releases is keep)"
+    );
+    assert_eq!(
+        deleted(&planned).into_iter().find(|(tag, _, _)| tag == "v2.0.0").unwrap().2,
+        "deleted: `v2.0.0` is not among the newest 2 releases of 2.x"
+    );
+    let by_rules = ReleaseRules { pre_releases: PreReleases::Rules, ..rules };
+    let policy = Policy {
+        releases: Some(by_rules),
+        keep_within: Some(Duration::from_secs(7 * 86_400)),
+        ..bare()
+    };
+    let planned = plan(&inventory, &policy, now());
+    let reasons: BTreeMap<String, String> = kept(&planned).into_iter().collect();
+    assert!(reasons["v2.2.0-rc.1"].starts_with("kept: younger than 1w"), "{reasons:?}");
+    // the release rules decide releases before keep_within: v1.0.0 goes however young
+    assert!(deleted(&planned).iter().any(|(tag, _, _)| tag == "v1.0.0"));
+
+    // without the section every release stays, and `latest` on one with it
+    let planned = plan(&inventory, &bare(), now());
+    let reasons: BTreeMap<String, String> = kept(&planned).into_iter().collect();
+    assert_eq!(reasons["v1.0.0"], "kept: `v1.0.0` looks like a release (delete_releases is off)");
+    assert_eq!(reasons["latest"], "kept: `latest` points at release `2.2.0`, which is kept");
+    assert_eq!(
+        deleted(&planned).into_iter().map(|(tag, _, _)| tag).collect::<Vec<_>>(),
+        ["v2.2.0-rc.1"]
+    );
+    assert_eq!(reasons["v1.0"], "kept: `v1.0` points at release `v1.0.0`, which is kept");
+}
+
+fn release_rules() -> impl Strategy<Value = ReleaseRules> {
+    (prop::option::of(1usize..4), prop::option::of(1usize..3), 0usize..3).prop_filter_map(
+        "at least one count",
+        |(per_major, per_minor, pre)| {
+            (per_major.is_some() || per_minor.is_some()).then_some(ReleaseRules {
+                per_major,
+                per_minor,
+                pre_releases: [PreReleases::UntilReleased, PreReleases::Keep, PreReleases::Rules]
+                    [pre],
+            })
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn release_rules_keep_the_highest_and_wider_limits_delete_no_more(
+        inventory in inventories(),
+        policy in policies(),
+        rules in release_rules(),
+    ) {
+        let policy =
+            Policy { releases: Some(rules), delete_releases: false, max_deletes: None, ..policy };
+        let planned = plan(&inventory, &policy, now());
+        check(&inventory, &policy, &planned)?;
+        let wider = [
+            Policy { releases: Some(ReleaseRules { per_major: Some(rules.per_major.unwrap_or(0) + 1), ..rules }), ..policy.clone() },
+            Policy { releases: Some(ReleaseRules { per_minor: rules.per_minor.map(|n| n + 1), ..rules }), ..policy.clone() },
+            Policy { releases: Some(ReleaseRules { pre_releases: PreReleases::Keep, ..rules }), ..policy.clone() },
+            Policy {
+                keep_tags: policy.keep_tags.iter().cloned().chain(keep_tags(&["v.*"])).collect(),
+                ..policy.clone()
+            },
+            Policy { keep_last: Some(policy.keep_last.unwrap_or(0) + 1), ..policy.clone() },
+        ];
+        for wider in wider {
+            let more = plan(&inventory, &wider, now());
+            check(&inventory, &wider, &more)?;
+            prop_assert!(
+                deleted_tags(&more).is_subset(&deleted_tags(&planned)),
+                "a wider rule deleted more: {:?} then {:?}", deleted(&planned), deleted(&more)
+            );
+        }
+    }
 }
 
 /// werf's documented default keepPolicies, written as `keep_policies`; what werf's cleanup

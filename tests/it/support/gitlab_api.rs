@@ -8,7 +8,11 @@
 //!   `location`, paged the same way);
 //! - `GET …/tags/:tag_name` (`digest`, `revision`, `created_at`: when the manifest was created,
 //!   `total_size`);
-//! - `DELETE …/tags/:tag_name` (200; removes that tag only).
+//! - `DELETE …/tags/:tag_name` (200; removes that tag only);
+//! - `GET /projects/:id/merge_requests/:merge_request_iid` ("Merge requests API": `id`, `iid`,
+//!   `project_id`, `state` `opened|closed|locked|merged`, `merged_at`, `closed_at`), for access
+//!   tokens only: a job token is refused with 401, as GitLab's job token documentation lists no
+//!   merge request endpoint among those a job token reaches.
 //!
 //! Tokens come as `PRIVATE-TOKEN` (access tokens) or `JOB-TOKEN` (job tokens; one reaches only
 //! its own project), each only in its own header; errors are GitLab's `{"message": "401 Unauthorized"}`, `"403 Forbidden"`,
@@ -34,6 +38,9 @@ pub(super) fn handle(state: &mut State, request: &ApiRequest) -> ApiResponse {
     };
     let segments: Vec<&str> =
         request.path.trim_matches('/').split('/').filter(|segment| !segment.is_empty()).collect();
+    if let ["api", "v4", "projects", project, "merge_requests", iid] = segments.as_slice() {
+        return merge_request(state, &token, &decode(project), iid);
+    }
     let ["api", "v4", "projects", project, "registry", "repositories", rest @ ..] =
         segments.as_slice()
     else {
@@ -119,6 +126,37 @@ pub(super) fn handle(state: &mut State, request: &ApiRequest) -> ApiResponse {
 }
 
 /// `GET …/tags/:tag_name`.
+/// `GET /projects/:id/merge_requests/:iid` for an access token.
+fn merge_request(state: &State, token: &GitlabToken, project: &str, iid: &str) -> ApiResponse {
+    if matches!(token, GitlabToken::Job { .. }) {
+        return message(401, "401 Unauthorized");
+    }
+    let found = state
+        .gitlab_projects
+        .iter()
+        .find(|(path, id)| **path == project || id.to_string() == project);
+    let Some((path, id)) = found else { return message(404, "404 Project Not Found") };
+    let found = iid.parse::<u64>().ok().and_then(|iid| {
+        state.gitlab_merge_requests.get(&(path.clone(), iid)).map(|state| (iid, *state))
+    });
+    let Some((iid, merge_state)) = found else { return message(404, "404 Not found") };
+    let at = |when: &str| (merge_state == when).then_some("2026-11-30T10:00:00.000Z");
+    ApiResponse::json(
+        200,
+        &serde_json::json!({
+            "id": 1000 + iid,
+            "iid": iid,
+            "project_id": id,
+            "title": format!("change {iid}"),
+            "state": merge_state,
+            "merged_at": at("merged"),
+            "closed_at": at("closed"),
+            "source_branch": format!("feature/{iid}"),
+            "target_branch": "main",
+        }),
+    )
+}
+
 fn tag_details(state: &State, path: &str, tag: &str) -> ApiResponse {
     let Some((_, digest, created)) =
         tags_of(state, path).into_iter().find(|(name, _, _)| *name == tag)

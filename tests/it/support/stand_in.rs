@@ -163,6 +163,8 @@ pub(super) struct State {
     pub(super) gitlab_tokens: BTreeMap<String, GitlabToken>,
     /// GitLab registry repository path → its id, handed out when first listed.
     pub(super) gitlab_repository_ids: BTreeMap<String, u64>,
+    /// GitLab merge requests, (project path, iid) → `state` (`opened`, `closed`, `merged`, `locked`).
+    pub(super) gitlab_merge_requests: BTreeMap<(String, u64), &'static str>,
     /// Answer the next API requests with 429 and this `Retry-After`.
     pub(super) throttle: VecDeque<u64>,
     /// Enforce at most this many deletes in any 60 s (GitHub's secondary limit).
@@ -496,6 +498,12 @@ impl StandIn {
     /// A GitLab project at `path` (`group/project`), with id `id`.
     pub fn add_gitlab_project(&self, path: &str, id: u64) {
         self.state.lock().unwrap().gitlab_projects.insert(path.to_owned(), id);
+    }
+
+    /// A merge request `iid` of the GitLab project at `path`, in `state` (`opened`, `closed`,
+    /// `merged` or `locked`).
+    pub fn add_merge_request(&self, path: &str, iid: u64, state: &'static str) {
+        self.state.lock().unwrap().gitlab_merge_requests.insert((path.to_owned(), iid), state);
     }
 
     pub fn add_gitlab_token(&self, token: &str, kind: GitlabToken) {
