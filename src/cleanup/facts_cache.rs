@@ -4,6 +4,11 @@
 //! new. Tags still resolve afresh every run (a tag can move); what a digest's manifest says
 //! (index children, subject, config) and what its config says (`created`, git labels) does not.
 //!
+//! One fact of a repository is kept too, for a day: whether the registry answered the referrers
+//! API when it was last probed there. A registry rarely gains or loses the API, and a wrong
+//! answer only changes how referrers are found (the API, or the `sha256-…` tags of the tag
+//! list), never what a manifest's own `subject` says; past a day the probe is sent again.
+//!
 //! Owns the file's format and its checks: each manifest is kept as its exact bytes, and an
 //! entry whose bytes do not hash to its digest is dropped on load; the config facts (too large
 //! to keep as bytes) are covered by a SHA-256 of their serialisation, and are all dropped when
@@ -15,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::reference::Digest;
@@ -24,6 +29,16 @@ use crate::reference::Digest;
 const VERSION: u32 = 1;
 /// Largest cache file read.
 const MAX_SIZE: u64 = 256 << 20;
+
+/// How long a referrers probe's answer is used instead of probing again (1 day).
+pub const PROBE_TRUSTED_FOR: SignedDuration = SignedDuration::from_hours(24);
+
+/// Whether a repository's registry answered the referrers API, and when that was probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReferrersProbe {
+    pub api: bool,
+    pub at: Timestamp,
+}
 
 /// A manifest as read: its media type and exact bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +61,8 @@ pub struct CachedConfig {
 pub struct FactsCache {
     pub manifests: HashMap<Digest, CachedManifest>,
     pub configs: HashMap<Digest, CachedConfig>,
+    /// Repository (`registry/path`) → its last referrers probe.
+    pub referrers: HashMap<String, ReferrersProbe>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -57,6 +74,16 @@ struct FileFormat {
     configs: BTreeMap<String, FileConfig>,
     /// SHA-256 of `configs` serialised as compact JSON.
     configs_sha256: String,
+    /// Repository → its last referrers probe (absent from files of earlier releases).
+    #[serde(default)]
+    referrers: BTreeMap<String, FileProbe>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileProbe {
+    api: bool,
+    /// RFC 3339.
+    probed_at: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -121,6 +148,11 @@ impl FactsCache {
         } else {
             log::warn!("facts cache: the image-config facts fail their checksum; read again");
         }
+        for (repository, probe) in file.referrers {
+            if let Ok(at) = probe.probed_at.parse::<Timestamp>() {
+                cache.referrers.insert(repository, ReferrersProbe { api: probe.api, at });
+            }
+        }
         Ok(cache)
     }
 
@@ -182,7 +214,15 @@ impl FactsCache {
             })
             .collect();
         let configs_sha256 = configs_checksum(&configs);
-        let file = FileFormat { version: VERSION, manifests, configs, configs_sha256 };
+        let referrers = self
+            .referrers
+            .iter()
+            .map(|(repository, probe)| {
+                let entry = FileProbe { api: probe.api, probed_at: probe.at.to_string() };
+                (repository.clone(), entry)
+            })
+            .collect();
+        let file = FileFormat { version: VERSION, manifests, configs, configs_sha256, referrers };
         serde_json::to_string(&file).expect("a facts cache always serialises")
     }
 
@@ -204,6 +244,15 @@ impl FactsCache {
     pub fn extend(&mut self, other: Self) {
         self.manifests.extend(other.manifests);
         self.configs.extend(other.configs);
+        self.referrers.extend(other.referrers);
+    }
+
+    /// The probe of `repository` to go by at `now`: one made less than
+    /// [`PROBE_TRUSTED_FOR`] ago (and not in the future).
+    pub fn recent_probe(&self, repository: &str, now: Timestamp) -> Option<ReferrersProbe> {
+        let probe = self.referrers.get(repository)?;
+        let age = now.duration_since(probe.at);
+        (!age.is_negative() && age < PROBE_TRUSTED_FOR).then_some(*probe)
     }
 }
 
@@ -221,6 +270,10 @@ mod tests {
                 bytes,
             },
         );
+        cache.referrers.insert(
+            "localhost:5000/acme/api".into(),
+            ReferrersProbe { api: false, at: "2026-01-02T03:04:05Z".parse().unwrap() },
+        );
         cache.configs.insert(
             format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
             CachedConfig {
@@ -236,6 +289,25 @@ mod tests {
     fn facts_survive_a_round_trip() {
         let cache = sample();
         assert_eq!(FactsCache::parse(cache.to_text().as_bytes()).unwrap(), cache);
+    }
+
+    #[test]
+    fn a_probe_is_trusted_for_a_day() {
+        let cache = sample();
+        let at: Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        let probe =
+            cache.recent_probe("localhost:5000/acme/api", at + SignedDuration::from_hours(23));
+        assert_eq!(probe, Some(ReferrersProbe { api: false, at }));
+        for later in [SignedDuration::from_hours(24), SignedDuration::from_hours(-1)] {
+            assert_eq!(cache.recent_probe("localhost:5000/acme/api", at + later), None);
+        }
+        assert_eq!(cache.recent_probe("localhost:5000/acme/web", at), None);
+        // a file of an earlier release, without probes, still reads
+        let mut file: serde_json::Value = serde_json::from_str(&cache.to_text()).unwrap();
+        file.as_object_mut().unwrap().remove("referrers");
+        let read = FactsCache::parse(file.to_string().as_bytes()).unwrap();
+        assert!(read.referrers.is_empty());
+        assert_eq!(read.manifests, cache.manifests);
     }
 
     #[test]

@@ -19,15 +19,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use jiff::Timestamp;
 
-use crate::cleanup::facts_cache::{CachedConfig, CachedManifest, FactsCache};
+use crate::cleanup::facts_cache::{CachedConfig, CachedManifest, FactsCache, ReferrersProbe};
 use crate::naming;
 use crate::reference::{Digest, RepoAddress, Tag, referrers_subject};
 use crate::registry::distribution::manifest::{
     self, ImageConfig, Manifest, ManifestContent, ManifestHead,
 };
 use crate::registry::distribution::{
-    Client, DistributionError, ManifestRef, Operation, Referrers, ReferrersSource,
-    TOMBSTONE_ANNOTATION,
+    Client, DistributionError, ManifestRef, Operation, Referrers, TOMBSTONE_ANNOTATION,
 };
 use crate::registry::{Capabilities, Registry, RegistryError};
 
@@ -282,7 +281,11 @@ pub async fn read_with_facts(
     };
     let mut reader = Reader::new(client, repository, cache);
     if !tags.is_empty() {
-        reader.pending.push_back(Job::ProbeReferrers);
+        let now = Timestamp::now();
+        match cache.and_then(|cache| cache.recent_probe(&repository.to_string(), now)) {
+            Some(probe) => reader.probed(probe),
+            None => reader.pending.push_back(Job::ProbeReferrers),
+        }
     }
     let warm = cache.is_some_and(|cache| !cache.manifests.is_empty());
     let job = match options.resolve {
@@ -350,7 +353,8 @@ enum Done {
     Manifest(Digest, Result<Box<Manifest>, DistributionError>),
     Config(Digest, Result<ConfigFacts, DistributionError>),
     Referrers(Result<Referrers, DistributionError>),
-    ProbeReferrers(Result<Referrers, DistributionError>),
+    /// Whether the registry answered the referrers API.
+    ProbeReferrers(Result<bool, DistributionError>),
 }
 
 async fn perform(client: &Client, repository: &RepoAddress, job: Job) -> Done {
@@ -390,7 +394,8 @@ async fn perform(client: &Client, repository: &RepoAddress, job: Job) -> Done {
             let mut seed = Timestamp::now().as_nanosecond().to_le_bytes().to_vec();
             seed.extend(std::iter::repeat_with(|| fastrand::u8(..)).take(32));
             let probe = Digest::sha256_of(&seed);
-            Done::ProbeReferrers(client.referrers(repository, &probe).await)
+            let answered = client.referrers_api(repository, &probe).await;
+            Done::ProbeReferrers(answered.map(|referrers| referrers.is_some()))
         }
     }
 }
@@ -472,6 +477,21 @@ impl<'a> Reader<'a> {
             missing: HashMap::new(),
             cache,
             learned: FactsCache::default(),
+        }
+    }
+
+    /// Goes by `probe` (just made, or a recent one from the cache), and keeps it for the next
+    /// run's cache: with the API, the referrers of every manifest read so far are asked for.
+    fn probed(&mut self, probe: ReferrersProbe) {
+        if self.cache.is_some() {
+            self.learned.referrers.insert(self.repository.to_string(), probe);
+        }
+        if probe.api {
+            self.referrers_api = ReferrersApi::Supported;
+            let read = self.read.clone();
+            self.pending.extend(read.into_iter().map(Job::Referrers));
+        } else {
+            self.referrers_api = ReferrersApi::Unsupported;
         }
     }
 
@@ -572,14 +592,8 @@ impl<'a> Reader<'a> {
                     self.want_manifest(&descriptor.digest);
                 }
             }
-            Done::ProbeReferrers(Ok(probe)) => {
-                if probe.source == ReferrersSource::Api {
-                    self.referrers_api = ReferrersApi::Supported;
-                    let read = self.read.clone();
-                    self.pending.extend(read.into_iter().map(Job::Referrers));
-                } else {
-                    self.referrers_api = ReferrersApi::Unsupported;
-                }
+            Done::ProbeReferrers(Ok(api)) => {
+                self.probed(ReferrersProbe { api, at: Timestamp::now() });
             }
             Done::Head(_, Err(error))
             | Done::Get(_, Err(error))

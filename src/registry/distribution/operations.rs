@@ -798,6 +798,28 @@ impl Client {
         repository: &RepoAddress,
         digest: &Digest,
     ) -> Result<Referrers, DistributionError> {
+        if let Some(referrers) = self.referrers_api(repository, digest).await? {
+            return Ok(referrers);
+        }
+        match self.get_manifest(repository, &ManifestRef::Tag(digest.referrers_tag())).await {
+            Ok(index) => Ok(Referrers {
+                descriptors: index.content.manifests,
+                source: ReferrersSource::TagSchema,
+            }),
+            Err(error) if error.is_not_found() => {
+                Ok(Referrers { descriptors: Vec::new(), source: ReferrersSource::TagSchema })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The referrers API's list for `digest`, or `None` when the registry answers 404: it has
+    /// no referrers API (one request; the tag schema is not looked at).
+    pub async fn referrers_api(
+        &self,
+        repository: &RepoAddress,
+        digest: &Digest,
+    ) -> Result<Option<Referrers>, DistributionError> {
         let operation =
             Self::operation(&Method::GET, format!("{repository} referrers of {digest}"));
         let url = urls::referrers(&self.registry_url(repository), repository, digest);
@@ -813,21 +835,14 @@ impl Client {
                     problem: format!("the referrers list is not an index ({error})"),
                 }
             })?;
-            return Ok(Referrers { descriptors: index.manifests, source: ReferrersSource::Api });
+            let referrers =
+                Referrers { descriptors: index.manifests, source: ReferrersSource::Api };
+            return Ok(Some(referrers));
         }
         if exchange.status != StatusCode::NOT_FOUND {
             return Err(self.refused(repository, operation, &exchange));
         }
-        match self.get_manifest(repository, &ManifestRef::Tag(digest.referrers_tag())).await {
-            Ok(index) => Ok(Referrers {
-                descriptors: index.content.manifests,
-                source: ReferrersSource::TagSchema,
-            }),
-            Err(error) if error.is_not_found() => {
-                Ok(Referrers { descriptors: Vec::new(), source: ReferrersSource::TagSchema })
-            }
-            Err(error) => Err(error),
-        }
+        Ok(None)
     }
 
     /// Points `tag` at a new, unique throw-away manifest and returns its digest. Deleting that
