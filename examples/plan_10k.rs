@@ -23,17 +23,9 @@ use dockhand::reference::Digest;
 use jiff::{SignedDuration, Timestamp};
 
 const IMAGES: usize = 20;
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-fn manifest(
-    media_type: &str,
-    children: Vec<Digest>,
-    subject: Option<Digest>,
-    created: Timestamp,
-) -> ManifestEntry {
+fn manifest(children: Vec<Digest>, subject: Option<Digest>, created: Timestamp) -> ManifestEntry {
     ManifestEntry {
-        media_type: media_type.to_owned(),
         children,
         subject,
         created: Some(created),
@@ -60,15 +52,14 @@ fn synthetic(tags: usize, now: Timestamp) -> Inventory {
         let entry = if number % 10 == 0 {
             let children = vec![fresh(), fresh()];
             for child in &children {
-                manifests.insert(child.clone(), manifest(OCI_MANIFEST, Vec::new(), None, created));
+                manifests.insert(child.clone(), manifest(Vec::new(), None, created));
             }
-            manifest(OCI_INDEX, children, None, created)
+            manifest(children, None, created)
         } else {
-            manifest(OCI_MANIFEST, Vec::new(), None, created)
+            manifest(Vec::new(), None, created)
         };
         if number % 5 == 0 {
-            manifests
-                .insert(fresh(), manifest(OCI_MANIFEST, Vec::new(), Some(digest.clone()), created));
+            manifests.insert(fresh(), manifest(Vec::new(), Some(digest.clone()), created));
         }
         manifests.insert(digest.clone(), entry);
         let image = format!("svc{}", number % IMAGES);

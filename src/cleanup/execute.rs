@@ -244,7 +244,7 @@ impl<'a> Executor<'a> {
     ) -> Result<Report, ExecuteError> {
         let mut repositories: Vec<&RepoAddress> = Vec::new();
         for deletion in &plan.deleted {
-            if !repositories.contains(&&deletion.item.repository) {
+            if !repositories.contains(&&*deletion.item.repository) {
                 repositories.push(&deletion.item.repository);
             }
         }
@@ -254,7 +254,7 @@ impl<'a> Executor<'a> {
         let stop = Cell::new(false);
         let runs = repositories.iter().map(|repository| {
             let indices: Vec<usize> = (0..plan.deleted.len())
-                .filter(|&index| plan.deleted[index].item.repository == **repository)
+                .filter(|&index| *plan.deleted[index].item.repository == **repository)
                 .collect();
             let repository_inventory =
                 inventory.repositories.iter().find(|candidate| candidate.address == **repository);
@@ -283,7 +283,7 @@ impl<'a> Executor<'a> {
             .into_iter()
             .filter(|repository| {
                 plan.deleted.iter().zip(&outcomes).any(|(deletion, outcome)| {
-                    deletion.item.repository == **repository
+                    *deletion.item.repository == **repository
                         && !matches!(outcome, Outcome::Skipped(_) | Outcome::Moved(_))
                 })
             })
@@ -318,7 +318,7 @@ impl<'a> Executor<'a> {
         plan: &Plan,
         inventory: Option<&RepositoryInventory>,
     ) -> Vec<VerifyError> {
-        let kept = plan.kept.iter().filter(|item| item.repository == *repository);
+        let kept = plan.kept.iter().filter(|item| *item.repository == *repository);
         let mut references: Vec<ImageRef> = Vec::new();
         let mut roots: Vec<&Digest> = Vec::new();
         for item in kept {

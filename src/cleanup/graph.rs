@@ -81,7 +81,6 @@ mod tests {
 
     fn manifest(children: &[u8], subject: Option<u8>) -> ManifestEntry {
         ManifestEntry {
-            media_type: "application/vnd.oci.image.index.v1+json".to_owned(),
             children: children.iter().map(|&n| digest(n)).collect(),
             subject: subject.map(digest),
             created: None,

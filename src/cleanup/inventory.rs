@@ -80,7 +80,6 @@ pub struct TagEntry {
 /// One manifest in a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestEntry {
-    pub media_type: String,
     /// The manifests an image index lists (empty for an image manifest).
     pub children: Vec<Digest>,
     /// The manifest this one refers to (OCI 1.1 `subject`): set for signatures, SBOMs and
@@ -637,7 +636,6 @@ impl<'a> Reader<'a> {
         let is_index = manifest::is_index_type(&manifest.media_type);
         let tombstone = content.annotations.contains_key(TOMBSTONE_ANNOTATION);
         let entry = ManifestEntry {
-            media_type: manifest.media_type.clone(),
             children: if is_index {
                 content.manifests.iter().map(|child| child.digest.clone()).collect()
             } else {
@@ -875,7 +873,6 @@ mod tests {
     fn an_index_takes_the_labels_of_its_first_labelled_child() {
         let digest = |n: u8| Digest::sha256_of(&[n]);
         let entry = |children: Vec<Digest>, revision: Option<&str>| ManifestEntry {
-            media_type: String::new(),
             children,
             subject: None,
             created: None,

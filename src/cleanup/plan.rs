@@ -37,6 +37,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -71,13 +72,13 @@ pub struct Plan {
 pub struct PlanItem {
     /// The repository (`registry/path`).
     #[serde(serialize_with = "display")]
-    pub repository: RepoAddress,
+    pub repository: Arc<RepoAddress>,
     /// The tag as stored in the registry; `None` (JSON `null`) for an untagged manifest.
     pub tag: Option<Tag>,
     pub digest: Digest,
     /// The image name the tag belongs to; absent for untagged manifests.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
+    pub image: Option<Arc<str>>,
     /// A sentence naming the rule that decided, starting with `kept:` or `deleted:`.
     pub reason: String,
 }
@@ -108,7 +109,10 @@ pub enum DeleteMethod {
     TagOnly,
 }
 
-fn display<S: serde::Serializer>(value: &RepoAddress, serializer: S) -> Result<S::Ok, S::Error> {
+fn display<S: serde::Serializer>(
+    value: &Arc<RepoAddress>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.collect_str(value)
 }
 
@@ -165,19 +169,34 @@ pub fn plan_with_git(
 }
 
 /// An age reference point and where it came from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Age {
     at: Timestamp,
     source: TimeSource,
 }
 
 impl Age {
-    /// "image config created 35m ago", "pushed 5m in the future".
-    fn describe(self, now: Timestamp) -> String {
-        let age = now.duration_since(self.at);
+    /// The age as of `now`, for a reason: written out only when the reason is.
+    fn describe(self, now: Timestamp) -> Described {
+        Described { age: self, now }
+    }
+}
+
+/// An [`Age`] seen from the planning instant: "image config created 35m ago", "pushed 5m in
+/// the future". Kept as the two instants, not as text, so a plan of many tags holds no string
+/// per age until its reasons are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Described {
+    age: Age,
+    now: Timestamp,
+}
+
+impl fmt::Display for Described {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let age = self.now.duration_since(self.age.at);
         let magnitude = Duration::try_from(age.abs()).unwrap_or(Duration::MAX);
         let when = if age.is_negative() { "in the future" } else { "ago" };
-        format!("{} {} {when}", self.source.describe(), format_approximately(magnitude))
+        write!(f, "{} {} {when}", self.age.source.describe(), format_approximately(magnitude))
     }
 }
 
@@ -224,19 +243,19 @@ enum Keep {
     /// Younger than `keep_within`; `age` as described at planning time.
     Younger {
         within: Duration,
-        age: String,
+        age: Described,
     },
     /// Among the newest `keep_last` images of the image.
     Newest {
         keep_last: usize,
-        image: String,
+        image: Arc<str>,
     },
     AgeUnknown,
     /// Untagged manifests are out of scope without `delete_untagged`.
     UntaggedNotInScope,
     UntaggedYounger {
         within: Duration,
-        age: String,
+        age: Described,
     },
     /// A referrers-schema tag whose subject stays.
     ReferrersOfKept(Digest),
@@ -263,7 +282,7 @@ enum Keep {
         pull_request: PullRequest,
         state: State,
         grace: Duration,
-        age: String,
+        age: Described,
     },
     /// Git-aware retention found no reason to keep it, but the checkout's history has a gap.
     HistoryGap(Gap),
@@ -271,7 +290,7 @@ enum Keep {
     Grace {
         gone: String,
         grace: Duration,
-        age: String,
+        age: Described,
     },
     /// Git could not place it; the count and age rules kept it.
     Unplaced(Unplaced, Box<Keep>),
@@ -286,10 +305,10 @@ enum Delete {
     Named(String),
     /// A throw-away manifest an interrupted cleanup left on the tag.
     Tombstone,
-    /// No keep rule kept it, for these reasons (at least one).
-    Rules(Vec<Why>),
+    /// No keep rule kept it, for these reasons.
+    Rules(Unkept),
     /// Untagged and unreachable, and older than `keep_within` when that is set.
-    Untagged { older: Option<(Duration, String)> },
+    Untagged { older: Option<(Duration, Described)> },
     /// Image `rank` (from 1) of this reference, and no keep policy keeps it.
     NotKept { kind: ReferenceKind, name: String, rank: usize },
     /// Its branch or commit is gone (in words), and it is older than the grace period.
@@ -306,14 +325,18 @@ enum Delete {
     Evidenced(Box<Delete>, Source),
 }
 
-/// One reason a tag is not kept.
+/// Why no count, age or pattern rule keeps a tag: each rule that applied and did not keep it
+/// (none at all: no keep rule is configured). Held inline, as a plan of many tags has one each.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Why {
-    ReferrersOfUnkept(Digest),
-    OlderThan { within: Duration, age: String },
-    NotNewest { keep_last: usize, image: String },
-    NoKeepTag,
-    NoKeepRule,
+struct Unkept {
+    /// A referrers-schema tag of this subject, which is not kept.
+    referrers_of: Option<Digest>,
+    /// Older than `keep_within`.
+    older: Option<(Duration, Described)>,
+    /// Not among the newest `keep_last` images of this image.
+    not_newest: Option<(usize, Arc<str>)>,
+    /// `keep_tags` are configured and none matches.
+    no_keep_tag: bool,
 }
 
 impl Decision {
@@ -407,10 +430,7 @@ impl fmt::Display for Delete {
             Self::Tombstone => {
                 f.write_str("a throw-away manifest an interrupted cleanup left on this tag")
             }
-            Self::Rules(why) => {
-                let parts: Vec<String> = why.iter().map(ToString::to_string).collect();
-                f.write_str(&join_and(&parts))
-            }
+            Self::Rules(unkept) => write!(f, "{unkept}"),
             Self::Untagged { older: None } => {
                 f.write_str("untagged and unreachable from anything kept")
             }
@@ -438,21 +458,25 @@ impl fmt::Display for Delete {
     }
 }
 
-impl fmt::Display for Why {
+impl fmt::Display for Unkept {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ReferrersOfUnkept(subject) => {
-                write!(f, "referrers tag of `{subject}`, which is not kept")
-            }
-            Self::OlderThan { within, age } => {
-                write!(f, "older than {} ({age})", format_duration(*within))
-            }
-            Self::NotNewest { keep_last, image } => {
-                write!(f, "not among the newest {keep_last} images of `{image}`")
-            }
-            Self::NoKeepTag => f.write_str("matching no keep_tags pattern"),
-            Self::NoKeepRule => f.write_str("no keep rule is configured"),
+        let mut parts = Vec::new();
+        if let Some(subject) = &self.referrers_of {
+            parts.push(format!("referrers tag of `{subject}`, which is not kept"));
         }
+        if let Some((within, age)) = &self.older {
+            parts.push(format!("older than {} ({age})", format_duration(*within)));
+        }
+        if let Some((keep_last, image)) = &self.not_newest {
+            parts.push(format!("not among the newest {keep_last} images of `{image}`"));
+        }
+        if self.no_keep_tag {
+            parts.push("matching no keep_tags pattern".to_owned());
+        }
+        if parts.is_empty() {
+            return f.write_str("no keep rule is configured");
+        }
+        f.write_str(&join_and(&parts))
     }
 }
 
@@ -583,14 +607,6 @@ enum Target {
     Untagged(usize),
 }
 
-/// Deletions executed together: those removing one manifest (every tag of a digest deleted by
-/// digest, or an untagged manifest), or a single tag-only deletion. Each entry carries its sort
-/// key (age, tag or digest).
-struct DeletionGroup<'a> {
-    deletions: Vec<(Timestamp, String, Deletion)>,
-    removes: Option<&'a Digest>,
-}
-
 /// The working state of one repository's plan.
 struct RepositoryPlan<'a> {
     inventory: &'a RepositoryInventory,
@@ -612,6 +628,10 @@ struct RepositoryPlan<'a> {
     reach: HashMap<&'a Digest, Reach<'a>>,
     /// The release tags of each image, ranked by version.
     releases: Releases<'a>,
+    /// Each image name, once, for the reasons that name it.
+    image_names: HashMap<&'a str, Arc<str>>,
+    /// The repository's address, once, for the plan's items.
+    address: Arc<RepoAddress>,
     /// Per tag, with git-aware retention on: its git decision, or why count and age decide
     /// (`None` for a tag git does not decide).
     git_decisions: Vec<Option<Result<Decision, Unplaced>>>,
@@ -653,7 +673,13 @@ impl<'a> RepositoryPlan<'a> {
             reach: HashMap::new(),
             git_decisions: Vec::new(),
             releases: Releases::default(),
+            image_names: HashMap::new(),
+            address: Arc::new(inventory.address.clone()),
         };
+        for entry in &inventory.tags {
+            let name = entry.image.as_str();
+            state.image_names.entry(name).or_insert_with(|| Arc::from(name));
+        }
         if !state.complete {
             state.tags = vec![Decision::Keep(Keep::Incomplete); inventory.tags.len()];
             state.untagged_decisions = vec![Decision::Keep(Keep::Incomplete); state.untagged.len()];
@@ -690,6 +716,11 @@ impl<'a> RepositoryPlan<'a> {
             (0..state.untagged.len()).map(|index| state.decide_untagged(index, now)).collect();
         state.settle();
         state
+    }
+
+    /// The image name of `entry`, shared by every reason that names it.
+    fn image_name(&self, entry: &TagEntry) -> Arc<str> {
+        Arc::clone(&self.image_names[entry.image.as_str()])
     }
 
     /// A tag's own push time, else its manifest's age.
@@ -839,26 +870,19 @@ impl<'a> RepositoryPlan<'a> {
         if let Some(keep_last) = policy.keep_last
             && newest.contains(&(entry.image.as_str(), &entry.digest))
         {
-            return Decision::Keep(Keep::Newest { keep_last, image: entry.image.clone() });
+            return Decision::Keep(Keep::Newest { keep_last, image: self.image_name(entry) });
         }
         let Some(age) = age else { return Decision::Keep(Keep::AgeUnknown) };
-        let mut why = Vec::new();
-        if let Some(subject) = &subject {
-            why.push(Why::ReferrersOfUnkept(subject.clone()));
-        }
-        if let Some(within) = policy.keep_within {
-            why.push(Why::OlderThan { within, age: age.describe(now) });
-        }
-        if let (Some(keep_last), None) = (policy.keep_last, &subject) {
-            why.push(Why::NotNewest { keep_last, image: entry.image.clone() });
-        }
-        if !policy.keep_tags.is_empty() {
-            why.push(Why::NoKeepTag);
-        }
-        if why.is_empty() {
-            why.push(Why::NoKeepRule);
-        }
-        Decision::Delete(Delete::Rules(why))
+        let not_newest = match (policy.keep_last, &subject) {
+            (Some(keep_last), None) => Some((keep_last, self.image_name(entry))),
+            _ => None,
+        };
+        Decision::Delete(Delete::Rules(Unkept {
+            older: policy.keep_within.map(|within| (within, age.describe(now))),
+            referrers_of: subject,
+            not_newest,
+            no_keep_tag: !policy.keep_tags.is_empty(),
+        }))
     }
 
     fn decide_untagged(&self, index: usize, now: Timestamp) -> Decision {
@@ -976,17 +1000,17 @@ impl<'a> RepositoryPlan<'a> {
     fn tag_item(&self, index: usize) -> PlanItem {
         let entry = &self.inventory.tags[index];
         PlanItem {
-            repository: self.inventory.address.clone(),
+            repository: Arc::clone(&self.address),
             tag: Some(entry.tag.clone()),
             digest: entry.digest.clone(),
-            image: Some(entry.image.clone()),
+            image: Some(self.image_name(entry)),
             reason: self.tags[index].to_string(),
         }
     }
 
     fn untagged_item(&self, index: usize) -> PlanItem {
         PlanItem {
-            repository: self.inventory.address.clone(),
+            repository: Arc::clone(&self.address),
             tag: None,
             digest: self.untagged[index].clone(),
             image: None,
@@ -1009,53 +1033,55 @@ impl<'a> RepositoryPlan<'a> {
                 plan.kept.push(self.untagged_item(index));
             }
         }
-        plan.deleted.extend(self.ordered_deletions());
+        self.push_ordered_deletions(&mut plan.deleted);
     }
 
     /// The deletions with their methods, each manifest removed before the manifests it points
     /// to (children, subject), older first otherwise. The deletions that remove one manifest
     /// (every tag of a digest deleted by digest) are kept together.
-    fn ordered_deletions(&self) -> Vec<Deletion> {
+    fn push_ordered_deletions(&self, out: &mut Vec<Deletion>) {
         // a tag may go by digest when nothing staying reaches the digest; every kept tag's
         // digest is a root of `reach`, so this also means no other tag on it stays
         let by_digest = |digest: &Digest| !self.reach.contains_key(digest);
-        let mut groups: Vec<DeletionGroup<'a>> = Vec::new();
+        // each deletion with its group (the deletions removing one manifest go together), and
+        // per group the manifest it removes
+        let mut entries: Vec<(usize, Timestamp, &'a str, Target, DeleteMethod)> = Vec::new();
+        let mut removes_of: Vec<Option<&'a Digest>> = Vec::new();
         let mut group_of: HashMap<&'a Digest, usize> = HashMap::new();
         for (target, at, name) in self.deletions() {
-            let (removes, deletion) = match target {
+            let (removes, method) = match target {
                 Target::Tag(index) => {
                     let digest = &self.inventory.tags[index].digest;
-                    let method = if by_digest(digest) {
-                        DeleteMethod::Digest
+                    if by_digest(digest) {
+                        (Some(digest), DeleteMethod::Digest)
                     } else {
-                        DeleteMethod::TagOnly
-                    };
-                    let removes = (method == DeleteMethod::Digest).then_some(digest);
-                    (removes, Deletion { item: self.tag_item(index), method })
+                        (None, DeleteMethod::TagOnly)
+                    }
                 }
-                Target::Untagged(index) => (
-                    Some(self.untagged[index]),
-                    Deletion { item: self.untagged_item(index), method: DeleteMethod::Digest },
-                ),
+                Target::Untagged(index) => (Some(self.untagged[index]), DeleteMethod::Digest),
             };
-            let entry = (at.unwrap_or(Timestamp::MAX), name.to_owned(), deletion);
-            if let Some(&group) = removes.and_then(|digest| group_of.get(digest)) {
-                groups[group].deletions.push(entry);
+            let group = if let Some(&group) = removes.and_then(|digest| group_of.get(digest)) {
+                group
             } else {
                 if let Some(digest) = removes {
-                    group_of.insert(digest, groups.len());
+                    group_of.insert(digest, removes_of.len());
                 }
-                groups.push(DeletionGroup { deletions: vec![entry], removes });
-            }
+                removes_of.push(removes);
+                removes_of.len() - 1
+            };
+            entries.push((group, at.unwrap_or(Timestamp::MAX), name, target, method));
         }
-        for group in &mut groups {
-            group.deletions.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        // each group's deletions together, oldest first; `starts[g]..starts[g + 1]` are group g's
+        entries.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        let groups = removes_of.len();
+        let mut starts = vec![entries.len(); groups + 1];
+        for (position, entry) in entries.iter().enumerate().rev() {
+            starts[entry.0] = position;
         }
-        let mut after: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
-        let mut waiting_for = vec![0usize; groups.len()];
-        for (group, entry) in groups.iter().enumerate() {
-            let Some(manifest) =
-                entry.removes.and_then(|digest| self.inventory.manifests.get(digest))
+        let mut after: Vec<Vec<usize>> = vec![Vec::new(); groups];
+        let mut waiting_for = vec![0usize; groups];
+        for (group, removes) in removes_of.iter().enumerate() {
+            let Some(manifest) = removes.and_then(|digest| self.inventory.manifests.get(digest))
             else {
                 continue;
             };
@@ -1067,12 +1093,12 @@ impl<'a> RepositoryPlan<'a> {
             }
         }
         let key = |group: usize| {
-            let (at, name, _) = &groups[group].deletions[0];
-            Reverse((*at, name.clone(), group))
+            let (_, at, name, _, _) = entries[starts[group]];
+            Reverse((at, name, group))
         };
         let mut ready: BinaryHeap<_> =
-            (0..groups.len()).filter(|&group| waiting_for[group] == 0).map(key).collect();
-        let mut order = Vec::with_capacity(groups.len());
+            (0..groups).filter(|&group| waiting_for[group] == 0).map(key).collect();
+        let mut order = Vec::with_capacity(groups);
         while let Some(Reverse((_, _, group))) = ready.pop() {
             order.push(group);
             for &later in &after[group] {
@@ -1082,19 +1108,24 @@ impl<'a> RepositoryPlan<'a> {
                 }
             }
         }
-        if order.len() < groups.len() {
+        if order.len() < groups {
             // a reference cycle (impossible for content-addressed manifests): append the rest
             let mut rest: Vec<usize> =
-                (0..groups.len()).filter(|&group| waiting_for[group] > 0).collect();
+                (0..groups).filter(|&group| waiting_for[group] > 0).collect();
             rest.sort_by_key(|&group| Reverse(key(group)));
             order.extend(rest);
         }
-        let mut slots: Vec<Option<DeletionGroup<'a>>> = groups.into_iter().map(Some).collect();
-        order
-            .into_iter()
-            .filter_map(|group| slots[group].take())
-            .flat_map(|group| group.deletions.into_iter().map(|(_, _, deletion)| deletion))
-            .collect()
+        out.reserve(entries.len());
+        for group in order {
+            // every group has an entry, so the next group's start ends this one's
+            for &(_, _, _, target, method) in &entries[starts[group]..starts[group + 1]] {
+                let item = match target {
+                    Target::Tag(index) => self.tag_item(index),
+                    Target::Untagged(index) => self.untagged_item(index),
+                };
+                out.push(Deletion { item, method });
+            }
+        }
     }
 }
 

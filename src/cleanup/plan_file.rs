@@ -106,7 +106,7 @@ impl SavedPlan {
 
 fn key(item: &PlanItem) -> SavedDeletion {
     SavedDeletion {
-        repository: item.repository.clone(),
+        repository: RepoAddress::clone(&item.repository),
         tag: item.tag.clone(),
         digest: item.digest.clone(),
     }
@@ -129,7 +129,10 @@ pub fn restrict(fresh: Plan, saved: &SavedPlan) -> Plan {
     let mut partial: HashSet<(RepoAddress, Digest)> = HashSet::new();
     for deletion in &fresh.deleted {
         if deletion.method == DeleteMethod::Digest && !named.contains(&key(&deletion.item)) {
-            partial.insert((deletion.item.repository.clone(), deletion.item.digest.clone()));
+            partial.insert((
+                RepoAddress::clone(&deletion.item.repository),
+                deletion.item.digest.clone(),
+            ));
         }
     }
     for mut deletion in fresh.deleted {
@@ -170,10 +173,10 @@ mod tests {
 
     fn item(tag: Option<&str>, n: u8) -> PlanItem {
         PlanItem {
-            repository: "localhost:5000/acme/app".parse().unwrap(),
+            repository: std::sync::Arc::new("localhost:5000/acme/app".parse().unwrap()),
             tag: tag.map(|tag| tag.parse().unwrap()),
             digest: digest(n),
-            image: tag.map(|_| "app".to_owned()),
+            image: tag.map(|_| "app".into()),
             reason: "deleted: old".to_owned(),
         }
     }

@@ -188,10 +188,10 @@ mod tests {
 
     fn item(tag: Option<&str>, n: u8, reason: &str) -> PlanItem {
         PlanItem {
-            repository: "localhost:5000/acme/api".parse().unwrap(),
+            repository: std::sync::Arc::new("localhost:5000/acme/api".parse().unwrap()),
             tag: tag.map(|tag| tag.parse().unwrap()),
             digest: Digest::sha256_of(&[n]),
-            image: tag.map(|_| "api".to_owned()),
+            image: tag.map(|_| "api".into()),
             reason: reason.to_owned(),
         }
     }

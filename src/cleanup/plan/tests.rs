@@ -17,8 +17,6 @@ use crate::cleanup::policy::{
 use crate::project::{Operator, PreReleases};
 use crate::tags::TagRules;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MINUTE: i64 = 1;
 const HOUR: i64 = 60;
 const DAY: i64 = 24 * HOUR;
@@ -42,14 +40,8 @@ fn label(digest: &Digest) -> String {
         .map_or_else(|| digest.to_string(), |n| format!("#{n}"))
 }
 
-fn manifest(
-    media_type: &str,
-    children: &[u32],
-    subject: Option<u32>,
-    minutes_ago: Option<i64>,
-) -> ManifestEntry {
+fn manifest(children: &[u32], subject: Option<u32>, minutes_ago: Option<i64>) -> ManifestEntry {
     ManifestEntry {
-        media_type: media_type.to_owned(),
         children: children.iter().map(|&n| digest(n)).collect(),
         subject: subject.map(digest),
         created: minutes_ago.map(ago),
@@ -64,15 +56,15 @@ fn manifest(
 }
 
 fn image(minutes_ago: i64) -> ManifestEntry {
-    manifest(OCI_MANIFEST, &[], None, Some(minutes_ago))
+    manifest(&[], None, Some(minutes_ago))
 }
 
 fn index(children: &[u32], minutes_ago: i64) -> ManifestEntry {
-    manifest(OCI_INDEX, children, None, Some(minutes_ago))
+    manifest(children, None, Some(minutes_ago))
 }
 
 fn referrer(subject: u32, minutes_ago: i64) -> ManifestEntry {
-    manifest(OCI_MANIFEST, &[], Some(subject), Some(minutes_ago))
+    manifest(&[], Some(subject), Some(minutes_ago))
 }
 
 fn tag(name: &str, image: &str, digest: u32) -> TagEntry {
@@ -325,7 +317,7 @@ fn tags_outside_the_scope_keep_what_they_reach() {
 
 #[test]
 fn a_tag_left_on_a_throw_away_manifest_is_deleted_whatever_the_rules() {
-    let tombstone = ManifestEntry { tombstone: true, ..manifest(OCI_MANIFEST, &[], None, None) };
+    let tombstone = ManifestEntry { tombstone: true, ..manifest(&[], None, None) };
     let inventory = one(repository(
         "app",
         vec![tag("latest", "app", 1), tag("build-1", "app", 2)],
@@ -531,7 +523,7 @@ fn reasons_name_the_rule_and_where_the_age_came_from() {
             (10, image(35 * MINUTE)),
             (11, image(5 * DAY)),
             (12, image(30 * DAY)),
-            (13, manifest(OCI_MANIFEST, &[], None, None)),
+            (13, manifest(&[], None, None)),
         ],
     ));
     let policy =
@@ -729,11 +721,7 @@ fn a_young_untagged_index_keeps_its_old_children() {
     let inventory = one(repository(
         "app",
         vec![],
-        vec![
-            (1, index(&[2], 30 * MINUTE)),
-            (2, image(3 * DAY)),
-            (3, manifest(OCI_MANIFEST, &[], None, None)),
-        ],
+        vec![(1, index(&[2], 30 * MINUTE)), (2, image(3 * DAY)), (3, manifest(&[], None, None))],
     ));
     let policy = Policy {
         keep_within: Some(Duration::from_secs(2 * 3600)),
@@ -901,7 +889,6 @@ fn build_repository(
         entries.insert(
             digest(u32::try_from(position).unwrap()),
             ManifestEntry {
-                media_type: if children.is_empty() { OCI_MANIFEST } else { OCI_INDEX }.to_owned(),
                 children: children.iter().filter_map(|&raw| below(raw)).collect(),
                 subject: subject.and_then(below),
                 created: minutes.map(ago),
@@ -1028,7 +1015,7 @@ fn check(inventory: &Inventory, policy: &Policy, plan: &Plan) -> Result<(), Test
     }
     // the budget deletes the oldest first: nothing held back is older than a deletion
     let item_age = |item: &PlanItem| {
-        let repository = inventory.repositories.iter().find(|r| r.address == item.repository)?;
+        let repository = inventory.repositories.iter().find(|r| r.address == *item.repository)?;
         match &item.tag {
             Some(tag) => {
                 age_of(repository, repository.tags.iter().find(|entry| entry.tag == *tag)?)
@@ -1048,9 +1035,9 @@ fn check(inventory: &Inventory, policy: &Policy, plan: &Plan) -> Result<(), Test
     for repository in &inventory.repositories {
         let address = &repository.address;
         let kept: Vec<&PlanItem> =
-            plan.kept.iter().filter(|item| item.repository == *address).collect();
+            plan.kept.iter().filter(|item| *item.repository == *address).collect();
         let deleted: Vec<&Deletion> =
-            plan.deleted.iter().filter(|d| d.item.repository == *address).collect();
+            plan.deleted.iter().filter(|d| *d.item.repository == *address).collect();
         let tagged: HashSet<&Digest> = repository.tags.iter().map(|entry| &entry.digest).collect();
         let untagged: Vec<&Digest> =
             repository.manifests.keys().filter(|digest| !tagged.contains(digest)).collect();
@@ -1283,19 +1270,22 @@ proptest! {
 fn every_reason_reads_as_before() {
     let digest = Digest::sha256_of(b"subject");
     let hour = Duration::from_secs(3600);
+    let pushed = Age { at: ago(2 * HOUR), source: TimeSource::TagPushed }.describe(now());
+    let created = Age { at: ago(3 * HOUR), source: TimeSource::ImageConfigCreated }.describe(now());
     for (decision, text) in [
         (Decision::Keep(Keep::Incomplete), INCOMPLETE.to_owned()),
         (Decision::Keep(Keep::Budget { max_deletes: 5 }), "kept: budget reached, rerun to continue (max_deletes 5)".to_owned()),
         (
-            Decision::Delete(Delete::Rules(vec![
-                Why::ReferrersOfUnkept(digest.clone()),
-                Why::OlderThan { within: hour, age: "pushed 2h ago".to_owned() },
-                Why::NoKeepTag,
-            ])),
+            Decision::Delete(Delete::Rules(Unkept {
+                referrers_of: Some(digest.clone()),
+                older: Some((hour, pushed)),
+                not_newest: None,
+                no_keep_tag: true,
+            })),
             format!("deleted: referrers tag of `{digest}`, which is not kept, older than 1h (pushed 2h ago) and matching no keep_tags pattern"),
         ),
         (
-            Decision::Delete(Delete::Untagged { older: Some((hour, "image config created 3h ago".to_owned())) }),
+            Decision::Delete(Delete::Untagged { older: Some((hour, created)) }),
             "deleted: untagged, unreachable from anything kept, and older than 1h (image config created 3h ago)".to_owned(),
         ),
     ] {
@@ -1608,7 +1598,7 @@ fn git_inventory() -> impl Strategy<Value = Inventory> {
                             revision: commit.map(sha),
                             ref_name: Some("gone".to_owned()),
                         },
-                        ..manifest(OCI_MANIFEST, &[], None, age)
+                        ..manifest(&[], None, age)
                     };
                     (u32::try_from(n).unwrap(), entry)
                 })
