@@ -11,6 +11,7 @@
 
 pub mod buildah;
 pub mod docker;
+pub mod graph;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -42,6 +43,9 @@ pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
 pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
 /// OCI label: the version (semver of the git tag, else the tag); absent on branch builds.
 pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
+/// The build argument that carries the base of an image built `from_image:` another: the
+/// Containerfile reads it with `ARG BASE_IMAGE` and `FROM ${BASE_IMAGE}`.
+pub const BASE_IMAGE_ARG: &str = "BASE_IMAGE";
 
 /// The build tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -188,6 +192,9 @@ pub struct BuildSpec {
     /// file times of the layers) instead of the build's own, so that a rebuild of the same
     /// commit gives the same digest; `None` leaves the builder's clock.
     pub source_date_epoch: Option<Timestamp>,
+    /// The project image this one is built from (`from_image:`): [`build_all`] builds it
+    /// first and passes its local image as the build argument [`BASE_IMAGE_ARG`].
+    pub from_image: Option<String>,
 }
 
 impl BuildSpec {
@@ -211,6 +218,7 @@ impl BuildSpec {
             annotations: BTreeMap::new(),
             secrets: Vec::new(),
             source_date_epoch: None,
+            from_image: None,
         })
     }
 
@@ -230,6 +238,9 @@ impl BuildSpec {
         let bad_key = |key: &String| key.is_empty() || key.contains('=');
         if let Some(name) = self.build_args.keys().find(|key| bad_key(key)) {
             return Err(BuildError::BuildArg { image: self.image.clone(), name: name.clone() });
+        }
+        if self.from_image.is_some() && self.build_args.contains_key(BASE_IMAGE_ARG) {
+            return Err(BuildError::BaseImageArg { image: self.image.clone() });
         }
         if let Some(key) = self.labels.keys().find(|key| bad_key(key)) {
             return Err(BuildError::Label { image: self.image.clone(), key: key.clone() });
@@ -392,6 +403,24 @@ pub struct BuiltImage {
     pub image: String,
     pub builder: Builder,
     pub built: Built,
+    /// The image id the builder reported (`sha256:…`, buildah's `--iidfile`), for a build of
+    /// one platform with buildah; `None` otherwise.
+    pub image_id: Option<String>,
+}
+
+impl BuiltImage {
+    /// How an image built `FROM` this one names it in its build argument [`BASE_IMAGE_ARG`]:
+    /// the image id where buildah gave one (no other image can answer to it), else the local
+    /// name this run just gave it — a manifest list, from which buildah takes each platform's
+    /// image, or the docker daemon's tag. Both are found in the local store; neither is
+    /// pulled from a registry.
+    pub fn base_reference(&self) -> String {
+        match (&self.image_id, &self.built) {
+            (Some(id), _) => id.clone(),
+            (None, Built::Buildah(local)) => local.reference.to_string(),
+            (None, Built::DockerStore(reference)) => reference.to_string(),
+        }
+    }
 }
 
 /// How a build runs: how long it may take, and where its output goes as it comes.
@@ -452,6 +481,9 @@ pub async fn build(
         );
         Some(file)
     };
+    // buildah writes the image id of a one-platform build here (with several, it refuses)
+    let iidfile = (builder == Builder::Buildah && spec.platforms.len() <= 1)
+        .then(|| scratch.path().join("image-id"));
     let (args, built) = match backend {
         Backend::Buildah(options) => {
             if let Some(authfile) = options.authfile.as_ref().filter(|path| !path.is_file()) {
@@ -466,7 +498,8 @@ pub async fn build(
                 }
             }
             let image = LocalImage { reference: local_ref.clone(), manifest_list };
-            (buildah::build_argv(spec, options, local_ref), Built::Buildah(image))
+            let args = buildah::build_argv(spec, options, local_ref, iidfile.as_deref());
+            (args, Built::Buildah(image))
         }
         Backend::Docker(options) => {
             if docker::needs_buildkit_set(spec, env) {
@@ -503,7 +536,123 @@ pub async fn build(
         .stream(live.timeout, live.on_line)
         .await
         .map_err(|source| tool_failure(builder, &spec.image, source))?;
-    Ok(BuiltImage { image: spec.image.clone(), builder, built })
+    let image_id = match &iidfile {
+        Some(path) => Some(read_image_id(path)?),
+        None => None,
+    };
+    Ok(BuiltImage { image: spec.image.clone(), builder, built, image_id })
+}
+
+/// The image id buildah wrote to `path`: `sha256:` and 64 hex digits.
+fn read_image_id(path: &Path) -> Result<String, BuildError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| BuildError::DigestFile { path: path.to_owned(), source })?;
+    let id = text.trim();
+    let valid = id
+        .strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    if valid { Ok(id.to_owned()) } else { Err(BuildError::Digest(id.to_owned())) }
+}
+
+/// What [`build_all`] reports as the builds go, for the caller to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildEvent<'a> {
+    /// The build of this image starts.
+    Started(&'a str),
+    /// One line the builder of this image printed.
+    Line(&'a str, &'a str),
+    /// The build of this image ended: built (`true`) or failed.
+    Ended(&'a str, bool),
+}
+
+/// The builds of a project: the specs in the project file's order, the graph of their
+/// `from_image:`, how many run at a time.
+pub struct Builds<'a> {
+    pub specs: &'a [BuildSpec],
+    pub graph: &'a graph::BuildGraph,
+    /// The tag of the local images ([`local_ref`]).
+    pub build_id: &'a Tag,
+    /// How many builds run at the same time (at least 1).
+    pub jobs: usize,
+    /// Each build's timeout ([`Live::timeout`]).
+    pub timeout: Option<Duration>,
+}
+
+/// Builds every image of `builds` with `backend`, each after the image it is built from
+/// (which it gets as its [`BASE_IMAGE_ARG`], [`BuiltImage::base_reference`]), up to
+/// `builds.jobs` at the same time, and returns them in the specs' order. Every start, line and
+/// end goes to `events`, tagged with its image.
+///
+/// After a failure no build starts; those running finish (a builder stopped half-way leaves
+/// more behind than one that ends), the images built from the failed one are never built,
+/// each image left unbuilt is logged, and the first failure is returned.
+pub async fn build_all(
+    backend: &Backend,
+    builds: &Builds<'_>,
+    env: &EnvMap,
+    events: &dyn Fn(BuildEvent<'_>),
+) -> Result<Vec<BuiltImage>, BuildError> {
+    use futures_util::StreamExt as _;
+    use futures_util::stream::FuturesUnordered;
+    let Builds { specs, graph, build_id, jobs, timeout } = *builds;
+    let locals =
+        specs.iter().map(|spec| local_ref(&spec.image, build_id)).collect::<Result<Vec<_>, _>>()?;
+    let mut schedule = graph::Schedule::new(graph, jobs);
+    let mut built: Vec<Option<BuiltImage>> = vec![None; specs.len()];
+    let mut running = FuturesUnordered::new();
+    let mut first_failure = None;
+    loop {
+        while let Some(next) = schedule.start_next() {
+            let mut spec = specs[next].clone();
+            if let Some(base) = graph.base(next) {
+                let base = built[base].as_ref().expect("a base is built before the images from it");
+                spec.build_args.insert(BASE_IMAGE_ARG.to_owned(), base.base_reference());
+            }
+            let local = &locals[next];
+            events(BuildEvent::Started(&spec.image));
+            running.push(async move {
+                let mut on_line = |line: &str| events(BuildEvent::Line(&spec.image, line));
+                let live = Live { timeout, on_line: &mut on_line };
+                (next, build(backend, &spec, local, env, live).await)
+            });
+        }
+        let Some((index, result)) = running.next().await else { break };
+        let image = specs[index].image.as_str();
+        match result {
+            Ok(image_built) => {
+                schedule.finished(index, true);
+                events(BuildEvent::Ended(image, true));
+                log::info!("built `{image}` as {}", locals[index]);
+                built[index] = Some(image_built);
+            }
+            Err(error) => {
+                schedule.finished(index, false);
+                events(BuildEvent::Ended(image, false));
+                if first_failure.is_none() {
+                    first_failure = Some(error);
+                } else {
+                    log::error!("{error}");
+                }
+            }
+        }
+    }
+    for (index, spec) in specs.iter().enumerate() {
+        match schedule.state(index) {
+            graph::State::BaseFailed(base) => log::error!(
+                "`{}` was not built: it is built from `{}`, whose build failed",
+                spec.image,
+                graph.name(base)
+            ),
+            graph::State::NotStarted => {
+                log::warn!("`{}` was not built: no build starts after one failed", spec.image);
+            }
+            _ => {}
+        }
+    }
+    match first_failure {
+        Some(error) => Err(error),
+        None => Ok(built.into_iter().flatten().collect()),
+    }
 }
 
 /// A temporary `registries.conf` ([`buildah::registries_conf`]) in `TMPDIR` (else the system's
@@ -675,6 +824,12 @@ pub enum BuildError {
     BuildArg { image: String, name: String },
     #[error("Label `{key}` of image `{image}` must be a non-empty key without `=`")]
     Label { image: String, key: String },
+    #[error(
+        "Image `{image}` is built `from_image:` another, whose build argument `BASE_IMAGE` its `build_args:` must not set"
+    )]
+    BaseImageArg { image: String },
+    #[error(transparent)]
+    Graph(#[from] graph::GraphError),
     #[error("Platform `{platform}` of image `{image}` must look like `os/arch[/variant]`")]
     Platform { image: String, platform: String },
     #[error("Image `{image}` is built for several platforms, which `{builder}` cannot do")]
@@ -764,6 +919,18 @@ impl Classify for BuildError {
             }
             Self::ContainerfileMissing(_) | Self::NoContainerfile(_) => Some(
                 "add a `Containerfile` or `Dockerfile` to the context, or set the image's `containerfile:` (relative to the context)".into(),
+            ),
+            Self::BaseImageArg { .. } => Some(
+                "remove `BASE_IMAGE` from the image's `build_args:`: dockhand sets it to the image its `from_image:` names".into(),
+            ),
+            Self::Graph(graph::GraphError::Cycle(_)) => Some(
+                "an image can only be built from one built before it: remove one `from_image:` of the cycle".into(),
+            ),
+            Self::Graph(graph::GraphError::Unknown { .. }) => {
+                Some("`from_image:` takes the `name:` of another image of `images:`".into())
+            }
+            Self::Graph(_) => Some(
+                "give the image and its base the same `platforms:`, or build both with `--platform`".into(),
             ),
             Self::MultiPlatform { .. } => {
                 Some("build several platforms with `--builder buildah` (the docker daemon's classic image store holds one platform per image)".into())
