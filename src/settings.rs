@@ -875,6 +875,26 @@ mod tests {
     }
 
     #[test]
+    fn build_jobs_flag_then_file_then_one() {
+        assert_eq!(build_jobs(None, None).unwrap(), 1);
+        assert_eq!(build_jobs(None, Some(3)).unwrap(), 3);
+        assert_eq!(build_jobs(Some("2"), Some(3)).unwrap(), 2);
+        for (flag, file, origin) in [
+            (Some("0"), None, "--jobs / DOCKHAND_JOBS"),
+            (Some("two"), Some(2), "--jobs / DOCKHAND_JOBS"),
+            (Some(""), None, "--jobs / DOCKHAND_JOBS"),
+            (None, Some(0), "`jobs:` in the project file"),
+        ] {
+            let error = build_jobs(flag, file).unwrap_err();
+            assert!(
+                matches!(&error, SettingsError::Jobs { origin: got, .. } if *got == origin),
+                "{error:?}"
+            );
+            assert_eq!(error.exit_status(), ExitStatus::Usage);
+        }
+    }
+
+    #[test]
     fn build_timeouts() {
         assert_eq!(build_timeout(None).unwrap(), None);
         assert_eq!(build_timeout(Some("0s")).unwrap(), None, "0s is no limit");

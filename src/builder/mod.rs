@@ -606,6 +606,8 @@ pub async fn build_all(
             let mut spec = specs[next].clone();
             if let Some(base) = graph.base(next) {
                 let base = built[base].as_ref().expect("a base is built before the images from it");
+                // resolved: from here on the base is this build argument
+                spec.from_image = None;
                 spec.build_args.insert(BASE_IMAGE_ARG.to_owned(), base.base_reference());
             }
             let local = &locals[next];
@@ -1209,6 +1211,70 @@ mod tests {
         assert!(parse_labels(Builder::Docker, "[]").is_err());
         assert!(parse_labels(Builder::Docker, "not json").is_err());
         assert!(parse_labels(Builder::Buildah, r#"{"OCIv1":{"config":{"Labels":[]}}}"#).is_err());
+    }
+
+    #[test]
+    fn a_dependent_build_names_its_base_by_id_else_by_its_local_name() {
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let local = local_ref("base", &"42".parse().unwrap()).unwrap();
+        let buildah = |image_id: Option<String>, manifest_list: bool| BuiltImage {
+            image: "base".into(),
+            builder: Builder::Buildah,
+            built: Built::Buildah(LocalImage { reference: local.clone(), manifest_list }),
+            image_id,
+        };
+        assert_eq!(buildah(Some(id.clone()), false).base_reference(), id);
+        assert_eq!(buildah(None, true).base_reference(), "localhost/dockhand/base:42");
+        // the docker daemon's tag, just written by this run's build: the daemon finds it in
+        // its image store, and the dependent's argv carries it as the build argument
+        let docker = BuiltImage {
+            image: "base".into(),
+            builder: Builder::Docker,
+            built: Built::DockerStore(local.clone()),
+            image_id: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
+            .unwrap();
+        let mut spec = BuildSpec::new("app", dir.path(), None).unwrap();
+        spec.build_args.insert(BASE_IMAGE_ARG.into(), docker.base_reference());
+        let app = local_ref("app", &"42".parse().unwrap()).unwrap();
+        for args in [
+            docker::build_argv(&spec, &docker::DockerOptions::default(), &app),
+            docker::buildx_argv(&spec, &docker::BuildxOptions::default(), &app),
+        ] {
+            let args: Vec<String> =
+                args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
+            let at = args.iter().position(|arg| arg == "--build-arg").unwrap();
+            assert_eq!(args[at + 1], "BASE_IMAGE=localhost/dockhand/base:42", "{args:?}");
+        }
+        // the build argument is dockhand's to set for an image built `from_image:`
+        spec.from_image = Some("base".into());
+        let error = spec.check(Builder::Docker, &EnvMap::new()).unwrap_err();
+        assert!(
+            matches!(&error, BuildError::BaseImageArg { image } if image == "app"),
+            "{error:?}"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+        spec.build_args.clear();
+        assert!(spec.check(Builder::Docker, &EnvMap::new()).is_ok());
+    }
+
+    #[test]
+    fn image_ids_buildah_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        let id = format!("sha256:{}", "0f".repeat(32));
+        std::fs::write(&path, format!("{id}\n")).unwrap();
+        assert_eq!(read_image_id(&path).unwrap(), id);
+        std::fs::write(&path, "sha256:xyz").unwrap();
+        assert!(
+            matches!(read_image_id(&path), Err(BuildError::Digest(text)) if text == "sha256:xyz")
+        );
+        assert!(matches!(
+            read_image_id(&dir.path().join("none")),
+            Err(BuildError::DigestFile { .. })
+        ));
     }
 
     #[test]

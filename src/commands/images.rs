@@ -99,11 +99,11 @@ impl Phases {
                     builds.jobs
                 ),
             );
+            // the start and a success are logged by the builds themselves
             let events = |event: builder::BuildEvent<'_>| match event {
-                builder::BuildEvent::Started(image) => log::info!("[{image}] build started"),
                 builder::BuildEvent::Line(image, line) => output.child_line_of(image, line),
-                builder::BuildEvent::Ended(image, true) => log::info!("[{image}] build ended"),
                 builder::BuildEvent::Ended(image, false) => log::info!("[{image}] build failed"),
+                builder::BuildEvent::Started(_) | builder::BuildEvent::Ended(_, true) => {}
             };
             block_on(builder::build_all(&self.build.backend, &builds, env, &events))?
         } else {
