@@ -1,5 +1,6 @@
 //! Building images: one [`BuildSpec`] per image becomes the argv of `buildah bud`,
-//! `docker build` or `docker buildx build`, run through [`crate::process`].
+//! `docker build` or `docker buildx build`, run through [`crate::process`]; [`build_all`] runs
+//! a project's builds in the order of their `from_image:` ([`graph`]), up to `--jobs` at once.
 //!
 //! Owns the spec, the choice of backend ([`Builder`], [`Backend`]), the OCI labels taken from
 //! the CI context, the checks made before a tool runs (context, containerfile, secrets,
