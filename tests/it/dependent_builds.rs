@@ -11,7 +11,9 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::binary::{Run, dockhand};
-use crate::support::peers::{commit_busybox_base, run, write_storage_conf};
+use crate::support::peers::{commit_busybox_base, run, skopeo_raw, write_storage_conf};
+use crate::support::registry::{PASSWORD, USER};
+use crate::support::{Auth, Deletes, Registry};
 
 const SHA: &str = "0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d";
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -421,4 +423,55 @@ fn each_platform_of_a_dependent_image_is_built_from_that_platform_of_its_base() 
         "{}",
         refused.stderr
     );
+}
+
+#[test]
+fn run_publishes_a_dependent_image_whose_layers_begin_with_its_base() {
+    let registry = Registry::start(Auth::Htpasswd, Deletes::Enabled);
+    let project = Project::new(
+        &[
+            ("base", "", "FROM scratch\nCOPY base.txt /base.txt\n"),
+            ("app", "from_image: base", &format!("{FROM_BASE}COPY app.txt /app.txt\n")),
+        ],
+        false,
+    );
+    std::fs::write(project.context("base").join("base.txt"), "base\n").unwrap();
+    std::fs::write(project.context("app").join("app.txt"), "app\n").unwrap();
+    let env = [
+        ("DOCKHAND_INSECURE_REGISTRIES", registry.insecure_hosts()),
+        ("DOCKHAND_REGISTRY_USERNAME", USER.to_owned()),
+        ("DOCKHAND_REGISTRY_PASSWORD", PASSWORD.to_owned()),
+        ("DOCKHAND_REPO", format!("{}/acme/app", registry.host())),
+        ("TMPDIR", project.path().display().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let run = project.dockhand(
+        &["run", "--jobs", "2", "--tag", "{short_sha}", "--dry-run", "--output", "json"],
+        &env,
+        None,
+    );
+    run.assert_code(0);
+    let tag = &SHA[..8];
+    let manifest = |image: &str| -> Value {
+        serde_json::from_slice(&skopeo_raw(&registry, &format!("acme/app/{image}:{tag}"))).unwrap()
+    };
+    let layers = |manifest: &Value| -> Vec<String> {
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|layer| layer["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (base, app) = (layers(&manifest("base")), layers(&manifest("app")));
+    assert_eq!(base.len(), 1, "{base:?}");
+    assert_eq!(app.len(), 2, "{app:?}");
+    assert_eq!(app[0], base[0], "the pushed app is built on the pushed base");
+    let pushed: Vec<String> = run.json()["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["image"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pushed, ["base", "app"], "publish keeps the file's order");
 }
