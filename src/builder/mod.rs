@@ -263,6 +263,31 @@ impl BuildSpec {
     }
 }
 
+/// The images the `FROM` lines of a Containerfile name, in order (`FROM [--platform=…] IMAGE
+/// [AS stage]`; a stage named before is left out, as it is no image). What a `FROM` names is
+/// taken literally: `${ARG}` forms are returned as written.
+pub fn from_references(containerfile: &str) -> Vec<String> {
+    let mut stages: Vec<String> = Vec::new();
+    let mut images = Vec::new();
+    for line in containerfile.lines() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|word| word.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        let mut words = words.skip_while(|word| word.starts_with("--"));
+        let Some(image) = words.next() else { continue };
+        if !stages.iter().any(|stage| stage.eq_ignore_ascii_case(image)) {
+            images.push(image.to_owned());
+        }
+        if words.next().is_some_and(|word| word.eq_ignore_ascii_case("AS"))
+            && let Some(stage) = words.next()
+        {
+            stages.push(stage.to_owned());
+        }
+    }
+    images
+}
+
 /// `os/arch` or `os/arch/variant` (`linux/amd64`, `linux/arm/v7`), each part lowercase letters,
 /// digits and `_`, as the OCI image index's platform fields are written. A bare `amd64` would
 /// pass the project file and then fail inside the builder.
@@ -1259,6 +1284,15 @@ mod tests {
         assert_eq!(error.exit_status(), ExitStatus::Usage);
         spec.build_args.clear();
         assert!(spec.check(Builder::Docker, &EnvMap::new()).is_ok());
+    }
+
+    #[test]
+    fn images_named_by_from_lines() {
+        let text = "# syntax=docker/dockerfile:1\nARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS base\n\
+                    from --platform=$BUILDPLATFORM golang:1.22 as build\nRUN go build\n\
+                    FROM base\nFROM Build\nFROM api\nCOPY --from=build /app /app\nFROM\n";
+        assert_eq!(from_references(text), ["${BASE_IMAGE}", "golang:1.22", "api"]);
+        assert!(from_references("RUN echo FROM api\n").is_empty());
     }
 
     #[test]

@@ -212,6 +212,8 @@ fn a_cycle_or_an_unknown_base_is_refused_before_buildah_runs() {
             ("a", "from_image: c", &format!("{FROM_BASE}RUN true\n")),
             ("b", "from_image: a", &format!("{FROM_BASE}RUN true\n")),
             ("c", "from_image: b", &format!("{FROM_BASE}RUN true\n")),
+            // names a project image without `from_image:`: a warning, not this run's `a`
+            ("d", "", "FROM a\nRUN true\n"),
         ],
         false,
     );
@@ -238,6 +240,13 @@ fn a_cycle_or_an_unknown_base_is_refused_before_buildah_runs() {
         cycle.stderr
     );
     assert!(cycle.stderr.contains("hint: an image can only be built from one built before it"));
+    assert!(
+        cycle.stderr.contains(
+            "/d/Containerfile` names `FROM a`, which is not this run's build of the project image `a`: to build from it, give `d` the key `from_image: a`"
+        ),
+        "{}",
+        cycle.stderr
+    );
     let run_too = project.dockhand(&["run", "--repo", "127.0.0.1:9/acme"], &[], Some(&bin));
     run_too.assert_code(1);
 
