@@ -541,12 +541,8 @@ impl BuildSettings {
             spec.secrets = build_secrets(&image.secrets, &flag_secrets, &global.project_dir);
             spec.from_image.clone_from(&image.from_image);
             spec.check(builder, env)?;
-            if let Some(base) = &spec.from_image {
-                warn_unless_base_arg_used(&spec, base);
-            }
             specs.push(spec);
         }
-        warn_of_from_lines_naming_project_images(&specs);
         let nodes: Vec<builder::graph::Node<'_>> = specs
             .iter()
             .map(|spec| builder::graph::Node {
@@ -576,50 +572,6 @@ fn build_jobs(flag: Option<&str>, file: Option<u64>) -> Result<usize, SettingsEr
     match value.trim().parse::<usize>() {
         Ok(jobs) if jobs >= 1 => Ok(jobs),
         _ => Err(SettingsError::Jobs { value, origin }),
-    }
-}
-
-/// Warns of a `FROM NAME` (or `FROM localhost/dockhand/NAME…`) naming an image of the project
-/// in a Containerfile of an image without `from_image:`: the builder would look for NAME
-/// elsewhere (Docker Hub's `library/NAME`, or a local image of an earlier run), not take this
-/// run's build of it.
-fn warn_of_from_lines_naming_project_images(specs: &[BuildSpec]) {
-    for spec in specs.iter().filter(|spec| spec.from_image.is_none()) {
-        let Ok(text) = std::fs::read_to_string(&spec.containerfile) else { continue };
-        for reference in builder::from_references(&text) {
-            let named = specs.iter().find(|other| {
-                let local = format!("localhost/{}/{}", builder::LOCAL_NAMESPACE, other.image);
-                reference == other.image
-                    || reference.strip_prefix(&local).is_some_and(|rest| rest.starts_with(':'))
-            });
-            if let Some(other) = named {
-                log::warn!(
-                    "`{}` names `FROM {reference}`, which is not this run's build of the project image `{}`: to build from it, give `{}` the key `from_image: {}` and write `ARG {}` then `FROM ${{{}}}`",
-                    spec.containerfile.display(),
-                    other.image,
-                    spec.image,
-                    other.image,
-                    builder::BASE_IMAGE_ARG,
-                    builder::BASE_IMAGE_ARG,
-                );
-            }
-        }
-    }
-}
-
-/// Warns when the Containerfile of `spec`, built `from_image:` `base`, never names the build
-/// argument that carries it: the image would then not be built from `base` at all.
-fn warn_unless_base_arg_used(spec: &BuildSpec, base: &str) {
-    let Ok(text) = std::fs::read_to_string(&spec.containerfile) else { return };
-    if !text.contains(builder::BASE_IMAGE_ARG) {
-        log::warn!(
-            "image `{}` is built `from_image: {base}`, but `{}` never uses the build argument `{}` (`ARG {}` then `FROM ${{{}}}`)",
-            spec.image,
-            spec.containerfile.display(),
-            builder::BASE_IMAGE_ARG,
-            builder::BASE_IMAGE_ARG,
-            builder::BASE_IMAGE_ARG,
-        );
     }
 }
 

@@ -580,6 +580,50 @@ fn read_image_id(path: &Path) -> Result<String, BuildError> {
     if valid { Ok(id.to_owned()) } else { Err(BuildError::Digest(id.to_owned())) }
 }
 
+/// Warns of a `FROM NAME` (or `FROM localhost/dockhand/NAME…`) naming an image of the project
+/// in a Containerfile of an image without `from_image:`: the builder would look for NAME
+/// elsewhere (Docker Hub's `library/NAME`, or a local image of an earlier run), not take this
+/// run's build of it.
+fn warn_of_from_lines_naming_project_images(specs: &[BuildSpec]) {
+    for spec in specs.iter().filter(|spec| spec.from_image.is_none()) {
+        let Ok(text) = std::fs::read_to_string(&spec.containerfile) else { continue };
+        for reference in from_references(&text) {
+            let named = specs.iter().find(|other| {
+                let local = format!("localhost/{}/{}", LOCAL_NAMESPACE, other.image);
+                reference == other.image
+                    || reference.strip_prefix(&local).is_some_and(|rest| rest.starts_with(':'))
+            });
+            if let Some(other) = named {
+                log::warn!(
+                    "`{}` names `FROM {reference}`, which is not this run's build of the project image `{}`: to build from it, give `{}` the key `from_image: {}` and write `ARG {}` then `FROM ${{{}}}`",
+                    spec.containerfile.display(),
+                    other.image,
+                    spec.image,
+                    other.image,
+                    BASE_IMAGE_ARG,
+                    BASE_IMAGE_ARG,
+                );
+            }
+        }
+    }
+}
+
+/// Warns when the Containerfile of `spec`, built `from_image:` `base`, never names the build
+/// argument that carries it: the image would then not be built from `base` at all.
+fn warn_unless_base_arg_used(spec: &BuildSpec, base: &str) {
+    let Ok(text) = std::fs::read_to_string(&spec.containerfile) else { return };
+    if !text.contains(BASE_IMAGE_ARG) {
+        log::warn!(
+            "image `{}` is built `from_image: {base}`, but `{}` never uses the build argument `{}` (`ARG {}` then `FROM ${{{}}}`)",
+            spec.image,
+            spec.containerfile.display(),
+            BASE_IMAGE_ARG,
+            BASE_IMAGE_ARG,
+            BASE_IMAGE_ARG,
+        );
+    }
+}
+
 /// What [`build_all`] reports as the builds go, for the caller to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildEvent<'a> {
@@ -607,7 +651,9 @@ pub struct Builds<'a> {
 /// Builds every image of `builds` with `backend`, each after the image it is built from
 /// (which it gets as its [`BASE_IMAGE_ARG`], [`BuiltImage::base_reference`]), up to
 /// `builds.jobs` at the same time, and returns them in the specs' order. Every start, line and
-/// end goes to `events`, tagged with its image.
+/// end goes to `events`, tagged with its image. First it warns of Containerfiles whose `FROM`
+/// does not match their `from_image:` (reading them is the only check here; the graph was
+/// checked when the settings were resolved).
 ///
 /// After a failure no build starts; those running finish (a builder stopped half-way leaves
 /// more behind than one that ends), the images built from the failed one are never built,
@@ -621,6 +667,12 @@ pub async fn build_all(
     use futures_util::StreamExt as _;
     use futures_util::stream::FuturesUnordered;
     let Builds { specs, graph, build_id, jobs, timeout } = *builds;
+    warn_of_from_lines_naming_project_images(specs);
+    for spec in specs {
+        if let Some(base) = &spec.from_image {
+            warn_unless_base_arg_used(spec, base);
+        }
+    }
     let locals =
         specs.iter().map(|spec| local_ref(&spec.image, build_id)).collect::<Result<Vec<_>, _>>()?;
     let mut schedule = graph::Schedule::new(graph, jobs);
