@@ -254,6 +254,11 @@ pub struct BuildRunArgs {
     /// per image (buildah only)
     #[arg(long = "platform", value_name = "OS/ARCH", value_delimiter = ',', env = env_vars::DOCKHAND_PLATFORMS)]
     pub platforms: Vec<String>,
+    /// Build up to N images at the same time, each after the image its `from_image:` names;
+    /// their output lines are prefixed with the image's name [default: the file's `jobs:`,
+    /// else 1]
+    #[arg(long, value_name = "N", env = env_vars::DOCKHAND_JOBS)]
+    pub jobs: Option<String>,
 }
 
 #[derive(Debug, Args)]

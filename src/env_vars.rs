@@ -39,6 +39,9 @@ pub const DOCKHAND_BUILD_TIMEOUT: &str = "DOCKHAND_BUILD_TIMEOUT";
 /// `--platform`: the platforms every image is built for, comma-separated (`linux/amd64,linux/arm64`),
 /// instead of the images' `platforms:` (`build` and `run`).
 pub const DOCKHAND_PLATFORMS: &str = "DOCKHAND_PLATFORMS";
+/// `--jobs`: how many images `build` and `run` build at the same time (a whole number, at
+/// least 1; default: the project file's `jobs:`, else 1).
+pub const DOCKHAND_JOBS: &str = "DOCKHAND_JOBS";
 
 // --- generic runner inputs and the CI facts `ci-env` exports ---
 

@@ -87,6 +87,15 @@ impl Output {
         }
     }
 
+    /// [`Output::child_line`] for one of several children running at the same time (builds
+    /// of several images): prefixed with `[source] `, so that the interleaved lines of each
+    /// stay apart.
+    pub fn child_line_of(&self, source: &str, line: &str) {
+        if log::log_enabled!(log::Level::Info) {
+            eprintln!("[{}] {}", inert(source), inert(line));
+        }
+    }
+
     /// Opens a collapsible log section in GitLab CI (a plain heading elsewhere) and returns
     /// a guard that closes it.
     pub fn section(&self, name: &str, title: &str) -> Section {

@@ -32,6 +32,10 @@ pub struct ProjectFile {
     pub mode: Option<String>,
     /// Builder backend: `buildah` (default), `docker` or `buildx`.
     pub builder: Option<String>,
+    /// How many images are built at the same time, each after its `from_image:`;
+    /// `--jobs`/`DOCKHAND_JOBS` override it [default: 1].
+    #[schemars(range(min = 1))]
+    pub jobs: Option<u64>,
     /// The images this project builds. Without any, the project is one nameless image built
     /// from the file's directory (`Containerfile`, else `Dockerfile`).
     #[serde(default)]
@@ -94,6 +98,11 @@ pub struct ImageSection {
     /// Extra image labels; they override the OCI labels taken from the CI context.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Another image of the project (its `name:`) this one is built from: it is built first,
+    /// in the same run, and its local image is passed as the build argument `BASE_IMAGE`, which
+    /// the Containerfile uses as `ARG BASE_IMAGE` then `FROM ${BASE_IMAGE}`.
+    #[serde(default)]
+    pub from_image: Option<String>,
     /// Build secrets for `RUN --mount=type=secret,id=ID` steps, by id: `{src: FILE}` (relative
     /// to the project file's directory) or `{env: VARIABLE}` (of the job's environment). Only
     /// the path or the variable's name reaches the builder's command line.
@@ -124,6 +133,7 @@ impl ImageSection {
             platforms: Vec::new(),
             labels: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            from_image: None,
         }
     }
 }

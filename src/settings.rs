@@ -89,6 +89,8 @@ pub enum SettingsError {
     /// Names only the keys given: a mistyped value could be the secret itself.
     #[error("`--secret` takes `id=ID,src=FILE` or `id=ID,env=VARIABLE`, not keys `{keys}`")]
     SecretFlag { keys: String },
+    #[error("Invalid number of build jobs `{value}` from {origin}: a whole number of at least 1")]
+    Jobs { value: String, origin: &'static str },
 }
 
 impl Classify for SettingsError {
@@ -133,6 +135,9 @@ impl Classify for SettingsError {
                 "set `SOURCE_DATE_EPOCH` to whole seconds, e.g. `$(git log -1 --format=%ct)`, or unset it to use the commit's time".into(),
             ),
             Self::Repo { .. } => Some("an images repo looks like `ghcr.io/acme/app` or `localhost:5000/team`".into()),
+            Self::Jobs { .. } => Some(
+                "`--jobs 1` builds one image at a time (the default); `--jobs 2` two, each still after its `from_image:`".into(),
+            ),
             Self::SecretFlag { .. } => Some(
                 "pass the secret's file or the name of the variable holding it, never the value: `--secret id=npm,src=$HOME/.npmrc` or `--secret id=token,env=NPM_TOKEN`".into(),
             ),
@@ -462,6 +467,10 @@ pub struct BuildSettings {
     pub build_id: Tag,
     /// `--build-timeout`/`DOCKHAND_BUILD_TIMEOUT`: how long each image's build may take.
     pub timeout: Option<std::time::Duration>,
+    /// The images' `from_image:` graph, checked (no unknown name, no cycle).
+    pub graph: builder::graph::BuildGraph,
+    /// `--jobs`/`DOCKHAND_JOBS`, else the file's `jobs:`, else 1: builds at the same time.
+    pub jobs: usize,
 }
 
 impl BuildSettings {
@@ -479,6 +488,8 @@ impl BuildSettings {
         now: jiff::Timestamp,
     ) -> Result<Self, SettingsError> {
         let timeout = build_timeout(build_run.and_then(|args| args.build_timeout.as_deref()))?;
+        let jobs =
+            build_jobs(build_run.and_then(|args| args.jobs.as_deref()), global.project.jobs)?;
         let flag_secrets = build_run
             .map_or(&[][..], |args| &args.secrets)
             .iter()
@@ -528,15 +539,39 @@ impl BuildSettings {
             spec.annotations = builder::manifest_annotations(&spec.labels);
             spec.source_date_epoch = epoch;
             spec.secrets = build_secrets(&image.secrets, &flag_secrets, &global.project_dir);
+            spec.from_image.clone_from(&image.from_image);
             spec.check(builder, env)?;
             specs.push(spec);
         }
+        let nodes: Vec<builder::graph::Node<'_>> = specs
+            .iter()
+            .map(|spec| builder::graph::Node {
+                name: &spec.image,
+                from_image: spec.from_image.as_deref(),
+                platforms: &spec.platforms,
+            })
+            .collect();
+        let graph = builder::graph::BuildGraph::new(&nodes).map_err(BuildError::from)?;
         let build_id = ci
             .sha
             .as_deref()
             .and_then(|sha| crate::naming::sanitize_tag(&sha.chars().take(12).collect::<String>()))
             .unwrap_or_else(|| "dev".parse().expect("a valid tag"));
-        Ok(Self { backend, specs, build_id, timeout })
+        Ok(Self { backend, specs, build_id, timeout, graph, jobs })
+    }
+}
+
+/// `--jobs`/`DOCKHAND_JOBS`, else the file's `jobs:`, else 1; `0` or anything but a whole
+/// number is refused.
+fn build_jobs(flag: Option<&str>, file: Option<u64>) -> Result<usize, SettingsError> {
+    let (value, origin) = match (flag, file) {
+        (Some(value), _) => (value.to_owned(), "--jobs / DOCKHAND_JOBS"),
+        (None, Some(jobs)) => (jobs.to_string(), "`jobs:` in the project file"),
+        (None, None) => return Ok(1),
+    };
+    match value.trim().parse::<usize>() {
+        Ok(jobs) if jobs >= 1 => Ok(jobs),
+        _ => Err(SettingsError::Jobs { value, origin }),
     }
 }
 
@@ -817,6 +852,26 @@ mod tests {
             assert!(matches!(&error, SettingsError::SourceDateEpoch(value) if value == bad));
             assert_eq!(error.exit_status(), ExitStatus::Usage);
             assert!(error.hint().unwrap().contains("SOURCE_DATE_EPOCH"));
+        }
+    }
+
+    #[test]
+    fn build_jobs_flag_then_file_then_one() {
+        assert_eq!(build_jobs(None, None).unwrap(), 1);
+        assert_eq!(build_jobs(None, Some(3)).unwrap(), 3);
+        assert_eq!(build_jobs(Some("2"), Some(3)).unwrap(), 2);
+        for (flag, file, origin) in [
+            (Some("0"), None, "--jobs / DOCKHAND_JOBS"),
+            (Some("two"), Some(2), "--jobs / DOCKHAND_JOBS"),
+            (Some(""), None, "--jobs / DOCKHAND_JOBS"),
+            (None, Some(0), "`jobs:` in the project file"),
+        ] {
+            let error = build_jobs(flag, file).unwrap_err();
+            assert!(
+                matches!(&error, SettingsError::Jobs { origin: got, .. } if *got == origin),
+                "{error:?}"
+            );
+            assert_eq!(error.exit_status(), ExitStatus::Usage);
         }
     }
 

@@ -107,11 +107,13 @@ pub fn authfile_in(docker_config: &Path) -> PathBuf {
 }
 
 /// `buildah [storage] bud …`: one platform (or the host's) is tagged `local_ref`; several
-/// platforms are built into the manifest list `local_ref` (`--manifest`).
+/// platforms are built into the manifest list `local_ref` (`--manifest`). With `iidfile`
+/// (one platform only: buildah refuses it for several) buildah writes the image id there.
 pub fn build_argv(
     spec: &BuildSpec,
     options: &BuildahOptions,
     local_ref: &ImageRef,
+    iidfile: Option<&Path>,
 ) -> Vec<OsString> {
     let mut args = options.storage_args();
     args.push("bud".into());
@@ -133,6 +135,9 @@ pub fn build_argv(
         args.extend(["--timestamp".into(), epoch.as_second().to_string().into()]);
     }
     args.extend(["-f".into(), spec.containerfile.as_os_str().to_owned()]);
+    if let Some(iidfile) = iidfile {
+        args.extend(["--iidfile".into(), iidfile.into()]);
+    }
     let name_flag = if spec.platforms.len() > 1 { "--manifest" } else { "-t" };
     args.extend([name_flag.into(), local_ref.to_string().into()]);
     if options.format == ImageFormat::Oci {
@@ -258,6 +263,7 @@ mod tests {
             annotations: BTreeMap::new(),
             secrets: Vec::new(),
             source_date_epoch: None,
+            from_image: None,
         }
     }
 
@@ -345,7 +351,7 @@ mod tests {
             ),
         ];
         for (name, spec, options, want) in cases {
-            let got = strings(&build_argv(&spec, &options, &local()));
+            let got = strings(&build_argv(&spec, &options, &local(), None));
             // `x y` is one argument: compare argument by argument where it matters
             assert_eq!(
                 got.join(" "),
@@ -356,6 +362,15 @@ mod tests {
                 assert!(got.contains(&"A=x y".to_owned()), "{got:?}");
             }
         }
+        let iidfile = Some(Path::new("/tmp/b/image-id"));
+        assert_eq!(
+            strings(&build_argv(&spec(), &BuildahOptions::default(), &local(), iidfile)).join(" "),
+            "bud --format oci -f /src/api/Containerfile --iidfile /tmp/b/image-id \
+             -t localhost/dockhand/api:42 /src/api"
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
 
     #[test]
@@ -382,7 +397,8 @@ mod tests {
             ..spec()
         };
         let env = EnvMap::from([("NPM_TOKEN".to_owned(), "s3cr3t-value".to_owned())]);
-        let args = strings(&build_argv(&with_secrets, &BuildahOptions::from_env(&env), &local()));
+        let args =
+            strings(&build_argv(&with_secrets, &BuildahOptions::from_env(&env), &local(), None));
         assert!(args.iter().all(|arg| !arg.contains("s3cr3t-value")), "{args:?}");
         assert!(args.contains(&"id=npm,env=NPM_TOKEN".to_owned()));
     }

@@ -167,6 +167,7 @@ mod tests {
                 BuildSecret { id: "key".into(), source: SecretSource::File("/run/key".into()) },
             ],
             source_date_epoch: None,
+            from_image: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Building images: one [`BuildSpec`] per image becomes the argv of `buildah bud`,
-//! `docker build` or `docker buildx build`, run through [`crate::process`].
+//! `docker build` or `docker buildx build`, run through [`crate::process`]; [`build_all`] runs
+//! a project's builds in the order of their `from_image:` ([`graph`]), up to `--jobs` at once.
 //!
 //! Owns the spec, the choice of backend ([`Builder`], [`Backend`]), the OCI labels taken from
 //! the CI context, the checks made before a tool runs (context, containerfile, secrets,
@@ -11,6 +12,7 @@
 
 pub mod buildah;
 pub mod docker;
+pub mod graph;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -42,6 +44,9 @@ pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
 pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
 /// OCI label: the version (semver of the git tag, else the tag); absent on branch builds.
 pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
+/// The build argument that carries the base of an image built `from_image:` another: the
+/// Containerfile reads it with `ARG BASE_IMAGE` and `FROM ${BASE_IMAGE}`.
+pub const BASE_IMAGE_ARG: &str = "BASE_IMAGE";
 
 /// The build tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -188,6 +193,9 @@ pub struct BuildSpec {
     /// file times of the layers) instead of the build's own, so that a rebuild of the same
     /// commit gives the same digest; `None` leaves the builder's clock.
     pub source_date_epoch: Option<Timestamp>,
+    /// The project image this one is built from (`from_image:`): [`build_all`] builds it
+    /// first and passes its local image as the build argument [`BASE_IMAGE_ARG`].
+    pub from_image: Option<String>,
 }
 
 impl BuildSpec {
@@ -211,6 +219,7 @@ impl BuildSpec {
             annotations: BTreeMap::new(),
             secrets: Vec::new(),
             source_date_epoch: None,
+            from_image: None,
         })
     }
 
@@ -231,6 +240,9 @@ impl BuildSpec {
         if let Some(name) = self.build_args.keys().find(|key| bad_key(key)) {
             return Err(BuildError::BuildArg { image: self.image.clone(), name: name.clone() });
         }
+        if self.from_image.is_some() && self.build_args.contains_key(BASE_IMAGE_ARG) {
+            return Err(BuildError::BaseImageArg { image: self.image.clone() });
+        }
         if let Some(key) = self.labels.keys().find(|key| bad_key(key)) {
             return Err(BuildError::Label { image: self.image.clone(), key: key.clone() });
         }
@@ -249,6 +261,31 @@ impl BuildSpec {
         }
         Ok(())
     }
+}
+
+/// The images the `FROM` lines of a Containerfile name, in order (`FROM [--platform=…] IMAGE
+/// [AS stage]`; a stage named before is left out, as it is no image). What a `FROM` names is
+/// taken literally: `${ARG}` forms are returned as written.
+pub fn from_references(containerfile: &str) -> Vec<String> {
+    let mut stages: Vec<String> = Vec::new();
+    let mut images = Vec::new();
+    for line in containerfile.lines() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|word| word.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        let mut words = words.skip_while(|word| word.starts_with("--"));
+        let Some(image) = words.next() else { continue };
+        if !stages.iter().any(|stage| stage.eq_ignore_ascii_case(image)) {
+            images.push(image.to_owned());
+        }
+        if words.next().is_some_and(|word| word.eq_ignore_ascii_case("AS"))
+            && let Some(stage) = words.next()
+        {
+            stages.push(stage.to_owned());
+        }
+    }
+    images
 }
 
 /// `os/arch` or `os/arch/variant` (`linux/amd64`, `linux/arm/v7`), each part lowercase letters,
@@ -392,6 +429,24 @@ pub struct BuiltImage {
     pub image: String,
     pub builder: Builder,
     pub built: Built,
+    /// The image id the builder reported (`sha256:…`, buildah's `--iidfile`), for a build of
+    /// one platform with buildah; `None` otherwise.
+    pub image_id: Option<String>,
+}
+
+impl BuiltImage {
+    /// How an image built `FROM` this one names it in its build argument [`BASE_IMAGE_ARG`]:
+    /// the image id where buildah gave one (no other image can answer to it), else the local
+    /// name this run just gave it — a manifest list, from which buildah takes each platform's
+    /// image, or the docker daemon's tag. Both are found in the local store; neither is
+    /// pulled from a registry.
+    pub fn base_reference(&self) -> String {
+        match (&self.image_id, &self.built) {
+            (Some(id), _) => id.clone(),
+            (None, Built::Buildah(local)) => local.reference.to_string(),
+            (None, Built::DockerStore(reference)) => reference.to_string(),
+        }
+    }
 }
 
 /// How a build runs: how long it may take, and where its output goes as it comes.
@@ -452,6 +507,9 @@ pub async fn build(
         );
         Some(file)
     };
+    // buildah writes the image id of a one-platform build here (with several, it refuses)
+    let iidfile = (builder == Builder::Buildah && spec.platforms.len() <= 1)
+        .then(|| scratch.path().join("image-id"));
     let (args, built) = match backend {
         Backend::Buildah(options) => {
             if let Some(authfile) = options.authfile.as_ref().filter(|path| !path.is_file()) {
@@ -466,7 +524,8 @@ pub async fn build(
                 }
             }
             let image = LocalImage { reference: local_ref.clone(), manifest_list };
-            (buildah::build_argv(spec, options, local_ref), Built::Buildah(image))
+            let args = buildah::build_argv(spec, options, local_ref, iidfile.as_deref());
+            (args, Built::Buildah(image))
         }
         Backend::Docker(options) => {
             if docker::needs_buildkit_set(spec, env) {
@@ -503,7 +562,177 @@ pub async fn build(
         .stream(live.timeout, live.on_line)
         .await
         .map_err(|source| tool_failure(builder, &spec.image, source))?;
-    Ok(BuiltImage { image: spec.image.clone(), builder, built })
+    let image_id = match &iidfile {
+        Some(path) => Some(read_image_id(path)?),
+        None => None,
+    };
+    Ok(BuiltImage { image: spec.image.clone(), builder, built, image_id })
+}
+
+/// The image id buildah wrote to `path`: `sha256:` and 64 hex digits.
+fn read_image_id(path: &Path) -> Result<String, BuildError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| BuildError::DigestFile { path: path.to_owned(), source })?;
+    let id = text.trim();
+    let valid = id
+        .strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    if valid { Ok(id.to_owned()) } else { Err(BuildError::Digest(id.to_owned())) }
+}
+
+/// Warns of a `FROM NAME` (or `FROM localhost/dockhand/NAME…`) naming an image of the project
+/// in a Containerfile of an image without `from_image:`: the builder would look for NAME
+/// elsewhere (Docker Hub's `library/NAME`, or a local image of an earlier run), not take this
+/// run's build of it.
+fn warn_of_from_lines_naming_project_images(specs: &[BuildSpec]) {
+    for spec in specs.iter().filter(|spec| spec.from_image.is_none()) {
+        let Ok(text) = std::fs::read_to_string(&spec.containerfile) else { continue };
+        for reference in from_references(&text) {
+            let named = specs.iter().find(|other| {
+                let local = format!("localhost/{}/{}", LOCAL_NAMESPACE, other.image);
+                reference == other.image
+                    || reference.strip_prefix(&local).is_some_and(|rest| rest.starts_with(':'))
+            });
+            if let Some(other) = named {
+                log::warn!(
+                    "`{}` names `FROM {reference}`, which is not this run's build of the project image `{}`: to build from it, give `{}` the key `from_image: {}` and write `ARG {}` then `FROM ${{{}}}`",
+                    spec.containerfile.display(),
+                    other.image,
+                    spec.image,
+                    other.image,
+                    BASE_IMAGE_ARG,
+                    BASE_IMAGE_ARG,
+                );
+            }
+        }
+    }
+}
+
+/// Warns when the Containerfile of `spec`, built `from_image:` `base`, never names the build
+/// argument that carries it: the image would then not be built from `base` at all.
+fn warn_unless_base_arg_used(spec: &BuildSpec, base: &str) {
+    let Ok(text) = std::fs::read_to_string(&spec.containerfile) else { return };
+    if !text.contains(BASE_IMAGE_ARG) {
+        log::warn!(
+            "image `{}` is built `from_image: {base}`, but `{}` never uses the build argument `{}` (`ARG {}` then `FROM ${{{}}}`)",
+            spec.image,
+            spec.containerfile.display(),
+            BASE_IMAGE_ARG,
+            BASE_IMAGE_ARG,
+            BASE_IMAGE_ARG,
+        );
+    }
+}
+
+/// What [`build_all`] reports as the builds go, for the caller to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildEvent<'a> {
+    /// The build of this image starts.
+    Started(&'a str),
+    /// One line the builder of this image printed.
+    Line(&'a str, &'a str),
+    /// The build of this image ended: built (`true`) or failed.
+    Ended(&'a str, bool),
+}
+
+/// The builds of a project: the specs in the project file's order, the graph of their
+/// `from_image:`, how many run at a time.
+pub struct Builds<'a> {
+    pub specs: &'a [BuildSpec],
+    pub graph: &'a graph::BuildGraph,
+    /// The tag of the local images ([`local_ref`]).
+    pub build_id: &'a Tag,
+    /// How many builds run at the same time (at least 1).
+    pub jobs: usize,
+    /// Each build's timeout ([`Live::timeout`]).
+    pub timeout: Option<Duration>,
+}
+
+/// Builds every image of `builds` with `backend`, each after the image it is built from
+/// (which it gets as its [`BASE_IMAGE_ARG`], [`BuiltImage::base_reference`]), up to
+/// `builds.jobs` at the same time, and returns them in the specs' order. Every start, line and
+/// end goes to `events`, tagged with its image. First it warns of Containerfiles whose `FROM`
+/// does not match their `from_image:` (reading them is the only check here; the graph was
+/// checked when the settings were resolved).
+///
+/// After a failure no build starts; those running finish (a builder stopped half-way leaves
+/// more behind than one that ends), the images built from the failed one are never built,
+/// each image left unbuilt is logged, and the first failure is returned.
+pub async fn build_all(
+    backend: &Backend,
+    builds: &Builds<'_>,
+    env: &EnvMap,
+    events: &dyn Fn(BuildEvent<'_>),
+) -> Result<Vec<BuiltImage>, BuildError> {
+    use futures_util::StreamExt as _;
+    use futures_util::stream::FuturesUnordered;
+    let Builds { specs, graph, build_id, jobs, timeout } = *builds;
+    warn_of_from_lines_naming_project_images(specs);
+    for spec in specs {
+        if let Some(base) = &spec.from_image {
+            warn_unless_base_arg_used(spec, base);
+        }
+    }
+    let locals =
+        specs.iter().map(|spec| local_ref(&spec.image, build_id)).collect::<Result<Vec<_>, _>>()?;
+    let mut schedule = graph::Schedule::new(graph, jobs);
+    let mut built: Vec<Option<BuiltImage>> = vec![None; specs.len()];
+    let mut running = FuturesUnordered::new();
+    let mut first_failure = None;
+    loop {
+        while let Some(next) = schedule.start_next() {
+            let mut spec = specs[next].clone();
+            if let Some(base) = graph.base(next) {
+                let base = built[base].as_ref().expect("a base is built before the images from it");
+                // resolved: from here on the base is this build argument
+                spec.from_image = None;
+                spec.build_args.insert(BASE_IMAGE_ARG.to_owned(), base.base_reference());
+            }
+            let local = &locals[next];
+            events(BuildEvent::Started(&spec.image));
+            running.push(async move {
+                let mut on_line = |line: &str| events(BuildEvent::Line(&spec.image, line));
+                let live = Live { timeout, on_line: &mut on_line };
+                (next, build(backend, &spec, local, env, live).await)
+            });
+        }
+        let Some((index, result)) = running.next().await else { break };
+        let image = specs[index].image.as_str();
+        match result {
+            Ok(image_built) => {
+                schedule.finished(index, true);
+                events(BuildEvent::Ended(image, true));
+                log::info!("built `{image}` as {}", locals[index]);
+                built[index] = Some(image_built);
+            }
+            Err(error) => {
+                schedule.finished(index, false);
+                events(BuildEvent::Ended(image, false));
+                if first_failure.is_none() {
+                    first_failure = Some(error);
+                } else {
+                    log::error!("{error}");
+                }
+            }
+        }
+    }
+    for (index, spec) in specs.iter().enumerate() {
+        match schedule.state(index) {
+            graph::State::BaseFailed(base) => log::error!(
+                "`{}` was not built: it is built from `{}`, whose build failed",
+                spec.image,
+                graph.name(base)
+            ),
+            graph::State::NotStarted => {
+                log::warn!("`{}` was not built: no build starts after one failed", spec.image);
+            }
+            _ => {}
+        }
+    }
+    match first_failure {
+        Some(error) => Err(error),
+        None => Ok(built.into_iter().flatten().collect()),
+    }
 }
 
 /// A temporary `registries.conf` ([`buildah::registries_conf`]) in `TMPDIR` (else the system's
@@ -675,6 +904,12 @@ pub enum BuildError {
     BuildArg { image: String, name: String },
     #[error("Label `{key}` of image `{image}` must be a non-empty key without `=`")]
     Label { image: String, key: String },
+    #[error(
+        "Image `{image}` is built `from_image:` another, whose build argument `BASE_IMAGE` its `build_args:` must not set"
+    )]
+    BaseImageArg { image: String },
+    #[error(transparent)]
+    Graph(#[from] graph::GraphError),
     #[error("Platform `{platform}` of image `{image}` must look like `os/arch[/variant]`")]
     Platform { image: String, platform: String },
     #[error("Image `{image}` is built for several platforms, which `{builder}` cannot do")]
@@ -764,6 +999,18 @@ impl Classify for BuildError {
             }
             Self::ContainerfileMissing(_) | Self::NoContainerfile(_) => Some(
                 "add a `Containerfile` or `Dockerfile` to the context, or set the image's `containerfile:` (relative to the context)".into(),
+            ),
+            Self::BaseImageArg { .. } => Some(
+                "remove `BASE_IMAGE` from the image's `build_args:`: dockhand sets it to the image its `from_image:` names".into(),
+            ),
+            Self::Graph(graph::GraphError::Cycle(_)) => Some(
+                "an image can only be built from one built before it: remove one `from_image:` of the cycle".into(),
+            ),
+            Self::Graph(graph::GraphError::Unknown { .. }) => {
+                Some("`from_image:` takes the `name:` of another image of `images:`".into())
+            }
+            Self::Graph(_) => Some(
+                "give the image and its base the same `platforms:`, or build both with `--platform`".into(),
             ),
             Self::MultiPlatform { .. } => {
                 Some("build several platforms with `--builder buildah` (the docker daemon's classic image store holds one platform per image)".into())
@@ -1042,6 +1289,79 @@ mod tests {
         assert!(parse_labels(Builder::Docker, "[]").is_err());
         assert!(parse_labels(Builder::Docker, "not json").is_err());
         assert!(parse_labels(Builder::Buildah, r#"{"OCIv1":{"config":{"Labels":[]}}}"#).is_err());
+    }
+
+    #[test]
+    fn a_dependent_build_names_its_base_by_id_else_by_its_local_name() {
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let local = local_ref("base", &"42".parse().unwrap()).unwrap();
+        let buildah = |image_id: Option<String>, manifest_list: bool| BuiltImage {
+            image: "base".into(),
+            builder: Builder::Buildah,
+            built: Built::Buildah(LocalImage { reference: local.clone(), manifest_list }),
+            image_id,
+        };
+        assert_eq!(buildah(Some(id.clone()), false).base_reference(), id);
+        assert_eq!(buildah(None, true).base_reference(), "localhost/dockhand/base:42");
+        // the docker daemon's tag, just written by this run's build: the daemon finds it in
+        // its image store, and the dependent's argv carries it as the build argument
+        let docker = BuiltImage {
+            image: "base".into(),
+            builder: Builder::Docker,
+            built: Built::DockerStore(local.clone()),
+            image_id: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
+            .unwrap();
+        let mut spec = BuildSpec::new("app", dir.path(), None).unwrap();
+        spec.build_args.insert(BASE_IMAGE_ARG.into(), docker.base_reference());
+        let app = local_ref("app", &"42".parse().unwrap()).unwrap();
+        for args in [
+            docker::build_argv(&spec, &docker::DockerOptions::default(), &app),
+            docker::buildx_argv(&spec, &docker::BuildxOptions::default(), &app),
+        ] {
+            let args: Vec<String> =
+                args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
+            let at = args.iter().position(|arg| arg == "--build-arg").unwrap();
+            assert_eq!(args[at + 1], "BASE_IMAGE=localhost/dockhand/base:42", "{args:?}");
+        }
+        // the build argument is dockhand's to set for an image built `from_image:`
+        spec.from_image = Some("base".into());
+        let error = spec.check(Builder::Docker, &EnvMap::new()).unwrap_err();
+        assert!(
+            matches!(&error, BuildError::BaseImageArg { image } if image == "app"),
+            "{error:?}"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+        spec.build_args.clear();
+        assert!(spec.check(Builder::Docker, &EnvMap::new()).is_ok());
+    }
+
+    #[test]
+    fn images_named_by_from_lines() {
+        let text = "# syntax=docker/dockerfile:1\nARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS base\n\
+                    from --platform=$BUILDPLATFORM golang:1.22 as build\nRUN go build\n\
+                    FROM base\nFROM Build\nFROM api\nCOPY --from=build /app /app\nFROM\n";
+        assert_eq!(from_references(text), ["${BASE_IMAGE}", "golang:1.22", "api"]);
+        assert!(from_references("RUN echo FROM api\n").is_empty());
+    }
+
+    #[test]
+    fn image_ids_buildah_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        let id = format!("sha256:{}", "0f".repeat(32));
+        std::fs::write(&path, format!("{id}\n")).unwrap();
+        assert_eq!(read_image_id(&path).unwrap(), id);
+        std::fs::write(&path, "sha256:xyz").unwrap();
+        assert!(
+            matches!(read_image_id(&path), Err(BuildError::Digest(text)) if text == "sha256:xyz")
+        );
+        assert!(matches!(
+            read_image_id(&dir.path().join("none")),
+            Err(BuildError::DigestFile { .. })
+        ));
     }
 
     #[test]

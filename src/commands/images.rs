@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{Failure, Invocation, block_on, connect, job_settings};
-use crate::builder::{self, Backend, Built, BuiltImage, Live, LocalImage, buildah};
+use crate::builder::{self, Backend, Built, BuiltImage, LocalImage, buildah};
 use crate::ci::CiContext;
 use crate::cleanup::report::Document;
 use crate::cleanup::{self, CleanupSettings};
@@ -64,9 +64,10 @@ impl Phases {
         Self::resolve(global, build.builder.as_deref(), Some(build_run), invocation)
     }
 
-    /// Builds every image, in the order of the project file, each one's output streamed into
-    /// a collapsible section of its own. From here on SIGTERM and SIGINT stop the builder
-    /// before dockhand stops.
+    /// Builds every image, each after the image its `from_image:` names, up to `--jobs` at a
+    /// time. One at a time, each build's output is streamed into a collapsible section of its
+    /// own; several at a time, into one section for all, each line prefixed with its image's
+    /// name. From here on SIGTERM and SIGINT stop the builders before dockhand stops.
     fn build(&self, env: &EnvMap, output: &Output) -> Result<Vec<BuiltImage>, Failure> {
         if let Err(error) = process::forward_termination() {
             log::warn!(
@@ -76,26 +77,54 @@ impl Phases {
         if let Some(epoch) = self.build.specs.first().and_then(|spec| spec.source_date_epoch) {
             log::info!("image timestamps: {epoch:.0} (SOURCE_DATE_EPOCH={})", epoch.as_second());
         }
-        let mut built = Vec::with_capacity(self.build.specs.len());
-        for spec in &self.build.specs {
-            let local = builder::local_ref(&spec.image, &self.build.build_id)?;
-            let image = {
-                let name: String = spec
-                    .image
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .collect();
-                let _section = output.section(
-                    &format!("dockhand_build_{name}"),
-                    &format!("dockhand: build {}", spec.image),
-                );
-                let mut on_line = |line: &str| output.child_line(line);
-                let live = Live { timeout: self.build.timeout, on_line: &mut on_line };
-                block_on(builder::build(&self.build.backend, spec, &local, env, live))?
-            };
-            log::info!("built `{}` as {local}", spec.image);
-            built.push(image);
+        let builds = builder::Builds {
+            specs: &self.build.specs,
+            graph: &self.build.graph,
+            build_id: &self.build.build_id,
+            jobs: self.build.jobs,
+            timeout: self.build.timeout,
+        };
+        let parallel = builds.jobs > 1 && builds.specs.len() > 1;
+        if builds.graph.has_dependencies() {
+            let order: Vec<&str> =
+                builds.graph.order().into_iter().map(|at| builds.graph.name(at)).collect();
+            log::info!("build order (each image after its `from_image:`): {}", order.join(", "));
         }
+        let built = if parallel {
+            let _section = output.section(
+                "dockhand_build",
+                &format!(
+                    "dockhand: build {} images, up to {} at a time",
+                    builds.specs.len(),
+                    builds.jobs
+                ),
+            );
+            // the start and a success are logged by the builds themselves
+            let events = |event: builder::BuildEvent<'_>| match event {
+                builder::BuildEvent::Line(image, line) => output.child_line_of(image, line),
+                builder::BuildEvent::Ended(image, false) => log::info!("[{image}] build failed"),
+                builder::BuildEvent::Started(_) | builder::BuildEvent::Ended(_, true) => {}
+            };
+            block_on(builder::build_all(&self.build.backend, &builds, env, &events))?
+        } else {
+            // one build at a time: a section per image, open while its build runs
+            let open = std::cell::RefCell::new(None);
+            let events = |event: builder::BuildEvent<'_>| match event {
+                builder::BuildEvent::Started(image) => {
+                    let name: String = image
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                        .collect();
+                    *open.borrow_mut() = Some(output.section(
+                        &format!("dockhand_build_{name}"),
+                        &format!("dockhand: build {image}"),
+                    ));
+                }
+                builder::BuildEvent::Line(_, line) => output.child_line(line),
+                builder::BuildEvent::Ended(..) => drop(open.borrow_mut().take()),
+            };
+            block_on(builder::build_all(&self.build.backend, &builds, env, &events))?
+        };
         Ok(built)
     }
 
@@ -117,6 +146,7 @@ impl Phases {
                     image: spec.image.clone(),
                     builder: self.build.backend.builder(),
                     built,
+                    image_id: None,
                 })
             })
             .collect()

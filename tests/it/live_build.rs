@@ -4,7 +4,7 @@
 //! the `STEP` line echoing the command does not already contain them). The test reads dockhand's stderr while
 //! it runs and looks at `/proc` for the builder's process group during and after the run.
 //! The same projects check that build secrets from the project file and from `--secret` reach
-//! the `RUN` step.
+//! the `RUN` step, and that a SIGTERM stops every build of `--jobs 2` running at once.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -159,20 +159,33 @@ impl Drop for Running {
 
 /// The process group of the running `buildah … bud` whose arguments name `project`'s storage.
 fn builder_group(project: &Project) -> i32 {
+    builder_groups(project, 1)[0]
+}
+
+/// The process groups of the `count` running `buildah … bud` processes of `project`'s storage
+/// (one per build running at the same time).
+fn builder_groups(project: &Project, count: usize) -> Vec<i32> {
     let storage = project.path().join("storage.conf");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         // the storage is named in the environment, not the arguments: check it there
-        let found = processes().into_iter().find(|process| {
-            process.cmdline.starts_with("buildah")
-                && process.cmdline.contains(" bud ")
-                && std::fs::read(format!("/proc/{}/environ", process.pid))
-                    .is_ok_and(|environ| contains(&environ, storage.to_string_lossy().as_bytes()))
-        });
-        if let Some(process) = found {
-            return process.group;
+        let mut found: Vec<i32> = processes()
+            .into_iter()
+            .filter(|process| {
+                process.cmdline.starts_with("buildah")
+                    && process.cmdline.contains(" bud ")
+                    && std::fs::read(format!("/proc/{}/environ", process.pid)).is_ok_and(
+                        |environ| contains(&environ, storage.to_string_lossy().as_bytes()),
+                    )
+            })
+            .map(|process| process.group)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        if found.len() >= count {
+            return found;
         }
-        assert!(Instant::now() < deadline, "no buildah process of this test found");
+        assert!(Instant::now() < deadline, "not {count} buildah processes of this test found");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -368,4 +381,38 @@ fn build_secrets_from_the_project_file_and_flags_reach_the_run_step() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("not keys `id,value`"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_every_build_running_in_parallel() {
+    let project = Project::with_file(
+        "echo par-api-$((6*7)) && sleep 133",
+        "images:\n  - name: api\n    context: api\n  - name: worker\n    context: worker\n",
+    );
+    let worker = project.path().join("worker");
+    std::fs::create_dir(&worker).unwrap();
+    std::fs::write(
+        worker.join("Containerfile"),
+        "FROM localhost/dh/busybox:base\nRUN echo par-worker-$((6*7)) && sleep 137\n",
+    )
+    .unwrap();
+    let mut running = project.start(&["build", "--jobs", "2"]);
+    running.wait_for("[api] par-api-42");
+    running.wait_for("[worker] par-worker-42");
+    let groups = builder_groups(&project, 2);
+    assert_eq!(groups.len(), 2, "each build in a process group of its own: {groups:?}");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(running.child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let (code, stderr, _) = running.finish();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("was cancelled by SIGTERM"), "{stderr}");
+    for group in groups {
+        assert_group_gone(group);
+    }
+    assert!(
+        !processes().iter().any(|process| process.cmdline.contains("sleep 133")
+            || process.cmdline.contains("sleep 137")),
+        "a RUN step survived"
+    );
+    assert_eq!(entries(&project.tmp()), Vec::<String>::new(), "temporary files left behind");
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod build;
 mod ci_env;
 mod cleanup;
+mod dependent_builds;
 mod distribution;
 mod docs;
 mod fuzz;
