@@ -80,7 +80,7 @@ pub struct PlanItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<Arc<str>>,
     /// A sentence naming the rule that decided, starting with `kept:` or `deleted:`.
-    pub reason: String,
+    pub reason: Arc<str>,
 }
 
 /// One deletion: the item and how to delete it without collateral.
@@ -162,10 +162,30 @@ pub fn plan_with_git(
         incomplete: Vec::new(),
         not_found,
     };
+    let mut reasons = Reasons::default();
     for repository in &repositories {
-        repository.emit(&mut plan);
+        repository.emit(&mut plan, &mut reasons);
     }
     plan
+}
+
+/// The plan's reasons, each text once: many items share one (ages are written to the day or
+/// hour), so a plan of 100,000 deletions holds a few hundred strings, not 100,000.
+#[derive(Default)]
+struct Reasons {
+    texts: HashSet<Arc<str>>,
+}
+
+impl Reasons {
+    fn of(&mut self, decision: &Decision) -> Arc<str> {
+        let text = decision.to_string();
+        if let Some(shared) = self.texts.get(text.as_str()) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = text.into();
+        self.texts.insert(Arc::clone(&shared));
+        shared
+    }
 }
 
 /// An age reference point and where it came from.
@@ -997,49 +1017,49 @@ impl<'a> RepositoryPlan<'a> {
         }
     }
 
-    fn tag_item(&self, index: usize) -> PlanItem {
+    fn tag_item(&self, index: usize, reasons: &mut Reasons) -> PlanItem {
         let entry = &self.inventory.tags[index];
         PlanItem {
             repository: Arc::clone(&self.address),
             tag: Some(entry.tag.clone()),
             digest: entry.digest.clone(),
             image: Some(self.image_name(entry)),
-            reason: self.tags[index].to_string(),
+            reason: reasons.of(&self.tags[index]),
         }
     }
 
-    fn untagged_item(&self, index: usize) -> PlanItem {
+    fn untagged_item(&self, index: usize, reasons: &mut Reasons) -> PlanItem {
         PlanItem {
             repository: Arc::clone(&self.address),
             tag: None,
             digest: self.untagged[index].clone(),
             image: None,
-            reason: self.untagged_decisions[index].to_string(),
+            reason: reasons.of(&self.untagged_decisions[index]),
         }
     }
 
-    fn emit(&self, plan: &mut Plan) {
+    fn emit(&self, plan: &mut Plan, reasons: &mut Reasons) {
         if !self.complete {
             plan.incomplete.push(self.inventory.address.clone());
         }
         let listed_untagged = self.policy.delete_untagged;
         for &index in &self.tags_by_name {
             if self.tags[index].keeps() {
-                plan.kept.push(self.tag_item(index));
+                plan.kept.push(self.tag_item(index, reasons));
             }
         }
         for (index, decision) in self.untagged_decisions.iter().enumerate() {
             if decision.keeps() && listed_untagged {
-                plan.kept.push(self.untagged_item(index));
+                plan.kept.push(self.untagged_item(index, reasons));
             }
         }
-        self.push_ordered_deletions(&mut plan.deleted);
+        self.push_ordered_deletions(&mut plan.deleted, reasons);
     }
 
     /// The deletions with their methods, each manifest removed before the manifests it points
     /// to (children, subject), older first otherwise. The deletions that remove one manifest
     /// (every tag of a digest deleted by digest) are kept together.
-    fn push_ordered_deletions(&self, out: &mut Vec<Deletion>) {
+    fn push_ordered_deletions(&self, out: &mut Vec<Deletion>, reasons: &mut Reasons) {
         // a tag may go by digest when nothing staying reaches the digest; every kept tag's
         // digest is a root of `reach`, so this also means no other tag on it stays
         let by_digest = |digest: &Digest| !self.reach.contains_key(digest);
@@ -1120,8 +1140,8 @@ impl<'a> RepositoryPlan<'a> {
             // every group has an entry, so the next group's start ends this one's
             for &(_, _, _, target, method) in &entries[starts[group]..starts[group + 1]] {
                 let item = match target {
-                    Target::Tag(index) => self.tag_item(index),
-                    Target::Untagged(index) => self.untagged_item(index),
+                    Target::Tag(index) => self.tag_item(index, reasons),
+                    Target::Untagged(index) => self.untagged_item(index, reasons),
                 };
                 out.push(Deletion { item, method });
             }

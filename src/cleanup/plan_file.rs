@@ -139,7 +139,7 @@ pub fn restrict(fresh: Plan, saved: &SavedPlan) -> Plan {
         let item_key = key(&deletion.item);
         if !named.contains(&item_key) {
             let file = saved.path.display();
-            deletion.item.reason = format!("kept: not in the applied plan `{file}`");
+            deletion.item.reason = format!("kept: not in the applied plan `{file}`").into();
             plan.kept.push(deletion.item);
             continue;
         }
@@ -177,7 +177,7 @@ mod tests {
             tag: tag.map(|tag| tag.parse().unwrap()),
             digest: digest(n),
             image: tag.map(|_| "app".into()),
-            reason: "deleted: old".to_owned(),
+            reason: "deleted: old".into(),
         }
     }
 
@@ -229,7 +229,7 @@ mod tests {
         let kept: Vec<(String, String)> = restricted
             .kept
             .iter()
-            .map(|item| (item.tag.as_ref().unwrap().to_string(), item.reason.clone()))
+            .map(|item| (item.tag.as_ref().unwrap().to_string(), item.reason.to_string()))
             .collect();
         assert_eq!(
             kept,

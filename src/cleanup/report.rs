@@ -65,15 +65,16 @@ impl Document {
                 Outcome::Deleted => deleted.push(deletion.clone()),
                 Outcome::AlreadyGone => {
                     let mut gone = deletion.clone();
-                    gone.item.reason.push_str(" (already gone)");
+                    gone.item.reason = format!("{} (already gone)", gone.item.reason).into();
                     deleted.push(gone);
                 }
                 Outcome::Moved(now) => {
-                    item.reason = format!("kept: moved to `{now}` since the plan (a newer push)");
+                    item.reason =
+                        format!("kept: moved to `{now}` since the plan (a newer push)").into();
                     kept.push(item);
                 }
                 Outcome::Skipped(skip) => {
-                    item.reason = format!("kept: {}", skip.describe());
+                    item.reason = format!("kept: {}", skip.describe()).into();
                     kept.push(item);
                 }
                 Outcome::Failed(error) => {
@@ -109,7 +110,7 @@ impl Document {
             ));
         };
         for item in self.kept.iter().chain(self.deletions().iter().map(|deletion| &deletion.item)) {
-            add(item, item.reason.clone());
+            add(item, item.reason.to_string());
         }
         for failed in &self.failed {
             add(&failed.item, format!("failed: {}", failed.error));
@@ -192,7 +193,7 @@ mod tests {
             tag: tag.map(|tag| tag.parse().unwrap()),
             digest: Digest::sha256_of(&[n]),
             image: tag.map(|_| "api".into()),
-            reason: reason.to_owned(),
+            reason: reason.into(),
         }
     }
 
@@ -268,12 +269,12 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&document.kept), ["latest", "older", "moved"]);
-        assert_eq!(document.kept[1].reason, "kept: max_duration reached, rerun to continue");
+        assert_eq!(&*document.kept[1].reason, "kept: max_duration reached, rerun to continue");
         assert!(document.kept[2].reason.starts_with("kept: moved to `sha256:"));
         let deleted: Vec<PlanItem> =
             document.deleted.iter().flatten().map(|deletion| deletion.item.clone()).collect();
         assert_eq!(names(&deleted), ["old", "-"]);
-        assert_eq!(deleted[1].reason, "deleted: older than 2h (already gone)");
+        assert_eq!(&*deleted[1].reason, "deleted: older than 2h (already gone)");
         assert_eq!(document.failed.len(), 1);
         assert_eq!(
             document.failed[0].error,
