@@ -123,16 +123,13 @@ impl Release {
         let mut with = Vec::new();
         for (name, value) in dockhand_steps[0]["with"].as_object().expect("with:") {
             let value = value.as_str().expect("a string input");
-            let value = match name.as_str() {
-                // the repo step's output (tested on its own), here the local registry
-                "repo" => {
-                    assert_eq!(value, "${{ steps.repo.outputs.address }}");
-                    format!("{}/acme", registry.host())
-                }
-                _ => {
-                    assert!(!value.contains("${{"), "`{name}` is an expression: {value}");
-                    value.to_owned()
-                }
+            // the repo step's output (tested on its own) becomes the local registry
+            let value = if name == "repo" {
+                assert_eq!(value, "${{ steps.repo.outputs.address }}");
+                format!("{}/acme", registry.host())
+            } else {
+                assert!(!value.contains("${{"), "`{name}` is an expression: {value}");
+                value.to_owned()
             };
             with.push((name.clone(), value));
         }
@@ -217,7 +214,8 @@ impl Release {
             .arg(format!("docker://{}/acme/dockhand:{tag}", self.registry.host()))
             .arg(format!("dir:{}", layout.display())));
         assert!(copied.status.success(), "{}", text(&copied));
-        let blob = |digest: &Value| layout.join(digest.as_str().unwrap().trim_start_matches("sha256:"));
+        let blob =
+            |digest: &Value| layout.join(digest.as_str().unwrap().trim_start_matches("sha256:"));
         let manifest: Value =
             serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
         let config: Value =
@@ -226,8 +224,11 @@ impl Release {
         let rootfs = layout.join("rootfs");
         std::fs::create_dir(&rootfs).unwrap();
         for layer in manifest["layers"].as_array().unwrap() {
-            let unpacked =
-                run(Command::new("tar").arg("-xf").arg(blob(&layer["digest"])).arg("-C").arg(&rootfs));
+            let unpacked = run(Command::new("tar")
+                .arg("-xf")
+                .arg(blob(&layer["digest"]))
+                .arg("-C")
+                .arg(&rootfs));
             assert!(unpacked.status.success(), "{}", text(&unpacked));
         }
         (config, rootfs)
