@@ -12,8 +12,9 @@
 //! files): `DOCKHAND_BINARY_AMD64` and `DOCKHAND_BINARY_ARM64`, else the musl release builds
 //! in the target dir. They exist after `scripts/test-release.sh`, so `scripts/test.sh` runs
 //! this test after it (`--ignored`); it never builds them. The builder image's entry is
-//! checked but not built: its Debian base cannot be pulled here, and its arm64 `RUN` step needs
-//! qemu registered with binfmt_misc, which the release job sets up and this machine lacks.
+//! checked but not built here: it needs a Debian base for both platforms and arm64 emulation,
+//! which `scripts/test-packaging.sh --builder` sets up to build and publish both images with
+//! the same project file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
