@@ -11,14 +11,20 @@
 # Where the root filesystem comes from is chosen with the build argument ROOTFS:
 #   ROOTFS=compile (default)  compiles dockhand from this build context (real CI; needs the
 #                             rust and debian base images)
-#   ROOTFS=staged             takes a prebuilt static binary, CA bundle and passwd files that
+#   ROOTFS=staged             takes prebuilt static binaries, CA bundle and passwd files that
 #                             scripts/image.sh staged into the build context; needs no base
 #                             image at all, so `release` builds on machines that cannot pull
+# Either way the `rootfs` stage holds /rootfs and /home (the files every platform shares) and
+# /binaries/ARCH/dockhand; the image for a platform takes the binary of its TARGETARCH (amd64,
+# arm64), so one `--platform linux/amd64,linux/arm64` build of a staged context holding both
+# binaries (`scripts/image.sh context DIR`) gives the two-platform index.
 #
 #   docker build -t dockhand .                                        # compile + release
 #   docker build --target builder -t dockhand:builder .               # compile + builder
 #   docker buildx build --platform linux/amd64,linux/arm64 -t dockhand .  # both platforms, one index
 #   scripts/image.sh index localhost/dockhand:dev                     # the same from prebuilt binaries
+#   dockhand run --config .github/dockhand.yaml                       # both images, both platforms
+#                                                                     # (the release, docs/releasing.md)
 #   scripts/image.sh                                                  # prebuilt binary + release
 
 ARG ROOTFS=compile
@@ -56,13 +62,15 @@ RUN case "$TARGETARCH" in \
 FROM scratch AS staged
 COPY rootfs/ /rootfs/
 COPY home/ /home/
+COPY binaries/ /binaries/
 
 # --- rootfs: the stage ROOTFS names -----------------------------------------------------
 FROM ${ROOTFS} AS rootfs
 
 # --- builder: dockhand plus buildah, for builds inside the job's container -----------------
 # Its RUN step executes on the target platform: an arm64 builder image needs emulation
-# (qemu-user binfmt) on an x86_64 build machine. The project builds and tests it for amd64 only.
+# (qemu-user registered with binfmt_misc) on an x86_64 build machine, which the release
+# workflow sets up (docs/releasing.md). The minimal image needs none.
 FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim AS builder
 # Debian's stable buildah, as tested here; pinning versions would break on each point release.
 # `FROM debian:12` resolves on Docker Hub, as with docker (registries.conf.d/dockhand.conf).
@@ -79,7 +87,8 @@ RUN apt-get update \
  && printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' > /etc/containers/storage.conf \
  && printf 'unqualified-search-registries = ["docker.io"]\n' > /etc/containers/registries.conf.d/dockhand.conf \
  && chown -R dockhand:dockhand /home/dockhand/.config
-COPY --from=rootfs /rootfs/usr/local/bin/dockhand /usr/local/bin/dockhand
+ARG TARGETARCH
+COPY --from=rootfs /binaries/${TARGETARCH}/dockhand /usr/local/bin/dockhand
 # chroot isolation needs no runtime daemon and no extra privileges beyond user namespaces;
 # where those are blocked (Docker's default seccomp profile), run the container as root
 ENV BUILDAH_ISOLATION=chroot \
@@ -100,7 +109,9 @@ CMD ["dockhand", "--help"]
 
 # --- release: the minimal image (default target) -------------------------------------------
 FROM scratch AS release
+ARG TARGETARCH
 COPY --from=rootfs /rootfs/ /
+COPY --from=rootfs /binaries/${TARGETARCH}/dockhand /usr/local/bin/dockhand
 COPY --from=rootfs --chown=65532:65532 /home/dockhand/ /home/dockhand/
 ENV PATH=/usr/local/bin \
     HOME=/home/dockhand \

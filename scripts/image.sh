@@ -2,7 +2,11 @@
 # Builds and checks dockhand's minimal image from a prebuilt static binary, with buildah and no
 # base image (nothing is pulled): the Dockerfile's `release` target with ROOTFS=staged.
 #
-#   scripts/image.sh stage DIR           write DIR/rootfs and DIR/home: the files the image holds
+#   scripts/image.sh stage DIR           write DIR/rootfs, DIR/home and DIR/binaries/ARCH/dockhand:
+#                                        the files the image for $DOCKHAND_ARCH holds
+#   scripts/image.sh context DIR         the same for both platforms: DIR/binaries/amd64/dockhand
+#                                        and DIR/binaries/arm64/dockhand (the build context of
+#                                        .github/dockhand.yaml, which the release builds)
 #   scripts/image.sh build [TAG]         stage into a temp dir, `buildah bud` it, print the image id
 #   scripts/image.sh check TAG           size ≤ 10 MB, non-root user, `dockhand --help` runs inside
 #   scripts/image.sh index TAG           the minimal image for linux/amd64 and linux/arm64 as one
@@ -11,10 +15,11 @@
 # $DOCKHAND_ARCH (amd64, the default, or arm64) is the platform `stage` and `build` make. Their
 # binary is $DOCKHAND_BINARY, else the musl release build for that platform under
 # $CARGO_TARGET_DIR (default target/): x86_64- or aarch64-unknown-linux-musl; with --build it is
-# built first when missing (`nice cargo build --release --target TRIPLE`). `index` takes each
-# platform's binary from $DOCKHAND_BINARY_AMD64 and $DOCKHAND_BINARY_ARM64, else those builds.
-# Every platform is assembled from files on a scratch base: nothing runs inside the image, so
-# arm64 needs no emulation. The CA bundle is $DOCKHAND_CA_BUNDLE, else the host's
+# built first when missing (`nice cargo build --release --target TRIPLE`). `context` and `index`
+# take each platform's binary from $DOCKHAND_BINARY_AMD64 and $DOCKHAND_BINARY_ARM64, else those
+# builds. Every platform is assembled from files on a scratch base: nothing runs inside the
+# image, so arm64 needs no emulation; the Dockerfile picks the binary of the platform it builds
+# (TARGETARCH). The CA bundle is $DOCKHAND_CA_BUNDLE, else the host's
 # /etc/ssl/certs/ca-certificates.crt. buildah's storage is the system's unless
 # $DOCKHAND_BUILDAH_ROOT is set, then $DOCKHAND_BUILDAH_ROOT/{root,run} with the vfs driver
 # (what the tests use, so they never touch the system store).
@@ -22,10 +27,21 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 arch=${DOCKHAND_ARCH:-amd64}
-# the Rust target and what `file` says of its executables
+# the Rust target and what `file` says of its executables, per platform
+triple_of() {
+  case "$1" in
+    amd64) echo x86_64-unknown-linux-musl ;;
+    arm64) echo aarch64-unknown-linux-musl ;;
+  esac
+}
+machine_of() {
+  case "$1" in
+    amd64) echo x86-64 ;;
+    arm64) echo "ARM aarch64" ;;
+  esac
+}
 case "$arch" in
-  amd64) target_triple=x86_64-unknown-linux-musl machine=x86-64 ;;
-  arm64) target_triple=aarch64-unknown-linux-musl machine="ARM aarch64" ;;
+  amd64 | arm64) target_triple=$(triple_of "$arch") ;;
   *) echo "image.sh: \`DOCKHAND_ARCH\` must be amd64 or arm64, not \`$arch\`" >&2; exit 1 ;;
 esac
 readonly max_bytes=$((10 * 1000 * 1000))
@@ -52,36 +68,57 @@ buildah_cmd() {
   fi
 }
 
+# binary_path ARCH [GIVEN]: GIVEN, else the musl release build for ARCH in the target dir
 binary_path() {
-  if [ -n "${DOCKHAND_BINARY:-}" ]; then
-    echo "$DOCKHAND_BINARY"
+  if [ -n "${2:-}" ]; then
+    echo "$2"
   else
-    echo "${CARGO_TARGET_DIR:-$repo/target}/$target_triple/release/dockhand"
+    echo "${CARGO_TARGET_DIR:-$repo/target}/$(triple_of "$1")/release/dockhand"
   fi
 }
 
 # A static executable has no program interpreter (PT_INTERP): it runs FROM scratch. It must be
-# one for the platform being built.
+# one for the platform ARCH being built.
 assert_static() {
-  local binary=$1 description
+  local binary=$1 platform=$2 description triple
+  triple=$(triple_of "$platform")
   description=$(file -b "$binary")
   case "$description" in
-    *ELF*"dynamically linked"*) die "\`$binary\` is dynamically linked: build it with --target $target_triple" ;;
-    *ELF*", $machine,"*) ;;
-    *ELF*) die "\`$binary\` is not an $arch executable ($description): build it with --target $target_triple" ;;
+    *ELF*"dynamically linked"*) die "\`$binary\` is dynamically linked: build it with --target $triple" ;;
+    *ELF*", $(machine_of "$platform"),"*) ;;
+    *ELF*) die "\`$binary\` is not an $platform executable ($description): build it with --target $triple" ;;
     *) die "\`$binary\` is not an ELF executable ($description)" ;;
   esac
 }
 
-# stage DIR: the image's files, laid out as the Dockerfile's `staged` stage copies them.
+# stage_binary DIR ARCH BINARY: the static binary for ARCH, where the Dockerfile takes it from
+# for the platform it builds (binaries/TARGETARCH/dockhand).
+stage_binary() {
+  local dir=$1 platform=$2 binary=$3
+  [ -x "$binary" ] || die "no dockhand binary for $platform at \`$binary\` (build it, or run \`$0 build --build\`)"
+  assert_static "$binary" "$platform"
+  install -D -m 0755 "$binary" "$dir/binaries/$platform/dockhand"
+}
+
+# stage DIR: the image's files for $DOCKHAND_ARCH, laid out as the Dockerfile's `staged` stage
+# copies them.
 stage() {
-  local dir=$1 binary ca
-  binary=$(binary_path)
+  stage_binary "$1" "$arch" "$(binary_path "$arch" "${DOCKHAND_BINARY:-}")"
+  stage_shared "$1"
+}
+
+# context DIR: the build context of both platforms' images (the release's).
+context() {
+  stage_binary "$1" amd64 "$(binary_path amd64 "${DOCKHAND_BINARY_AMD64:-}")"
+  stage_binary "$1" arm64 "$(binary_path arm64 "${DOCKHAND_BINARY_ARM64:-}")"
+  stage_shared "$1"
+}
+
+# stage_shared DIR: the files every platform's image holds besides the binary.
+stage_shared() {
+  local dir=$1 ca
   ca=${DOCKHAND_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
-  [ -x "$binary" ] || die "no dockhand binary at \`$binary\` (build it, or run \`$0 build --build\`)"
   [ -s "$ca" ] || die "no CA bundle at \`$ca\` (install ca-certificates, or set DOCKHAND_CA_BUNDLE)"
-  assert_static "$binary"
-  install -D -m 0755 "$binary" "$dir/rootfs/usr/local/bin/dockhand"
   install -D -m 0644 "$ca" "$dir/rootfs/etc/ssl/certs/ca-certificates.crt"
   printf 'root:x:0:0:root:/root:/sbin/nologin\ndockhand:x:%s:%s:dockhand:/home/dockhand:/sbin/nologin\n' \
     "$user_id" "$user_id" > "$dir/rootfs/etc/passwd"
@@ -96,7 +133,7 @@ stage() {
 build() {
   local tag=${1:-localhost/dockhand:dev} context version revision
   shift || true
-  if [ "${build_first:-false}" = true ] && [ ! -x "$(binary_path)" ]; then
+  if [ "${build_first:-false}" = true ] && [ ! -x "$(binary_path "$arch" "${DOCKHAND_BINARY:-}")" ]; then
     echo "image.sh: building the static binary" >&2
     (cd "$repo" && nice -n 10 cargo build --release --target "$target_triple")
   fi
@@ -117,15 +154,23 @@ build() {
 }
 
 # index TAG: a manifest list TAG holding the minimal image for each platform, built from that
-# platform's binary; every image is also tagged TAG-ARCH
+# platform's binary in one build of the two-platform context
 index() {
-  local tag=${1:?usage: image.sh index TAG} platform binary
+  local tag=${1:?usage: image.sh index TAG} dir version revision
+  dir=$(mktemp -d)
+  temp_dirs+=("$dir")
+  context "$dir"
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)
+  revision=$(git -C "$repo" rev-parse HEAD 2>/dev/null || true)
   buildah_cmd manifest rm "$tag" >/dev/null 2>&1 || true
-  buildah_cmd manifest create "$tag" >/dev/null
-  for platform in amd64 arm64; do
-    if [ "$platform" = amd64 ]; then binary=${DOCKHAND_BINARY_AMD64:-}; else binary=${DOCKHAND_BINARY_ARM64:-}; fi
-    DOCKHAND_ARCH=$platform DOCKHAND_BINARY=$binary "$0" build "$tag-$platform" --manifest "$tag" >/dev/null
-  done
+  buildah_cmd bud --quiet --isolation chroot --layers=false \
+    --file "$repo/Dockerfile" --target release \
+    --build-arg ROOTFS=staged \
+    --build-arg "DOCKHAND_VERSION=$version" \
+    --build-arg "DOCKHAND_REVISION=$revision" \
+    --build-arg "DOCKHAND_SOURCE=${DOCKHAND_SOURCE:-}" \
+    --platform linux/amd64,linux/arm64 \
+    --manifest "$tag" "$dir" >/dev/null
   buildah_cmd manifest inspect "$tag"
 }
 
@@ -160,8 +205,9 @@ done
 set -- "${args[@]}"
 case "${1:-}" in
   stage) [ -n "${2:-}" ] || die "usage: image.sh stage DIR"; stage "$2" ;;
+  context) [ -n "${2:-}" ] || die "usage: image.sh context DIR"; context "$2" ;;
   build) shift; build "$@" ;;
   index) index "${2:-}" ;;
   check) check "${2:-}" ;;
-  *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

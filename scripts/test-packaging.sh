@@ -17,6 +17,11 @@
 # also builds the `builder` target on a stand-in for debian:bookworm-slim made with debootstrap
 # from Debian's package mirror (slow, needs that mirror and `apt-get install debootstrap`) and
 # checks what it holds; building images inside it needs a real container runtime, not tested.
+# Then it builds both images for both platforms as the release does (dockhand build and publish
+# with .github/dockhand.yaml on the tag build v1.2.3, arm64 Debian stand-in debootstrapped too),
+# running arm64 programs under qemu-aarch64-static registered in a binfmt_misc instance of a
+# private user namespace (needs root and Linux 6.7 or later; the machine's own binfmt_misc is
+# never touched), and reads every image's platforms back from the registry with skopeo.
 set -euo pipefail
 with_builder=false
 [ "${1:-}" != --builder ] || with_builder=true
@@ -218,6 +223,125 @@ if [ "$with_builder" = true ]; then
     test "$(sed -n 2p <<<"$facts")" = "$("$DOCKHAND_BINARY" --version)" -a -n "$(sed -n '3s/^buildah version //p' <<<"$facts")"
   check "buildah is set for chroot isolation, vfs, and subordinate ids" \
     test "$(sed -n '4,5p' <<<"$facts" | tr '\n' ' ')" = "chroot vfs dockhand:100000:65536 "
+
+  # --- both images for both platforms, as the release builds them: dockhand with
+  # .github/dockhand.yaml, pushed to the registry, each platform read back with skopeo --------
+  # The builder's arm64 RUN step needs arm64 programs to run: inside a user and mount namespace
+  # of its own (ids 0-65535 mapped to themselves) with a binfmt_misc instance of its own (Linux
+  # 6.7 and later) where qemu-aarch64-static is registered; the machine's registrations are
+  # not touched. The arm64 Debian stand-in is debootstrapped the same way (--foreign, then the
+  # second stage under qemu).
+  echo "test-packaging: debootstrap an arm64 stand-in for debian:bookworm-slim" >&2
+  nice debootstrap --variant=minbase --arch=arm64 --foreign bookworm "$work/debian-arm64" \
+    http://deb.debian.org/debian > "$work/debootstrap-arm64.log"
+  # the qemu-aarch64 entry of Debian's qemu-user-static, with flag F (the interpreter is opened
+  # now, so it also runs inside chroots)
+  # shellcheck disable=SC2016 # the register syntax's own escapes
+  qemu_entry=':qemu-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F'
+  # emulated COMMAND...: runs COMMAND in such a namespace
+  emulated() {
+    local sync child pid
+    sync=$(mktemp -d "$work/userns.XXXXXX")
+    # shellcheck disable=SC2016 # expanded by the namespace's shell
+    unshare --user --mount --fork bash -c '
+      echo $$ > "$0/pid"
+      while [ ! -e "$0/mapped" ]; do sleep 0.1; done
+      mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+      printf "%s\n" "$1" > /proc/sys/fs/binfmt_misc/register
+      shift
+      exec "$@"' "$sync" "$qemu_entry" "$@" &
+    child=$!
+    while [ ! -s "$sync/pid" ] && kill -0 "$child" 2>/dev/null; do sleep 0.1; done
+    pid=$(cat "$sync/pid" 2>/dev/null || true)
+    if [ -n "$pid" ]; then
+      echo "0 0 65536" > "/proc/$pid/uid_map"
+      echo "0 0 65536" > "/proc/$pid/gid_map"
+      touch "$sync/mapped"
+    fi
+    wait "$child"
+  }
+  emulated env container=lxc chroot "$work/debian-arm64" /debootstrap/debootstrap --second-stage \
+    > "$work/debootstrap-arm64-second.log" 2>&1 || { tail "$work/debootstrap-arm64-second.log" >&2; exit 1; }
+  multi=$work/multi
+  mkdir -p "$multi/.github"
+  printf '[storage]\ndriver = "vfs"\ngraphroot = "%s/storage/root"\nrunroot = "%s/storage/run"\n' \
+    "$multi" "$multi" > "$multi/storage.conf"
+  cp Dockerfile "$multi/"
+  cp .github/dockhand.yaml "$multi/.github/"
+  scripts/image.sh context "$multi/dist/image"
+  release_repo=127.0.0.1:$port/release
+  # the Debian stand-ins as one local index docker.io/library/debian:bookworm-slim, then the
+  # tag build of v1.2.3 as the release job runs it (dockhand build, then publish), then what
+  # each platform's builder image runs
+  # shellcheck disable=SC2016 # expanded by the namespace's shell
+  emulated env -i PATH="$PATH" HOME="$multi" CONTAINERS_STORAGE_CONF="$multi/storage.conf" \
+    BUILDAH_ISOLATION=chroot STORAGE_DRIVER=vfs MULTI="$multi" WORK="$work" DOCKHAND="$DOCKHAND_BINARY" \
+    GITHUB_ACTIONS=true GITHUB_REPOSITORY=acme/dockhand GITHUB_REF=refs/tags/v1.2.3 \
+    GITHUB_REF_NAME=v1.2.3 GITHUB_REF_TYPE=tag GITHUB_SHA="$(git rev-parse HEAD)" \
+    DOCKHAND_REPO="$release_repo" DOCKHAND_INSECURE_REGISTRIES="127.0.0.1:$port" bash -euo pipefail -c '
+      ids=()
+      for arch in amd64 arm64; do
+        if [ "$arch" = amd64 ]; then tree=$WORK/debian; else tree=$WORK/debian-arm64; fi
+        container=$(buildah from --arch "$arch" --os linux scratch)
+        buildah copy "$container" "$tree" / > /dev/null
+        buildah config --arch "$arch" --os linux \
+          --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$container"
+        ids+=("$(buildah commit --quiet "$container" "localhost/stand-in/debian:$arch")")
+        buildah rm "$container" > /dev/null
+      done
+      buildah manifest create docker.io/library/debian:bookworm-slim > /dev/null
+      for id in "${ids[@]}"; do
+        buildah manifest add docker.io/library/debian:bookworm-slim "containers-storage:$id" > /dev/null
+      done
+      cd "$MULTI"
+      "$DOCKHAND" build --config .github/dockhand.yaml > "$MULTI/built" 2> "$MULTI/build.log" \
+        || { tail -30 "$MULTI/build.log" >&2; exit 1; }
+      "$DOCKHAND" publish --config .github/dockhand.yaml --output json > "$MULTI/publish.json" \
+        2> "$MULTI/publish.log" || { cat "$MULTI/publish.log" >&2; exit 1; }
+      # `build` prints each image and its local name
+      list=$(awk -F "\t" "\$1 == \"dockhand-builder\" { print \$2 }" "$MULTI/built")
+      for arch in amd64 arm64; do
+        container=$(buildah from --quiet --arch "$arch" --os linux "$list")
+        buildah run --isolation chroot "$container" -- sh -c "uname -m; dockhand --version; buildah --version" \
+          < /dev/null > "$MULTI/runs-$arch" 2> /dev/null
+        buildah rm "$container" > /dev/null
+      done
+    ' || echo "test-packaging: the two-platform release build failed" >&2
+  check "dockhand pushed both images under the release tags" \
+    test "$(jq -c "[.pushed[].reference] | sort" "$multi/publish.json" 2>/dev/null)" \
+    = "$(jq -nc --arg r "$release_repo" '[("dockhand", "dockhand-builder") as $i | ("1", "1.2", "1.2.3", "latest") | "\($r)/\($i):\(.)"] | sort')"
+  for image in dockhand dockhand-builder; do
+    raw=$(skopeo inspect --raw --tls-verify=false "docker://$release_repo/$image:1.2.3" 2>/dev/null || true)
+    check "$image: the release tag names an index of linux/amd64 and linux/arm64" \
+      test "$(jq -c '[.manifests[].platform | .os + "/" + .architecture] | sort' <<<"$raw" 2>/dev/null)" = '["linux/amd64","linux/arm64"]'
+    for platform in amd64 arm64; do
+      if [ "$platform" = amd64 ]; then
+        built=$DOCKHAND_BINARY machine=x86-64 runner=()
+      else
+        built=$DOCKHAND_BINARY_ARM64 machine="ARM aarch64" runner=(qemu-aarch64-static)
+      fi
+      pulled=$multi/pulled-$image-$platform
+      skopeo --override-os linux --override-arch "$platform" copy --quiet --src-tls-verify=false \
+        "docker://$release_repo/$image:1.2.3" "dir:$pulled" || true
+      rootfs=$pulled/rootfs
+      mkdir -p "$rootfs"
+      for layer in $(jq -r '.layers[].digest | sub("^sha256:"; "")' "$pulled/manifest.json" 2>/dev/null); do
+        tar -xf "$pulled/$layer" -C "$rootfs" 2>/dev/null || true
+      done
+      check "$image $platform: the binary is the one built for it" \
+        test "$(sha256sum < "$rootfs/usr/local/bin/dockhand" 2>/dev/null)" = "$(sha256sum < "$built")"
+      check "$image $platform: it runs" \
+        grep -q '^Usage: dockhand' <<<"$("${runner[@]}" "$rootfs/usr/local/bin/dockhand" --help 2>/dev/null)"
+      if [ "$image" = dockhand-builder ]; then
+        check "$image $platform: its buildah is a $machine executable" \
+          grep -q "^ELF 64-bit LSB .*, $machine," <<<"$(file -b "$rootfs/usr/bin/buildah" 2>/dev/null)"
+        check "$image $platform: dockhand and buildah run in it, on $platform" \
+          test "$(sed -n 1p "$multi/runs-$platform" 2>/dev/null) $(sed -n 2p "$multi/runs-$platform" 2>/dev/null)" \
+          = "$([ "$platform" = amd64 ] && echo x86_64 || echo aarch64) $("$DOCKHAND_BINARY" --version)" \
+          -a -n "$(sed -n '3s/^buildah version //p' "$multi/runs-$platform" 2>/dev/null)"
+      fi
+    done
+  done
 fi
 
 echo "$passed passed, $failed failed"

@@ -14,6 +14,7 @@
 //! The image is built and checked by `scripts/test-packaging.sh`: it needs the release build.
 
 mod actions_runner;
+mod release_workflow;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
